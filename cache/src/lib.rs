@@ -1,1 +1,24 @@
-pub fn x(){}
+//! `cistern-cache`: the chunk cache behind Cistern's direct-read path. It knows nothing of S3,
+//! Blob or HTTP.
+//!
+//! - [`range`]: byte-range requests resolved against an object's size, and their mapping onto
+//!   fixed-size chunks.
+//! - [`ChunkKey`] / [`Chunk`]: a chunk is identified by `(origin, bucket, key, etag, index)`, so
+//!   two versions of an object never share bytes; each chunk carries a CRC32C checked when it is
+//!   read back from disk.
+//! - [`ChunkStore`]: a foyer hybrid cache (RAM + SSD) with per-chunk single-flight fill, which
+//!   reports the tier each read was served from.
+//! - [`MetaCache`] / [`ObjectMeta`] / [`Consistency`]: object metadata and the per-bucket
+//!   freshness policy.
+//! - [`SingleFlight`]: coalesces concurrent identical work into one task.
+
+mod flight;
+mod key;
+mod meta;
+pub mod range;
+mod store;
+
+pub use flight::SingleFlight;
+pub use key::{Chunk, ChunkKey};
+pub use meta::{Consistency, Lookup, MetaCache, MetaKey, ObjectMeta};
+pub use store::{ChunkStore, Served, StoreConfig, Tier};
