@@ -184,19 +184,46 @@ mod tests {
     #[test]
     fn grants_follow_scope_and_permissions() {
         let p = policy();
-        assert_eq!(p.authorize(Some("reader"), "data", Permission::Read, false), Decision::Allow);
-        assert_eq!(p.authorize(Some("reader"), "data", Permission::List, false), Decision::Deny);
-        assert_eq!(p.authorize(Some("reader"), "other", Permission::Read, false), Decision::Deny);
-        assert_eq!(p.authorize(Some("admin"), "other", Permission::Delete, false), Decision::Allow);
-        assert_eq!(p.authorize(Some("nobody"), "data", Permission::Read, true), Decision::Deny);
+        assert_eq!(
+            p.authorize(Some("reader"), "data", Permission::Read, false),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.authorize(Some("reader"), "data", Permission::List, false),
+            Decision::Deny
+        );
+        assert_eq!(
+            p.authorize(Some("reader"), "other", Permission::Read, false),
+            Decision::Deny
+        );
+        assert_eq!(
+            p.authorize(Some("admin"), "other", Permission::Delete, false),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.authorize(Some("nobody"), "data", Permission::Read, true),
+            Decision::Deny
+        );
     }
 
     #[test]
     fn anonymous_only_reads_public_buckets() {
         let p = policy();
-        assert_eq!(p.authorize(None, "data", Permission::Read, true), Decision::Allow);
-        assert_eq!(p.authorize(None, "data", Permission::List, true), Decision::Allow);
-        assert_eq!(p.authorize(None, "data", Permission::Write, true), Decision::AnonymousDenied);
-        assert_eq!(p.authorize(None, "data", Permission::Read, false), Decision::AnonymousDenied);
+        assert_eq!(
+            p.authorize(None, "data", Permission::Read, true),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.authorize(None, "data", Permission::List, true),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.authorize(None, "data", Permission::Write, true),
+            Decision::AnonymousDenied
+        );
+        assert_eq!(
+            p.authorize(None, "data", Permission::Read, false),
+            Decision::AnonymousDenied
+        );
     }
 }

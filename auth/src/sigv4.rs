@@ -100,7 +100,10 @@ pub fn sign(req: &Request<'_>, creds: &Credentials) -> Signature {
         .map(|(k, v)| (k.to_ascii_lowercase(), normalize_value(v)))
         .collect();
     headers.push(("host".into(), req.host.to_string()));
-    headers.push(("x-amz-content-sha256".into(), req.payload_sha256.to_string()));
+    headers.push((
+        "x-amz-content-sha256".into(),
+        req.payload_sha256.to_string(),
+    ));
     headers.push(("x-amz-date".into(), amz_date.clone()));
     headers.sort();
 
@@ -224,16 +227,19 @@ mod tests {
                 method: "GET",
                 host: "examplebucket.s3.amazonaws.com",
                 encoded_path: "/",
-                query: &[("max-keys".into(), "2".into()), ("prefix".into(), "J".into())],
+                query: &[
+                    ("max-keys".into(), "2".into()),
+                    ("prefix".into(), "J".into()),
+                ],
                 headers: &[],
                 payload_sha256: EMPTY_SHA256,
                 time: t,
             },
             &example_creds(),
         );
-        assert!(sig
-            .authorization
-            .ends_with("Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"));
+        assert!(sig.authorization.ends_with(
+            "Signature=34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
+        ));
     }
 
     #[test]

@@ -71,7 +71,10 @@ fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
 fn read_str(r: &mut impl Read) -> std::io::Result<Arc<str>> {
     let len = read_u32(r)? as usize;
     if len > 64 * 1024 {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "key field too long"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "key field too long",
+        ));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)?;

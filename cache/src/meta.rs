@@ -1,9 +1,13 @@
 //! Object metadata and its in-memory cache, governed by a per-bucket consistency policy.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use foyer::{Cache, CacheBuilder};
+
+use crate::key::ChunkKey;
+use crate::store::ChunkStore;
 
 /// What Cistern knows about one version of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,55 +76,198 @@ pub enum Lookup {
 #[derive(Debug, Clone)]
 struct Entry {
     meta: Arc<ObjectMeta>,
-    validated_at: Instant,
+    validated_at: SystemTime,
 }
 
-/// A bounded in-memory metadata cache.
+/// A bounded in-memory metadata cache, optionally persisted beside the chunks so that after a
+/// restart SSD-resident chunks can be found again (their keys carry the ETag).
 pub struct MetaCache {
     entries: Cache<MetaKey, Entry>,
+    store: Option<ChunkStore>,
 }
 
 impl MetaCache {
-    /// A cache holding at most `capacity` objects' metadata.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache holding at most `capacity` objects' metadata in RAM; with a `store`, every
+    /// insert is also recorded there.
+    pub fn new(capacity: usize, store: Option<ChunkStore>) -> Self {
         Self {
             entries: CacheBuilder::new(capacity.max(16)).build(),
+            store,
         }
     }
 
-    /// Looks `key` up under `policy`.
-    pub fn lookup(&self, key: &MetaKey, policy: Consistency) -> Lookup {
-        let Some(entry) = self.entries.get(key) else {
+    /// Looks `key` up under `policy`: RAM first, then the persisted record.
+    pub async fn lookup(&self, key: &MetaKey, policy: Consistency) -> Lookup {
+        if let Some(entry) = self.entries.get(key) {
+            return classify(entry.value(), policy);
+        }
+        let Some(store) = &self.store else {
             return Lookup::Missing;
         };
-        let e = entry.value();
-        let fresh = match policy {
-            Consistency::Immutable => true,
-            Consistency::Strict => false,
-            Consistency::Ttl(ttl) => e.validated_at.elapsed() < ttl,
+        let Some(record) = store.get_record(&record_key(key)).await else {
+            return Lookup::Missing;
         };
-        if fresh {
-            Lookup::Fresh(Arc::clone(&e.meta))
-        } else {
-            Lookup::Stale(Arc::clone(&e.meta))
+        match decode(record) {
+            Some(entry) => {
+                let out = classify(&entry, policy);
+                self.entries.insert(key.clone(), entry);
+                out
+            }
+            None => Lookup::Missing,
         }
     }
 
     /// Records metadata just validated against the origin.
     pub fn insert(&self, key: MetaKey, meta: Arc<ObjectMeta>) {
-        self.entries.insert(
-            key,
-            Entry {
-                meta,
-                validated_at: Instant::now(),
-            },
-        );
+        let entry = Entry {
+            meta,
+            validated_at: SystemTime::now(),
+        };
+        if let Some(store) = &self.store {
+            store.insert(record_key(&key), encode(&entry));
+        }
+        self.entries.insert(key, entry);
     }
 
     /// Forgets an object (after a write, or when the origin says it is gone).
     pub fn invalidate(&self, key: &MetaKey) {
         self.entries.remove(key);
+        if let Some(store) = &self.store {
+            store.remove(&record_key(key));
+        }
     }
+}
+
+fn classify(e: &Entry, policy: Consistency) -> Lookup {
+    let fresh = match policy {
+        Consistency::Immutable => true,
+        Consistency::Strict => false,
+        Consistency::Ttl(ttl) => e.validated_at.elapsed().is_ok_and(|age| age < ttl),
+    };
+    if fresh {
+        Lookup::Fresh(Arc::clone(&e.meta))
+    } else {
+        Lookup::Stale(Arc::clone(&e.meta))
+    }
+}
+
+/// Metadata records live in the chunk store under an index no chunk can have and an ETag no
+/// origin sends.
+fn record_key(k: &MetaKey) -> ChunkKey {
+    ChunkKey {
+        origin: Arc::clone(&k.origin),
+        bucket: Arc::clone(&k.bucket),
+        key: Arc::clone(&k.key),
+        etag: Arc::from("\0meta"),
+        index: u64::MAX,
+    }
+}
+
+const RECORD_VERSION: u8 = 1;
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_u32_le(s.len() as u32);
+    b.put_slice(s.as_bytes());
+}
+
+fn put_opt(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            b.put_u8(1);
+            put_str(b, s);
+        }
+        None => b.put_u8(0),
+    }
+}
+
+fn encode(e: &Entry) -> Bytes {
+    let m = &e.meta;
+    let mut b = BytesMut::with_capacity(256);
+    b.put_u8(RECORD_VERSION);
+    b.put_u64_le(
+        e.validated_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    b.put_u64_le(m.size);
+    put_str(&mut b, &m.etag);
+    b.put_u64_le(
+        m.last_modified
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    put_opt(&mut b, m.content_type.as_deref());
+    put_opt(&mut b, m.content_encoding.as_deref());
+    put_opt(&mut b, m.cache_control.as_deref());
+    put_opt(&mut b, m.content_disposition.as_deref());
+    put_opt(&mut b, m.content_language.as_deref());
+    b.put_u32_le(m.user_metadata.len() as u32);
+    for (k, v) in &m.user_metadata {
+        put_str(&mut b, k);
+        put_str(&mut b, v);
+    }
+    b.freeze()
+}
+
+fn get_str(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = b.get_u32_le() as usize;
+    if b.remaining() < n {
+        return None;
+    }
+    String::from_utf8(b.split_to(n).to_vec()).ok()
+}
+
+fn get_opt(b: &mut Bytes) -> Option<Option<String>> {
+    if !b.has_remaining() {
+        return None;
+    }
+    match b.get_u8() {
+        0 => Some(None),
+        _ => get_str(b).map(Some),
+    }
+}
+
+fn decode(mut b: Bytes) -> Option<Entry> {
+    if b.remaining() < 17 || b.get_u8() != RECORD_VERSION {
+        return None;
+    }
+    let validated_at = UNIX_EPOCH + Duration::from_millis(b.get_u64_le());
+    let size = b.get_u64_le();
+    let etag = get_str(&mut b)?;
+    if b.remaining() < 8 {
+        return None;
+    }
+    let last_modified = UNIX_EPOCH + Duration::from_millis(b.get_u64_le());
+    let content_type = get_opt(&mut b)?;
+    let content_encoding = get_opt(&mut b)?;
+    let cache_control = get_opt(&mut b)?;
+    let content_disposition = get_opt(&mut b)?;
+    let content_language = get_opt(&mut b)?;
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = b.get_u32_le() as usize;
+    let mut user_metadata = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        user_metadata.push((get_str(&mut b)?, get_str(&mut b)?));
+    }
+    Some(Entry {
+        meta: Arc::new(ObjectMeta {
+            size,
+            etag,
+            last_modified,
+            content_type,
+            content_encoding,
+            cache_control,
+            content_disposition,
+            content_language,
+            user_metadata,
+        }),
+        validated_at,
+    })
 }
 
 #[cfg(test)]
@@ -149,19 +296,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn policies_decide_freshness() {
-        let c = MetaCache::new(100);
-        assert!(matches!(c.lookup(&key(), Consistency::Immutable), Lookup::Missing));
-        c.insert(key(), meta("a"));
-        assert!(matches!(c.lookup(&key(), Consistency::Immutable), Lookup::Fresh(_)));
-        assert!(matches!(c.lookup(&key(), Consistency::Strict), Lookup::Stale(_)));
+    #[tokio::test]
+    async fn policies_decide_freshness() {
+        let c = MetaCache::new(100, None);
         assert!(matches!(
-            c.lookup(&key(), Consistency::Ttl(Duration::from_secs(60))),
+            c.lookup(&key(), Consistency::Immutable).await,
+            Lookup::Missing
+        ));
+        c.insert(key(), meta("a"));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Immutable).await,
             Lookup::Fresh(_)
         ));
-        assert!(matches!(c.lookup(&key(), Consistency::Ttl(Duration::ZERO)), Lookup::Stale(_)));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Strict).await,
+            Lookup::Stale(_)
+        ));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Ttl(Duration::from_secs(60)))
+                .await,
+            Lookup::Fresh(_)
+        ));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Ttl(Duration::ZERO)).await,
+            Lookup::Stale(_)
+        ));
         c.invalidate(&key());
-        assert!(matches!(c.lookup(&key(), Consistency::Immutable), Lookup::Missing));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Immutable).await,
+            Lookup::Missing
+        ));
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let mut m = (*meta("x")).clone();
+        m.content_type = Some("text/plain".into());
+        m.user_metadata = vec![("a-b".into(), "ü".into())];
+        m.last_modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let e = Entry {
+            meta: Arc::new(m.clone()),
+            validated_at: SystemTime::now(),
+        };
+        let back = decode(encode(&e)).expect("decode");
+        assert_eq!(*back.meta, m);
+        assert!(decode(Bytes::from_static(b"\x09garbage")).is_none());
     }
 }

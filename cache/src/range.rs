@@ -107,9 +107,24 @@ mod tests {
     #[test]
     fn resolve_follows_rfc9110() {
         let s = 100;
-        assert_eq!(RangeSpec::FromTo { first: 0, last: 9 }.resolve(s), Ok(0..10));
-        assert_eq!(RangeSpec::FromTo { first: 90, last: 500 }.resolve(s), Ok(90..100));
-        assert!(RangeSpec::FromTo { first: 100, last: 200 }.resolve(s).is_err());
+        assert_eq!(
+            RangeSpec::FromTo { first: 0, last: 9 }.resolve(s),
+            Ok(0..10)
+        );
+        assert_eq!(
+            RangeSpec::FromTo {
+                first: 90,
+                last: 500
+            }
+            .resolve(s),
+            Ok(90..100)
+        );
+        assert!(RangeSpec::FromTo {
+            first: 100,
+            last: 200
+        }
+        .resolve(s)
+        .is_err());
         assert!(RangeSpec::FromTo { first: 5, last: 4 }.resolve(s).is_err());
         assert_eq!(RangeSpec::From { first: 99 }.resolve(s), Ok(99..100));
         assert!(RangeSpec::From { first: 100 }.resolve(s).is_err());
@@ -126,9 +141,21 @@ mod tests {
         assert_eq!(
             spans,
             vec![
-                ChunkSpan { index: 0, start: 3, end: 5 },
-                ChunkSpan { index: 1, start: 0, end: 5 },
-                ChunkSpan { index: 2, start: 0, end: 3 },
+                ChunkSpan {
+                    index: 0,
+                    start: 3,
+                    end: 5
+                },
+                ChunkSpan {
+                    index: 1,
+                    start: 0,
+                    end: 5
+                },
+                ChunkSpan {
+                    index: 2,
+                    start: 0,
+                    end: 3
+                },
             ]
         );
         assert_eq!(chunk_spans(5..5, 5).count(), 0);

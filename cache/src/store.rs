@@ -65,8 +65,14 @@ pub struct StoreConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The disk cache is too small for the chunk size.
-    #[error("disk cache of {disk} bytes is too small for {chunk}-byte chunks (needs at least {min})")]
-    DiskTooSmall { disk: usize, chunk: usize, min: usize },
+    #[error(
+        "disk cache of {disk} bytes is too small for {chunk}-byte chunks (needs at least {min})"
+    )]
+    DiskTooSmall {
+        disk: usize,
+        chunk: usize,
+        min: usize,
+    },
     /// foyer refused to open.
     #[error("cannot open the chunk cache: {0}")]
     Foyer(#[from] foyer::Error),
@@ -115,7 +121,9 @@ impl ChunkStore {
         let hybrid = match &cfg.dir {
             Some(dir) if cfg.disk_bytes > 0 => {
                 // A block holds several chunks; an entry must fit in a block minus 4 KiB.
-                let block = (cfg.chunk_size * 4 + 64 * 1024).max(16 << 20).next_multiple_of(4096);
+                let block = (cfg.chunk_size * 4 + 64 * 1024)
+                    .max(16 << 20)
+                    .next_multiple_of(4096);
                 let min = block * 2;
                 if cfg.disk_bytes < min {
                     return Err(OpenError::DiskTooSmall {
@@ -209,9 +217,22 @@ impl ChunkStore {
         self.hybrid.insert(key, Chunk::new(data));
     }
 
-    /// Whether the chunk is in RAM right now (cheap; no disk access).
-    pub fn in_memory(&self, key: &ChunkKey) -> bool {
-        self.hybrid.memory().contains(key)
+    /// Whether the chunk is in RAM or (probably) on SSD, without reading it.
+    pub fn resident(&self, key: &ChunkKey) -> bool {
+        self.hybrid.memory().contains(key) || self.hybrid.storage().may_contains(key)
+    }
+
+    /// Reads a small record stored with [`ChunkStore::insert`] from RAM or SSD, never filling.
+    pub async fn get_record(&self, key: &ChunkKey) -> Option<Bytes> {
+        match self.hybrid.get(key).await {
+            Ok(Some(e)) if e.value().intact => Some(e.value().data.clone()),
+            _ => None,
+        }
+    }
+
+    /// Removes an entry from RAM and SSD.
+    pub fn remove(&self, key: &ChunkKey) {
+        self.hybrid.remove(key);
     }
 
     /// Flushes RAM-resident chunks to SSD (with a disk) and closes the store.
@@ -279,9 +300,17 @@ mod tests {
             }
             let results = futures::future::join_all(tasks).await;
             assert_eq!(fills.load(Ordering::SeqCst), 1);
-            assert_eq!(results.iter().filter(|r| r.as_ref().is_ok_and(|s| s.coalesced)).count(), 15);
+            assert_eq!(
+                results
+                    .iter()
+                    .filter(|r| r.as_ref().is_ok_and(|s| s.coalesced))
+                    .count(),
+                15
+            );
             let hit = store
-                .get_or_fill(&flight, key(0), || async { Err::<Bytes, _>("must not fill".to_string()) })
+                .get_or_fill(&flight, key(0), || async {
+                    Err::<Bytes, _>("must not fill".to_string())
+                })
                 .await
                 .expect("memory hit");
             assert_eq!(hit.tier, Tier::Memory);
@@ -289,7 +318,9 @@ mod tests {
         }
         let store = open(dir.path()).await;
         let hit = store
-            .get_or_fill(&flight, key(0), || async { Err::<Bytes, _>("must not fill".to_string()) })
+            .get_or_fill(&flight, key(0), || async {
+                Err::<Bytes, _>("must not fill".to_string())
+            })
             .await
             .expect("disk hit after restart");
         assert_eq!(hit.tier, Tier::Disk);
@@ -312,12 +343,16 @@ mod tests {
         .await
         .expect("open");
         let err = store
-            .get_or_fill(&flight, key(1), || async { Err::<Bytes, _>("origin down".to_string()) })
+            .get_or_fill(&flight, key(1), || async {
+                Err::<Bytes, _>("origin down".to_string())
+            })
             .await
             .expect_err("error");
         assert_eq!(err, "origin down");
         let ok = store
-            .get_or_fill(&flight, key(1), || async { Ok::<_, String>(Bytes::from_static(b"x")) })
+            .get_or_fill(&flight, key(1), || async {
+                Ok::<_, String>(Bytes::from_static(b"x"))
+            })
             .await
             .expect("second try fills");
         assert_eq!(ok.tier, Tier::Origin);

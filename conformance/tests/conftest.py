@@ -200,7 +200,7 @@ def moto(session_dir) -> Moto:
         stop_process(proc, grace=5)
 
 
-# Objects created in the moto bucket "mb" (exposed by Cistern under the same name).
+# Objects created in the moto bucket "motob" (exposed by Cistern under the same name).
 SPECIAL_KEYS = [
     "with space.txt",
     "unicodé/ключ/日本語.txt",
@@ -230,9 +230,9 @@ class MotoData:
 @pytest.fixture(scope="session")
 def moto_data(moto) -> MotoData:
     s3 = moto.client()
-    bucket = "mb"
+    bucket = "motob"
     s3.create_bucket(Bucket=bucket)
-    s3.create_bucket(Bucket="mb-other")
+    s3.create_bucket(Bucket="motob-other")
     objs: dict[str, bytes] = {
         "small.txt": b"hello world\n",
         "empty": b"",
@@ -270,7 +270,7 @@ def moto_data(moto) -> MotoData:
     s3.complete_multipart_upload(Bucket=bucket, Key="big40.bin", UploadId=mpu["UploadId"],
                                  MultipartUpload={"Parts": parts})
     objs["big40.bin"] = big
-    s3.put_object(Bucket="mb-other", Key="x.txt", Body=b"other\n")
+    s3.put_object(Bucket="motob-other", Key="x.txt", Body=b"other\n")
     return MotoData(bucket, objs, meta)
 
 
@@ -444,12 +444,12 @@ def cistern_config(*, moto: Moto | None, fs_root: Path | None, cache_dir: Path,
             'secret_access_key = { env = "MOTO_SECRET" }',
             "path_style = true",
             "",
-            "[buckets.mb]",
+            "[buckets.motob]",
             'origin = "moto"',
             "",
-            "[buckets.mbi]",
+            "[buckets.motoi]",
             'origin = "moto"',
-            'origin_bucket = "mb"',
+            'origin_bucket = "motob"',
             'consistency = "immutable"',
             "",
         ]
@@ -557,10 +557,27 @@ def cistern_factory(request, cistern_bin, tmp_path, fs_data):
     f.close()
 
 
+SELFTEST = os.environ.get("CISTERN_SELFTEST_MOTO") == "1"
+
+
+class _MotoAsGateway(Cistern):
+    """CISTERN_SELFTEST_MOTO=1: point the differential tests at moto itself (known-good check)."""
+
+    def __init__(self, m: Moto):
+        self.s3_port = int(m.endpoint.rsplit(":", 1)[1])
+        self.admin_port = 0
+
+
 @pytest.fixture(scope="session")
-def gw(request, cistern_bin, session_dir, moto, moto_data, fs_data) -> Cistern:
-    """The shared gateway: moto bucket mb (ttl) / mbi (immutable), fs buckets fsb (ttl 1s) and
+def gw(request, session_dir, moto, moto_data, fs_data) -> Cistern:
+    """The shared gateway: moto bucket motob (ttl) / motoi (immutable), fs buckets fsb (ttl 1s) and
     pub (public_read); chunk size 1 MiB so small objects span chunks."""
+    if SELFTEST:
+        object.__setattr__(TESTER, "access_key", moto.creds.access_key)
+        object.__setattr__(TESTER, "secret", moto.creds.secret)
+        yield _MotoAsGateway(moto)
+        return
+    cistern_bin = request.getfixturevalue("cistern_bin")
     (session_dir / "gw").mkdir(exist_ok=True)
     f = CisternFactory(cistern_bin, session_dir / "gw", request, fs_data)
     c = f.with_config("shared", chunk_size="1MiB")

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 import s3util
-from conftest import LIST_KEYS, SPECIAL_KEYS, TESTER
+from conftest import LIST_KEYS, SELFTEST, SPECIAL_KEYS, TESTER
 from s3util import enc_query, parse_listing
 
 MIB = 1 << 20
@@ -44,7 +44,8 @@ def assert_same(m, c, *, expect_body: bytes | None = None, method="GET"):
             assert c.body == m.body, "body bytes differ"
         for h in OBJECT_HEADERS:
             assert c.h(h) == m.h(h), f"header {h}: moto {m.h(h)!r} cistern {c.h(h)!r}"
-        assert c.h("x-cistern-cache") in ("hit", "miss", "partial", "bypass"), c.headers
+        if not SELFTEST:
+            assert c.h("x-cistern-cache") in ("hit", "miss", "partial", "bypass"), c.headers
     elif m.status == 304:
         assert c.body == b""
         for h in ("etag", "last-modified"):
@@ -63,7 +64,7 @@ OBJECT_KEYS = ["small.txt", "empty", "chunky.bin", "exact2m.bin", "meta.html", "
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("key", OBJECT_KEYS)
 def test_whole_object(gw, moto, moto_data, key, method):
-    m, c = both(gw, moto, method, "mb", key)
+    m, c = both(gw, moto, method, "motob", key)
     assert m.status == 200, m
     assert_same(m, c, expect_body=moto_data.objects[key], method=method)
 
@@ -96,7 +97,7 @@ RANGES_CHUNKY = [
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("rng", RANGES_CHUNKY)
 def test_range_chunky(gw, moto, moto_data, rng, method):
-    m, c = both(gw, moto, method, "mb", "chunky.bin", headers={"Range": rng})
+    m, c = both(gw, moto, method, "motob", "chunky.bin", headers={"Range": rng})
     _check_moto_range(m, moto_data.objects["chunky.bin"], rng, method)
     assert_same(m, c, method=method)
 
@@ -104,29 +105,30 @@ def test_range_chunky(gw, moto, moto_data, rng, method):
 @pytest.mark.parametrize("rng", ["bytes=2097151-", "bytes=1048576-2097151", "bytes=2097152-",
                                  "bytes=-1048577", "bytes=1048575-1048575"])
 def test_range_exact_chunk_multiple(gw, moto, moto_data, rng):
-    m, c = both(gw, moto, "GET", "mb", "exact2m.bin", headers={"Range": rng})
+    m, c = both(gw, moto, "GET", "motob", "exact2m.bin", headers={"Range": rng})
     _check_moto_range(m, moto_data.objects["exact2m.bin"], rng, "GET")
     assert_same(m, c)
 
 
 @pytest.mark.parametrize("rng", ["bytes=0-", "bytes=0-0", "bytes=-1"])
 def test_range_on_empty_object(gw, moto, rng):
-    m, c = both(gw, moto, "GET", "mb", "empty", headers={"Range": rng})
-    assert m.status == 416, m
+    m, c = both(gw, moto, "GET", "motob", "empty", headers={"Range": rng})
+    if rng != "bytes=-1":  # moto answers 200 to a suffix range on an empty object
+        assert m.status == 416, m
     assert_same(m, c)
 
 
 @pytest.mark.parametrize("rng", ["bytes=0-3", "bytes=-4", "bytes=6-"])
 def test_range_on_special_keys(gw, moto, moto_data, rng):
     for key in SPECIAL_KEYS:
-        m, c = both(gw, moto, "GET", "mb", key, headers={"Range": rng})
+        m, c = both(gw, moto, "GET", "motob", key, headers={"Range": rng})
         assert m.status == 206, (key, m)
         assert_same(m, c)
 
 
 def test_range_on_multipart_object(gw, moto, moto_data):
     for rng in ["bytes=8388600-8388700", "bytes=-5000000", "bytes=41000000-"]:
-        m, c = both(gw, moto, "GET", "mb", "big40.bin", headers={"Range": rng})
+        m, c = both(gw, moto, "GET", "motob", "big40.bin", headers={"Range": rng})
         _check_moto_range(m, moto_data.objects["big40.bin"], rng, "GET")
         assert_same(m, c)
 
@@ -169,7 +171,7 @@ def _http_date(dt) -> str:
 
 @pytest.fixture(scope="module")
 def small_meta(moto):
-    r = s3util.get(moto.endpoint, "mb", "small.txt", moto.creds, method="HEAD")
+    r = s3util.get(moto.endpoint, "motob", "small.txt", moto.creds, method="HEAD")
     lm = email.utils.parsedate_to_datetime(r.h("last-modified"))
     return {"etag": r.h("etag"), "lm": lm}
 
@@ -207,7 +209,7 @@ EXPECTED_CONDITION_STATUS = {
 @pytest.mark.parametrize("cond", sorted(CONDITIONS))
 def test_conditional(gw, moto, small_meta, cond, method):
     hdrs = CONDITIONS[cond](small_meta["etag"], small_meta["lm"])
-    m, c = both(gw, moto, method, "mb", "small.txt", headers=hdrs)
+    m, c = both(gw, moto, method, "motob", "small.txt", headers=hdrs)
     assert m.status == EXPECTED_CONDITION_STATUS[cond], f"moto: {m!r}"
     assert_same(m, c, method=method)
     if c.status in (412,) and method == "GET":
@@ -215,22 +217,23 @@ def test_conditional(gw, moto, small_meta, cond, method):
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.skipif(SELFTEST, reason="moto deviates from S3 here")
 def test_conditional_if_match_true_ius_false_is_200(gw, small_meta, method):
     """S3 documents: If-Match true and If-Unmodified-Since false -> 200 (RFC 7232 §3.4).
     moto answers 412 here, so this one is checked against the S3 spec, not moto."""
     e, lm = small_meta["etag"], small_meta["lm"]
-    c = gw.get("mb", "small.txt", method=method,
+    c = gw.get("motob", "small.txt", method=method,
                headers={"If-Match": e, "If-Unmodified-Since": _http_date(lm - timedelta(days=1))})
     assert c.status == 200, c
 
 
 def test_conditional_on_cached_object(gw, moto, small_meta):
     """Conditionals are answered from metadata: same answers once the object is cached."""
-    gw.get("mb", "small.txt")
-    gw.get("mb", "small.txt")
+    gw.get("motob", "small.txt")
+    gw.get("motob", "small.txt")
     for cond in ("if-none-match-false", "if-match-false", "if-modified-since-same"):
         hdrs = CONDITIONS[cond](small_meta["etag"], small_meta["lm"])
-        m, c = both(gw, moto, "GET", "mb", "small.txt", headers=hdrs)
+        m, c = both(gw, moto, "GET", "motob", "small.txt", headers=hdrs)
         assert_same(m, c)
 
 
@@ -251,7 +254,7 @@ OVERRIDES = [
 def test_response_override(gw, moto, param, value):
     q = enc_query([(param, value)])
     for key in ("meta.html", "chunky.bin"):
-        m, c = both(gw, moto, "GET", "mb", key, query=q, headers={"Range": "bytes=0-99"})
+        m, c = both(gw, moto, "GET", "motob", key, query=q, headers={"Range": "bytes=0-99"})
         assert m.status == 206
         assert_same(m, c)
         hdr = {"response-content-type": "content-type"}.get(param, param[len("response-"):])
@@ -260,7 +263,7 @@ def test_response_override(gw, moto, param, value):
 
 def test_all_overrides_together(gw, moto):
     q = enc_query(OVERRIDES)
-    m, c = both(gw, moto, "GET", "mb", "meta.html", query=q)
+    m, c = both(gw, moto, "GET", "motob", "meta.html", query=q)
     assert m.status == 200
     assert_same(m, c)
 
@@ -270,7 +273,7 @@ def test_all_overrides_together(gw, moto):
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_missing_key(gw, moto, method):
-    m, c = both(gw, moto, method, "mb", "no/such/key.txt")
+    m, c = both(gw, moto, method, "motob", "no/such/key.txt")
     assert m.status == 404
     assert_same(m, c, method=method)
     if method == "GET":
@@ -287,9 +290,10 @@ def test_unknown_bucket(gw, method):
     assert c.status == 404 and c.error_code() == "NoSuchBucket", c
 
 
+@pytest.mark.skipif(SELFTEST, reason="gateway-only")
 def test_origin_bucket_not_exposed(gw, moto):
-    """mb-other exists at the origin but is not configured in Cistern."""
-    c = gw.get("mb-other", "x.txt")
+    """motob-other exists at the origin but is not configured in Cistern."""
+    c = gw.get("motob-other", "x.txt")
     assert c.status == 404 and c.error_code() == "NoSuchBucket", c
 
 
@@ -373,8 +377,8 @@ LIST_V1_CASES = {
 @pytest.mark.parametrize("case", sorted(LIST_CASES))
 def test_list_objects_v2(gw, moto, moto_data, case):
     params = LIST_CASES[case]
-    mp = list_pages(moto.endpoint, moto.creds, "mb", params, v2=True)
-    cp = list_pages(gw.endpoint, TESTER, "mb", params, v2=True)
+    mp = list_pages(moto.endpoint, moto.creds, "motob", params, v2=True)
+    cp = list_pages(gw.endpoint, TESTER, "motob", params, v2=True)
     _check_moto_listing(mp, moto_data, params)
     assert _summary(cp, "encoding-type" in params) == _summary(mp, "encoding-type" in params)
 
@@ -382,8 +386,8 @@ def test_list_objects_v2(gw, moto, moto_data, case):
 @pytest.mark.parametrize("case", sorted(LIST_V1_CASES))
 def test_list_objects_v1(gw, moto, moto_data, case):
     params = LIST_V1_CASES[case]
-    mp = list_pages(moto.endpoint, moto.creds, "mb", params, v2=False)
-    cp = list_pages(gw.endpoint, TESTER, "mb", params, v2=False)
+    mp = list_pages(moto.endpoint, moto.creds, "motob", params, v2=False)
+    cp = list_pages(gw.endpoint, TESTER, "motob", params, v2=False)
     _check_moto_listing(mp, moto_data, params)
     assert _summary(cp, "encoding-type" in params) == _summary(mp, "encoding-type" in params)
 
@@ -418,7 +422,7 @@ def _check_moto_listing(pages, moto_data, params):
 
 def test_listing_keys_are_url_encoded(gw, moto_data):
     """boto3 asks listings with encoding-type=url: special keys must come back encoded."""
-    pages = list_pages(gw.endpoint, TESTER, "mb", {"encoding-type": "url"}, v2=True)
+    pages = list_pages(gw.endpoint, TESTER, "motob", {"encoding-type": "url"}, v2=True)
     keys = [k for p in pages for k in p.keys]
     assert "with%20space.txt" in keys, keys
     assert "plus%2Bsign%2B.txt" in keys, keys
@@ -427,7 +431,7 @@ def test_listing_keys_are_url_encoded(gw, moto_data):
 def test_boto3_list_paginator(gw, moto_data):
     s3 = gw.client()
     keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mb", PaginationConfig={"PageSize": 6}):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="motob", PaginationConfig={"PageSize": 6}):
         keys += [o["Key"] for o in page.get("Contents", [])]
     assert keys == sorted(moto_data.objects), set(keys) ^ set(moto_data.objects)
     assert set(LIST_KEYS) <= set(keys)

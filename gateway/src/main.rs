@@ -1,1 +1,153 @@
-fn main(){}
+//! The `cistern` binary: `cistern serve`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use cistern_gateway::config::{self, Overrides, DEV_ACCESS_KEY, DEV_SECRET};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cistern",
+    version,
+    about = "S3-compatible caching gateway for object storage"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve S3 through the cache. With no arguments: ./data as buckets, on loopback, with
+    /// development credentials.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory served as buckets (one per subdirectory). Default: ./data.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// SSD cache directory. Default: ./.cistern.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// S3 listener. Default: 127.0.0.1:9000.
+    #[arg(long, value_name = "ADDR")]
+    s3_listen: Option<String>,
+    /// Admin listener (/metrics, /healthz, /readyz). Default: 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// RAM cache size, e.g. 512MiB. Default: 1GiB.
+    #[arg(long, value_name = "SIZE")]
+    memory_cache: Option<String>,
+    /// SSD cache size, e.g. 4GiB (0 for none). Default: 4GiB.
+    #[arg(long, value_name = "SIZE")]
+    disk_cache: Option<String>,
+    /// Chunk size, e.g. 4MiB. Default: 4MiB.
+    #[arg(long, value_name = "SIZE")]
+    chunk_size: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let file = a.config.as_deref().map(config::load_file).transpose()?;
+    let overrides = Overrides {
+        data: a.data,
+        cache_dir: a.cache_dir,
+        s3_listen: a.s3_listen,
+        admin_listen: a.admin_listen,
+        memory_cache: a.memory_cache,
+        disk_cache: a.disk_cache,
+        chunk_size: a.chunk_size,
+    };
+    let settings = config::resolve(file, &overrides)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(async move {
+        if let Some(dir) = &settings.created_data_dir {
+            println!(
+                "cistern: created {} (each subdirectory is a bucket)",
+                dir.display()
+            );
+        }
+        let running = cistern_gateway::app::start(&settings).await?;
+        let s3 = running.s3_addr;
+        println!("cistern {} serving", env!("CARGO_PKG_VERSION"));
+        println!("  S3:      http://{s3}");
+        println!(
+            "  admin:   http://{}/metrics  /healthz  /readyz",
+            running.admin_addr
+        );
+        println!(
+            "  cache:   {} (RAM {} MiB, SSD {} MiB, chunks {} KiB)",
+            settings.cache_dir.display(),
+            settings.memory_bytes >> 20,
+            settings.disk_bytes >> 20,
+            settings.chunk_size >> 10
+        );
+        for o in &settings.origins {
+            let what = match &o.spec {
+                config::OriginSpec::Fs { root } => format!("directory {}", root.display()),
+                config::OriginSpec::S3(c) => format!("S3 at {}", c.endpoint),
+            };
+            println!(
+                "  origin:  {} = {what}{}",
+                o.name,
+                if o.expose_buckets {
+                    " (all buckets exposed)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if settings.dev_credentials {
+            println!("  development credentials (loopback only):");
+            println!(
+                "    AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DEV_SECRET} \\"
+            );
+            println!("      aws --endpoint-url http://{s3} s3 ls");
+        }
+        wait_for_signal().await;
+        println!("cistern: shutting down, draining in-flight requests");
+        running.shutdown().await;
+        println!("cistern: stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! Configuration: the TOML file, command-line overrides and the embedded default, resolved
+//! into [`Settings`]. Unknown keys and bad values are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cistern_auth::policy::{BucketScope, Permission, Permissions, Principal};
+use cistern_auth::Secret;
+use cistern_cache::Consistency;
+use serde::Deserialize;
+
+/// The development access key of the embedded default.
+pub const DEV_ACCESS_KEY: &str = "cistern-dev";
+/// The development secret of the embedded default.
+pub const DEV_SECRET: &str = "cistern-dev-secret";
+
+/// The configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listener addresses.
+    #[serde(default)]
+    pub listen: ListenSection,
+    /// Cache sizes and location.
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// S3 front settings.
+    #[serde(default)]
+    pub s3: S3Section,
+    /// Policy for buckets that do not set their own (and for auto-exposed buckets).
+    #[serde(default)]
+    pub defaults: PolicySection,
+    /// Origins by name.
+    #[serde(default)]
+    pub origins: BTreeMap<String, OriginSection>,
+    /// Exposed buckets by name.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketSection>,
+    /// S3 principals.
+    #[serde(default)]
+    pub principals: Vec<PrincipalSection>,
+}
+
+/// `[listen]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// S3 listener. Default: `127.0.0.1:9000`.
+    pub s3: Option<String>,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`). Default: `127.0.0.1:9464`.
+    pub admin: Option<String>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// SSD cache directory. Default: `./.cistern`.
+    pub dir: Option<PathBuf>,
+    /// RAM cache size. Default: `1GiB`.
+    pub memory: Option<String>,
+    /// SSD cache size (`0` for none). Default: `4GiB`.
+    pub disk: Option<String>,
+    /// Chunk size. Default: `4MiB`.
+    pub chunk_size: Option<String>,
+    /// Chunks fetched ahead of the one being sent. Default: 4.
+    pub readahead: Option<usize>,
+}
+
+/// `[s3]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// Domains under which `<bucket>.<domain>` is a virtual-hosted bucket. Default: none
+    /// (path-style only).
+    #[serde(default)]
+    pub virtual_host_domains: Vec<String>,
+}
+
+/// A consistency policy as written in configuration.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// `ttl` | `immutable` | `strict`. Default: `ttl`.
+    pub consistency: Option<String>,
+    /// Metadata TTL for `ttl`. Default: `5s`.
+    pub ttl: Option<String>,
+    /// Anonymous read and list allowed. Default: false.
+    pub public_read: Option<bool>,
+}
+
+/// `[origins.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OriginSection {
+    /// A local directory.
+    Fs {
+        /// The directory; each subdirectory is a bucket.
+        root: PathBuf,
+        /// Expose every bucket of this origin under its own name. Default: false.
+        #[serde(default)]
+        expose_buckets: bool,
+    },
+    /// An S3-compatible endpoint.
+    S3 {
+        /// `http(s)://host[:port]`.
+        endpoint: String,
+        /// Signing region. Default: `us-east-1`.
+        region: Option<String>,
+        /// Access key id (not secret).
+        access_key_id: Option<String>,
+        /// Secret access key, by reference.
+        secret_access_key: Option<SecretRef>,
+        /// Path-style addressing. Default: true.
+        path_style: Option<bool>,
+        /// Expose every bucket of this origin under its own name. Default: false.
+        #[serde(default)]
+        expose_buckets: bool,
+        /// Per-attempt timeout. Default: `30s`.
+        timeout: Option<String>,
+        /// Retries of retryable failures. Default: 3.
+        retries: Option<u32>,
+    },
+}
+
+/// A secret by reference: exactly one of `env` or `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Environment variable holding the secret.
+    pub env: Option<String>,
+    /// File holding the secret (trailing newline ignored).
+    pub file: Option<PathBuf>,
+}
+
+/// `[buckets.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSection {
+    /// Origin name.
+    pub origin: String,
+    /// Bucket at the origin. Default: the exposed name.
+    pub origin_bucket: Option<String>,
+    /// `ttl` | `immutable` | `strict`. Default: `[defaults]`.
+    pub consistency: Option<String>,
+    /// TTL for `ttl`.
+    pub ttl: Option<String>,
+    /// Anonymous read and list allowed.
+    pub public_read: Option<bool>,
+}
+
+/// `[[principals]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSection {
+    /// Access key id.
+    pub access_key: String,
+    /// Secret, by reference.
+    pub secret: SecretRef,
+    /// Exposed bucket names, or `["*"]` for all.
+    pub buckets: Vec<String>,
+    /// `read`, `list`, `write`, `delete`.
+    pub permissions: Vec<String>,
+}
+
+/// Command-line overrides (each wins over the file).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data DIR`.
+    pub data: Option<PathBuf>,
+    /// `--cache-dir DIR`.
+    pub cache_dir: Option<PathBuf>,
+    /// `--s3-listen ADDR`.
+    pub s3_listen: Option<String>,
+    /// `--admin-listen ADDR`.
+    pub admin_listen: Option<String>,
+    /// `--memory-cache SIZE`.
+    pub memory_cache: Option<String>,
+    /// `--disk-cache SIZE`.
+    pub disk_cache: Option<String>,
+    /// `--chunk-size SIZE`.
+    pub chunk_size: Option<String>,
+}
+
+/// A resolved origin.
+#[derive(Debug, Clone)]
+pub enum OriginSpec {
+    /// A directory.
+    Fs {
+        /// Root directory.
+        root: PathBuf,
+    },
+    /// An S3 endpoint.
+    S3(crate::origin::s3::S3OriginConfig),
+}
+
+/// A resolved origin with its name and options.
+#[derive(Debug, Clone)]
+pub struct OriginSettings {
+    /// Name.
+    pub name: String,
+    /// What it is.
+    pub spec: OriginSpec,
+    /// Whether all its buckets are exposed.
+    pub expose_buckets: bool,
+    /// Timeout and retries.
+    pub retry: crate::origin::layers::RetryPolicy,
+}
+
+/// A resolved bucket.
+#[derive(Debug, Clone)]
+pub struct BucketSettings {
+    /// Exposed name.
+    pub name: String,
+    /// Origin name.
+    pub origin: String,
+    /// Bucket at the origin.
+    pub origin_bucket: String,
+    /// Policy.
+    pub consistency: Consistency,
+    /// Anonymous read and list.
+    pub public_read: bool,
+}
+
+/// Everything the binary needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// S3 listener.
+    pub s3_listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// SSD cache directory.
+    pub cache_dir: PathBuf,
+    /// RAM cache bytes.
+    pub memory_bytes: u64,
+    /// SSD cache bytes.
+    pub disk_bytes: u64,
+    /// Chunk bytes.
+    pub chunk_size: u64,
+    /// Read-ahead window in chunks.
+    pub readahead: usize,
+    /// Virtual-host domains.
+    pub virtual_host_domains: Vec<String>,
+    /// Origins.
+    pub origins: Vec<OriginSettings>,
+    /// Buckets.
+    pub buckets: Vec<BucketSettings>,
+    /// Policy of auto-exposed buckets.
+    pub default_consistency: Consistency,
+    /// Whether auto-exposed buckets are public-read.
+    pub default_public_read: bool,
+    /// Principals.
+    pub principals: Vec<Principal>,
+    /// Whether the development credentials are active.
+    pub dev_credentials: bool,
+    /// A data directory that was created at start-up (to say so).
+    pub created_data_dir: Option<PathBuf>,
+}
+
+/// A configuration error naming the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+fn err(key: &str, msg: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("{key}: {msg}"))
+}
+
+/// Parses a size like `512MiB`, `4GiB`, `64KiB`, `1048576`, `10MB`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (expected e.g. 512MiB, 4GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    let v = n * mult as f64;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(format!("size {s:?} out of range"));
+    }
+    Ok(v as u64)
+}
+
+/// Parses a duration like `30s`, `500ms`, `5m`, `1h`, `2d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 30s, 5m)"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m, h, d)"
+            ))
+        }
+    })
+}
+
+fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| err(key, format!("invalid address {s:?} (expected IP:PORT)")))
+}
+
+fn policy(key: &str, p: &PolicySection, base: Consistency) -> Result<Consistency, ConfigError> {
+    let ttl = p
+        .ttl
+        .as_deref()
+        .map(|t| parse_duration(t).map_err(|e| err(&format!("{key}.ttl"), e)))
+        .transpose()?;
+    match p.consistency.as_deref() {
+        None => Ok(match (ttl, base) {
+            (Some(t), _) => Consistency::Ttl(t),
+            (None, b) => b,
+        }),
+        Some("ttl") => Ok(Consistency::Ttl(ttl.unwrap_or(Duration::from_secs(5)))),
+        Some(other @ ("immutable" | "strict")) => {
+            if ttl.is_some() {
+                return Err(err(
+                    &format!("{key}.ttl"),
+                    format!("a ttl makes no sense with consistency = \"{other}\""),
+                ));
+            }
+            Ok(if other == "immutable" {
+                Consistency::Immutable
+            } else {
+                Consistency::Strict
+            })
+        }
+        Some(other) => Err(err(
+            &format!("{key}.consistency"),
+            format!("unknown policy {other:?} (expected \"ttl\", \"immutable\" or \"strict\")"),
+        )),
+    }
+}
+
+fn read_secret(key: &str, r: &SecretRef) -> Result<Secret, ConfigError> {
+    match (&r.env, &r.file) {
+        (Some(var), None) => std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| err(key, format!("environment variable {var} is not set"))),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
+            .map_err(|e| err(key, format!("cannot read {}: {e}", path.display()))),
+        _ => Err(err(
+            key,
+            "give exactly one of env = \"VAR\" or file = \"PATH\"",
+        )),
+    }
+}
+
+/// Reads and parses a configuration file.
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+}
+
+/// Resolves a file (or the embedded default when `file` is `None`) and overrides.
+pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, ConfigError> {
+    let embedded = file.is_none();
+    let mut f = file.unwrap_or_default();
+    let mut created_data_dir = None;
+
+    if embedded || o.data.is_some() {
+        let data = o.data.clone().unwrap_or_else(|| PathBuf::from("data"));
+        if !data.exists() {
+            std::fs::create_dir_all(&data)
+                .map_err(|e| err("--data", format!("cannot create {}: {e}", data.display())))?;
+            created_data_dir = Some(data.clone());
+        }
+        if f.origins.contains_key("local") {
+            return Err(err(
+                "--data",
+                "an origin named \"local\" is already configured",
+            ));
+        }
+        f.origins.insert(
+            "local".into(),
+            OriginSection::Fs {
+                root: data,
+                expose_buckets: true,
+            },
+        );
+    }
+
+    let s3_listen = parse_addr(
+        "listen.s3",
+        o.s3_listen
+            .as_deref()
+            .or(f.listen.s3.as_deref())
+            .unwrap_or("127.0.0.1:9000"),
+    )?;
+    let admin_listen = parse_addr(
+        "listen.admin",
+        o.admin_listen
+            .as_deref()
+            .or(f.listen.admin.as_deref())
+            .unwrap_or("127.0.0.1:9464"),
+    )?;
+    let size = |key: &str, flag: &Option<String>, file: &Option<String>, default: &str| {
+        let v = flag.as_deref().or(file.as_deref()).unwrap_or(default);
+        parse_size(v).map_err(|e| err(key, e))
+    };
+    let memory_bytes = size("cache.memory", &o.memory_cache, &f.cache.memory, "1GiB")?;
+    let disk_bytes = size("cache.disk", &o.disk_cache, &f.cache.disk, "4GiB")?;
+    let chunk_size = size(
+        "cache.chunk_size",
+        &o.chunk_size,
+        &f.cache.chunk_size,
+        "4MiB",
+    )?;
+    if !(64 * 1024..=256 << 20).contains(&chunk_size) {
+        return Err(err("cache.chunk_size", "must be between 64KiB and 256MiB"));
+    }
+    if memory_bytes < chunk_size * 2 {
+        return Err(err("cache.memory", "must hold at least two chunks"));
+    }
+    let readahead = f.cache.readahead.unwrap_or(4);
+    if !(1..=64).contains(&readahead) {
+        return Err(err("cache.readahead", "must be between 1 and 64"));
+    }
+    let cache_dir = o
+        .cache_dir
+        .clone()
+        .or(f.cache.dir.clone())
+        .unwrap_or_else(|| PathBuf::from(".cistern"));
+
+    let default_consistency = policy("defaults", &f.defaults, Consistency::default())?;
+    let default_public_read = f.defaults.public_read.unwrap_or(false);
+
+    let mut origins = Vec::new();
+    for (name, sec) in &f.origins {
+        let key = format!("origins.{name}");
+        let (spec, expose, retry) = match sec {
+            OriginSection::Fs {
+                root,
+                expose_buckets,
+            } => {
+                if !root.is_dir() {
+                    return Err(err(
+                        &format!("{key}.root"),
+                        format!("{} is not a directory", root.display()),
+                    ));
+                }
+                (
+                    OriginSpec::Fs { root: root.clone() },
+                    *expose_buckets,
+                    crate::origin::layers::RetryPolicy::default(),
+                )
+            }
+            OriginSection::S3 {
+                endpoint,
+                region,
+                access_key_id,
+                secret_access_key,
+                path_style,
+                expose_buckets,
+                timeout,
+                retries,
+            } => {
+                let secret = secret_access_key
+                    .as_ref()
+                    .map(|r| read_secret(&format!("{key}.secret_access_key"), r))
+                    .transpose()?;
+                if access_key_id.is_some() != secret.is_some() {
+                    return Err(err(&key, "access_key_id and secret_access_key go together"));
+                }
+                let mut retry = crate::origin::layers::RetryPolicy::default();
+                if let Some(t) = timeout {
+                    retry.timeout =
+                        parse_duration(t).map_err(|e| err(&format!("{key}.timeout"), e))?;
+                }
+                if let Some(r) = retries {
+                    retry.retries = *r;
+                }
+                let cfg = crate::origin::s3::S3OriginConfig {
+                    endpoint: endpoint.clone(),
+                    region: region.clone().unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id: access_key_id.clone(),
+                    secret_access_key: secret,
+                    path_style: path_style.unwrap_or(true),
+                };
+                crate::origin::s3::S3Origin::new(&cfg)
+                    .map_err(|e| err(&format!("{key}.endpoint"), e))?;
+                (OriginSpec::S3(cfg), *expose_buckets, retry)
+            }
+        };
+        origins.push(OriginSettings {
+            name: name.clone(),
+            spec,
+            expose_buckets: expose,
+            retry,
+        });
+    }
+
+    let mut buckets = Vec::new();
+    for (name, b) in &f.buckets {
+        let key = format!("buckets.{name}");
+        if !f.origins.contains_key(&b.origin) {
+            return Err(err(
+                &format!("{key}.origin"),
+                format!("unknown origin {:?}", b.origin),
+            ));
+        }
+        if name.is_empty() || name.contains('/') {
+            return Err(err(&key, "invalid bucket name"));
+        }
+        let p = PolicySection {
+            consistency: b.consistency.clone(),
+            ttl: b.ttl.clone(),
+            public_read: b.public_read,
+        };
+        buckets.push(BucketSettings {
+            name: name.clone(),
+            origin: b.origin.clone(),
+            origin_bucket: b.origin_bucket.clone().unwrap_or_else(|| name.clone()),
+            consistency: policy(&key, &p, default_consistency)?,
+            public_read: b.public_read.unwrap_or(default_public_read),
+        });
+    }
+
+    let mut principals = Vec::new();
+    for (i, p) in f.principals.iter().enumerate() {
+        let key = format!("principals[{i}]");
+        let secret = read_secret(&format!("{key}.secret"), &p.secret)?;
+        let mut perms = Vec::new();
+        for s in &p.permissions {
+            perms.push(Permission::parse(s).ok_or_else(|| {
+                err(
+                    &format!("{key}.permissions"),
+                    format!("unknown permission {s:?} (read, list, write, delete)"),
+                )
+            })?);
+        }
+        let scope = if p.buckets.iter().any(|b| b == "*") {
+            BucketScope::All
+        } else {
+            BucketScope::Only(p.buckets.clone())
+        };
+        principals.push(Principal {
+            access_key: p.access_key.clone(),
+            secret,
+            buckets: scope,
+            permissions: perms.into_iter().collect(),
+        });
+    }
+    let mut dev_credentials = principals
+        .iter()
+        .any(|p| p.access_key == DEV_ACCESS_KEY || p.secret.expose() == DEV_SECRET);
+    if embedded {
+        principals.push(Principal {
+            access_key: DEV_ACCESS_KEY.into(),
+            secret: Secret::new(DEV_SECRET),
+            buckets: BucketScope::All,
+            permissions: Permissions::ALL,
+        });
+        dev_credentials = true;
+    }
+    if dev_credentials {
+        for (flag, addr) in [("listen.s3", s3_listen), ("listen.admin", admin_listen)] {
+            if !addr.ip().is_loopback() {
+                return Err(err(
+                    flag,
+                    format!("refusing to listen on non-loopback {addr} with the development credentials; configure [[principals]] with your own secrets"),
+                ));
+            }
+        }
+    }
+
+    Ok(Settings {
+        s3_listen,
+        admin_listen,
+        cache_dir,
+        memory_bytes,
+        disk_bytes,
+        chunk_size,
+        readahead,
+        virtual_host_domains: f.s3.virtual_host_domains,
+        origins,
+        buckets,
+        default_consistency,
+        default_public_read,
+        principals,
+        dev_credentials,
+        created_data_dir,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("12parsecs").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let e =
+            toml::from_str::<FileConfig>("[cache]\nmemroy = \"1GiB\"\n").expect_err("unknown key");
+        assert!(e.to_string().contains("memroy"), "{e}");
+        let e = toml::from_str::<FileConfig>(
+            "[origins.o]\nkind = \"fs\"\nroot = \"/tmp\"\nbogus = 1\n",
+        )
+        .expect_err("unknown origin key");
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = toml::from_str::<FileConfig>("[origins.o]\nkind = \"ftp\"\n")
+            .expect_err("unknown kind");
+        assert!(e.to_string().contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let f: FileConfig = toml::from_str(
+            "[origins.o]\nkind = \"fs\"\nroot = \"/tmp\"\n[buckets.b]\norigin = \"o\"\nconsistency = \"sometimes\"\n",
+        )
+        .expect("parse");
+        let e = resolve(Some(f), &Overrides::default()).expect_err("bad policy");
+        assert!(e.to_string().contains("buckets.b.consistency"), "{e}");
+        let f: FileConfig = toml::from_str("[buckets.b]\norigin = \"nope\"\n").expect("parse");
+        let e = resolve(Some(f), &Overrides::default()).expect_err("unknown origin");
+        assert!(e.to_string().contains("buckets.b.origin"), "{e}");
+    }
+
+    #[test]
+    fn dev_credentials_stay_on_loopback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = Overrides {
+            data: Some(dir.path().join("data")),
+            s3_listen: Some("0.0.0.0:9000".into()),
+            ..Default::default()
+        };
+        let e = resolve(None, &o).expect_err("non-loopback with dev credentials");
+        assert!(e.to_string().contains("listen.s3"), "{e}");
+        let o = Overrides {
+            data: Some(dir.path().join("fresh")),
+            ..Default::default()
+        };
+        let s = resolve(None, &o).expect("embedded default");
+        assert!(s.dev_credentials);
+        assert_eq!(s.created_data_dir, Some(dir.path().join("fresh")));
+        assert_eq!(s.s3_listen.to_string(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn policies_resolve() {
+        std::env::set_var("CISTERN_TEST_SECRET", "s3cret");
+        let f: FileConfig = toml::from_str(
+            r#"
+[defaults]
+ttl = "1m"
+[origins.o]
+kind = "fs"
+root = "/tmp"
+[buckets.a]
+origin = "o"
+[buckets.b]
+origin = "o"
+consistency = "immutable"
+public_read = true
+[[principals]]
+access_key = "k"
+secret = { env = "CISTERN_TEST_SECRET" }
+buckets = ["a"]
+permissions = ["read", "list"]
+"#,
+        )
+        .expect("parse");
+        let s = resolve(Some(f), &Overrides::default()).expect("resolve");
+        assert_eq!(
+            s.buckets[0].consistency,
+            Consistency::Ttl(Duration::from_secs(60))
+        );
+        assert_eq!(s.buckets[1].consistency, Consistency::Immutable);
+        assert!(s.buckets[1].public_read);
+        assert_eq!(s.principals[0].secret.expose(), "s3cret");
+        assert!(!s.dev_credentials);
+    }
+}

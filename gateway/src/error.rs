@@ -1,0 +1,144 @@
+//! The protocol-neutral internal error. Each dialect maps it to wire errors in one module
+//! (`s3::error` for S3); nothing here knows a wire format.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// What went wrong, independent of any dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The bucket is not exposed by Cistern.
+    NoSuchBucket,
+    /// The object does not exist.
+    NotFound,
+    /// A precondition (`If-Match`, `If-Unmodified-Since`) failed.
+    PreconditionFailed,
+    /// `If-None-Match` / `If-Modified-Since` say the client's copy is current.
+    NotModified,
+    /// The range cannot be satisfied; `object_size` says why.
+    InvalidRange,
+    /// The request is malformed or names something invalid (a key escaping the origin root).
+    InvalidArgument,
+    /// The caller may not do this.
+    AccessDenied,
+    /// The origin throttled us.
+    Throttled,
+    /// The origin could not be reached or failed.
+    OriginUnavailable,
+    /// The origin did not answer in time.
+    OriginTimeout,
+    /// The object changed at the origin while it was being read.
+    ObjectChanged,
+    /// Cistern does not implement this.
+    NotImplemented,
+    /// A bug or an unexpected condition inside Cistern.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A stable name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSuchBucket => "no_such_bucket",
+            Self::NotFound => "not_found",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::NotModified => "not_modified",
+            Self::InvalidRange => "invalid_range",
+            Self::InvalidArgument => "invalid_argument",
+            Self::AccessDenied => "access_denied",
+            Self::Throttled => "throttled",
+            Self::OriginUnavailable => "origin_unavailable",
+            Self::OriginTimeout => "origin_timeout",
+            Self::ObjectChanged => "object_changed",
+            Self::NotImplemented => "not_implemented",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// An internal error: a kind, a short message safe to show a client, and the source for logs.
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    object_size: Option<u64>,
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a client-safe message.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+            object_size: None,
+        }
+    }
+
+    /// Attaches the underlying cause (logged, never sent to clients).
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// An unsatisfiable range against an object of `size` bytes.
+    pub fn invalid_range(size: u64) -> Self {
+        let mut e = Self::new(
+            ErrorKind::InvalidRange,
+            "The requested range is not satisfiable",
+        );
+        e.object_size = Some(size);
+        e
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The client-safe message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The object's size, for `InvalidRange`.
+    pub fn object_size(&self) -> Option<u64> {
+        self.object_size
+    }
+
+    /// Whether retrying the same origin request may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Throttled | ErrorKind::OriginUnavailable | ErrorKind::OriginTimeout
+        )
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(s) = &self.source {
+            d.field("source", &format_args!("{s}"));
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, " ({s})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}

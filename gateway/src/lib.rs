@@ -1,0 +1,18 @@
+//! `cistern-gateway`: everything above the leaf crates.
+//!
+//! - [`origin`]: the `Origin` trait, its `fs` and `s3` clients and the layers around them.
+//! - [`pipeline`]: the dialect-neutral read path (catalog, metadata, conditions, chunks,
+//!   read-ahead).
+//! - [`s3`]: the S3 front on `s3s` (operations, auth, hosts, and its one error mapping).
+//! - [`server`]: listeners with graceful drain, the access log and request metrics.
+//! - [`config`], [`app`], [`metrics`]: configuration, wiring and the metrics registry, used by
+//!   the `cistern` binary.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod origin;
+pub mod pipeline;
+pub mod s3;
+pub mod server;

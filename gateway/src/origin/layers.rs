@@ -1,0 +1,189 @@
+//! Decorators around [`Origin`]: metrics, and timeout with retry and backoff. Each implements
+//! the same trait, so an origin client stays free of cross-cutting concerns.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cistern_cache::ObjectMeta;
+
+use super::{BucketEntry, ListPage, ListQuery, Origin, RangeRead};
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::Metrics;
+
+/// Counts every origin request by origin, operation and outcome, with latency and bytes.
+pub struct Instrumented<O> {
+    inner: O,
+    name: Arc<str>,
+    metrics: Metrics,
+}
+
+impl<O> Instrumented<O> {
+    /// Wraps `inner`, labelling its metrics with the origin's configured `name`.
+    pub fn new(inner: O, name: Arc<str>, metrics: Metrics) -> Self {
+        Self {
+            inner,
+            name,
+            metrics,
+        }
+    }
+
+    async fn observe<T>(&self, op: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let start = Instant::now();
+        let res = fut.await;
+        let status = match &res {
+            Ok(_) => "ok",
+            Err(e) => e.kind().as_str(),
+        };
+        self.metrics
+            .origin_requests
+            .with_label_values(&[&self.name, op, status])
+            .inc();
+        self.metrics
+            .origin_seconds
+            .with_label_values(&[&self.name, op])
+            .observe(start.elapsed().as_secs_f64());
+        res
+    }
+}
+
+#[async_trait]
+impl<O: Origin> Origin for Instrumented<O> {
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
+        self.observe("list_buckets", self.inner.list_buckets())
+            .await
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        self.observe("head_bucket", self.inner.bucket_exists(bucket))
+            .await
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        self.observe("head", self.inner.head(bucket, key)).await
+    }
+
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead> {
+        let r = self
+            .observe("get", self.inner.read(bucket, key, range, if_match))
+            .await?;
+        self.metrics
+            .origin_bytes
+            .with_label_values(&[&self.name])
+            .inc_by(r.data.len() as u64);
+        Ok(r)
+    }
+
+    async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
+        self.observe("list", self.inner.list(bucket, query)).await
+    }
+}
+
+/// Timeout and retry settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// First backoff; doubles per retry, with jitter.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Default: 30 s per attempt, 3 retries, 100 ms initial backoff.
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Bounds each attempt with a timeout and retries retryable failures with exponential backoff.
+pub struct Resilient<O> {
+    inner: O,
+    policy: RetryPolicy,
+}
+
+impl<O> Resilient<O> {
+    /// Wraps `inner`.
+    pub fn new(inner: O, policy: RetryPolicy) -> Self {
+        Self { inner, policy }
+    }
+
+    async fn attempt<T, F, Fut>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut delay = self.policy.backoff;
+        let mut tries = 0;
+        loop {
+            let res = match tokio::time::timeout(self.policy.timeout, f()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(
+                    ErrorKind::OriginTimeout,
+                    "The origin did not answer in time",
+                )),
+            };
+            match res {
+                Err(e) if e.is_retryable() && tries < self.policy.retries => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "retrying origin request");
+                    tokio::time::sleep(delay + jitter(delay)).await;
+                    delay = delay.saturating_mul(2);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Up to half of `d`, from the clock's sub-second nanoseconds (good enough to spread retries).
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d.mul_f64(f64::from(nanos % 1000) / 2000.0)
+}
+
+#[async_trait]
+impl<O: Origin> Origin for Resilient<O> {
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
+        self.attempt(|| self.inner.list_buckets()).await
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        self.attempt(|| self.inner.bucket_exists(bucket)).await
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        self.attempt(|| self.inner.head(bucket, key)).await
+    }
+
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead> {
+        self.attempt(|| self.inner.read(bucket, key, range.clone(), if_match))
+            .await
+    }
+
+    async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
+        self.attempt(|| self.inner.list(bucket, query)).await
+    }
+}

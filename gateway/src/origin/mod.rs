@@ -1,0 +1,121 @@
+//! Origins: where object bytes live. One [`Origin`] trait; cross-cutting behaviour (timeouts,
+//! retries, metrics) is layered around it in [`layers`], never baked into a client.
+//!
+//! - [`fs`]: a local directory, one subdirectory per bucket.
+//! - [`s3`]: any S3-compatible endpoint, SigV4-signed.
+
+pub mod fs;
+pub mod layers;
+pub mod listing;
+pub mod s3;
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cistern_cache::ObjectMeta;
+
+use crate::error::Result;
+
+/// The current metadata of an object and the bytes of a range of it.
+#[derive(Debug, Clone)]
+pub struct RangeRead {
+    /// Metadata of the version the bytes belong to.
+    pub meta: ObjectMeta,
+    /// The bytes of the requested range clipped to the object's size (empty when the range
+    /// starts at or past the end).
+    pub data: Bytes,
+}
+
+/// A bucket as an origin lists it.
+#[derive(Debug, Clone)]
+pub struct BucketEntry {
+    /// Bucket name at the origin.
+    pub name: String,
+    /// Creation time, when known.
+    pub created: Option<SystemTime>,
+}
+
+/// Which listing flavour the client asked for; origins that have both answer in kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListCursor {
+    /// ListObjects (V1): resume after `marker`.
+    V1 {
+        /// Resume after this key.
+        marker: Option<String>,
+    },
+    /// ListObjectsV2: resume from an opaque `continuation` token, or after `start_after`.
+    V2 {
+        /// A token from a previous page.
+        continuation: Option<String>,
+        /// Resume after this key (ignored when a continuation token is given).
+        start_after: Option<String>,
+    },
+}
+
+/// A listing request, dialect-neutral.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Roll keys up to common prefixes at this delimiter.
+    pub delimiter: Option<String>,
+    /// At most this many keys plus common prefixes (0 is allowed).
+    pub max_keys: usize,
+    /// Where to resume.
+    pub cursor: ListCursor,
+}
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Last modification time.
+    pub last_modified: SystemTime,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Objects, in key order.
+    pub entries: Vec<ListEntry>,
+    /// Common prefixes, in order.
+    pub common_prefixes: Vec<String>,
+    /// Whether more follows.
+    pub truncated: bool,
+    /// V1: the NextMarker; V2: the NextContinuationToken.
+    pub next: Option<String>,
+}
+
+/// An object store Cistern reads from.
+#[async_trait]
+pub trait Origin: Send + Sync + 'static {
+    /// Lists the origin's buckets.
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>>;
+
+    /// Whether `bucket` exists.
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool>;
+
+    /// The object's current metadata.
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta>;
+
+    /// The object's current metadata and the bytes of `range` (clipped to the object). With
+    /// `if_match`, fails with `ObjectChanged` unless the object's ETag is still that one, so
+    /// bytes of two versions never mix.
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead>;
+
+    /// One page of a listing.
+    async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+}

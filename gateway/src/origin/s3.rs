@@ -1,0 +1,614 @@
+//! The `s3` origin: any S3-compatible endpoint, with SigV4-signed requests through one pooled
+//! HTTP client per origin.
+//!
+//! Error classification (Amazon S3 API Reference, "Error responses" / "List of error codes"):
+//!
+//! | HTTP / S3 code                                   | internal kind        |
+//! |--------------------------------------------------|----------------------|
+//! | 404 `NoSuchKey`                                  | `NotFound`           |
+//! | 404 `NoSuchBucket`                               | `NoSuchBucket`       |
+//! | 412 `PreconditionFailed` (we sent `If-Match`)    | `ObjectChanged`      |
+//! | 403 `AccessDenied`, `SignatureDoesNotMatch`, …   | `AccessDenied`       |
+//! | 400 `InvalidArgument`, `InvalidRequest`, …       | `InvalidArgument`    |
+//! | 429, 503 `SlowDown`                              | `Throttled` (retry)  |
+//! | 500 `InternalError`, 502, 504, connect failures  | `OriginUnavailable` (retry) |
+//! | 501 `NotImplemented`                             | `NotImplemented`     |
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cistern_auth::sigv4;
+use cistern_auth::Secret;
+use cistern_cache::ObjectMeta;
+use http::{HeaderMap, Method, StatusCode};
+use serde::Deserialize;
+
+use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, RangeRead};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Settings of an S3 origin.
+#[derive(Debug, Clone)]
+pub struct S3OriginConfig {
+    /// `http://host:port` or `https://host`.
+    pub endpoint: String,
+    /// Signing region.
+    pub region: String,
+    /// Access key id; `None` sends unsigned requests.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<Secret>,
+    /// Path-style (`endpoint/bucket/key`) rather than virtual-host addressing.
+    pub path_style: bool,
+}
+
+/// An S3-compatible origin.
+#[derive(Debug)]
+pub struct S3Origin {
+    client: reqwest::Client,
+    scheme: String,
+    authority: String,
+    creds: Option<sigv4::Credentials>,
+    path_style: bool,
+}
+
+impl S3Origin {
+    /// Builds the client; fails on a malformed endpoint.
+    pub fn new(cfg: &S3OriginConfig) -> std::result::Result<Self, String> {
+        let uri: http::Uri = cfg
+            .endpoint
+            .parse()
+            .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("endpoint {:?} must be http or https", cfg.endpoint));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("endpoint {:?} has no host", cfg.endpoint))?
+            .to_string();
+        let creds = match (&cfg.access_key_id, &cfg.secret_access_key) {
+            (Some(ak), Some(sk)) => Some(sigv4::Credentials {
+                access_key_id: ak.clone(),
+                secret_access_key: sk.clone(),
+                region: cfg.region.clone(),
+                service: "s3".into(),
+            }),
+            (None, None) => None,
+            _ => return Err("access_key_id and secret_access_key must be given together".into()),
+        };
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            scheme,
+            authority,
+            creds,
+            path_style: cfg.path_style,
+        })
+    }
+
+    /// Builds, signs and sends one request; returns the response when its status is a success
+    /// (or one of `accept`), else the classified error.
+    async fn send(
+        &self,
+        method: Method,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(String, String)],
+        headers: &[(&str, &str)],
+        accept: &[StatusCode],
+    ) -> Result<reqwest::Response> {
+        if let Some(k) = key {
+            // `.`/`..` segments would be normalized away on the wire and could reach another
+            // bucket at the origin.
+            if k.split('/').any(|s| s == "." || s == "..") {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "The key cannot be served by this origin",
+                ));
+            }
+        }
+        let (host, mut path) = match (bucket, self.path_style) {
+            (Some(b), false) => (format!("{b}.{}", self.authority), String::from("/")),
+            (Some(b), true) => (
+                self.authority.clone(),
+                format!("/{}", sigv4::uri_encode(b, false)),
+            ),
+            (None, _) => (self.authority.clone(), String::from("/")),
+        };
+        if let Some(k) = key {
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(&sigv4::uri_encode(k, true));
+        }
+        let mut url = format!("{}://{host}{path}", self.scheme);
+        if !query.is_empty() {
+            url.push('?');
+            let qs: Vec<String> = query
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        sigv4::uri_encode(k, false),
+                        sigv4::uri_encode(v, false)
+                    )
+                })
+                .collect();
+            url.push_str(&qs.join("&"));
+        }
+        let mut req = self.client.request(method.clone(), &url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(creds) = &self.creds {
+            let sig = sigv4::sign(
+                &sigv4::Request {
+                    method: method.as_str(),
+                    host: &host,
+                    encoded_path: &path,
+                    query,
+                    headers,
+                    payload_sha256: sigv4::EMPTY_SHA256,
+                    time: time::OffsetDateTime::now_utc(),
+                },
+                creds,
+            );
+            req = req
+                .header("authorization", sig.authorization)
+                .header("x-amz-date", sig.amz_date)
+                .header("x-amz-content-sha256", sigv4::EMPTY_SHA256);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                ErrorKind::OriginTimeout
+            } else {
+                ErrorKind::OriginUnavailable
+            };
+            Error::new(kind, "The origin could not be reached").with_source(e)
+        })?;
+        let status = resp.status();
+        if status.is_success() || accept.contains(&status) {
+            return Ok(resp);
+        }
+        let body = if method == Method::HEAD {
+            String::new()
+        } else {
+            resp.text().await.unwrap_or_default()
+        };
+        Err(classify(status, &body))
+    }
+}
+
+/// Maps an origin error response to an internal error (see the table in the module docs).
+fn classify(status: StatusCode, body: &str) -> Error {
+    let code = xml_code(body);
+    let (kind, msg) = match (status.as_u16(), code.as_deref()) {
+        (404, Some("NoSuchBucket")) => (
+            ErrorKind::NoSuchBucket,
+            "The specified bucket does not exist",
+        ),
+        (404, _) => (ErrorKind::NotFound, "The specified key does not exist"),
+        (412, _) => (ErrorKind::ObjectChanged, "The object changed at the origin"),
+        (401 | 403, _) => (ErrorKind::AccessDenied, "The origin refused access"),
+        (429, _) | (503, _) => (ErrorKind::Throttled, "The origin is throttling requests"),
+        (501, _) => (
+            ErrorKind::NotImplemented,
+            "The origin does not implement this",
+        ),
+        (400..=499, _) => (
+            ErrorKind::InvalidArgument,
+            "The origin rejected the request",
+        ),
+        _ => (ErrorKind::OriginUnavailable, "The origin failed"),
+    };
+    Error::new(kind, msg).with_source(OriginStatus {
+        status: status.as_u16(),
+        code: code.unwrap_or_default(),
+    })
+}
+
+/// The origin's own status and error code, kept for logs.
+#[derive(Debug, thiserror::Error)]
+#[error("origin answered {status} {code}")]
+struct OriginStatus {
+    status: u16,
+    code: String,
+}
+
+fn xml_code(body: &str) -> Option<String> {
+    let start = body.find("<Code>")? + 6;
+    let end = body[start..].find("</Code>")? + start;
+    Some(body[start..end].to_string())
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unquote(etag: &str) -> String {
+    let e = etag.strip_prefix("W/").unwrap_or(etag);
+    e.trim_matches('"').to_string()
+}
+
+/// Reads object metadata from response headers; `size` is the object's full size.
+fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
+    let opt = |n: &str| header(h, n).map(str::to_owned);
+    let mut user_metadata: Vec<(String, String)> = h
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix("x-amz-meta-")?;
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    user_metadata.sort();
+    ObjectMeta {
+        size,
+        etag: header(h, "etag").map(unquote).unwrap_or_default(),
+        last_modified: header(h, "last-modified")
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        content_type: opt("content-type"),
+        content_encoding: opt("content-encoding"),
+        cache_control: opt("cache-control"),
+        content_disposition: opt("content-disposition"),
+        content_language: opt("content-language"),
+        user_metadata,
+    }
+}
+
+/// The total size from `Content-Range: bytes a-b/total`.
+fn total_from_content_range(v: &str) -> Option<u64> {
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// Collects a body of known length into a 4096-byte-aligned buffer (see `fs::read_aligned`).
+async fn collect_aligned(mut resp: reqwest::Response, len: usize) -> Result<Bytes> {
+    let mut buf = vec![0u8; len + 4096];
+    let pad = buf.as_ptr().align_offset(4096).min(4096);
+    let mut pos = pad;
+    let broken = |e: reqwest::Error| {
+        Error::new(
+            ErrorKind::OriginUnavailable,
+            "The origin's response broke off",
+        )
+        .with_source(e)
+    };
+    while let Some(chunk) = resp.chunk().await.map_err(broken)? {
+        if pos + chunk.len() > pad + len {
+            return Err(Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin sent more bytes than announced",
+            ));
+        }
+        buf[pos..pos + chunk.len()].copy_from_slice(&chunk);
+        pos += chunk.len();
+    }
+    if pos != pad + len {
+        return Err(Error::new(
+            ErrorKind::OriginUnavailable,
+            "The origin sent fewer bytes than announced",
+        ));
+    }
+    Ok(Bytes::from(buf).slice(pad..pad + len))
+}
+
+fn parse_time(s: &str) -> SystemTime {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlListResult {
+    #[serde(default)]
+    contents: Vec<XmlObject>,
+    #[serde(default)]
+    common_prefixes: Vec<XmlPrefix>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_continuation_token: Option<String>,
+    next_marker: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlObject {
+    key: String,
+    last_modified: String,
+    #[serde(rename = "ETag", default)]
+    etag: String,
+    size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlPrefix {
+    prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlBuckets {
+    #[serde(default)]
+    buckets: XmlBucketList,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlBucketList {
+    #[serde(default)]
+    bucket: Vec<XmlBucket>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlBucket {
+    name: String,
+    creation_date: Option<String>,
+}
+
+fn bad_xml(e: quick_xml::DeError) -> Error {
+    Error::new(
+        ErrorKind::OriginUnavailable,
+        "The origin sent an unreadable listing",
+    )
+    .with_source(e)
+}
+
+#[async_trait]
+impl Origin for S3Origin {
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
+        let resp = self.send(Method::GET, None, None, &[], &[], &[]).await?;
+        let body = resp.text().await.map_err(|e| {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin's response broke off",
+            )
+            .with_source(e)
+        })?;
+        let parsed: XmlBuckets = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        Ok(parsed
+            .buckets
+            .bucket
+            .into_iter()
+            .map(|b| BucketEntry {
+                name: b.name,
+                created: b.creation_date.as_deref().map(parse_time),
+            })
+            .collect())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self
+            .send(Method::HEAD, Some(bucket), None, &[], &[], &[])
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NoSuchBucket) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        let resp = self
+            .send(Method::HEAD, Some(bucket), Some(key), &[], &[], &[])
+            .await?;
+        let size = header(resp.headers(), "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok(meta_from_headers(resp.headers(), size))
+    }
+
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead> {
+        if range.is_empty() {
+            let meta = self.head(bucket, key).await?;
+            return Ok(RangeRead {
+                meta,
+                data: Bytes::new(),
+            });
+        }
+        let range_h = format!("bytes={}-{}", range.start, range.end - 1);
+        let quoted = if_match.map(|e| format!("\"{e}\""));
+        let mut headers = vec![("range", range_h.as_str())];
+        if let Some(q) = &quoted {
+            headers.push(("if-match", q.as_str()));
+        }
+        let resp = self
+            .send(
+                Method::GET,
+                Some(bucket),
+                Some(key),
+                &[],
+                &headers,
+                &[StatusCode::RANGE_NOT_SATISFIABLE],
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                // The range starts past the end (or the object is empty): the caller still
+                // needs the metadata.
+                let meta = self.head(bucket, key).await?;
+                if if_match.is_some_and(|m| m != meta.etag) {
+                    return Err(Error::new(
+                        ErrorKind::ObjectChanged,
+                        "The object changed at the origin",
+                    ));
+                }
+                Ok(RangeRead {
+                    meta,
+                    data: Bytes::new(),
+                })
+            }
+            status => {
+                let h = resp.headers();
+                let len: usize = header(h, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::OriginUnavailable,
+                            "The origin sent no Content-Length",
+                        )
+                    })?;
+                let size = if status == StatusCode::PARTIAL_CONTENT {
+                    header(h, "content-range")
+                        .and_then(total_from_content_range)
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::OriginUnavailable,
+                                "The origin sent a bad Content-Range",
+                            )
+                        })?
+                } else {
+                    len as u64
+                };
+                let meta = meta_from_headers(h, size);
+                if if_match.is_some_and(|m| m != meta.etag) {
+                    return Err(Error::new(
+                        ErrorKind::ObjectChanged,
+                        "The object changed at the origin",
+                    ));
+                }
+                let data = collect_aligned(resp, len).await?;
+                // A 200 means the origin ignored the range: cut it out ourselves.
+                let data = if status == StatusCode::OK {
+                    let s = (range.start.min(size)) as usize;
+                    let e = (range.end.min(size)) as usize;
+                    data.slice(s..e)
+                } else {
+                    data
+                };
+                Ok(RangeRead { meta, data })
+            }
+        }
+    }
+
+    async fn list(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        let mut query: Vec<(String, String)> = Vec::new();
+        let mut push = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                query.push((k.to_string(), v.to_string()));
+            }
+        };
+        let v2 = matches!(q.cursor, ListCursor::V2 { .. });
+        if v2 {
+            push("list-type", Some("2"));
+        }
+        push("prefix", Some(q.prefix.as_str()).filter(|p| !p.is_empty()));
+        push("delimiter", q.delimiter.as_deref());
+        push("max-keys", Some(&q.max_keys.to_string()));
+        match &q.cursor {
+            ListCursor::V1 { marker } => push("marker", marker.as_deref()),
+            ListCursor::V2 {
+                continuation,
+                start_after,
+            } => {
+                push("continuation-token", continuation.as_deref());
+                push("start-after", start_after.as_deref());
+            }
+        }
+        let resp = self
+            .send(Method::GET, Some(bucket), None, &query, &[], &[])
+            .await?;
+        let body = resp.text().await.map_err(|e| {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin's response broke off",
+            )
+            .with_source(e)
+        })?;
+        let parsed: XmlListResult = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        let entries: Vec<ListEntry> = parsed
+            .contents
+            .into_iter()
+            .map(|o| ListEntry {
+                last_modified: parse_time(&o.last_modified),
+                etag: unquote(&o.etag),
+                key: o.key,
+                size: o.size,
+            })
+            .collect();
+        let common_prefixes: Vec<String> = parsed
+            .common_prefixes
+            .into_iter()
+            .map(|p| p.prefix)
+            .collect();
+        let next = if !parsed.is_truncated {
+            None
+        } else if v2 {
+            parsed.next_continuation_token
+        } else {
+            // Without a delimiter S3 omits NextMarker; the last key is the marker then.
+            parsed.next_marker.or_else(|| {
+                let last_key = entries.last().map(|e| e.key.clone());
+                let last_prefix = common_prefixes.last().cloned();
+                last_key.max(last_prefix)
+            })
+        };
+        Ok(ListPage {
+            entries,
+            common_prefixes,
+            truncated: parsed.is_truncated,
+            next,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_origin_errors() {
+        let body = "<Error><Code>NoSuchBucket</Code></Error>";
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, body).kind(),
+            ErrorKind::NoSuchBucket
+        );
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, "").kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(StatusCode::PRECONDITION_FAILED, "").kind(),
+            ErrorKind::ObjectChanged
+        );
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, "").kind(),
+            ErrorKind::Throttled
+        );
+        assert!(classify(StatusCode::INTERNAL_SERVER_ERROR, "").is_retryable());
+        assert!(!classify(StatusCode::FORBIDDEN, "").is_retryable());
+    }
+
+    #[test]
+    fn parses_listings() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix>
+<KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>a &amp; b</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>
+<CommonPrefixes><Prefix>d/</Prefix></CommonPrefixes>
+<NextContinuationToken>tok</NextContinuationToken></ListBucketResult>"#;
+        let parsed: XmlListResult = quick_xml::de::from_str(xml).expect("parse");
+        assert_eq!(parsed.contents[0].key, "a & b");
+        assert_eq!(unquote(&parsed.contents[0].etag), "abc");
+        assert_eq!(parsed.common_prefixes[0].prefix, "d/");
+        assert!(parsed.is_truncated);
+        assert_eq!(parsed.next_continuation_token.as_deref(), Some("tok"));
+        assert_eq!(total_from_content_range("bytes 0-9/1234"), Some(1234));
+    }
+}

@@ -1,0 +1,728 @@
+//! The dialect-neutral read pipeline: bucket catalog → metadata (policy-governed) →
+//! conditional checks → chunk reads through the cache with bounded read-ahead → a body stream.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use cistern_cache::range::{chunk_bounds, chunk_spans, RangeSpec};
+use cistern_cache::{
+    ChunkKey, ChunkStore, Consistency, Lookup, MetaCache, MetaKey, ObjectMeta, Served,
+    SingleFlight, Tier,
+};
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::Metrics;
+use crate::origin::{ListPage, ListQuery, Origin};
+
+/// An exposed bucket and where it really lives.
+pub struct BucketBinding {
+    /// Exposed name.
+    pub name: String,
+    /// The origin.
+    pub origin: Arc<dyn Origin>,
+    /// The origin's configured name (cache keys and metric labels).
+    pub origin_name: Arc<str>,
+    /// The bucket at the origin.
+    pub origin_bucket: Arc<str>,
+    /// Metadata freshness policy.
+    pub consistency: Consistency,
+    /// Whether anonymous callers may read and list.
+    pub public_read: bool,
+}
+
+/// An origin whose every bucket is exposed under its own name.
+pub struct AutoExpose {
+    /// The origin.
+    pub origin: Arc<dyn Origin>,
+    /// Its configured name.
+    pub origin_name: Arc<str>,
+    /// Policy for its buckets.
+    pub consistency: Consistency,
+    /// Whether its buckets are public-read.
+    pub public_read: bool,
+}
+
+/// How long an auto-exposed bucket's existence is remembered.
+const AUTO_BUCKET_TTL: Duration = Duration::from_secs(2);
+
+/// The buckets Cistern exposes.
+pub struct Catalog {
+    explicit: HashMap<String, Arc<BucketBinding>>,
+    auto: Vec<AutoExpose>,
+    resolved: Mutex<HashMap<String, (Arc<BucketBinding>, Instant)>>,
+}
+
+impl Catalog {
+    /// Explicit bindings take precedence over auto-exposed origins, which are tried in order.
+    pub fn new(explicit: Vec<BucketBinding>, auto: Vec<AutoExpose>) -> Self {
+        Self {
+            explicit: explicit
+                .into_iter()
+                .map(|b| (b.name.clone(), Arc::new(b)))
+                .collect(),
+            auto,
+            resolved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The binding for an exposed bucket name.
+    pub async fn resolve(&self, bucket: &str) -> Result<Arc<BucketBinding>> {
+        if let Some(b) = self.explicit.get(bucket) {
+            return Ok(Arc::clone(b));
+        }
+        if let Some((b, at)) = self.lock().get(bucket) {
+            if at.elapsed() < AUTO_BUCKET_TTL {
+                return Ok(Arc::clone(b));
+            }
+        }
+        for a in &self.auto {
+            if a.origin.bucket_exists(bucket).await? {
+                let b = Arc::new(BucketBinding {
+                    name: bucket.to_string(),
+                    origin: Arc::clone(&a.origin),
+                    origin_name: Arc::clone(&a.origin_name),
+                    origin_bucket: Arc::from(bucket),
+                    consistency: a.consistency,
+                    public_read: a.public_read,
+                });
+                let mut map = self.lock();
+                if map.len() > 10_000 {
+                    map.clear();
+                }
+                map.insert(bucket.to_string(), (Arc::clone(&b), Instant::now()));
+                return Ok(b);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::NoSuchBucket,
+            "The specified bucket does not exist",
+        ))
+    }
+
+    /// Every exposed bucket with its creation time when known, sorted by name.
+    pub async fn list(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
+        let mut out: Vec<(String, Option<SystemTime>)> =
+            self.explicit.keys().map(|k| (k.clone(), None)).collect();
+        for a in &self.auto {
+            for b in a.origin.list_buckets().await? {
+                if !self.explicit.contains_key(&b.name) {
+                    out.push((b.name, b.created));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|a, b| a.0 == b.0);
+        Ok(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<BucketBinding>, Instant)>> {
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An entity-tag condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtagMatch {
+    /// `*`.
+    Any,
+    /// Any of these ETags (unquoted).
+    OneOf(Vec<String>),
+}
+
+impl EtagMatch {
+    fn matches(&self, etag: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::OneOf(list) => list.iter().any(|e| e == etag),
+        }
+    }
+}
+
+/// Conditional request headers, dialect-neutral.
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    /// `If-Match`.
+    pub if_match: Option<EtagMatch>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<EtagMatch>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<SystemTime>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<SystemTime>,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Conditions {
+    /// Evaluates the conditions in RFC 9110 §13.2.2 order against `meta`, as S3 does:
+    /// If-Match, else If-Unmodified-Since (412); then If-None-Match, else If-Modified-Since
+    /// (304 for reads).
+    pub fn evaluate(&self, meta: &ObjectMeta) -> Result<()> {
+        let failed = || {
+            Error::new(
+                ErrorKind::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            )
+        };
+        let not_modified = || Error::new(ErrorKind::NotModified, "Not Modified");
+        let lm = secs(meta.last_modified);
+        match &self.if_match {
+            Some(m) if !m.matches(&meta.etag) => return Err(failed()),
+            Some(_) => {}
+            None => {
+                if self.if_unmodified_since.is_some_and(|t| lm > secs(t)) {
+                    return Err(failed());
+                }
+            }
+        }
+        match &self.if_none_match {
+            Some(m) if m.matches(&meta.etag) => return Err(not_modified()),
+            Some(_) => {}
+            None => {
+                if self.if_modified_since.is_some_and(|t| lm <= secs(t)) {
+                    return Err(not_modified());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the cache did for one read (the `x-cistern-cache` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Everything came from the cache; the origin was not contacted for bytes.
+    Hit,
+    /// Everything came from the origin.
+    Miss,
+    /// Some chunks were cached, some fetched.
+    Partial,
+    /// The cache was not used.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// The header value and metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Partial => "partial",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+/// An object read in progress: headers are known, the body streams.
+pub struct ObjectRead {
+    /// The version being served.
+    pub meta: Arc<ObjectMeta>,
+    /// The byte range served, or `None` for the whole object.
+    pub range: Option<Range<u64>>,
+    /// What the cache did.
+    pub cache: CacheStatus,
+    /// The body.
+    pub body: Body,
+}
+
+/// A body of known length fed by a bounded channel (the channel is the backpressure).
+pub struct Body {
+    rx: mpsc::Receiver<Result<Bytes>>,
+    remaining: u64,
+}
+
+impl Body {
+    /// Bytes not yet yielded.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    fn empty() -> Self {
+        let (_, rx) = mpsc::channel(1);
+        Self { rx, remaining: 0 }
+    }
+}
+
+impl Stream for Body {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                this.remaining = this.remaining.saturating_sub(b.len() as u64);
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) if this.remaining > 0 => Poll::Ready(Some(Err(Error::new(
+                ErrorKind::Internal,
+                "the body ended early",
+            )))),
+            other => other,
+        }
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineConfig {
+    /// Chunk size in bytes.
+    pub chunk_size: u64,
+    /// Chunks fetched ahead of the one being sent.
+    pub readahead: usize,
+}
+
+#[derive(Clone)]
+struct MetaFill {
+    meta: Arc<ObjectMeta>,
+    /// A chunk fetched along with the metadata on a cold read.
+    chunk: Option<(u64, Bytes)>,
+}
+
+type ChunkFill = Result<(Bytes, Tier)>;
+
+/// The read pipeline shared by every dialect front.
+pub struct Pipeline {
+    catalog: Catalog,
+    store: ChunkStore,
+    chunk_flight: SingleFlight<ChunkKey, ChunkFill>,
+    meta: MetaCache,
+    meta_flight: SingleFlight<MetaKey, Result<MetaFill>>,
+    cfg: PipelineConfig,
+    metrics: Metrics,
+}
+
+impl Pipeline {
+    /// Wires the pipeline.
+    pub fn new(catalog: Catalog, store: ChunkStore, cfg: PipelineConfig, metrics: Metrics) -> Self {
+        let meta = MetaCache::new(1 << 20, Some(store.clone()));
+        Self {
+            catalog,
+            store,
+            chunk_flight: SingleFlight::default(),
+            meta,
+            meta_flight: SingleFlight::default(),
+            cfg,
+            metrics,
+        }
+    }
+
+    /// The bucket catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The chunk store (for shutdown).
+    pub fn store(&self) -> &ChunkStore {
+        &self.store
+    }
+
+    /// One page of a listing (always from the origin).
+    pub async fn list(&self, b: &BucketBinding, q: &ListQuery) -> Result<ListPage> {
+        b.origin.list(&b.origin_bucket, q).await
+    }
+
+    /// Object metadata, with conditions evaluated.
+    pub async fn head(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        cond: &Conditions,
+    ) -> Result<(Arc<ObjectMeta>, CacheStatus)> {
+        let (fill, cold) = self.metadata(b, &Arc::from(key), None).await?;
+        cond.evaluate(&fill.meta)?;
+        let status = if cold {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Hit
+        };
+        Ok((fill.meta, status))
+    }
+
+    /// Reads an object or a range of it. If the object changes at the origin before the first
+    /// byte is sent, metadata is refreshed and the read retried once.
+    pub async fn get(
+        self: &Arc<Self>,
+        b: &Arc<BucketBinding>,
+        key: &str,
+        range: Option<RangeSpec>,
+        cond: &Conditions,
+    ) -> Result<ObjectRead> {
+        let key: Arc<str> = Arc::from(key);
+        match self.try_get(b, &key, range, cond).await {
+            Err(e) if e.kind() == ErrorKind::ObjectChanged => {
+                tracing::debug!(bucket = %b.name, key = %key, "object changed at the origin, retrying once");
+                self.meta.invalidate(&self.meta_key(b, &key));
+                self.try_get(b, &key, range, cond).await
+            }
+            other => other,
+        }
+    }
+
+    fn meta_key(&self, b: &BucketBinding, key: &Arc<str>) -> MetaKey {
+        MetaKey {
+            origin: Arc::clone(&b.origin_name),
+            bucket: Arc::clone(&b.origin_bucket),
+            key: Arc::clone(key),
+        }
+    }
+
+    fn chunk_key(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        index: u64,
+    ) -> ChunkKey {
+        ChunkKey {
+            origin: Arc::clone(&b.origin_name),
+            bucket: Arc::clone(&b.origin_bucket),
+            key: Arc::clone(key),
+            etag: Arc::clone(etag),
+            index,
+        }
+    }
+
+    async fn try_get(
+        self: &Arc<Self>,
+        b: &Arc<BucketBinding>,
+        key: &Arc<str>,
+        range: Option<RangeSpec>,
+        cond: &Conditions,
+    ) -> Result<ObjectRead> {
+        let start = Instant::now();
+        let cs = self.cfg.chunk_size;
+        let want = range
+            .map_or(Some(0), RangeSpec::known_start)
+            .map(|s| s / cs);
+        let (fill, cold) = self.metadata(b, key, want).await?;
+        let meta = fill.meta;
+        cond.evaluate(&meta)?;
+        let bytes = match range {
+            Some(spec) => spec
+                .resolve(meta.size)
+                .map_err(|_| Error::invalid_range(meta.size))?,
+            None => 0..meta.size,
+        };
+        let shown_range = range.map(|_| bytes.clone());
+        if bytes.is_empty() {
+            self.metrics.cache_results.with_label_values(&["hit"]).inc();
+            return Ok(ObjectRead {
+                meta,
+                range: shown_range,
+                cache: if cold {
+                    CacheStatus::Miss
+                } else {
+                    CacheStatus::Hit
+                },
+                body: Body::empty(),
+            });
+        }
+        let etag: Arc<str> = Arc::from(meta.etag.as_str());
+        let spans: Vec<_> = chunk_spans(bytes.clone(), cs).collect();
+        let status = if cold {
+            CacheStatus::Miss
+        } else {
+            let resident = spans
+                .iter()
+                .filter(|s| self.store.resident(&self.chunk_key(b, key, &etag, s.index)))
+                .count();
+            match resident {
+                n if n == spans.len() => CacheStatus::Hit,
+                0 => CacheStatus::Miss,
+                _ => CacheStatus::Partial,
+            }
+        };
+        // The first chunk is read before answering, so that errors (a vanished or changed
+        // object, an unreachable origin) become proper error responses.
+        let first = spans[0];
+        let first_served = match fill.chunk {
+            Some((i, data)) if i == first.index => Served {
+                data,
+                tier: Tier::Origin,
+                coalesced: false,
+            },
+            _ => self.chunk(b, key, &etag, meta.size, first.index).await?,
+        };
+        check_len(&first_served.data, first.end)?;
+        self.metrics
+            .cache_results
+            .with_label_values(&[status.as_str()])
+            .inc();
+        self.metrics
+            .first_byte_seconds
+            .observe(start.elapsed().as_secs_f64());
+
+        let (tx, rx) = mpsc::channel(2);
+        let body = Body {
+            rx,
+            remaining: bytes.end - bytes.start,
+        };
+        let this = Arc::clone(self);
+        let b = Arc::clone(b);
+        let key = Arc::clone(key);
+        let size = meta.size;
+        tokio::spawn(async move {
+            let first_slice = first_served.data.slice(first.start..first.end);
+            this.count_served(first_served.tier, first_slice.len());
+            if tx.send(Ok(first_slice)).await.is_err() {
+                return;
+            }
+            let readahead = this.cfg.readahead.max(1);
+            let mut rest = futures::stream::iter(spans.into_iter().skip(1))
+                .map(|span| {
+                    let (this, b, key, etag) = (
+                        Arc::clone(&this),
+                        Arc::clone(&b),
+                        Arc::clone(&key),
+                        Arc::clone(&etag),
+                    );
+                    async move {
+                        let served = this.chunk(&b, &key, &etag, size, span.index).await?;
+                        check_len(&served.data, span.end)?;
+                        Ok::<_, Error>((served.data.slice(span.start..span.end), served.tier))
+                    }
+                })
+                .buffered(readahead);
+            while let Some(item) = rest.next().await {
+                let msg = match item {
+                    Ok((slice, tier)) => {
+                        this.count_served(tier, slice.len());
+                        Ok(slice)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "object stream failed after headers were sent");
+                        Err(e)
+                    }
+                };
+                let stop = msg.is_err();
+                if tx.send(msg).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(ObjectRead {
+            meta,
+            range: shown_range,
+            cache: status,
+            body,
+        })
+    }
+
+    fn count_served(&self, tier: Tier, n: usize) {
+        self.metrics
+            .served_bytes
+            .with_label_values(&[tier.as_str()])
+            .inc_by(n as u64);
+    }
+
+    /// One chunk, from cache or filled once from the origin with `If-Match` on the ETag.
+    async fn chunk(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        size: u64,
+        index: u64,
+    ) -> Result<Served> {
+        let ck = self.chunk_key(b, key, etag, index);
+        let origin = Arc::clone(&b.origin);
+        let (bucket, k, e) = (
+            Arc::clone(&b.origin_bucket),
+            Arc::clone(key),
+            Arc::clone(etag),
+        );
+        let bounds = chunk_bounds(index, self.cfg.chunk_size, size);
+        let expected = (bounds.end - bounds.start) as usize;
+        let served = self
+            .store
+            .get_or_fill(&self.chunk_flight, ck, move || async move {
+                let r = origin.read(&bucket, &k, bounds, Some(&e)).await?;
+                if r.data.len() != expected {
+                    return Err(Error::new(
+                        ErrorKind::ObjectChanged,
+                        "The object changed at the origin",
+                    ));
+                }
+                Ok(r.data)
+            })
+            .await?;
+        if served.coalesced {
+            self.metrics.coalesced_waiters.inc();
+        }
+        Ok(served)
+    }
+
+    /// Metadata under the bucket's policy. A cold lookup that knows which chunk it will read
+    /// first fetches that chunk with the metadata in one origin request. Returns whether the
+    /// origin was asked (`cold`).
+    async fn metadata(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        want_chunk: Option<u64>,
+    ) -> Result<(MetaFill, bool)> {
+        let mk = self.meta_key(b, key);
+        let revalidate = match self.meta.lookup(&mk, b.consistency).await {
+            Lookup::Fresh(meta) => return Ok((MetaFill { meta, chunk: None }, false)),
+            Lookup::Stale(_) => true,
+            Lookup::Missing => false,
+        };
+        let origin = Arc::clone(&b.origin);
+        let (bucket, k) = (Arc::clone(&b.origin_bucket), Arc::clone(key));
+        let cs = self.cfg.chunk_size;
+        let store = self.store.clone();
+        let chunk_key_base = (Arc::clone(&b.origin_name), Arc::clone(&b.origin_bucket));
+        let (res, _) = self
+            .meta_flight
+            .run(mk.clone(), move || async move {
+                match want_chunk.filter(|_| !revalidate) {
+                    None => {
+                        let meta = Arc::new(origin.head(&bucket, &k).await?);
+                        Ok(MetaFill { meta, chunk: None })
+                    }
+                    Some(index) => {
+                        let r = origin
+                            .read(&bucket, &k, index * cs..(index + 1) * cs, None)
+                            .await?;
+                        let meta = Arc::new(r.meta);
+                        let bounds = chunk_bounds(index, cs, meta.size);
+                        let chunk = if !r.data.is_empty()
+                            && r.data.len() as u64 == bounds.end - bounds.start
+                        {
+                            store.insert(
+                                ChunkKey {
+                                    origin: chunk_key_base.0,
+                                    bucket: chunk_key_base.1,
+                                    key: Arc::clone(&k),
+                                    etag: Arc::from(meta.etag.as_str()),
+                                    index,
+                                },
+                                r.data.clone(),
+                            );
+                            Some((index, r.data))
+                        } else {
+                            None
+                        };
+                        Ok(MetaFill { meta, chunk })
+                    }
+                }
+            })
+            .await;
+        match res {
+            Ok(fill) => {
+                self.meta.insert(mk, Arc::clone(&fill.meta));
+                Ok((fill, true))
+            }
+            Err(e) => {
+                if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NoSuchBucket) {
+                    self.meta.invalidate(&mk);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn check_len(data: &Bytes, end: usize) -> Result<()> {
+    if data.len() < end {
+        return Err(Error::new(
+            ErrorKind::ObjectChanged,
+            "The object changed at the origin",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(etag: &str, lm: u64) -> ObjectMeta {
+        ObjectMeta {
+            size: 10,
+            etag: etag.into(),
+            last_modified: SystemTime::UNIX_EPOCH + Duration::from_secs(lm),
+            content_type: None,
+            content_encoding: None,
+            cache_control: None,
+            content_disposition: None,
+            content_language: None,
+            user_metadata: vec![],
+        }
+    }
+
+    fn at(s: u64) -> Option<SystemTime> {
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    #[test]
+    fn conditions_follow_s3_precedence() {
+        let m = meta("abc", 1000);
+        let kind = |c: Conditions| c.evaluate(&m).err().map(|e| e.kind());
+        assert_eq!(kind(Conditions::default()), None);
+        assert_eq!(
+            kind(Conditions {
+                if_match: Some(EtagMatch::OneOf(vec!["x".into()])),
+                ..Default::default()
+            }),
+            Some(ErrorKind::PreconditionFailed)
+        );
+        // If-Match true wins over If-Unmodified-Since false.
+        assert_eq!(
+            kind(Conditions {
+                if_match: Some(EtagMatch::Any),
+                if_unmodified_since: at(10),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            kind(Conditions {
+                if_unmodified_since: at(10),
+                ..Default::default()
+            }),
+            Some(ErrorKind::PreconditionFailed)
+        );
+        assert_eq!(
+            kind(Conditions {
+                if_none_match: Some(EtagMatch::OneOf(vec!["abc".into()])),
+                ..Default::default()
+            }),
+            Some(ErrorKind::NotModified)
+        );
+        // If-None-Match false wins over If-Modified-Since.
+        assert_eq!(
+            kind(Conditions {
+                if_none_match: Some(EtagMatch::OneOf(vec!["zz".into()])),
+                if_modified_since: at(2000),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            kind(Conditions {
+                if_modified_since: at(1000),
+                ..Default::default()
+            }),
+            Some(ErrorKind::NotModified)
+        );
+        assert_eq!(
+            kind(Conditions {
+                if_modified_since: at(999),
+                ..Default::default()
+            }),
+            None
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Authentication (secret lookup for s3s's SigV4 verification) and authorization (the policy,
+//! enforced on every request, cache hits included).
+
+use std::sync::{Arc, OnceLock};
+
+use cistern_auth::policy::{Decision, Permission, Policy};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::path::S3Path;
+use s3s::{s3_error, S3Result};
+
+use crate::error::ErrorKind;
+use crate::pipeline::Pipeline;
+
+/// Carries the operation name from the access check to the access log and metrics.
+#[derive(Clone, Default)]
+pub struct OpSlot(pub Arc<OnceLock<String>>);
+
+/// Looks up secrets of configured principals.
+pub struct Secrets(pub Arc<Policy>);
+
+#[async_trait::async_trait]
+impl S3Auth for Secrets {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.principal(access_key) {
+            Some(p) => Ok(SecretKey::from(p.secret.expose())),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// The permission an S3 operation needs, or `None` for operations Cistern does not implement
+/// (they answer NotImplemented to authenticated callers).
+pub fn permission_for(op: &str) -> Option<Permission> {
+    match op {
+        "GetObject" | "HeadObject" => Some(Permission::Read),
+        "ListObjects" | "ListObjectsV2" | "HeadBucket" | "GetBucketLocation" | "ListBuckets" => {
+            Some(Permission::List)
+        }
+        _ => None,
+    }
+}
+
+/// Enforces the policy.
+pub struct Access {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// For bucket lookups (public-read flags, existence).
+    pub pipeline: Arc<Pipeline>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let op = cx.s3_op().name().to_string();
+        if let Some(slot) = cx.extensions_mut().get::<OpSlot>() {
+            let _ = slot.0.set(op.clone());
+        }
+        let caller = cx.credentials().map(|c| c.access_key.clone());
+        let bucket = match cx.s3_path() {
+            S3Path::Root => None,
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
+        };
+        let denied = || s3_error!(AccessDenied, "Access Denied");
+        let Some(perm) = permission_for(&op) else {
+            // Unimplemented operations: authenticated callers learn it is not implemented.
+            return if caller.is_some() {
+                Ok(())
+            } else {
+                Err(denied())
+            };
+        };
+        let Some(bucket) = bucket else {
+            // ListBuckets: any authenticated caller; the listing is filtered by scope.
+            return if caller.is_some() {
+                Ok(())
+            } else {
+                Err(denied())
+            };
+        };
+        match caller.as_deref() {
+            Some(ak) => {
+                // Scope is decided by name first, so a caller cannot probe buckets it may not see.
+                match self.policy.authorize(Some(ak), &bucket, perm, false) {
+                    Decision::Allow => Ok(()),
+                    _ => Err(denied()),
+                }
+            }
+            None => match self.pipeline.catalog().resolve(&bucket).await {
+                Ok(b)
+                    if self.policy.authorize(None, &bucket, perm, b.public_read)
+                        == Decision::Allow =>
+                {
+                    Ok(())
+                }
+                Ok(_) => Err(denied()),
+                Err(e) if e.kind() == ErrorKind::NoSuchBucket => Err(denied()),
+                Err(e) => Err(super::error::to_s3(e)),
+            },
+        }
+    }
+}

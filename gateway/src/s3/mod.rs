@@ -1,0 +1,419 @@
+//! The S3 dialect front, on `s3s`: operations map onto the pipeline; authentication,
+//! authorization and virtual hosts are separate pieces wired through s3s's builder.
+
+pub mod auth;
+pub mod error;
+pub mod host;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use cistern_auth::policy::Policy;
+use cistern_cache::range::RangeSpec;
+use cistern_cache::ObjectMeta;
+use futures::Stream;
+use s3s::dto::{self, ETag, ETagCondition, StreamingBlob, Timestamp};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+
+use crate::origin::{ListCursor, ListPage, ListQuery};
+use crate::pipeline::{Body, CacheStatus, Conditions, EtagMatch, Pipeline};
+
+use self::error::to_s3;
+
+/// The response header telling what the cache did.
+pub const CACHE_HEADER: &str = "x-cistern-cache";
+
+/// Builds the s3s service for the S3 listener.
+pub fn service(pipeline: Arc<Pipeline>, policy: Arc<Policy>, domains: Vec<String>) -> S3Service {
+    let mut b = S3ServiceBuilder::new(S3Front {
+        pipeline: Arc::clone(&pipeline),
+        policy: Arc::clone(&policy),
+    });
+    b.set_auth(auth::Secrets(Arc::clone(&policy)));
+    b.set_access(auth::Access { policy, pipeline });
+    b.set_host(host::Hosts::new(domains));
+    b.set_validation(BucketNames);
+    b.build()
+}
+
+/// Bucket names as Cistern exposes them: AWS's rules are too strict for directory-backed
+/// buckets (`data/b` is bucket `b`), so any 1–255 character name of letters, digits, `.`,
+/// `-` and `_` is accepted; the origin decides whether it exists.
+struct BucketNames;
+
+impl s3s::validation::NameValidation for BucketNames {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        (1..=255).contains(&name.len())
+            && name != "."
+            && name != ".."
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    }
+}
+
+/// The S3 operations Cistern implements; every other one answers s3s's NotImplemented.
+pub struct S3Front {
+    pipeline: Arc<Pipeline>,
+    policy: Arc<Policy>,
+}
+
+fn etag_match(c: &ETagCondition) -> EtagMatch {
+    match c {
+        ETagCondition::Any => EtagMatch::Any,
+        ETagCondition::ETag(e) => EtagMatch::OneOf(vec![e.value().to_string()]),
+    }
+}
+
+fn conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> Conditions {
+    let t = |ts: &Timestamp| std::time::SystemTime::from(time::OffsetDateTime::from(ts.clone()));
+    Conditions {
+        if_match: if_match.map(etag_match),
+        if_none_match: if_none_match.map(etag_match),
+        if_modified_since: if_modified_since.map(t),
+        if_unmodified_since: if_unmodified_since.map(t),
+    }
+}
+
+fn range_spec(r: &dto::Range) -> RangeSpec {
+    match *r {
+        dto::Range::Int {
+            first,
+            last: Some(last),
+        } => RangeSpec::FromTo { first, last },
+        dto::Range::Int { first, last: None } => RangeSpec::From { first },
+        dto::Range::Suffix { length } => RangeSpec::Suffix { len: length },
+    }
+}
+
+fn cache_headers(status: CacheStatus) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        CACHE_HEADER,
+        http::HeaderValue::from_static(status.as_str()),
+    );
+    h
+}
+
+fn user_metadata(meta: &ObjectMeta) -> Option<dto::Metadata> {
+    (!meta.user_metadata.is_empty()).then(|| meta.user_metadata.iter().cloned().collect())
+}
+
+fn content_type(meta: &ObjectMeta) -> String {
+    meta.content_type
+        .clone()
+        .unwrap_or_else(|| "binary/octet-stream".to_string())
+}
+
+/// Adapts the pipeline's body to s3s, with its exact remaining length so that hyper sends
+/// `Content-Length` rather than chunked encoding.
+struct S3Body(Body);
+
+impl Stream for S3Body {
+    type Item = Result<Bytes, s3s::StdError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.0)
+            .poll_next(cx)
+            .map(|o| o.map(|r| r.map_err(|e| Box::new(e) as s3s::StdError)))
+    }
+}
+
+impl ByteStream for S3Body {
+    fn remaining_length(&self) -> RemainingLength {
+        RemainingLength::new_exact(usize::try_from(self.0.remaining()).unwrap_or(usize::MAX))
+    }
+}
+
+/// Keys and prefixes in listings, URL-encoded when the client asked `encoding-type=url`.
+/// Everything but unreserved characters and `/` is percent-encoded, so both `unquote` and
+/// `unquote_plus` decoders get the original back.
+fn enc(s: String, url: bool) -> String {
+    if url {
+        cistern_auth::sigv4::uri_encode(&s, true)
+    } else {
+        s
+    }
+}
+
+fn max_keys(v: Option<i32>) -> S3Result<usize> {
+    match v {
+        None => Ok(1000),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+fn wants_url(e: Option<&dto::EncodingType>) -> S3Result<bool> {
+    match e.map(|e| e.as_str()) {
+        None => Ok(false),
+        Some("url") => Ok(true),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "Invalid Encoding Method specified in Request"
+        )),
+    }
+}
+
+fn objects(page: &ListPage, url: bool) -> (Vec<dto::Object>, Vec<dto::CommonPrefix>) {
+    let contents = page
+        .entries
+        .iter()
+        .map(|e| dto::Object {
+            key: Some(enc(e.key.clone(), url)),
+            size: Some(e.size as i64),
+            e_tag: Some(ETag::Strong(e.etag.clone())),
+            last_modified: Some(Timestamp::from(e.last_modified)),
+            storage_class: Some(dto::ObjectStorageClass::from_static(
+                dto::ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect();
+    let prefixes = page
+        .common_prefixes
+        .iter()
+        .map(|p| dto::CommonPrefix {
+            prefix: Some(enc(p.clone(), url)),
+        })
+        .collect();
+    (contents, prefixes)
+}
+
+impl S3Front {
+    async fn bucket(&self, name: &str) -> S3Result<Arc<crate::pipeline::BucketBinding>> {
+        self.pipeline.catalog().resolve(name).await.map_err(to_s3)
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for S3Front {
+    async fn list_buckets(
+        &self,
+        req: S3Request<dto::ListBucketsInput>,
+    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        let caller = req
+            .credentials
+            .as_ref()
+            .map(|c| c.access_key.clone())
+            .unwrap_or_default();
+        let all = self.pipeline.catalog().list().await.map_err(to_s3)?;
+        let buckets = all
+            .into_iter()
+            .filter(|(name, _)| self.policy.can_see(&caller, name))
+            .map(|(name, created)| dto::Bucket {
+                name: Some(name),
+                creation_date: Some(Timestamp::from(
+                    created.unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+                )),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(dto::ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(dto::Owner {
+                display_name: Some("cistern".into()),
+                id: Some("cistern".into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(dto::HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(dto::GetBucketLocationOutput::default()))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        let i = req.input;
+        let b = self.bucket(&i.bucket).await?;
+        let url = wants_url(i.encoding_type.as_ref())?;
+        let q = ListQuery {
+            prefix: i.prefix.clone().unwrap_or_default(),
+            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
+            max_keys: max_keys(i.max_keys)?,
+            cursor: ListCursor::V1 {
+                marker: i.marker.clone().filter(|m| !m.is_empty()),
+            },
+        };
+        let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
+        let (contents, prefixes) = objects(&page, url);
+        // S3 returns NextMarker only when a delimiter was given.
+        let next_marker = page
+            .next
+            .clone()
+            .filter(|_| q.delimiter.is_some())
+            .map(|m| enc(m, url));
+        Ok(S3Response::new(dto::ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(enc(q.prefix, url)),
+            marker: Some(enc(i.marker.unwrap_or_default(), url)),
+            max_keys: Some(q.max_keys as i32),
+            is_truncated: Some(page.truncated),
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            delimiter: q.delimiter.map(|d| enc(d, url)),
+            next_marker,
+            encoding_type: i.encoding_type,
+            request_charged: None,
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<dto::ListObjectsV2Input>,
+    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        let i = req.input;
+        let b = self.bucket(&i.bucket).await?;
+        let url = wants_url(i.encoding_type.as_ref())?;
+        let q = ListQuery {
+            prefix: i.prefix.clone().unwrap_or_default(),
+            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
+            max_keys: max_keys(i.max_keys)?,
+            cursor: ListCursor::V2 {
+                continuation: i.continuation_token.clone().filter(|t| !t.is_empty()),
+                start_after: i.start_after.clone().filter(|s| !s.is_empty()),
+            },
+        };
+        let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
+        let (contents, prefixes) = objects(&page, url);
+        let key_count = (contents.len() + prefixes.len()) as i32;
+        Ok(S3Response::new(dto::ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(enc(q.prefix, url)),
+            max_keys: Some(q.max_keys as i32),
+            key_count: Some(key_count),
+            continuation_token: i.continuation_token,
+            is_truncated: Some(page.truncated),
+            next_continuation_token: page.next,
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            delimiter: q.delimiter.map(|d| enc(d, url)),
+            encoding_type: i.encoding_type,
+            start_after: i.start_after.map(|s| enc(s, url)),
+            request_charged: None,
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let i = req.input;
+        if i.version_id.is_some() || i.part_number.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "versionId and partNumber reads are not implemented yet"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        );
+        let (meta, status) = self.pipeline.head(&b, &i.key, &cond).await.map_err(to_s3)?;
+        let out = dto::HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(meta.size as i64),
+            content_type: Some(content_type(&meta)),
+            e_tag: Some(ETag::Strong(meta.etag.clone())),
+            last_modified: Some(Timestamp::from(meta.last_modified)),
+            cache_control: meta.cache_control.clone(),
+            content_disposition: meta.content_disposition.clone(),
+            content_encoding: meta.content_encoding.clone(),
+            content_language: meta.content_language.clone(),
+            metadata: user_metadata(&meta),
+            ..Default::default()
+        };
+        let mut resp = S3Response::new(out);
+        resp.headers = cache_headers(status);
+        Ok(resp)
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let i = req.input;
+        if i.version_id.is_some() || i.part_number.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "versionId and partNumber reads are not implemented yet"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        let cond = conditions(
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        );
+        let range = i.range.as_ref().map(range_spec);
+        let read = self
+            .pipeline
+            .get(&b, &i.key, range, &cond)
+            .await
+            .map_err(to_s3)?;
+        let meta = &read.meta;
+        let len = read.body.remaining();
+        let content_range = read
+            .range
+            .as_ref()
+            .map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size));
+        let out = dto::GetObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: Some(len as i64),
+            content_range,
+            content_type: Some(
+                i.response_content_type
+                    .unwrap_or_else(|| content_type(meta)),
+            ),
+            e_tag: Some(ETag::Strong(meta.etag.clone())),
+            last_modified: Some(Timestamp::from(meta.last_modified)),
+            cache_control: i
+                .response_cache_control
+                .or_else(|| meta.cache_control.clone()),
+            content_disposition: i
+                .response_content_disposition
+                .or_else(|| meta.content_disposition.clone()),
+            content_encoding: i
+                .response_content_encoding
+                .or_else(|| meta.content_encoding.clone()),
+            content_language: i
+                .response_content_language
+                .or_else(|| meta.content_language.clone()),
+            expires: i.response_expires,
+            metadata: user_metadata(meta),
+            body: Some(StreamingBlob::new(S3Body(read.body))),
+            ..Default::default()
+        };
+        let mut resp = S3Response::new(out);
+        resp.headers = cache_headers(read.cache);
+        Ok(resp)
+    }
+}

@@ -1,0 +1,223 @@
+//! Listeners: the S3 front and the admin endpoints, each `run(listener, shutdown)` on a bound
+//! socket so tests can use port 0. SIGTERM-style shutdown stops accepting and drains.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use s3s::service::S3Service;
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::s3::auth::OpSlot;
+use crate::s3::error::{early_response, refuse_early};
+
+/// How long in-flight requests may take to finish after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn request_id() -> String {
+    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{t:X}{:04X}{n:08X}", std::process::id() & 0xFFFF)
+}
+
+/// Serves the S3 dialect on `listener` until `shutdown` resolves, then drains.
+pub async fn run_s3(
+    listener: TcpListener,
+    svc: S3Service,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let svc = Arc::new(svc);
+    serve(listener, shutdown, move |req| {
+        let (svc, metrics) = (Arc::clone(&svc), metrics.clone());
+        async move { Ok::<_, Infallible>(handle_s3(&svc, &metrics, req).await) }
+    })
+    .await;
+}
+
+async fn handle_s3(
+    svc: &S3Service,
+    metrics: &Metrics,
+    mut req: http::Request<Incoming>,
+) -> http::Response<s3s::Body> {
+    let start = Instant::now();
+    let rid = request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let slot = OpSlot::default();
+    req.extensions_mut().insert(slot.clone());
+
+    let mut resp = match refuse_early(req.headers(), req.uri().query()) {
+        Some((status, code, msg)) => early_response(status, code, msg, &rid),
+        None => match svc.call(req.map(s3s::Body::from)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = ?e, "s3 service failed");
+                early_response(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                    &rid,
+                )
+            }
+        },
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-amz-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let op = slot.0.get().map_or("unknown", String::as_str);
+    let elapsed = start.elapsed();
+    metrics
+        .requests
+        .with_label_values(&["s3", op, status_label(status)])
+        .inc();
+    metrics
+        .request_seconds
+        .with_label_values(&["s3", op])
+        .observe(elapsed.as_secs_f64());
+    let cache = resp
+        .headers()
+        .get(crate::s3::CACHE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info!(
+        target: "cistern::access",
+        request_id = %rid,
+        dialect = "s3",
+        %method,
+        path = %path,
+        operation = op,
+        status,
+        cache,
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+fn status_label(s: u16) -> &'static str {
+    match s {
+        200 => "200",
+        204 => "204",
+        206 => "206",
+        304 => "304",
+        400 => "400",
+        403 => "403",
+        404 => "404",
+        412 => "412",
+        416 => "416",
+        500 => "500",
+        501 => "501",
+        503 => "503",
+        _ => match s / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+    }
+}
+
+/// Readiness flag for `/readyz`: false until serving, false again while draining.
+#[derive(Clone, Default)]
+pub struct Ready(pub Arc<AtomicBool>);
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` resolves.
+pub async fn run_admin(
+    listener: TcpListener,
+    metrics: Metrics,
+    ready: Ready,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve(listener, shutdown, move |req: http::Request<Incoming>| {
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        async move {
+            let (status, ctype, body) = match req.uri().path() {
+                "/metrics" => {
+                    let mut buf = String::new();
+                    let enc = prometheus::TextEncoder::new();
+                    match enc.encode_utf8(&metrics.registry.gather(), &mut buf) {
+                        Ok(()) => (200, "text/plain; version=0.0.4", buf),
+                        Err(e) => (500, "text/plain", format!("cannot encode metrics: {e}\n")),
+                    }
+                }
+                "/healthz" => (200, "text/plain", "ok\n".to_string()),
+                "/readyz" if ready.0.load(Ordering::Relaxed) => {
+                    (200, "text/plain", "ready\n".to_string())
+                }
+                "/readyz" => (503, "text/plain", "not ready\n".to_string()),
+                _ => (404, "text/plain", "not found\n".to_string()),
+            };
+            let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+            *resp.status_mut() = http::StatusCode::from_u16(status)
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ctype),
+            );
+            Ok::<_, Infallible>(resp)
+        }
+    })
+    .await;
+}
+
+/// Accept loop shared by the listeners: HTTP/1.1 and h2c, graceful drain on shutdown.
+async fn serve<F, Fut, B>(listener: TcpListener, shutdown: impl Future<Output = ()>, handler: F)
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| handler(req)))
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within the drain timeout");
+    }
+}
