@@ -16,3 +16,8 @@ pub mod origin;
 pub mod pipeline;
 pub mod s3;
 pub mod server;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! An in-memory origin for in-process tests: counts requests and injects faults. Tests use
+//! it in addition to the real peers of `conformance/`, never instead of them.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cistern_cache::ObjectMeta;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::origin::{listing, BucketEntry, ListEntry, ListPage, ListQuery, Origin, RangeRead};
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<(String, String), (Bytes, u64)>,
+    version: u64,
+}
+
+/// An in-memory origin with request counters and fault injection.
+#[derive(Clone, Default)]
+pub struct MemOrigin {
+    state: Arc<Mutex<State>>,
+    /// Ranged reads served.
+    pub reads: Arc<AtomicUsize>,
+    /// HEADs served.
+    pub heads: Arc<AtomicUsize>,
+    /// The next this-many reads fail with a retryable error.
+    pub fail_next: Arc<AtomicUsize>,
+    /// Added latency per read.
+    pub delay: Arc<Mutex<Duration>>,
+    /// Reads in progress now, and the most seen at once.
+    pub inflight: Arc<AtomicUsize>,
+    /// The most reads seen in progress at once.
+    pub max_inflight: Arc<AtomicUsize>,
+}
+
+impl MemOrigin {
+    /// Stores (or replaces) an object; each put is a new version with a new ETag.
+    pub fn put(&self, bucket: &str, key: &str, data: impl Into<Bytes>) {
+        let mut s = self.state.lock().expect("state");
+        s.version += 1;
+        let v = s.version;
+        s.objects
+            .insert((bucket.into(), key.into()), (data.into(), v));
+    }
+
+    fn meta(data: &Bytes, version: u64) -> ObjectMeta {
+        ObjectMeta {
+            size: data.len() as u64,
+            etag: format!("v{version}"),
+            last_modified: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + version),
+            content_type: Some("application/octet-stream".into()),
+            content_encoding: None,
+            cache_control: None,
+            content_disposition: None,
+            content_language: None,
+            user_metadata: vec![("origin".into(), "mem".into())],
+        }
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Result<(Bytes, u64)> {
+        self.state
+            .lock()
+            .expect("state")
+            .objects
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, "no such key"))
+    }
+}
+
+#[async_trait]
+impl Origin for MemOrigin {
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
+        let s = self.state.lock().expect("state");
+        let mut names: Vec<String> = s.objects.keys().map(|(b, _)| b.clone()).collect();
+        names.dedup();
+        Ok(names
+            .into_iter()
+            .map(|name| BucketEntry {
+                name,
+                created: None,
+            })
+            .collect())
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        Ok(self
+            .state
+            .lock()
+            .expect("state")
+            .objects
+            .keys()
+            .any(|(b, _)| b == bucket))
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        let (data, v) = self.get(bucket, key)?;
+        Ok(Self::meta(&data, v))
+    }
+
+    async fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_inflight.fetch_max(now, Ordering::SeqCst);
+        let delay = *self.delay.lock().expect("delay");
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        if self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::new(ErrorKind::OriginUnavailable, "injected fault"));
+        }
+        let (data, v) = self.get(bucket, key)?;
+        let meta = Self::meta(&data, v);
+        if if_match.is_some_and(|m| m != meta.etag) {
+            return Err(Error::new(ErrorKind::ObjectChanged, "changed"));
+        }
+        let s = range.start.min(meta.size) as usize;
+        let e = range.end.min(meta.size) as usize;
+        Ok(RangeRead {
+            data: data.slice(s..e),
+            meta,
+        })
+    }
+
+    async fn list(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        let entries: Vec<ListEntry> = {
+            let s = self.state.lock().expect("state");
+            s.objects
+                .iter()
+                .filter(|((b, _), _)| b == bucket)
+                .map(|((_, k), (d, v))| {
+                    let m = Self::meta(d, *v);
+                    ListEntry {
+                        key: k.clone(),
+                        size: m.size,
+                        etag: m.etag,
+                        last_modified: m.last_modified,
+                    }
+                })
+                .collect()
+        };
+        listing::page(entries, q)
+    }
+}
