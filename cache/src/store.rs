@@ -328,6 +328,49 @@ mod tests {
         store.close().await.expect("close");
     }
 
+    /// Flips one byte of a chunk's bytes inside the SSD cache files.
+    fn corrupt_on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+        for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if !path.is_file() {
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).expect("read");
+            if let Some(pos) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[pos + needle.len() / 2] ^= 0xFF;
+                std::fs::write(&path, bytes).expect("write");
+                return true;
+            }
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_chunk_on_ssd_is_dropped_and_refetched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flight = SingleFlight::default();
+        let data = Bytes::from((0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect::<Vec<u8>>());
+        {
+            let store = open(dir.path()).await;
+            let d = data.clone();
+            store
+                .get_or_fill(&flight, key(9), move || async move { Ok::<_, String>(d) })
+                .await
+                .expect("fill");
+            store.close().await.expect("close");
+        }
+        assert!(corrupt_on_disk(dir.path(), &data[1000..1064]), "chunk bytes found on disk");
+        let store = open(dir.path()).await;
+        let fresh = data.clone();
+        let got = store
+            .get_or_fill(&flight, key(9), move || async move { Ok::<_, String>(fresh) })
+            .await
+            .expect("refetch");
+        assert_eq!(got.tier, Tier::Origin, "the corrupt copy is not served");
+        assert_eq!(got.data, data);
+        store.close().await.expect("close");
+    }
+
     #[tokio::test]
     async fn fill_errors_reach_every_waiter_and_are_not_cached() {
         let flight = SingleFlight::default();
