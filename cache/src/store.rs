@@ -121,8 +121,10 @@ impl ChunkStore {
         let hybrid = match &cfg.dir {
             Some(dir) if cfg.disk_bytes > 0 => {
                 // A block holds several chunks; an entry must fit in a block minus 4 KiB.
-                let block = (cfg.chunk_size * 4 + 64 * 1024)
-                    .max(16 << 20)
+                // 64 MiB blocks for 4 MiB chunks (16 chunks a block), at least two chunks a block.
+                let block = (cfg.chunk_size * 16)
+                    .clamp(16 << 20, 256 << 20)
+                    .max(cfg.chunk_size * 2 + 64 * 1024)
                     .next_multiple_of(4096);
                 let min = block * 2;
                 if cfg.disk_bytes < min {
@@ -137,7 +139,15 @@ impl ChunkStore {
                     .build()?;
                 builder
                     .with_io_engine_config(PsyncIoEngineConfig::new())
-                    .with_engine_config(BlockEngineConfig::new(device).with_block_size(block))
+                    .with_engine_config(
+                        BlockEngineConfig::new(device)
+                            .with_block_size(block)
+                            // Fills arrive in bursts (read-ahead); past these bounds foyer
+                            // drops SSD writes (counted as buffer_overflow), costing only
+                            // SSD hit ratio.
+                            .with_buffer_pool_size(block)
+                            .with_submit_queue_size_threshold(block * 2),
+                    )
                     .with_recover_mode(RecoverMode::Quiet)
                     .build()
                     .await?
@@ -349,7 +359,11 @@ mod tests {
     async fn a_corrupt_chunk_on_ssd_is_dropped_and_refetched() {
         let dir = tempfile::tempdir().expect("tempdir");
         let flight = SingleFlight::default();
-        let data = Bytes::from((0..(1 << 20)).map(|i: u32| (i % 251) as u8).collect::<Vec<u8>>());
+        let data = Bytes::from(
+            (0..(1 << 20))
+                .map(|i: u32| (i % 251) as u8)
+                .collect::<Vec<u8>>(),
+        );
         {
             let store = open(dir.path()).await;
             let d = data.clone();
@@ -359,11 +373,18 @@ mod tests {
                 .expect("fill");
             store.close().await.expect("close");
         }
-        assert!(corrupt_on_disk(dir.path(), &data[1000..1064]), "chunk bytes found on disk");
+        assert!(
+            corrupt_on_disk(dir.path(), &data[1000..1064]),
+            "chunk bytes found on disk"
+        );
         let store = open(dir.path()).await;
         let fresh = data.clone();
         let got = store
-            .get_or_fill(&flight, key(9), move || async move { Ok::<_, String>(fresh) })
+            .get_or_fill(
+                &flight,
+                key(9),
+                move || async move { Ok::<_, String>(fresh) },
+            )
             .await
             .expect("refetch");
         assert_eq!(got.tier, Tier::Origin, "the corrupt copy is not served");

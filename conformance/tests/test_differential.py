@@ -113,8 +113,13 @@ def test_range_exact_chunk_multiple(gw, moto, moto_data, rng):
 @pytest.mark.parametrize("rng", ["bytes=0-", "bytes=0-0", "bytes=-1"])
 def test_range_on_empty_object(gw, moto, rng):
     m, c = both(gw, moto, "GET", "motob", "empty", headers={"Range": rng})
-    if rng != "bytes=-1":  # moto answers 200 to a suffix range on an empty object
-        assert m.status == 416, m
+    if rng == "bytes=-1":
+        # moto answers 200; RFC 7233 says a suffix range of an empty representation is
+        # unsatisfiable (416). Accept either, but nothing else.
+        assert c.status in (200, 416), c
+        assert c.body == b"" or c.error_code() == "InvalidRange", c
+        return
+    assert m.status == 416, m
     assert_same(m, c)
 
 
@@ -331,13 +336,23 @@ def list_pages(endpoint, creds, bucket, params: dict, v2: bool = True, limit: in
     return pages
 
 
-def _summary(pages, url_encoded: bool):
+def _summary(pages, params: dict):
+    """What must agree between moto and Cistern, page by page.
+
+    With encoding-type=url, keys/prefixes/markers are compared decoded (moto leaves V1
+    CommonPrefixes unencoded where S3 encodes them; test_listing_*_encoded checks the encoding).
+    NextMarker is compared only with a delimiter: S3 returns it only then (moto returns a bogus
+    value without one)."""
+    from urllib.parse import unquote
+    dec = unquote if params.get("encoding-type") == "url" else (lambda x: x)
     out = []
     for p in pages:
-        out.append(dict(keys=p.keys, prefixes=p.prefixes, truncated=p.is_truncated,
-                        key_count=p.key_count, sizes=p.sizes, etags=p.etags,
-                        encoding_type=p.encoding_type, max_keys=p.max_keys,
-                        next_marker=p.next_marker if not url_encoded or p.next_marker is None else p.next_marker))
+        d = dict(keys=[dec(k) for k in p.keys], prefixes=[dec(x) for x in p.prefixes],
+                 truncated=p.is_truncated, key_count=p.key_count, sizes=p.sizes, etags=p.etags,
+                 encoding_type=p.encoding_type, max_keys=p.max_keys)
+        if params.get("delimiter"):
+            d["next_marker"] = dec(p.next_marker) if p.next_marker is not None else None
+        out.append(d)
     return out
 
 
@@ -380,7 +395,7 @@ def test_list_objects_v2(gw, moto, moto_data, case):
     mp = list_pages(moto.endpoint, moto.creds, "motob", params, v2=True)
     cp = list_pages(gw.endpoint, TESTER, "motob", params, v2=True)
     _check_moto_listing(mp, moto_data, params)
-    assert _summary(cp, "encoding-type" in params) == _summary(mp, "encoding-type" in params)
+    assert _summary(cp, params) == _summary(mp, params)
 
 
 @pytest.mark.parametrize("case", sorted(LIST_V1_CASES))
@@ -389,7 +404,7 @@ def test_list_objects_v1(gw, moto, moto_data, case):
     mp = list_pages(moto.endpoint, moto.creds, "motob", params, v2=False)
     cp = list_pages(gw.endpoint, TESTER, "motob", params, v2=False)
     _check_moto_listing(mp, moto_data, params)
-    assert _summary(cp, "encoding-type" in params) == _summary(mp, "encoding-type" in params)
+    assert _summary(cp, params) == _summary(mp, params)
 
 
 def _check_moto_listing(pages, moto_data, params):
@@ -426,6 +441,16 @@ def test_listing_keys_are_url_encoded(gw, moto_data):
     keys = [k for p in pages for k in p.keys]
     assert "with%20space.txt" in keys, keys
     assert "plus%2Bsign%2B.txt" in keys, keys
+
+
+def test_listing_v1_keys_and_prefixes_are_url_encoded(gw, moto_data):
+    q = enc_query([("delimiter", "/"), ("encoding-type", "url"), ("prefix", "list/")])
+    r = s3util.request(gw.endpoint, "GET", "/motob?" + q, creds=TESTER)
+    assert r.status == 200, r
+    lst = parse_listing(r.body)
+    assert lst.encoding_type == "url"
+    assert "list/d%20e/" in lst.prefixes and "list/plus%2B/" in lst.prefixes, lst.prefixes
+    assert "list/%C3%A9/" in lst.prefixes, lst.prefixes
 
 
 def test_boto3_list_paginator(gw, moto_data):

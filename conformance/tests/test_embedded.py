@@ -125,7 +125,7 @@ def test_inline_secret_is_startup_error(cistern_bin, tmp_path):
 
 
 def test_missing_secret_env_is_startup_error(cistern_bin, tmp_path):
-    cfg = BASE + '\n[[principals]]\naccess_key = "a"\nsecret = { env = "CISTERN_TEST_UNSET_VAR_X" }\nbuckets = ["*"]\npermissions = ["read"]\n'
+    cfg = BASE + '\n[[principals]]\naccess_key = "a"\nsecret = {{ env = "CISTERN_TEST_UNSET_VAR_X" }}\nbuckets = ["*"]\npermissions = ["read"]\n'
     _must_not_start(cistern_bin, tmp_path, cfg)
 
 
