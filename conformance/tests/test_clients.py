@@ -87,12 +87,12 @@ def aws(env, endpoint_url, *args, binary_out=False, check=True, timeout=600):
     return p
 
 
-def tester_env(aws_env):
+def env_for_tester(aws_env):
     return dict(aws_env, AWS_ACCESS_KEY_ID=TESTER.access_key, AWS_SECRET_ACCESS_KEY=TESTER.secret)
 
 
 def test_aws_cli_ls_cp(gw, moto_data, aws_env, tmp_path):
-    env = tester_env(aws_env)
+    env = env_for_tester(aws_env)
     p = aws(env, gw.url, "s3", "ls", "s3://motob/list/")
     out = p.stdout.decode()
     for name in ("PRE a/", "PRE b/", "c.txt", "PRE d e/", "PRE é/", "PRE plus+/", "z"):
@@ -109,7 +109,7 @@ def test_aws_cli_ls_cp(gw, moto_data, aws_env, tmp_path):
 
 
 def test_aws_cli_sync_prefix(gw, moto_data, aws_env, tmp_path):
-    env = tester_env(aws_env)
+    env = env_for_tester(aws_env)
     aws(env, gw.url, "s3", "sync", "s3://motob/list/b/", str(tmp_path / "sync"))
     n = 0
     for k in moto_data.objects:
@@ -135,7 +135,7 @@ def test_one_gib_object(cistern_factory, aws_env, tmp_path):
         extra = f'[origins.bigfs]\nkind = "fs"\nroot = "{base}"\n\n[buckets.bigb]\norigin = "bigfs"\n'
         c = cistern_factory.with_config("gib", with_moto=False, chunk_size="4MiB", memory="256MiB",
                                         disk="2GiB", extra=extra)
-        env = tester_env(aws_env)
+        env = env_for_tester(aws_env)
         out = tmp_path / "cli.bin"
         aws(env, c.url, "s3", "cp", "s3://bigb/big1g.bin", str(out))
         assert out.stat().st_size == size

@@ -89,8 +89,12 @@ RANGES_CHUNKY = [
     f"bytes=0-{CHUNKY + 1000}",    # end past the object: clamped
     f"bytes={CHUNKY}-",            # 416
     f"bytes={CHUNKY + 5}-{CHUNKY + 10}",  # 416
-    "bytes=5-2",                   # invalid: ignored, 200
-    "bytes=0-1,5-6",               # multiple ranges: S3 ignores, 200
+    # Known deviation (README, compatibility matrix): S3 ignores an invalid or multi-range
+    # Range header and sends the whole object; s3s rejects it with 400 InvalidArgument while
+    # parsing, after the signature (which usually covers `range`) was checked, so Cistern
+    # cannot drop the header. strict=True: the day this is fixed, the marker must go.
+    pytest.param("bytes=5-2", marks=pytest.mark.xfail(not SELFTEST, strict=True, reason="s3s rejects invalid Range (400)")),
+    pytest.param("bytes=0-1,5-6", marks=pytest.mark.xfail(not SELFTEST, strict=True, reason="s3s rejects multi-range (400)")),
 ]
 
 
@@ -443,6 +447,7 @@ def test_listing_keys_are_url_encoded(gw, moto_data):
     assert "plus%2Bsign%2B.txt" in keys, keys
 
 
+@pytest.mark.skipif(SELFTEST, reason="moto leaves V1 CommonPrefixes unencoded")
 def test_listing_v1_keys_and_prefixes_are_url_encoded(gw, moto_data):
     q = enc_query([("delimiter", "/"), ("encoding-type", "url"), ("prefix", "list/")])
     r = s3util.request(gw.endpoint, "GET", "/motob?" + q, creds=TESTER)

@@ -135,6 +135,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         Arc::clone(&pipeline),
         policy,
         s.virtual_host_domains.clone(),
+        s.region.clone(),
     );
 
     let s3_listener = TcpListener::bind(s.s3_listen)

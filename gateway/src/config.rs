@@ -77,6 +77,9 @@ pub struct S3Section {
     /// (path-style only).
     #[serde(default)]
     pub virtual_host_domains: Vec<String>,
+    /// The region clients sign for; requests signed for another are refused as S3 does.
+    /// Default: `us-east-1`.
+    pub region: Option<String>,
 }
 
 /// A consistency policy as written in configuration.
@@ -243,6 +246,8 @@ pub struct Settings {
     pub readahead: usize,
     /// Virtual-host domains.
     pub virtual_host_domains: Vec<String>,
+    /// Region clients sign for.
+    pub region: String,
     /// Origins.
     pub origins: Vec<OriginSettings>,
     /// Buckets.
@@ -379,7 +384,40 @@ fn read_secret(key: &str, r: &SecretRef) -> Result<Secret, ConfigError> {
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    // The error names the line, column and key but never quotes the file: a line may hold a
+    // secret someone pasted inline by mistake.
+    toml::from_str(&text).map_err(|e| {
+        let (line, col) = e.span().map_or((0, 0), |sp| {
+            let before = &text[..sp.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, col)
+        });
+        ConfigError(format!(
+            "{}:{line}:{col}: {}",
+            path.display(),
+            redact_quoted(e.message().trim_end())
+        ))
+    })
+}
+
+/// Replaces every double-quoted value in a parser message with `"…"` (values may be secrets;
+/// key names are quoted with backticks and stay).
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Resolves a file (or the embedded default when `file` is `None`) and overrides.
@@ -603,6 +641,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         chunk_size,
         readahead,
         virtual_host_domains: f.s3.virtual_host_domains,
+        region: f.s3.region.unwrap_or_else(|| "us-east-1".into()),
         origins,
         buckets,
         default_consistency,
@@ -643,6 +682,22 @@ mod tests {
         let e = toml::from_str::<FileConfig>("[origins.o]\nkind = \"ftp\"\n")
             .expect_err("unknown kind");
         assert!(e.to_string().contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[principals]]\naccess_key = \"k\"\nsecret = \"hunter2-inline\"\n",
+        )
+        .expect("write");
+        let e = load_file(&path)
+            .expect_err("inline secret is not a reference")
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains(":3:"), "names the line: {e}");
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub struct Error {
     message: Cow<'static, str>,
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     object_size: Option<u64>,
+    validators: Option<Arc<(String, std::time::SystemTime)>>,
 }
 
 /// Result with [`Error`].
@@ -77,7 +78,20 @@ impl Error {
             message: message.into(),
             source: None,
             object_size: None,
+            validators: None,
         }
+    }
+
+    /// A 304 for the version with this ETag and modification time (a 304 carries both).
+    pub fn not_modified(etag: &str, last_modified: std::time::SystemTime) -> Self {
+        let mut e = Self::new(ErrorKind::NotModified, "Not Modified");
+        e.validators = Some(Arc::new((etag.to_string(), last_modified)));
+        e
+    }
+
+    /// The ETag and Last-Modified of the current version, for `NotModified`.
+    pub fn validators(&self) -> Option<(&str, std::time::SystemTime)> {
+        self.validators.as_deref().map(|(e, t)| (e.as_str(), *t))
     }
 
     /// Attaches the underlying cause (logged, never sent to clients).

@@ -174,7 +174,7 @@ impl Conditions {
                 "At least one of the pre-conditions you specified did not hold",
             )
         };
-        let not_modified = || Error::new(ErrorKind::NotModified, "Not Modified");
+        let not_modified = || Error::not_modified(&meta.etag, meta.last_modified);
         let lm = secs(meta.last_modified);
         match &self.if_match {
             Some(m) if !m.matches(&meta.etag) => return Err(failed()),

@@ -14,12 +14,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use s3s::service::S3Service;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
 use crate::s3::error::{early_response, refuse_early};
+use crate::s3::S3Endpoint;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,7 +37,7 @@ fn request_id() -> String {
 /// Serves the S3 dialect on `listener` until `shutdown` resolves, then drains.
 pub async fn run_s3(
     listener: TcpListener,
-    svc: S3Service,
+    svc: S3Endpoint,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -50,7 +50,7 @@ pub async fn run_s3(
 }
 
 async fn handle_s3(
-    svc: &S3Service,
+    front: &S3Endpoint,
     metrics: &Metrics,
     mut req: http::Request<Incoming>,
 ) -> http::Response<s3s::Body> {
@@ -61,9 +61,9 @@ async fn handle_s3(
     let slot = OpSlot::default();
     req.extensions_mut().insert(slot.clone());
 
-    let mut resp = match refuse_early(req.headers(), req.uri().query()) {
-        Some((status, code, msg)) => early_response(status, code, msg, &rid),
-        None => match svc.call(req.map(s3s::Body::from)).await {
+    let mut resp = match refuse_early(req.headers(), req.uri().query(), &front.region) {
+        Some((status, code, msg)) => early_response(status, code, &msg, &rid),
+        None => match front.service.call(req.map(s3s::Body::from)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = ?e, "s3 service failed");
@@ -76,6 +76,14 @@ async fn handle_s3(
             }
         },
     };
+    // s3s 0.14 derives HEAD's status from the output alone (always 200); a ranged HEAD is
+    // a 206, as S3 answers it.
+    if method == http::Method::HEAD
+        && resp.status() == http::StatusCode::OK
+        && resp.headers().contains_key(http::header::CONTENT_RANGE)
+    {
+        *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+    }
     if let Ok(v) = http::HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }

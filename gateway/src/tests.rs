@@ -293,7 +293,7 @@ async fn serve_s3(s: &Setup) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
             .into_iter()
             .collect::<Permissions>(),
     }]));
-    let svc = crate::s3::service(Arc::clone(&s.pipeline), policy, vec![]);
+    let svc = crate::s3::service(Arc::clone(&s.pipeline), policy, vec![], "us-east-1".into());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

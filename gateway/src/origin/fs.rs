@@ -242,8 +242,17 @@ impl Origin for FsOrigin {
                 None => "",
             };
             let mut entries = Vec::new();
-            if !dir_prefix.split('/').any(|s| s == "..") {
-                walk(&root, &base.join(dir_prefix), dir_prefix, &mut entries);
+            // A prefix whose directory part has an absolute, empty, `.` or `..` segment names
+            // no key this origin can hold: nothing to list, and never a walk outside the root.
+            let representable = dir_prefix.is_empty()
+                || dir_prefix[..dir_prefix.len() - 1]
+                    .split('/')
+                    .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+            if representable {
+                let start = base.join(dir_prefix);
+                if start.canonicalize().is_ok_and(|p| p.starts_with(&root)) {
+                    walk(&root, &start, dir_prefix, &mut entries);
+                }
             }
             entries.sort_by(|a: &ListEntry, b| a.key.cmp(&b.key));
             listing::page(entries, &query)
@@ -374,5 +383,19 @@ mod tests {
             vec!["hello.txt", "sub/x"],
             "the escaping symlink is not listed"
         );
+        for prefix in ["/", "//etc/", "../", "../../", "sub/../../", "./"] {
+            let q = ListQuery {
+                prefix: prefix.into(),
+                delimiter: None,
+                max_keys: 100,
+                cursor: super::super::ListCursor::V1 { marker: None },
+            };
+            let page = o.list("b", &q).await.expect("list");
+            assert!(
+                page.entries.is_empty(),
+                "prefix {prefix:?} listed {:?}",
+                page.entries.first()
+            );
+        }
     }
 }

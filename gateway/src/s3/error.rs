@@ -29,11 +29,21 @@ pub fn to_s3(e: Error) -> S3Error {
         _ => tracing::debug!(error = %e, "request failed"),
     }
     let mut err = S3Error::with_message(code, e.message().to_string());
+    let mut h = http::HeaderMap::new();
     if let Some(size) = e.object_size() {
-        let mut h = http::HeaderMap::new();
         if let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}")) {
             h.insert(http::header::CONTENT_RANGE, v);
         }
+    }
+    if let Some((etag, last_modified)) = e.validators() {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+            h.insert(http::header::ETAG, v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
+            h.insert(http::header::LAST_MODIFIED, v);
+        }
+    }
+    if !h.is_empty() {
         err.set_headers(h);
     }
     err
@@ -98,42 +108,78 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Requests Cistern refuses before dispatch: SigV2 in any form (s3s would accept it), and
-/// presigned URLs valid for more than 7 days. Returns (status, code, message).
+/// Requests Cistern refuses before dispatch: SigV2 in any form (s3s would accept it),
+/// presigned URLs valid for more than 7 days, and signatures scoped to another region.
+/// Returns (status, code, message).
 pub fn refuse_early(
     headers: &http::HeaderMap,
     query: Option<&str>,
-) -> Option<(http::StatusCode, &'static str, &'static str)> {
+    region: &str,
+) -> Option<(http::StatusCode, &'static str, String)> {
+    let bad = |code: &'static str, msg: String| Some((http::StatusCode::BAD_REQUEST, code, msg));
     let auth = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let q = query.unwrap_or("");
-    let has = |name: &str| q.split('&').any(|p| p.split('=').next() == Some(name));
-    if auth.starts_with("AWS ") || (has("Signature") && has("AWSAccessKeyId")) {
-        return Some((
-            http::StatusCode::BAD_REQUEST,
+    let param = |name: &str| {
+        q.split('&').find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k == name).then_some(v)
+        })
+    };
+    if auth.starts_with("AWS ")
+        || (param("Signature").is_some() && param("AWSAccessKeyId").is_some())
+    {
+        return bad(
             "InvalidRequest",
-            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
-        ));
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.".into(),
+        );
     }
-    let expires = q
-        .split('&')
-        .find_map(|p| p.strip_prefix("X-Amz-Expires="))
-        .map(|v| v.parse::<u64>());
-    match expires {
-        Some(Ok(secs)) if secs > 604_800 => Some((
-            http::StatusCode::BAD_REQUEST,
-            "AuthorizationQueryParametersError",
-            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-        )),
-        Some(Err(_)) => Some((
-            http::StatusCode::BAD_REQUEST,
-            "AuthorizationQueryParametersError",
-            "X-Amz-Expires should be a number",
-        )),
-        _ => None,
+    match param("X-Amz-Expires").map(str::parse::<u64>) {
+        Some(Ok(secs)) if secs > 604_800 => {
+            return bad(
+                "AuthorizationQueryParametersError",
+                "X-Amz-Expires must be less than a week (in seconds) that is 604800".into(),
+            )
+        }
+        Some(Err(_)) => {
+            return bad(
+                "AuthorizationQueryParametersError",
+                "X-Amz-Expires should be a number".into(),
+            )
+        }
+        _ => {}
     }
+    // The credential scope's region must be ours, as S3 requires.
+    let scope_region = |cred: &str| cred.split('/').nth(2).map(str::to_owned);
+    let header_region = auth
+        .strip_prefix("AWS4-HMAC-SHA256")
+        .and_then(|rest| {
+            rest.split(',')
+                .find_map(|p| p.trim().strip_prefix("Credential="))
+        })
+        .and_then(scope_region);
+    if let Some(r) = header_region.filter(|r| r != region) {
+        return bad(
+            "AuthorizationHeaderMalformed",
+            format!("The authorization header is malformed; the region '{r}' is wrong; expecting '{region}'"),
+        );
+    }
+    let query_region = param("X-Amz-Credential")
+        .map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .and_then(|c| scope_region(&c));
+    if let Some(r) = query_region.filter(|r| r != region) {
+        return bad(
+            "AuthorizationQueryParametersError",
+            format!("Error parsing the X-Amz-Credential parameter; the region '{r}' is wrong; expecting '{region}'"),
+        );
+    }
+    None
 }
 
 #[cfg(test)]
@@ -141,17 +187,34 @@ mod early_tests {
     use super::*;
 
     #[test]
-    fn refuses_sigv2_and_long_presigns() {
+    fn refuses_sigv2_long_presigns_and_foreign_regions() {
+        let r = "us-east-1";
+        let code = |h: &http::HeaderMap, q: Option<&str>| refuse_early(h, q, r).map(|x| x.1);
         let mut h = http::HeaderMap::new();
         h.insert(
             http::header::AUTHORIZATION,
             http::HeaderValue::from_static("AWS AKID:sig"),
         );
-        assert!(refuse_early(&h, None).is_some());
+        assert_eq!(code(&h, None), Some("InvalidRequest"));
         let h = http::HeaderMap::new();
-        assert!(refuse_early(&h, Some("AWSAccessKeyId=a&Expires=1&Signature=x")).is_some());
-        assert!(refuse_early(&h, Some("X-Amz-Expires=604801&X-Amz-Signature=x")).is_some());
-        assert!(refuse_early(&h, Some("X-Amz-Expires=604800&X-Amz-Signature=x")).is_none());
-        assert!(refuse_early(&h, Some("list-type=2")).is_none());
+        assert_eq!(
+            code(&h, Some("AWSAccessKeyId=a&Expires=1&Signature=x")),
+            Some("InvalidRequest")
+        );
+        assert!(code(&h, Some("X-Amz-Expires=604801&X-Amz-Signature=x")).is_some());
+        assert!(code(&h, Some("X-Amz-Expires=604800&X-Amz-Signature=x")).is_none());
+        assert!(code(&h, Some("list-type=2")).is_none());
+        let q = "X-Amz-Credential=AK%2F20260101%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Signature=x";
+        assert_eq!(code(&h, Some(q)), Some("AuthorizationQueryParametersError"));
+        let q = "X-Amz-Credential=AK%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x";
+        assert!(code(&h, Some(q)).is_none());
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AK/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x",
+            ),
+        );
+        assert_eq!(code(&h, None), Some("AuthorizationHeaderMalformed"));
     }
 }

@@ -27,8 +27,21 @@ use self::error::to_s3;
 /// The response header telling what the cache did.
 pub const CACHE_HEADER: &str = "x-cistern-cache";
 
-/// Builds the s3s service for the S3 listener.
-pub fn service(pipeline: Arc<Pipeline>, policy: Arc<Policy>, domains: Vec<String>) -> S3Service {
+/// The S3 front as the listener needs it: the s3s service and the region it signs for.
+pub struct S3Endpoint {
+    /// The s3s service (auth, access, host parsing, operations).
+    pub service: S3Service,
+    /// The region clients must sign for.
+    pub region: String,
+}
+
+/// Builds the S3 front.
+pub fn service(
+    pipeline: Arc<Pipeline>,
+    policy: Arc<Policy>,
+    domains: Vec<String>,
+    region: String,
+) -> S3Endpoint {
     let mut b = S3ServiceBuilder::new(S3Front {
         pipeline: Arc::clone(&pipeline),
         policy: Arc::clone(&policy),
@@ -37,7 +50,10 @@ pub fn service(pipeline: Arc<Pipeline>, policy: Arc<Policy>, domains: Vec<String
     b.set_access(auth::Access { policy, pipeline });
     b.set_host(host::Hosts::new(domains));
     b.set_validation(BucketNames);
-    b.build()
+    S3Endpoint {
+        service: b.build(),
+        region,
+    }
 }
 
 /// Bucket names as Cistern exposes them: AWS's rules are too strict for directory-backed
@@ -337,9 +353,20 @@ impl S3 for S3Front {
             i.if_unmodified_since.as_ref(),
         );
         let (meta, status) = self.pipeline.head(&b, &i.key, &cond).await.map_err(to_s3)?;
+        // A Range on HEAD answers 206 with the range's length, as S3 does.
+        let range = match i.range.as_ref().map(range_spec) {
+            Some(spec) => Some(
+                spec.resolve(meta.size)
+                    .map_err(|_| to_s3(crate::error::Error::invalid_range(meta.size)))?,
+            ),
+            None => None,
+        };
         let out = dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
-            content_length: Some(meta.size as i64),
+            content_length: Some(range.as_ref().map_or(meta.size, |r| r.end - r.start) as i64),
+            content_range: range
+                .as_ref()
+                .map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size)),
             content_type: Some(content_type(&meta)),
             e_tag: Some(ETag::Strong(meta.etag.clone())),
             last_modified: Some(Timestamp::from(meta.last_modified)),
