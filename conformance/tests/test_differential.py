@@ -465,3 +465,39 @@ def test_boto3_list_paginator(gw, moto_data):
         keys += [o["Key"] for o in page.get("Contents", [])]
     assert keys == sorted(moto_data.objects), set(keys) ^ set(moto_data.objects)
     assert set(LIST_KEYS) <= set(keys)
+
+
+# --------------------------------------------------------------------------- partNumber
+# moto does not implement partNumber reads (GET ignores it; HEAD answers the part's length and
+# ETag without saying where the part lies), so these are checked against S3's documented
+# behaviour rather than against moto.
+
+
+def test_part_number_on_moto_is_a_clear_error_not_a_guess(gw, moto_data):
+    for method in ("GET", "HEAD"):
+        r = s3util.get(gw.endpoint, "motob", "big40.bin", TESTER, query="partNumber=2", method=method)
+        assert r.status == 501, r
+        if method == "GET":
+            assert r.error_code() == "NotImplemented", r
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_part_number_on_a_single_part_object(gw, fs_data, method):
+    data = fs_data.files["fsb/chunky.bin"]
+    r = s3util.get(gw.endpoint, "fsb", "chunky.bin", TESTER, query="partNumber=1", method=method)
+    assert r.status == 206, r
+    assert r.h("content-range") == f"bytes 0-{len(data) - 1}/{len(data)}", r
+    assert r.h("content-length") == str(len(data)), r
+    if method == "GET":
+        assert r.body == data
+    r = s3util.get(gw.endpoint, "fsb", "chunky.bin", TESTER, query="partNumber=2", method=method)
+    assert r.status == 416, r
+    if method == "GET":
+        assert r.error_code() == "InvalidPartNumber", r
+
+
+def test_part_number_with_range_is_refused(gw, fs_data):
+    r = s3util.get(gw.endpoint, "fsb", "chunky.bin", TESTER, query="partNumber=1",
+                   headers={"Range": "bytes=0-1"})
+    assert r.status == 400, r
+    assert r.error_code() == "InvalidRequest", r

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     NotModified,
     /// The range cannot be satisfied; `object_size` says why.
     InvalidRange,
+    /// The requested part does not exist.
+    InvalidPartNumber,
     /// The request is malformed or names something invalid (a key escaping the origin root).
     InvalidArgument,
     /// The caller may not do this.
@@ -45,6 +47,7 @@ impl ErrorKind {
             Self::PreconditionFailed => "precondition_failed",
             Self::NotModified => "not_modified",
             Self::InvalidRange => "invalid_range",
+            Self::InvalidPartNumber => "invalid_part_number",
             Self::InvalidArgument => "invalid_argument",
             Self::AccessDenied => "access_denied",
             Self::Throttled => "throttled",

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
-use crate::origin::{ListPage, ListQuery, Origin};
+use crate::origin::{ListPage, ListQuery, Origin, PartInfo};
 
 /// An exposed bucket and where it really lives.
 pub struct BucketBinding {
@@ -198,6 +198,17 @@ impl Conditions {
     }
 }
 
+/// Which bytes of an object a read wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// The whole object.
+    All,
+    /// A byte range.
+    Range(RangeSpec),
+    /// One part of a multipart object (1-based), where the origin knows parts.
+    Part(u32),
+}
+
 /// What the cache did for one read (the `x-cistern-cache` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -229,6 +240,8 @@ pub struct ObjectRead {
     pub meta: Arc<ObjectMeta>,
     /// The byte range served, or `None` for the whole object.
     pub range: Option<Range<u64>>,
+    /// For part reads: how many parts the object has, when the origin says.
+    pub parts_count: Option<u32>,
     /// What the cache did.
     pub cache: CacheStatus,
     /// The body.
@@ -298,9 +311,14 @@ pub struct Pipeline {
     chunk_flight: SingleFlight<ChunkKey, ChunkFill>,
     meta: MetaCache,
     meta_flight: SingleFlight<MetaKey, Result<MetaFill>>,
+    /// Part layouts by object version: immutable once the ETag is known.
+    parts: Mutex<HashMap<(MetaKey, Arc<str>, u32), PartInfo>>,
     cfg: PipelineConfig,
     metrics: Metrics,
 }
+
+/// Bound on remembered part layouts.
+const MAX_PARTS: usize = 100_000;
 
 impl Pipeline {
     /// Wires the pipeline.
@@ -312,6 +330,7 @@ impl Pipeline {
             chunk_flight: SingleFlight::default(),
             meta,
             meta_flight: SingleFlight::default(),
+            parts: Mutex::new(HashMap::new()),
             cfg,
             metrics,
         }
@@ -332,21 +351,62 @@ impl Pipeline {
         b.origin.list(&b.origin_bucket, q).await
     }
 
-    /// Object metadata, with conditions evaluated.
+    /// Object metadata, with conditions evaluated; for a part, where it lies.
     pub async fn head(
         &self,
         b: &BucketBinding,
         key: &str,
+        part: Option<u32>,
         cond: &Conditions,
-    ) -> Result<(Arc<ObjectMeta>, CacheStatus)> {
-        let (fill, cold) = self.metadata(b, &Arc::from(key), None).await?;
+    ) -> Result<(Arc<ObjectMeta>, CacheStatus, Option<PartInfo>)> {
+        let key: Arc<str> = Arc::from(key);
+        let (fill, cold) = self.metadata(b, &key, None).await?;
         cond.evaluate(&fill.meta)?;
+        let part = match part {
+            Some(n) => Some(self.part(b, &key, &fill.meta, n).await?),
+            None => None,
+        };
         let status = if cold {
             CacheStatus::Miss
         } else {
             CacheStatus::Hit
         };
-        Ok((fill.meta, status))
+        Ok((fill.meta, status, part))
+    }
+
+    /// Where part `n` of this version lies, asking the origin once per version and part.
+    async fn part(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        meta: &ObjectMeta,
+        n: u32,
+    ) -> Result<PartInfo> {
+        let k = (
+            self.meta_key(b, key),
+            Arc::<str>::from(meta.etag.as_str()),
+            n,
+        );
+        if let Some(p) = self.parts_lock().get(&k) {
+            return Ok(p.clone());
+        }
+        let p = b.origin.part(&b.origin_bucket, key, n).await?;
+        if p.etag != meta.etag || p.range.end > meta.size {
+            return Err(Error::new(
+                ErrorKind::ObjectChanged,
+                "The object changed at the origin",
+            ));
+        }
+        let mut map = self.parts_lock();
+        if map.len() >= MAX_PARTS {
+            map.clear();
+        }
+        map.insert(k, p.clone());
+        Ok(p)
+    }
+
+    fn parts_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(MetaKey, Arc<str>, u32), PartInfo>> {
+        self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Reads an object or a range of it. If the object changes at the origin before the first
@@ -355,15 +415,15 @@ impl Pipeline {
         self: &Arc<Self>,
         b: &Arc<BucketBinding>,
         key: &str,
-        range: Option<RangeSpec>,
+        sel: Selection,
         cond: &Conditions,
     ) -> Result<ObjectRead> {
         let key: Arc<str> = Arc::from(key);
-        match self.try_get(b, &key, range, cond).await {
+        match self.try_get(b, &key, sel, cond).await {
             Err(e) if e.kind() == ErrorKind::ObjectChanged => {
                 tracing::debug!(bucket = %b.name, key = %key, "object changed at the origin, retrying once");
                 self.meta.invalidate(&self.meta_key(b, &key));
-                self.try_get(b, &key, range, cond).await
+                self.try_get(b, &key, sel, cond).await
             }
             other => other,
         }
@@ -397,29 +457,42 @@ impl Pipeline {
         self: &Arc<Self>,
         b: &Arc<BucketBinding>,
         key: &Arc<str>,
-        range: Option<RangeSpec>,
+        sel: Selection,
         cond: &Conditions,
     ) -> Result<ObjectRead> {
         let start = Instant::now();
         let cs = self.cfg.chunk_size;
-        let want = range
-            .map_or(Some(0), RangeSpec::known_start)
-            .map(|s| s / cs);
+        let want = match sel {
+            Selection::All => Some(0),
+            Selection::Range(spec) => spec.known_start().map(|s| s / cs),
+            Selection::Part(_) => None,
+        };
         let (fill, cold) = self.metadata(b, key, want).await?;
         let meta = fill.meta;
         cond.evaluate(&meta)?;
-        let bytes = match range {
-            Some(spec) => spec
-                .resolve(meta.size)
-                .map_err(|_| Error::invalid_range(meta.size))?,
-            None => 0..meta.size,
+        let (bytes, shown_range, parts_count) = match sel {
+            Selection::All => (0..meta.size, None, None),
+            Selection::Range(spec) => {
+                let r = spec
+                    .resolve(meta.size)
+                    .map_err(|_| Error::invalid_range(meta.size))?;
+                (r.clone(), Some(r), None)
+            }
+            Selection::Part(n) => {
+                let p = self.part(b, key, &meta, n).await?;
+                (
+                    p.range.clone(),
+                    Some(p.range).filter(|r| !r.is_empty()),
+                    p.parts_count,
+                )
+            }
         };
-        let shown_range = range.map(|_| bytes.clone());
         if bytes.is_empty() {
             self.metrics.cache_results.with_label_values(&["hit"]).inc();
             return Ok(ObjectRead {
                 meta,
                 range: shown_range,
+                parts_count,
                 cache: if cold {
                     CacheStatus::Miss
                 } else {
@@ -514,6 +587,7 @@ impl Pipeline {
         Ok(ObjectRead {
             meta,
             range: shown_range,
+            parts_count,
             cache: status,
             body,
         })

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use cistern_cache::ObjectMeta;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::origin::{listing, BucketEntry, ListEntry, ListPage, ListQuery, Origin, RangeRead};
+use crate::origin::{
+    listing, single_part, BucketEntry, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead,
+};
 
 #[derive(Default)]
 struct State {
@@ -137,6 +139,10 @@ impl Origin for MemOrigin {
             data: data.slice(s..e),
             meta,
         })
+    }
+
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
+        single_part(&self.head(bucket, key).await?, part)
     }
 
     async fn list(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {

@@ -18,6 +18,7 @@ use crate::origin::layers::{Instrumented, Resilient, RetryPolicy};
 use crate::origin::Origin;
 use crate::pipeline::{
     BucketBinding, CacheStatus, Catalog, Conditions, ObjectRead, Pipeline, PipelineConfig,
+    Selection,
 };
 use crate::testing::MemOrigin;
 
@@ -109,7 +110,7 @@ async fn a_cold_herd_makes_one_origin_request() {
                 .get(
                     &b,
                     "shard",
-                    Some(RangeSpec::FromTo {
+                    Selection::Range(RangeSpec::FromTo {
                         first: 0,
                         last: 4 * MIB as u64 - 1,
                     }),
@@ -139,7 +140,7 @@ async fn a_cold_herd_makes_one_origin_request() {
         .get(
             &s.bucket,
             "shard",
-            Some(RangeSpec::FromTo {
+            Selection::Range(RangeSpec::FromTo {
                 first: 10,
                 last: 20,
             }),
@@ -164,7 +165,7 @@ async fn a_cold_sequential_read_fetches_chunks_in_parallel() {
     *s.origin.delay.lock().expect("delay") = Duration::from_millis(30);
     let r = s
         .pipeline
-        .get(&s.bucket, "big", None, &Conditions::default())
+        .get(&s.bucket, "big", Selection::All, &Conditions::default())
         .await
         .expect("get");
     assert_eq!(r.cache, CacheStatus::Miss);
@@ -187,7 +188,7 @@ async fn retryable_origin_failures_are_retried() {
     s.origin.fail_next.store(2, Ordering::SeqCst);
     let r = s
         .pipeline
-        .get(&s.bucket, "k", None, &Conditions::default())
+        .get(&s.bucket, "k", Selection::All, &Conditions::default())
         .await
         .expect("get after retries");
     assert_eq!(body(r).await.len(), 1000);
@@ -211,7 +212,7 @@ async fn a_changed_object_is_never_mixed() {
         .get(
             &s.bucket,
             "ckpt",
-            Some(RangeSpec::FromTo { first: 0, last: 9 }),
+            Selection::Range(RangeSpec::FromTo { first: 0, last: 9 }),
             &Conditions::default(),
         )
         .await
@@ -225,7 +226,7 @@ async fn a_changed_object_is_never_mixed() {
         .get(
             &s.bucket,
             "ckpt",
-            Some(RangeSpec::From {
+            Selection::Range(RangeSpec::From {
                 first: (MIB + 5) as u64,
             }),
             &Conditions::default(),
@@ -240,7 +241,7 @@ async fn a_changed_object_is_never_mixed() {
     );
     let r = s
         .pipeline
-        .get(&s.bucket, "ckpt", None, &Conditions::default())
+        .get(&s.bucket, "ckpt", Selection::All, &Conditions::default())
         .await
         .expect("full read");
     assert_eq!(
@@ -256,7 +257,7 @@ async fn missing_objects_and_bad_ranges_are_errors() {
     s.origin.put("data", "small", pattern(100, 6));
     let e = s
         .pipeline
-        .get(&s.bucket, "nope", None, &Conditions::default())
+        .get(&s.bucket, "nope", Selection::All, &Conditions::default())
         .await
         .err()
         .expect("missing");
@@ -266,7 +267,7 @@ async fn missing_objects_and_bad_ranges_are_errors() {
         .get(
             &s.bucket,
             "small",
-            Some(RangeSpec::From { first: 100 }),
+            Selection::Range(RangeSpec::From { first: 100 }),
             &Conditions::default(),
         )
         .await
@@ -277,7 +278,7 @@ async fn missing_objects_and_bad_ranges_are_errors() {
     s.origin.put("data", "empty", Bytes::new());
     let r = s
         .pipeline
-        .get(&s.bucket, "empty", None, &Conditions::default())
+        .get(&s.bucket, "empty", Selection::All, &Conditions::default())
         .await
         .expect("empty");
     assert!(body(r).await.is_empty());

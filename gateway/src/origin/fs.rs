@@ -19,7 +19,9 @@ use bytes::Bytes;
 use cistern_cache::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use super::{listing, BucketEntry, ListEntry, ListPage, ListQuery, Origin, RangeRead};
+use super::{
+    listing, single_part, BucketEntry, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A directory of buckets.
@@ -223,6 +225,10 @@ impl Origin for FsOrigin {
             Ok(RangeRead { meta, data })
         })
         .await
+    }
+
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
+        single_part(&self.head(bucket, key).await?, part)
     }
 
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {

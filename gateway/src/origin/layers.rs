@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cistern_cache::ObjectMeta;
 
-use super::{BucketEntry, ListPage, ListQuery, Origin, RangeRead};
+use super::{BucketEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 
@@ -84,6 +84,11 @@ impl<O: Origin> Origin for Instrumented<O> {
 
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
         self.observe("list", self.inner.list(bucket, query)).await
+    }
+
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
+        self.observe("head_part", self.inner.part(bucket, key, part))
+            .await
     }
 }
 
@@ -185,5 +190,9 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {
         self.attempt(|| self.inner.list(bucket, query)).await
+    }
+
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
+        self.attempt(|| self.inner.part(bucket, key, part)).await
     }
 }

@@ -93,6 +93,17 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// Where one part of a multipart object lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// The part's bytes within the object.
+    pub range: Range<u64>,
+    /// How many parts the object has, when the origin says.
+    pub parts_count: Option<u32>,
+    /// The ETag of the object the part belongs to (without quotes).
+    pub etag: String,
+}
+
 /// An object store Cistern reads from.
 #[async_trait]
 pub trait Origin: Send + Sync + 'static {
@@ -118,4 +129,23 @@ pub trait Origin: Send + Sync + 'static {
 
     /// One page of a listing.
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage>;
+
+    /// Where part `part` (1-based) of the object lies. Origins without multipart uploads
+    /// treat the whole object as part 1; other numbers are `InvalidPartNumber`.
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo>;
+}
+
+/// Part 1 is the whole object; anything else does not exist (origins without parts).
+pub(crate) fn single_part(meta: &ObjectMeta, part: u32) -> Result<PartInfo> {
+    if part != 1 {
+        return Err(crate::error::Error::new(
+            crate::error::ErrorKind::InvalidPartNumber,
+            "The requested partnumber is not satisfiable",
+        ));
+    }
+    Ok(PartInfo {
+        range: 0..meta.size,
+        parts_count: None,
+        etag: meta.etag.clone(),
+    })
 }

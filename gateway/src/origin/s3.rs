@@ -25,7 +25,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, RangeRead};
+use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Settings of an S3 origin.
@@ -259,6 +259,57 @@ fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
         content_disposition: opt("content-disposition"),
         content_language: opt("content-language"),
         user_metadata,
+    }
+}
+
+/// Reads a part's placement from a `HEAD ?partNumber=N` answer. S3 answers 206 with
+/// `Content-Range` and `x-amz-mp-parts-count` (and 200 with the whole object for an object
+/// uploaded in one piece, part 1). An origin that answers neither way (moto sends the part's
+/// length and ETag without saying where the part lies) is not guessed at: `NotImplemented`.
+fn part_from_headers(status: StatusCode, h: &HeaderMap) -> Result<PartInfo> {
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Err(Error::new(
+            ErrorKind::InvalidPartNumber,
+            "The requested partnumber is not satisfiable",
+        ));
+    }
+    let len: Option<u64> = header(h, "content-length").and_then(|v| v.parse().ok());
+    let etag = header(h, "etag").map(unquote).unwrap_or_default();
+    let parts_count = header(h, "x-amz-mp-parts-count").and_then(|v| v.parse().ok());
+    let unknown = || {
+        Error::new(
+            ErrorKind::NotImplemented,
+            "The origin does not report where parts lie",
+        )
+    };
+    match (status, header(h, "content-range")) {
+        (StatusCode::PARTIAL_CONTENT, Some(cr)) => {
+            let spec = cr
+                .trim()
+                .strip_prefix("bytes ")
+                .and_then(|r| r.split_once('/'));
+            let (a, b) = spec
+                .and_then(|(r, _)| r.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+                .filter(|(a, b)| a <= b)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::OriginUnavailable,
+                        "The origin sent a bad Content-Range",
+                    )
+                })?;
+            Ok(PartInfo {
+                range: a..b + 1,
+                parts_count,
+                etag,
+            })
+        }
+        (StatusCode::OK, None) if parts_count.is_none() && !etag.contains('-') => Ok(PartInfo {
+            range: 0..len.ok_or_else(unknown)?,
+            parts_count: None,
+            etag,
+        }),
+        _ => Err(unknown()),
     }
 }
 
@@ -497,6 +548,21 @@ impl Origin for S3Origin {
         }
     }
 
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
+        let query = [("partNumber".to_string(), part.to_string())];
+        let resp = self
+            .send(
+                Method::HEAD,
+                Some(bucket),
+                Some(key),
+                &query,
+                &[],
+                &[StatusCode::RANGE_NOT_SATISFIABLE],
+            )
+            .await?;
+        part_from_headers(resp.status(), resp.headers())
+    }
+
     async fn list(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
         let mut query: Vec<(String, String)> = Vec::new();
         let mut push = |k: &str, v: Option<&str>| {
@@ -593,6 +659,54 @@ mod tests {
         );
         assert!(classify(StatusCode::INTERNAL_SERVER_ERROR, "").is_retryable());
         assert!(!classify(StatusCode::FORBIDDEN, "").is_retryable());
+    }
+
+    #[test]
+    fn reads_part_placement_as_s3_sends_it() {
+        let mut h = HeaderMap::new();
+        h.insert("content-length", "8388608".parse().expect("hv"));
+        h.insert(
+            "content-range",
+            "bytes 8388608-16777215/41943040".parse().expect("hv"),
+        );
+        h.insert("x-amz-mp-parts-count", "5".parse().expect("hv"));
+        h.insert("etag", "\"abc-5\"".parse().expect("hv"));
+        let p = part_from_headers(StatusCode::PARTIAL_CONTENT, &h).expect("part");
+        assert_eq!(
+            p,
+            PartInfo {
+                range: 8_388_608..16_777_216,
+                parts_count: Some(5),
+                etag: "abc-5".into()
+            }
+        );
+
+        let mut single = HeaderMap::new();
+        single.insert("content-length", "12".parse().expect("hv"));
+        single.insert("etag", "\"d41d\"".parse().expect("hv"));
+        assert_eq!(
+            part_from_headers(StatusCode::OK, &single)
+                .expect("single")
+                .range,
+            0..12
+        );
+
+        // moto: 200 with the part's length and the part's ETag, no range: never guessed.
+        let mut moto = HeaderMap::new();
+        moto.insert("content-length", "8388608".parse().expect("hv"));
+        moto.insert("etag", "\"b3e0-5\"".parse().expect("hv"));
+        assert_eq!(
+            part_from_headers(StatusCode::OK, &moto)
+                .expect_err("unknown")
+                .kind(),
+            ErrorKind::NotImplemented
+        );
+        assert_eq!(
+            part_from_headers(StatusCode::RANGE_NOT_SATISFIABLE, &HeaderMap::new())
+                .expect_err("416")
+                .kind(),
+            ErrorKind::InvalidPartNumber
+        );
     }
 
     #[test]

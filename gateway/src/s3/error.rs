@@ -13,6 +13,7 @@ pub fn to_s3(e: Error) -> S3Error {
         ErrorKind::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         ErrorKind::NotModified => S3ErrorCode::NotModified,
         ErrorKind::InvalidRange => S3ErrorCode::InvalidRange,
+        ErrorKind::InvalidPartNumber => S3ErrorCode::Custom("InvalidPartNumber".into()),
         ErrorKind::InvalidArgument => S3ErrorCode::InvalidArgument,
         ErrorKind::AccessDenied => S3ErrorCode::AccessDenied,
         ErrorKind::Throttled => S3ErrorCode::SlowDown,
@@ -29,6 +30,9 @@ pub fn to_s3(e: Error) -> S3Error {
         _ => tracing::debug!(error = %e, "request failed"),
     }
     let mut err = S3Error::with_message(code, e.message().to_string());
+    if e.kind() == ErrorKind::InvalidPartNumber {
+        err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    }
     let mut h = http::HeaderMap::new();
     if let Some(size) = e.object_size() {
         if let Ok(v) = http::HeaderValue::from_str(&format!("bytes */{size}")) {

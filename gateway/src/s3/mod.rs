@@ -20,7 +20,7 @@ use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
 use crate::origin::{ListCursor, ListPage, ListQuery};
-use crate::pipeline::{Body, CacheStatus, Conditions, EtagMatch, Pipeline};
+use crate::pipeline::{Body, CacheStatus, Conditions, EtagMatch, Pipeline, Selection};
 
 use self::error::to_s3;
 
@@ -158,6 +158,22 @@ fn enc(s: String, url: bool) -> String {
         cistern_auth::sigv4::uri_encode(&s, true)
     } else {
         s
+    }
+}
+
+/// Validates `partNumber` (1–10000, not together with a Range), as S3 does.
+fn part_number(n: Option<i32>, with_range: bool) -> S3Result<Option<u32>> {
+    match n {
+        None => Ok(None),
+        Some(_) if with_range => Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        )),
+        Some(n @ 1..=10_000) => Ok(Some(n as u32)),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        )),
     }
 }
 
@@ -339,12 +355,13 @@ impl S3 for S3Front {
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let i = req.input;
-        if i.version_id.is_some() || i.part_number.is_some() {
+        if i.version_id.is_some() {
             return Err(s3_error!(
                 NotImplemented,
-                "versionId and partNumber reads are not implemented yet"
+                "versionId reads are not implemented yet"
             ));
         }
+        let part = part_number(i.part_number, i.range.is_some())?;
         let b = self.bucket(&i.bucket).await?;
         let cond = conditions(
             i.if_match.as_ref(),
@@ -352,14 +369,19 @@ impl S3 for S3Front {
             i.if_modified_since.as_ref(),
             i.if_unmodified_since.as_ref(),
         );
-        let (meta, status) = self.pipeline.head(&b, &i.key, &cond).await.map_err(to_s3)?;
-        // A Range on HEAD answers 206 with the range's length, as S3 does.
-        let range = match i.range.as_ref().map(range_spec) {
-            Some(spec) => Some(
+        let (meta, status, part) = self
+            .pipeline
+            .head(&b, &i.key, part, &cond)
+            .await
+            .map_err(to_s3)?;
+        // A Range (or a part) on HEAD answers 206 with that length, as S3 does.
+        let range = match (i.range.as_ref().map(range_spec), &part) {
+            (Some(spec), _) => Some(
                 spec.resolve(meta.size)
                     .map_err(|_| to_s3(crate::error::Error::invalid_range(meta.size)))?,
             ),
-            None => None,
+            (None, Some(p)) => Some(p.range.clone()).filter(|r| !r.is_empty()),
+            (None, None) => None,
         };
         let out = dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
@@ -375,6 +397,7 @@ impl S3 for S3Front {
             content_encoding: meta.content_encoding.clone(),
             content_language: meta.content_language.clone(),
             metadata: user_metadata(&meta),
+            parts_count: part.and_then(|p| p.parts_count).map(|n| n as i32),
             ..Default::default()
         };
         let mut resp = S3Response::new(out);
@@ -387,12 +410,13 @@ impl S3 for S3Front {
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let i = req.input;
-        if i.version_id.is_some() || i.part_number.is_some() {
+        if i.version_id.is_some() {
             return Err(s3_error!(
                 NotImplemented,
-                "versionId and partNumber reads are not implemented yet"
+                "versionId reads are not implemented yet"
             ));
         }
+        let part = part_number(i.part_number, i.range.is_some())?;
         let b = self.bucket(&i.bucket).await?;
         let cond = conditions(
             i.if_match.as_ref(),
@@ -400,10 +424,14 @@ impl S3 for S3Front {
             i.if_modified_since.as_ref(),
             i.if_unmodified_since.as_ref(),
         );
-        let range = i.range.as_ref().map(range_spec);
+        let sel = match (i.range.as_ref(), part) {
+            (Some(r), _) => Selection::Range(range_spec(r)),
+            (None, Some(n)) => Selection::Part(n),
+            (None, None) => Selection::All,
+        };
         let read = self
             .pipeline
-            .get(&b, &i.key, range, &cond)
+            .get(&b, &i.key, sel, &cond)
             .await
             .map_err(to_s3)?;
         let meta = &read.meta;
@@ -436,6 +464,7 @@ impl S3 for S3Front {
                 .or_else(|| meta.content_language.clone()),
             expires: i.response_expires,
             metadata: user_metadata(meta),
+            parts_count: read.parts_count.map(|n| n as i32),
             body: Some(StreamingBlob::new(S3Body(read.body))),
             ..Default::default()
         };
