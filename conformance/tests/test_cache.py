@@ -171,3 +171,41 @@ def test_writes_are_not_permitted_for_read_list_principal(gw, moto):
     m = s3util.get(moto.endpoint, "motob", "small.txt", moto.creds, method="HEAD")
     assert m.status == 200, m
     assert gw.get("motob", "small.txt").status == 200
+
+
+# --------------------------------------------------------------------------- graceful shutdown
+
+
+def test_sigterm_drains_in_flight_downloads(cistern_factory, tmp_path):
+    """SIGTERM stops new work but lets a download already under way finish, byte for byte,
+    and the process then exits cleanly."""
+    import http.client
+    import signal
+    import time
+
+    from conftest import DEV
+
+    data_dir = tmp_path / "drain-data"
+    (data_dir / "b").mkdir(parents=True)
+    blob = s3util.det_bytes("drain", 24 * 1024 * 1024)
+    (data_dir / "b" / "drain.bin").write_bytes(blob)
+    c = cistern_factory.with_flags("drain", args=["--data", str(data_dir),
+                                                  "--cache-dir", str(tmp_path / "drain-cache"),
+                                                  "--memory-cache", "64MiB", "--disk-cache", "0"])
+    url = f"{c.url}/b/drain.bin"
+    conn = http.client.HTTPConnection(c.endpoint, timeout=30)
+    conn.request("GET", "/b/drain.bin", headers=s3util.sign_headers("GET", url, {}, DEV))
+    resp = conn.getresponse()
+    assert resp.status == 200
+    got = bytearray(resp.read(1024 * 1024))  # the download is under way ...
+    c.proc.send_signal(signal.SIGTERM)        # ... when the gateway is told to stop
+    time.sleep(0.5)
+    while True:
+        piece = resp.read(256 * 1024)
+        if not piece:
+            break
+        got += piece
+        time.sleep(0.005)  # a slow reader
+    assert bytes(got) == blob, f"drained download: {len(got)} of {len(blob)} bytes"
+    assert c.proc.wait(timeout=30) == 0, "clean exit after draining"
+    assert b"stopped" in c.log.read_bytes()
