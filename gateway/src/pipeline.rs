@@ -312,10 +312,13 @@ pub struct Pipeline {
     meta: MetaCache,
     meta_flight: SingleFlight<MetaKey, Result<MetaFill>>,
     /// Part layouts by object version: immutable once the ETag is known.
-    parts: Mutex<HashMap<(MetaKey, Arc<str>, u32), PartInfo>>,
+    parts: Mutex<PartLayouts>,
     cfg: PipelineConfig,
     metrics: Metrics,
 }
+
+/// Part placement by (object, ETag, part number).
+type PartLayouts = HashMap<(MetaKey, Arc<str>, u32), PartInfo>;
 
 /// Bound on remembered part layouts.
 const MAX_PARTS: usize = 100_000;
@@ -405,7 +408,7 @@ impl Pipeline {
         Ok(p)
     }
 
-    fn parts_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(MetaKey, Arc<str>, u32), PartInfo>> {
+    fn parts_lock(&self) -> std::sync::MutexGuard<'_, PartLayouts> {
         self.parts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -424,6 +427,12 @@ impl Pipeline {
                 tracing::debug!(bucket = %b.name, key = %key, "object changed at the origin, retrying once");
                 self.meta.invalidate(&self.meta_key(b, &key));
                 self.try_get(b, &key, sel, cond).await
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // Gone at the origin while cached metadata still named it: forget it now
+                // rather than at the end of the TTL.
+                self.meta.invalidate(&self.meta_key(b, &key));
+                Err(e)
             }
             other => other,
         }
