@@ -248,10 +248,17 @@ pub struct ObjectRead {
     pub body: Body,
 }
 
-/// A body of known length fed by a bounded channel (the channel is the backpressure).
+/// A body of known length: one slice already in hand (a read within one chunk: no task, no
+/// channel), or a stream fed by a bounded channel from a producer task (the channel is the
+/// backpressure).
 pub struct Body {
-    rx: mpsc::Receiver<Result<Bytes>>,
+    source: Source,
     remaining: u64,
+}
+
+enum Source {
+    Ready(Option<Bytes>),
+    Channel(mpsc::Receiver<Result<Bytes>>),
 }
 
 impl Body {
@@ -260,9 +267,11 @@ impl Body {
         self.remaining
     }
 
-    fn empty() -> Self {
-        let (_, rx) = mpsc::channel(1);
-        Self { rx, remaining: 0 }
+    fn ready(b: Bytes) -> Self {
+        Self {
+            remaining: b.len() as u64,
+            source: Source::Ready(Some(b).filter(|b| !b.is_empty())),
+        }
     }
 }
 
@@ -271,7 +280,11 @@ impl Stream for Body {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        match this.rx.poll_recv(cx) {
+        let polled = match &mut this.source {
+            Source::Ready(b) => Poll::Ready(b.take().map(Ok)),
+            Source::Channel(rx) => rx.poll_recv(cx),
+        };
+        match polled {
             Poll::Ready(Some(Ok(b))) => {
                 this.remaining = this.remaining.saturating_sub(b.len() as u64);
                 Poll::Ready(Some(Ok(b)))
@@ -507,7 +520,7 @@ impl Pipeline {
                 } else {
                     CacheStatus::Hit
                 },
-                body: Body::empty(),
+                body: Body::ready(Bytes::new()),
             });
         }
         let etag: Arc<str> = Arc::from(meta.etag.as_str());
@@ -545,9 +558,20 @@ impl Pipeline {
             .first_byte_seconds
             .observe(start.elapsed().as_secs_f64());
 
+        if spans.len() == 1 {
+            let slice = first_served.data.slice(first.start..first.end);
+            self.count_served(first_served.tier, slice.len());
+            return Ok(ObjectRead {
+                meta,
+                range: shown_range,
+                parts_count,
+                cache: status,
+                body: Body::ready(slice),
+            });
+        }
         let (tx, rx) = mpsc::channel(2);
         let body = Body {
-            rx,
+            source: Source::Channel(rx),
             remaining: bytes.end - bytes.start,
         };
         let this = Arc::clone(self);
