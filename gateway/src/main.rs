@@ -1,5 +1,6 @@
 //! The `cistern` binary: `cistern serve`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -54,12 +55,19 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Log lines (one access-log line per request) are formatted on the request path but
+    // written by a background thread, so a slow or busy stderr never stalls a response; the
+    // guard flushes what is queued when `main` returns.
+    let (writer, _flush_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
