@@ -161,6 +161,40 @@ fn enc(s: String, url: bool) -> String {
     }
 }
 
+/// What GetObject and HeadObject share: the bucket, the part asked for and the conditions.
+struct ObjectArgs {
+    bucket: Arc<crate::pipeline::BucketBinding>,
+    part: Option<u32>,
+    cond: Conditions,
+}
+
+/// Checks and extracts [`ObjectArgs`] from a GetObject or HeadObject input (same field names),
+/// returning early with the S3 error.
+macro_rules! object_args {
+    ($front:ident, $i:ident) => {{
+        if $i.version_id.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "versionId reads are not implemented yet"
+            ));
+        }
+        let part = part_number($i.part_number, $i.range.is_some())?;
+        let bucket = $front.bucket(&$i.bucket).await?;
+        let cond = conditions(
+            $i.if_match.as_ref(),
+            $i.if_none_match.as_ref(),
+            $i.if_modified_since.as_ref(),
+            $i.if_unmodified_since.as_ref(),
+        );
+        ObjectArgs { bucket, part, cond }
+    }};
+}
+
+/// `Content-Range` for a served range of an object of `size` bytes.
+fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
+    format!("bytes {}-{}/{}", r.start, r.end - 1, size)
+}
+
 /// Validates `partNumber` (1–10000, not together with a Range), as S3 does.
 fn part_number(n: Option<i32>, with_range: bool) -> S3Result<Option<u32>> {
     match n {
@@ -355,20 +389,11 @@ impl S3 for S3Front {
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let i = req.input;
-        if i.version_id.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "versionId reads are not implemented yet"
-            ));
-        }
-        let part = part_number(i.part_number, i.range.is_some())?;
-        let b = self.bucket(&i.bucket).await?;
-        let cond = conditions(
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-        );
+        let ObjectArgs {
+            bucket: b,
+            part,
+            cond,
+        } = object_args!(self, i);
         let (meta, status, part) = self
             .pipeline
             .head(&b, &i.key, part, &cond)
@@ -386,9 +411,7 @@ impl S3 for S3Front {
         let out = dto::HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(range.as_ref().map_or(meta.size, |r| r.end - r.start) as i64),
-            content_range: range
-                .as_ref()
-                .map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size)),
+            content_range: range.as_ref().map(|r| content_range(r, meta.size)),
             content_type: Some(content_type(&meta)),
             e_tag: Some(ETag::Strong(meta.etag.clone())),
             last_modified: Some(Timestamp::from(meta.last_modified)),
@@ -410,20 +433,11 @@ impl S3 for S3Front {
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let i = req.input;
-        if i.version_id.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "versionId reads are not implemented yet"
-            ));
-        }
-        let part = part_number(i.part_number, i.range.is_some())?;
-        let b = self.bucket(&i.bucket).await?;
-        let cond = conditions(
-            i.if_match.as_ref(),
-            i.if_none_match.as_ref(),
-            i.if_modified_since.as_ref(),
-            i.if_unmodified_since.as_ref(),
-        );
+        let ObjectArgs {
+            bucket: b,
+            part,
+            cond,
+        } = object_args!(self, i);
         let sel = match (i.range.as_ref(), part) {
             (Some(r), _) => Selection::Range(range_spec(r)),
             (None, Some(n)) => Selection::Part(n),
@@ -436,10 +450,7 @@ impl S3 for S3Front {
             .map_err(to_s3)?;
         let meta = &read.meta;
         let len = read.body.remaining();
-        let content_range = read
-            .range
-            .as_ref()
-            .map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, meta.size));
+        let content_range = read.range.as_ref().map(|r| content_range(r, meta.size));
         let out = dto::GetObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
