@@ -44,11 +44,14 @@ where
                     let task_key = key.clone();
                     let fut = work();
                     let handle = tokio::spawn(async move {
-                        let v = fut.await;
                         // Removing under the same lock that inserted makes late callers start
-                        // fresh work instead of reading a finished result.
-                        lock(&inflight).remove(&task_key);
-                        v
+                        // fresh work instead of reading a finished result; doing it on drop
+                        // also clears the entry if the work panics.
+                        let _done = RemoveOnDrop {
+                            map: inflight,
+                            key: Some(task_key),
+                        };
+                        fut.await
                     });
                     let shared = async move {
                         match handle.await {
@@ -74,6 +77,20 @@ where
     /// Whether nothing is in flight.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Removes a key from the in-flight map when the work ends, however it ends.
+struct RemoveOnDrop<K: Hash + Eq, V> {
+    map: Inflight<K, V>,
+    key: Option<K>,
+}
+
+impl<K: Hash + Eq, V> Drop for RemoveOnDrop<K, V> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            lock(&self.map).remove(&k);
+        }
     }
 }
 

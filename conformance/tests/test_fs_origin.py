@@ -217,6 +217,22 @@ def test_public_read_bucket_allows_anonymous(gw_fs_only, fs_data):
     assert r.status == 206 and r.body == fs_data.files["pub/open.txt"][:6], r
 
 
+def test_anonymous_callers_cannot_choose_response_headers(gw_fs_only, fs_data):
+    """As S3: response-* overrides need a signed request (else a public bucket would serve
+    any object as text/html)."""
+    r = s3util.request(gw_fs_only.endpoint, "GET", "/pub/open.txt?response-content-type=text%2Fhtml")
+    assert r.status == 400 and r.error_code() == "InvalidRequest", r
+    r = gw_fs_only.get("pub", "open.txt", query="response-content-type=text%2Fplain")
+    assert r.status in (200, 403), r  # signed: allowed when the principal may read
+
+
+def test_browser_form_posts_are_refused_before_reading_the_body(gw_fs_only):
+    body = b"--x\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--x--\r\n"
+    r = s3util.request(gw_fs_only.endpoint, "POST", "/pub",
+                       headers={"Content-Type": "multipart/form-data; boundary=x"}, body=body)
+    assert r.status == 501 and r.error_code() == "NotImplemented", r
+
+
 def test_private_bucket_denies_anonymous(gw_fs_only):
     for path in ("/fsb/hello.txt", "/fsb?list-type=2"):
         r = s3util.request(gw_fs_only.endpoint, "GET", path)

@@ -49,14 +49,24 @@ pub struct AutoExpose {
     pub public_read: bool,
 }
 
-/// How long an auto-exposed bucket's existence is remembered.
+type ResolvedNames = HashMap<String, (Option<Arc<BucketBinding>>, Instant)>;
+
+fn no_such_bucket() -> Error {
+    Error::new(
+        ErrorKind::NoSuchBucket,
+        "The specified bucket does not exist",
+    )
+}
+
+/// How long an auto-exposed bucket's existence (or absence) is remembered.
 const AUTO_BUCKET_TTL: Duration = Duration::from_secs(2);
 
 /// The buckets Cistern exposes.
 pub struct Catalog {
     explicit: HashMap<String, Arc<BucketBinding>>,
     auto: Vec<AutoExpose>,
-    resolved: Mutex<HashMap<String, (Arc<BucketBinding>, Instant)>>,
+    /// Auto-exposed names looked up recently: found (`Some`) or not (`None`).
+    resolved: Mutex<ResolvedNames>,
 }
 
 impl Catalog {
@@ -79,31 +89,38 @@ impl Catalog {
         }
         if let Some((b, at)) = self.lock().get(bucket) {
             if at.elapsed() < AUTO_BUCKET_TTL {
-                return Ok(Arc::clone(b));
+                return b.clone().ok_or_else(no_such_bucket);
             }
         }
+        let mut found = None;
         for a in &self.auto {
             if a.origin.bucket_exists(bucket).await? {
-                let b = Arc::new(BucketBinding {
+                found = Some(Arc::new(BucketBinding {
                     name: bucket.to_string(),
                     origin: Arc::clone(&a.origin),
                     origin_name: Arc::clone(&a.origin_name),
                     origin_bucket: Arc::from(bucket),
                     consistency: a.consistency,
                     public_read: a.public_read,
-                });
-                let mut map = self.lock();
-                if map.len() > 10_000 {
-                    map.clear();
-                }
-                map.insert(bucket.to_string(), (Arc::clone(&b), Instant::now()));
-                return Ok(b);
+                }));
+                break;
             }
         }
-        Err(Error::new(
-            ErrorKind::NoSuchBucket,
-            "The specified bucket does not exist",
-        ))
+        let mut map = self.lock();
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(bucket.to_string(), (found.clone(), Instant::now()));
+        found.ok_or_else(no_such_bucket)
+    }
+
+    /// Whether an anonymous caller could possibly read `bucket`, decided without asking any
+    /// origin (so unsigned probes of random names cost nothing upstream).
+    pub fn could_be_public(&self, bucket: &str) -> bool {
+        match self.explicit.get(bucket) {
+            Some(b) => b.public_read,
+            None => self.auto.iter().any(|a| a.public_read),
+        }
     }
 
     /// Every exposed bucket with its creation time when known, sorted by name.
@@ -122,7 +139,7 @@ impl Catalog {
         Ok(out)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<BucketBinding>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ResolvedNames> {
         self.resolved.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -581,7 +598,7 @@ impl Pipeline {
         tokio::spawn(async move {
             let first_slice = first_served.data.slice(first.start..first.end);
             this.count_served(first_served.tier, first_slice.len());
-            if tx.send(Ok(first_slice)).await.is_err() {
+            if !send_or_give_up(&tx, Ok(first_slice)).await {
                 return;
             }
             let readahead = this.cfg.readahead.max(1);
@@ -612,7 +629,7 @@ impl Pipeline {
                     }
                 };
                 let stop = msg.is_err();
-                if tx.send(msg).await.is_err() || stop {
+                if !send_or_give_up(&tx, msg).await || stop {
                     return;
                 }
             }
@@ -737,6 +754,22 @@ impl Pipeline {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+/// How long a body producer waits for a client that stopped reading before it ends the
+/// response and releases the chunks it holds.
+const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Hands one body piece to the response; false when the client is gone or stalled too long.
+async fn send_or_give_up(tx: &mpsc::Sender<Result<Bytes>>, msg: Result<Bytes>) -> bool {
+    match tokio::time::timeout(STALLED_CLIENT_TIMEOUT, tx.send(msg)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::warn!("client stopped reading; ending the response");
+            false
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -20,6 +20,9 @@ use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
 use crate::s3::error::{early_response, refuse_early};
 use crate::s3::S3Endpoint;
+
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,7 +64,12 @@ async fn handle_s3(
     let slot = OpSlot::default();
     req.extensions_mut().insert(slot.clone());
 
-    let mut resp = match refuse_early(req.headers(), req.uri().query(), &front.region) {
+    let mut resp = match refuse_early(
+        req.method(),
+        req.headers(),
+        req.uri().query(),
+        &front.region,
+    ) {
         Some((status, code, msg)) => early_response(status, code, &msg, &rid),
         None => match front.service.call(req.map(s3s::Body::from)).await {
             Ok(r) => r,
@@ -193,7 +201,14 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper silently drops its header-read timeout: a client that opens a
+    // connection and never finishes its headers would hold it forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -50,12 +50,9 @@ impl FsOrigin {
 
     /// Maps a key to a path inside the bucket, refusing anything that could leave it.
     fn object_path(&self, bucket: &str, key: &str) -> Result<PathBuf> {
-        let invalid = || {
-            Error::new(
-                ErrorKind::InvalidArgument,
-                "The key cannot be served by this origin",
-            )
-        };
+        // A key no file can have (`dir/`, `a//b`, `..`) simply does not exist here; answering
+        // NotFound keeps folder-marker probes (`HEAD dir/`) working and never touches the disk.
+        let invalid = || Error::new(ErrorKind::NotFound, "The specified key does not exist");
         if key.is_empty() || key.starts_with('/') || key.contains('\0') {
             return Err(invalid());
         }
@@ -65,13 +62,18 @@ impl FsOrigin {
         {
             return Err(invalid());
         }
-        let path = self.bucket_path(bucket)?.join(key);
-        // Resolve symlinks and make sure the file is still inside the root.
-        let real = path.canonicalize().map_err(|e| not_found_or_io(&e))?;
-        if !real.starts_with(&self.root) {
+        let bucket_dir = self.bucket_path(bucket)?;
+        // Resolve symlinks and make sure the file is still inside its bucket: authorization is
+        // per bucket, so a link from a public bucket into another one must not serve it.
+        let real = bucket_dir
+            .join(key)
+            .canonicalize()
+            .map_err(|e| not_found_or_io(&e))?;
+        let bucket_real = bucket_dir.canonicalize().map_err(|e| not_found_or_io(&e))?;
+        if !bucket_real.starts_with(&self.root) || !real.starts_with(&bucket_real) {
             return Err(Error::new(
                 ErrorKind::AccessDenied,
-                "The key resolves outside the origin",
+                "The key resolves outside its bucket",
             ));
         }
         Ok(real)
@@ -255,9 +257,17 @@ impl Origin for FsOrigin {
                     .split('/')
                     .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
             if representable {
+                // Listings stay inside the bucket too (symlinked files pointing elsewhere are
+                // skipped by `walk`).
                 let start = base.join(dir_prefix);
-                if start.canonicalize().is_ok_and(|p| p.starts_with(&root)) {
-                    walk(&root, &start, dir_prefix, &mut entries);
+                if let Ok(bucket_root) = base.canonicalize() {
+                    if bucket_root.starts_with(&root)
+                        && start
+                            .canonicalize()
+                            .is_ok_and(|p| p.starts_with(&bucket_root))
+                    {
+                        walk(&bucket_root, &start, dir_prefix, &mut entries);
+                    }
                 }
             }
             entries.sort_by(|a: &ListEntry, b| a.key.cmp(&b.key));
@@ -365,6 +375,20 @@ mod tests {
                 "{key}: {e}"
             );
         }
+        std::fs::create_dir_all(_d.path().join("data/other")).expect("mkdir");
+        std::fs::write(_d.path().join("data/other/private"), b"other bucket").expect("write");
+        std::os::unix::fs::symlink(
+            _d.path().join("data/other/private"),
+            _d.path().join("data/b/cross"),
+        )
+        .expect("symlink");
+        let e = o
+            .read("b", "cross", 0..10, None)
+            .await
+            .expect_err("symlink into another bucket");
+        assert_eq!(e.kind(), ErrorKind::AccessDenied);
+        let e = o.head("b", "sub/").await.expect_err("folder marker");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
         let e = o
             .read("b", "escape", 0..10, None)
             .await

@@ -66,8 +66,12 @@ impl S3Origin {
         }
         let authority = uri
             .authority()
-            .ok_or_else(|| format!("endpoint {:?} has no host", cfg.endpoint))?
-            .to_string();
+            .ok_or_else(|| format!("endpoint {:?} has no host", cfg.endpoint))?;
+        // Sign the Host exactly as the HTTP client sends it: lower case, default port omitted.
+        let authority = match (authority.port_u16(), scheme.as_str()) {
+            (Some(80), "http") | (Some(443), "https") => authority.host().to_ascii_lowercase(),
+            _ => authority.as_str().to_ascii_lowercase(),
+        };
         let creds = match (&cfg.access_key_id, &cfg.secret_access_key) {
             (Some(ak), Some(sk)) => Some(sigv4::Credentials {
                 access_key_id: ak.clone(),
@@ -318,11 +322,14 @@ fn total_from_content_range(v: &str) -> Option<u64> {
     v.rsplit_once('/')?.1.trim().parse().ok()
 }
 
-/// Collects a body of known length into a 4096-byte-aligned buffer (see `fs::read_aligned`).
-async fn collect_aligned(mut resp: reqwest::Response, len: usize) -> Result<Bytes> {
-    let mut buf = vec![0u8; len + 4096];
+/// Collects the first `keep` bytes of a body of announced length `len` into a 4096-byte-aligned
+/// buffer (see `fs::read_aligned`); the rest, if any, is dropped with the connection.
+async fn collect_aligned(mut resp: reqwest::Response, len: usize, keep: usize) -> Result<Bytes> {
+    let keep = keep.min(len);
+    let mut buf = vec![0u8; keep + 4096];
     let pad = buf.as_ptr().align_offset(4096).min(4096);
     let mut pos = pad;
+    let mut seen = 0usize;
     let broken = |e: reqwest::Error| {
         Error::new(
             ErrorKind::OriginUnavailable,
@@ -330,23 +337,28 @@ async fn collect_aligned(mut resp: reqwest::Response, len: usize) -> Result<Byte
         )
         .with_source(e)
     };
-    while let Some(chunk) = resp.chunk().await.map_err(broken)? {
-        if pos + chunk.len() > pad + len {
+    while pos < pad + keep {
+        let Some(chunk) = resp.chunk().await.map_err(broken)? else {
+            break;
+        };
+        seen += chunk.len();
+        if seen > len {
             return Err(Error::new(
                 ErrorKind::OriginUnavailable,
                 "The origin sent more bytes than announced",
             ));
         }
-        buf[pos..pos + chunk.len()].copy_from_slice(&chunk);
-        pos += chunk.len();
+        let take = chunk.len().min(pad + keep - pos);
+        buf[pos..pos + take].copy_from_slice(&chunk[..take]);
+        pos += take;
     }
-    if pos != pad + len {
+    if pos != pad + keep {
         return Err(Error::new(
             ErrorKind::OriginUnavailable,
             "The origin sent fewer bytes than announced",
         ));
     }
-    Ok(Bytes::from(buf).slice(pad..pad + len))
+    Ok(Bytes::from(buf).slice(pad..pad + keep))
 }
 
 fn parse_time(s: &str) -> SystemTime {
@@ -534,14 +546,19 @@ impl Origin for S3Origin {
                         "The object changed at the origin",
                     ));
                 }
-                let data = collect_aligned(resp, len).await?;
-                // A 200 means the origin ignored the range: cut it out ourselves.
+                // A 200 means the origin ignored the range. From the start of the object the
+                // wanted prefix is read and the rest of the body dropped; anywhere else it would
+                // mean downloading everything before the range for every chunk: refused.
                 let data = if status == StatusCode::OK {
-                    let s = (range.start.min(size)) as usize;
-                    let e = (range.end.min(size)) as usize;
-                    data.slice(s..e)
+                    if range.start > 0 && size > 0 {
+                        return Err(Error::new(
+                            ErrorKind::NotImplemented,
+                            "The origin ignores Range requests",
+                        ));
+                    }
+                    collect_aligned(resp, len, range.end.min(size) as usize).await?
                 } else {
-                    data
+                    collect_aligned(resp, len, len).await?
                 };
                 Ok(RangeRead { meta, data })
             }

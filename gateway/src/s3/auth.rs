@@ -89,6 +89,7 @@ impl S3Access for Access {
                     _ => Err(denied()),
                 }
             }
+            None if !self.pipeline.catalog().could_be_public(&bucket) => Err(denied()),
             None => match self.pipeline.catalog().resolve(&bucket).await {
                 Ok(b)
                     if self.policy.authorize(None, &bucket, perm, b.public_read)

@@ -116,44 +116,65 @@ fn xml_escape(s: &str) -> String {
 /// presigned URLs valid for more than 7 days, and signatures scoped to another region.
 /// Returns (status, code, message).
 pub fn refuse_early(
+    method: &http::Method,
     headers: &http::HeaderMap,
     query: Option<&str>,
     region: &str,
 ) -> Option<(http::StatusCode, &'static str, String)> {
     let bad = |code: &'static str, msg: String| Some((http::StatusCode::BAD_REQUEST, code, msg));
+    // Browser-form uploads (PostObject) are not implemented; s3s would read the whole form
+    // (up to 5 GiB) into memory before any authorization check, so they stop here.
+    let ctype = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if method == http::Method::POST
+        && ctype
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    {
+        return Some((
+            http::StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "PostObject (browser-based uploads) is not implemented".into(),
+        ));
+    }
     let auth = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let q = query.unwrap_or("");
-    let param = |name: &str| {
-        q.split('&').find_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k == name).then_some(v)
-        })
-    };
+    // Names and values decoded exactly as s3s decodes them, every occurrence considered, so
+    // that `AWSAccessKey%49d` or a repeated `X-Amz-Expires` cannot slip past.
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let has = |name: &str| params.iter().any(|(k, _)| k == name);
     if auth.starts_with("AWS ")
-        || (param("Signature").is_some() && param("AWSAccessKeyId").is_some())
+        || has("AWSAccessKeyId")
+        || (has("Signature") && !has("X-Amz-Signature"))
     {
         return bad(
             "InvalidRequest",
             "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.".into(),
         );
     }
-    match param("X-Amz-Expires").map(str::parse::<u64>) {
-        Some(Ok(secs)) if secs > 604_800 => {
-            return bad(
-                "AuthorizationQueryParametersError",
-                "X-Amz-Expires must be less than a week (in seconds) that is 604800".into(),
-            )
+    for (_, v) in params.iter().filter(|(k, _)| k == "X-Amz-Expires") {
+        match v.parse::<u64>() {
+            Ok(secs) if secs <= 604_800 => {}
+            Ok(_) => {
+                return bad(
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires must be less than a week (in seconds) that is 604800".into(),
+                )
+            }
+            Err(_) => {
+                return bad(
+                    "AuthorizationQueryParametersError",
+                    "X-Amz-Expires should be a number".into(),
+                )
+            }
         }
-        Some(Err(_)) => {
-            return bad(
-                "AuthorizationQueryParametersError",
-                "X-Amz-Expires should be a number".into(),
-            )
-        }
-        _ => {}
     }
     // The credential scope's region must be ours, as S3 requires.
     let scope_region = |cred: &str| cred.split('/').nth(2).map(str::to_owned);
@@ -170,18 +191,13 @@ pub fn refuse_early(
             format!("The authorization header is malformed; the region '{r}' is wrong; expecting '{region}'"),
         );
     }
-    let query_region = param("X-Amz-Credential")
-        .map(|v| {
-            percent_encoding::percent_decode_str(v)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .and_then(|c| scope_region(&c));
-    if let Some(r) = query_region.filter(|r| r != region) {
-        return bad(
-            "AuthorizationQueryParametersError",
-            format!("Error parsing the X-Amz-Credential parameter; the region '{r}' is wrong; expecting '{region}'"),
-        );
+    for (_, c) in params.iter().filter(|(k, _)| k == "X-Amz-Credential") {
+        if let Some(r) = scope_region(c).filter(|r| r != region) {
+            return bad(
+                "AuthorizationQueryParametersError",
+                format!("Error parsing the X-Amz-Credential parameter; the region '{r}' is wrong; expecting '{region}'"),
+            );
+        }
     }
     None
 }
@@ -193,7 +209,8 @@ mod early_tests {
     #[test]
     fn refuses_sigv2_long_presigns_and_foreign_regions() {
         let r = "us-east-1";
-        let code = |h: &http::HeaderMap, q: Option<&str>| refuse_early(h, q, r).map(|x| x.1);
+        let get = http::Method::GET;
+        let code = |h: &http::HeaderMap, q: Option<&str>| refuse_early(&get, h, q, r).map(|x| x.1);
         let mut h = http::HeaderMap::new();
         h.insert(
             http::header::AUTHORIZATION,
@@ -220,5 +237,29 @@ mod early_tests {
             ),
         );
         assert_eq!(code(&h, None), Some("AuthorizationHeaderMalformed"));
+        // Encoded or repeated names are seen as s3s sees them.
+        let h = http::HeaderMap::new();
+        assert_eq!(
+            code(
+                &h,
+                Some("AWSAccessKey%49d=a&Expires=4102444800&Signature=x")
+            ),
+            Some("InvalidRequest")
+        );
+        assert!(code(&h, Some("X-Amz-Expire%73=4294967295&X-Amz-Signature=x")).is_some());
+        assert!(code(
+            &h,
+            Some("X-Amz-Expires=60&X-Amz-Expires=999999999&X-Amz-Signature=x")
+        )
+        .is_some());
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("multipart/form-data; boundary=x"),
+        );
+        assert_eq!(
+            refuse_early(&http::Method::POST, &h, None, r).map(|x| x.1),
+            Some("NotImplemented")
+        );
     }
 }

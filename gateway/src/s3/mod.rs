@@ -50,6 +50,12 @@ pub fn service(
     b.set_access(auth::Access { policy, pipeline });
     b.set_host(host::Hosts::new(domains));
     b.set_validation(BucketNames);
+    // Defence in depth behind the early refusal of browser-form uploads.
+    let mut config = s3s::config::S3Config::default();
+    config.post_object_max_file_size = 0;
+    b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
     S3Endpoint {
         service: b.build(),
         region,
@@ -432,7 +438,23 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let anonymous = req.credentials.is_none();
         let i = req.input;
+        if anonymous
+            && (i.response_content_type.is_some()
+                || i.response_cache_control.is_some()
+                || i.response_content_disposition.is_some()
+                || i.response_content_encoding.is_some()
+                || i.response_content_language.is_some()
+                || i.response_expires.is_some())
+        {
+            // As S3: anonymous callers may not choose response headers (a public bucket
+            // would otherwise serve any object as text/html).
+            return Err(s3_error!(
+                InvalidRequest,
+                "Request specific response headers cannot be used for anonymous GET requests."
+            ));
+        }
         let ObjectArgs {
             bucket: b,
             part,
