@@ -261,7 +261,45 @@ fn objects(page: &ListPage, url: bool) -> (Vec<dto::Object>, Vec<dto::CommonPref
     (contents, prefixes)
 }
 
+/// One listing page, as both ListObjects flavours render it.
+struct Listed {
+    q: ListQuery,
+    page: ListPage,
+    url: bool,
+    contents: Vec<dto::Object>,
+    prefixes: Vec<dto::CommonPrefix>,
+}
+
 impl S3Front {
+    /// Validates the listing parameters both flavours share and fetches one page.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &Option<String>,
+        delimiter: &Option<String>,
+        max: Option<i32>,
+        encoding: Option<&dto::EncodingType>,
+        cursor: ListCursor,
+    ) -> S3Result<Listed> {
+        let b = self.bucket(bucket).await?;
+        let url = wants_url(encoding)?;
+        let q = ListQuery {
+            prefix: prefix.clone().unwrap_or_default(),
+            delimiter: delimiter.clone().filter(|d| !d.is_empty()),
+            max_keys: max_keys(max)?,
+            cursor,
+        };
+        let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
+        let (contents, prefixes) = objects(&page, url);
+        Ok(Listed {
+            q,
+            page,
+            url,
+            contents,
+            prefixes,
+        })
+    }
+
     async fn bucket(&self, name: &str) -> S3Result<Arc<crate::pipeline::BucketBinding>> {
         self.pipeline.catalog().resolve(name).await.map_err(to_s3)
     }
@@ -321,18 +359,25 @@ impl S3 for S3Front {
         req: S3Request<dto::ListObjectsInput>,
     ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
         let i = req.input;
-        let b = self.bucket(&i.bucket).await?;
-        let url = wants_url(i.encoding_type.as_ref())?;
-        let q = ListQuery {
-            prefix: i.prefix.clone().unwrap_or_default(),
-            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-            max_keys: max_keys(i.max_keys)?,
-            cursor: ListCursor::V1 {
-                marker: i.marker.clone().filter(|m| !m.is_empty()),
-            },
+        let cursor = ListCursor::V1 {
+            marker: i.marker.clone().filter(|m| !m.is_empty()),
         };
-        let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
-        let (contents, prefixes) = objects(&page, url);
+        let Listed {
+            q,
+            page,
+            url,
+            contents,
+            prefixes,
+        } = self
+            .list_page(
+                &i.bucket,
+                &i.prefix,
+                &i.delimiter,
+                i.max_keys,
+                i.encoding_type.as_ref(),
+                cursor,
+            )
+            .await?;
         // S3 returns NextMarker only when a delimiter was given.
         let next_marker = page
             .next
@@ -359,19 +404,26 @@ impl S3 for S3Front {
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
         let i = req.input;
-        let b = self.bucket(&i.bucket).await?;
-        let url = wants_url(i.encoding_type.as_ref())?;
-        let q = ListQuery {
-            prefix: i.prefix.clone().unwrap_or_default(),
-            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
-            max_keys: max_keys(i.max_keys)?,
-            cursor: ListCursor::V2 {
-                continuation: i.continuation_token.clone().filter(|t| !t.is_empty()),
-                start_after: i.start_after.clone().filter(|s| !s.is_empty()),
-            },
+        let cursor = ListCursor::V2 {
+            continuation: i.continuation_token.clone().filter(|t| !t.is_empty()),
+            start_after: i.start_after.clone().filter(|s| !s.is_empty()),
         };
-        let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
-        let (contents, prefixes) = objects(&page, url);
+        let Listed {
+            q,
+            page,
+            url,
+            contents,
+            prefixes,
+        } = self
+            .list_page(
+                &i.bucket,
+                &i.prefix,
+                &i.delimiter,
+                i.max_keys,
+                i.encoding_type.as_ref(),
+                cursor,
+            )
+            .await?;
         let key_count = (contents.len() + prefixes.len()) as i32;
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(i.bucket),
