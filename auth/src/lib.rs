@@ -2,11 +2,16 @@
 //!
 //! - [`sigv4`] signs outbound requests to S3-compatible origins with AWS Signature Version 4
 //!   (inbound SigV4 verification is done by `s3s` with secrets looked up through [`policy`]).
+//! - [`sharedkey`] builds, signs and verifies Azure Shared Key and Shared Key Lite requests
+//!   (inbound from Blob clients, outbound to Azure origins).
+//! - [`sas`] parses and verifies Azure shared access signatures signed with an account key.
 //! - [`policy`] holds the principals, their buckets and permissions, and decides whether a
 //!   caller (or an anonymous request) may perform an action on a bucket.
 //! - [`Secret`] wraps secret strings so that `Debug` and `Display` never print them.
 
 pub mod policy;
+pub mod sas;
+pub mod sharedkey;
 pub mod sigv4;
 
 use std::fmt;

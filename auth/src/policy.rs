@@ -121,6 +121,11 @@ impl Policy {
         }
     }
 
+    /// Every principal.
+    pub fn principals(&self) -> impl Iterator<Item = &Principal> {
+        self.principals.values()
+    }
+
     /// The principal with this access key, for secret lookup during signature verification.
     pub fn principal(&self, access_key: &str) -> Option<&Principal> {
         self.principals.get(access_key)

@@ -30,6 +30,32 @@ pub struct ObjectMeta {
     pub content_language: Option<String>,
     /// User metadata as (name, value), names lower-case without any dialect prefix.
     pub user_metadata: Vec<(String, String)>,
+    /// Base64 MD5 of the whole object, when the origin stores one.
+    pub content_md5: Option<String>,
+    /// Creation time, when the origin reports one.
+    pub created: Option<SystemTime>,
+    /// The origin's own kind of object (an Azure origin's blob type), passed through.
+    pub origin_kind: Option<String>,
+}
+
+impl Default for ObjectMeta {
+    /// An empty object modified at the epoch, with nothing else known.
+    fn default() -> Self {
+        Self {
+            size: 0,
+            etag: String::new(),
+            last_modified: UNIX_EPOCH,
+            content_type: None,
+            content_encoding: None,
+            cache_control: None,
+            content_disposition: None,
+            content_language: None,
+            user_metadata: Vec::new(),
+            content_md5: None,
+            created: None,
+            origin_kind: None,
+        }
+    }
 }
 
 /// How long cached metadata may be trusted without asking the origin.
@@ -163,7 +189,7 @@ fn record_key(k: &MetaKey) -> ChunkKey {
     }
 }
 
-const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 2;
 
 fn put_str(b: &mut BytesMut, s: &str) {
     b.put_u32_le(s.len() as u32);
@@ -206,6 +232,18 @@ fn encode(e: &Entry) -> Bytes {
         put_str(&mut b, k);
         put_str(&mut b, v);
     }
+    put_opt(&mut b, m.content_md5.as_deref());
+    match m.created {
+        Some(t) => {
+            b.put_u8(1);
+            b.put_u64_le(
+                t.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+            );
+        }
+        None => b.put_u8(0),
+    }
+    put_opt(&mut b, m.origin_kind.as_deref());
     b.freeze()
 }
 
@@ -254,6 +292,13 @@ fn decode(mut b: Bytes) -> Option<Entry> {
     for _ in 0..n {
         user_metadata.push((get_str(&mut b)?, get_str(&mut b)?));
     }
+    let content_md5 = get_opt(&mut b)?;
+    let created = match b.has_remaining().then(|| b.get_u8())? {
+        0 => None,
+        _ if b.remaining() >= 8 => Some(UNIX_EPOCH + Duration::from_millis(b.get_u64_le())),
+        _ => return None,
+    };
+    let origin_kind = get_opt(&mut b)?;
     Some(Entry {
         meta: Arc::new(ObjectMeta {
             size,
@@ -265,6 +310,9 @@ fn decode(mut b: Bytes) -> Option<Entry> {
             content_disposition,
             content_language,
             user_metadata,
+            content_md5,
+            created,
+            origin_kind,
         }),
         validated_at,
     })
@@ -284,7 +332,7 @@ mod tests {
             cache_control: None,
             content_disposition: None,
             content_language: None,
-            user_metadata: vec![],
+            ..Default::default()
         })
     }
 
@@ -333,6 +381,9 @@ mod tests {
         let mut m = (*meta("x")).clone();
         m.content_type = Some("text/plain".into());
         m.user_metadata = vec![("a-b".into(), "ü".into())];
+        m.content_md5 = Some("1B2M2Y8AsgTpgAmY7PhCfg==".into());
+        m.created = Some(UNIX_EPOCH + Duration::from_secs(1_600_000_000));
+        m.origin_kind = Some("BlockBlob".into());
         m.last_modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let e = Entry {
             meta: Arc::new(m.clone()),

@@ -1,5 +1,5 @@
-//! Wiring: settings → origins (with their layers) → catalog → pipeline → S3 front and admin
-//! listeners. Only the binary (and tests) call this.
+//! Wiring: settings → origins (with their layers) → catalog → pipeline → S3 and Blob fronts
+//! and the admin listener. Only the binary (and tests) call this.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,12 +20,14 @@ use crate::origin::layers::{Instrumented, Resilient};
 use crate::origin::s3::S3Origin;
 use crate::origin::Origin;
 use crate::pipeline::{AutoExpose, BucketBinding, Catalog, Pipeline, PipelineConfig};
-use crate::server::{run_admin, run_s3, Ready};
+use crate::server::{run_admin, run_blob, run_s3, Ready};
 
 /// A running Cistern.
 pub struct Running {
     /// Where the S3 listener is bound.
     pub s3_addr: SocketAddr,
+    /// Where the Blob listener is bound.
+    pub blob_addr: SocketAddr,
     /// Where the admin listener is bound.
     pub admin_addr: SocketAddr,
     /// The metrics registry (tests read it).
@@ -131,6 +133,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         metrics.clone(),
     ));
     let policy = Arc::new(Policy::new(s.principals.clone()));
+    let blob_front = crate::blob::BlobFront::new(Arc::clone(&pipeline), Arc::clone(&policy));
     let svc = crate::s3::service(
         Arc::clone(&pipeline),
         policy,
@@ -141,10 +144,14 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     let s3_listener = TcpListener::bind(s.s3_listen)
         .await
         .with_context(|| format!("cannot listen on {} (S3)", s.s3_listen))?;
+    let blob_listener = TcpListener::bind(s.blob_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (Blob)", s.blob_listen))?;
     let admin_listener = TcpListener::bind(s.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", s.admin_listen))?;
     let s3_addr = s3_listener.local_addr()?;
+    let blob_addr = blob_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     let (stop, rx) = watch::channel(false);
@@ -159,6 +166,12 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             metrics.clone(),
             stopped(rx.clone()),
         )),
+        tokio::spawn(run_blob(
+            blob_listener,
+            blob_front,
+            metrics.clone(),
+            stopped(rx.clone()),
+        )),
         tokio::spawn(run_admin(
             admin_listener,
             metrics.clone(),
@@ -169,6 +182,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     ready.0.store(true, Ordering::Relaxed);
     Ok(Running {
         s3_addr,
+        blob_addr,
         admin_addr,
         metrics,
         ready,

@@ -15,6 +15,11 @@ use serde::Deserialize;
 pub const DEV_ACCESS_KEY: &str = "cistern-dev";
 /// The development secret of the embedded default.
 pub const DEV_SECRET: &str = "cistern-dev-secret";
+/// The development Blob account of the embedded default (the emulator convention).
+pub const DEV_ACCOUNT: &str = "devstoreaccount1";
+/// The emulator's well-known key for [`DEV_ACCOUNT`] (public, as in Azurite's documentation).
+pub const DEV_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 /// The configuration file.
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +54,8 @@ pub struct FileConfig {
 pub struct ListenSection {
     /// S3 listener. Default: `127.0.0.1:9000`.
     pub s3: Option<String>,
+    /// Azure Blob listener. Default: `127.0.0.1:10000`.
+    pub blob: Option<String>,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`). Default: `127.0.0.1:9464`.
     pub admin: Option<String>,
 }
@@ -177,6 +184,8 @@ pub struct Overrides {
     pub cache_dir: Option<PathBuf>,
     /// `--s3-listen ADDR`.
     pub s3_listen: Option<String>,
+    /// `--blob-listen ADDR`.
+    pub blob_listen: Option<String>,
     /// `--admin-listen ADDR`.
     pub admin_listen: Option<String>,
     /// `--memory-cache SIZE`.
@@ -232,6 +241,8 @@ pub struct BucketSettings {
 pub struct Settings {
     /// S3 listener.
     pub s3_listen: SocketAddr,
+    /// Blob listener.
+    pub blob_listen: SocketAddr,
     /// Admin listener.
     pub admin_listen: SocketAddr,
     /// SSD cache directory.
@@ -455,6 +466,13 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             .or(f.listen.s3.as_deref())
             .unwrap_or("127.0.0.1:9000"),
     )?;
+    let blob_listen = parse_addr(
+        "listen.blob",
+        o.blob_listen
+            .as_deref()
+            .or(f.listen.blob.as_deref())
+            .unwrap_or("127.0.0.1:10000"),
+    )?;
     let admin_listen = parse_addr(
         "listen.admin",
         o.admin_listen
@@ -609,20 +627,28 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             permissions: perms.into_iter().collect(),
         });
     }
-    let mut dev_credentials = principals
-        .iter()
-        .any(|p| p.access_key == DEV_ACCESS_KEY || p.secret.expose() == DEV_SECRET);
+    let mut dev_credentials = principals.iter().any(|p| {
+        p.access_key == DEV_ACCESS_KEY
+            || p.secret.expose() == DEV_SECRET
+            || p.secret.expose() == DEV_ACCOUNT_KEY
+    });
     if embedded {
-        principals.push(Principal {
-            access_key: DEV_ACCESS_KEY.into(),
-            secret: Secret::new(DEV_SECRET),
-            buckets: BucketScope::All,
-            permissions: Permissions::ALL,
-        });
+        for (access_key, secret) in [(DEV_ACCESS_KEY, DEV_SECRET), (DEV_ACCOUNT, DEV_ACCOUNT_KEY)] {
+            principals.push(Principal {
+                access_key: access_key.into(),
+                secret: Secret::new(secret),
+                buckets: BucketScope::All,
+                permissions: Permissions::ALL,
+            });
+        }
         dev_credentials = true;
     }
     if dev_credentials {
-        for (flag, addr) in [("listen.s3", s3_listen), ("listen.admin", admin_listen)] {
+        for (flag, addr) in [
+            ("listen.s3", s3_listen),
+            ("listen.blob", blob_listen),
+            ("listen.admin", admin_listen),
+        ] {
             if !addr.ip().is_loopback() {
                 return Err(err(
                     flag,
@@ -634,6 +660,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
 
     Ok(Settings {
         s3_listen,
+        blob_listen,
         admin_listen,
         cache_dir,
         memory_bytes,

@@ -3,12 +3,14 @@
 //! - [`origin`]: the `Origin` trait, its `fs` and `s3` clients and the layers around them.
 //! - [`pipeline`]: the dialect-neutral read path (catalog, metadata, conditions, chunks,
 //!   read-ahead).
+//! - [`blob`]: the Azure Blob front (its router, auth, XML and its one error mapping).
 //! - [`s3`]: the S3 front on `s3s` (operations, auth, hosts, and its one error mapping).
 //! - [`server`]: listeners with graceful drain, the access log and request metrics.
 //! - [`config`], [`app`], [`metrics`]: configuration, wiring and the metrics registry, used by
 //!   the `cistern` binary.
 
 pub mod app;
+pub mod blob;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -4,14 +4,16 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use cistern_gateway::config::{self, Overrides, DEV_ACCESS_KEY, DEV_SECRET};
+use cistern_gateway::config::{
+    self, Overrides, DEV_ACCESS_KEY, DEV_ACCOUNT, DEV_ACCOUNT_KEY, DEV_SECRET,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "cistern",
     version,
-    about = "S3-compatible caching gateway for object storage"
+    about = "S3- and Azure-Blob-compatible caching gateway for object storage"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,8 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve S3 through the cache. With no arguments: ./data as buckets, on loopback, with
-    /// development credentials.
+    /// Serve S3 and Azure Blob through the cache. With no arguments: ./data as buckets, on
+    /// loopback, with development credentials.
     Serve(ServeArgs),
 }
 
@@ -39,6 +41,9 @@ struct ServeArgs {
     /// S3 listener. Default: 127.0.0.1:9000.
     #[arg(long, value_name = "ADDR")]
     s3_listen: Option<String>,
+    /// Azure Blob listener. Default: 127.0.0.1:10000.
+    #[arg(long, value_name = "ADDR")]
+    blob_listen: Option<String>,
     /// Admin listener (/metrics, /healthz, /readyz). Default: 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
@@ -80,6 +85,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         data: a.data,
         cache_dir: a.cache_dir,
         s3_listen: a.s3_listen,
+        blob_listen: a.blob_listen,
         admin_listen: a.admin_listen,
         memory_cache: a.memory_cache,
         disk_cache: a.disk_cache,
@@ -101,6 +107,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let s3 = running.s3_addr;
         println!("cistern {} serving", env!("CARGO_PKG_VERSION"));
         println!("  S3:      http://{s3}");
+        println!("  Blob:    http://{}/<account>", running.blob_addr);
         println!(
             "  admin:   http://{}/metrics  /healthz  /readyz",
             running.admin_addr
@@ -133,6 +140,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 "    AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DEV_SECRET} \\"
             );
             println!("      aws --endpoint-url http://{s3} s3 ls");
+            println!(
+                "    DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint=http://{}/{DEV_ACCOUNT};",
+                running.blob_addr
+            );
         }
         wait_for_signal().await;
         println!("cistern: shutting down, draining in-flight requests");

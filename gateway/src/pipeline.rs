@@ -226,6 +226,9 @@ pub enum Selection {
     Part(u32),
 }
 
+/// The response header telling what the cache did, in both dialects.
+pub const CACHE_HEADER: &str = "x-cistern-cache";
+
 /// What the cache did for one read (the `x-cistern-cache` header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -799,6 +802,7 @@ mod tests {
             content_disposition: None,
             content_language: None,
             user_metadata: vec![],
+            ..Default::default()
         }
     }
 

@@ -1,8 +1,9 @@
-//! Listeners: the S3 front and the admin endpoints, each `run(listener, shutdown)` on a bound
+//! Listeners: the S3 and Blob fronts and the admin endpoints, each `run(listener, shutdown)` on a bound
 //! socket so tests can use port 0. SIGTERM-style shutdown stops accepting and drains.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::blob::BlobFront;
 use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
 use crate::s3::error::{early_response, refuse_early};
@@ -45,7 +47,7 @@ pub async fn run_s3(
     shutdown: impl Future<Output = ()>,
 ) {
     let svc = Arc::new(svc);
-    serve(listener, shutdown, move |req| {
+    serve(listener, shutdown, move |req, _peer| {
         let (svc, metrics) = (Arc::clone(&svc), metrics.clone());
         async move { Ok::<_, Infallible>(handle_s3(&svc, &metrics, req).await) }
     })
@@ -95,26 +97,73 @@ async fn handle_s3(
     if let Ok(v) = http::HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }
-    let status = resp.status().as_u16();
     let op = slot.0.get().map_or("unknown", String::as_str);
+    record(metrics, "s3", &rid, &method, &path, op, &resp, start);
+    resp
+}
+
+/// Serves the Blob dialect on `listener` until `shutdown` resolves, then drains.
+pub async fn run_blob(
+    listener: TcpListener,
+    front: BlobFront,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let front = Arc::new(front);
+    serve(listener, shutdown, move |req, peer| {
+        let (front, metrics) = (Arc::clone(&front), metrics.clone());
+        async move {
+            let start = Instant::now();
+            let rid = request_id();
+            let (parts, _body) = req.into_parts();
+            let handled = front.handle(&parts, Some(peer.ip()), &rid).await;
+            record(
+                &metrics,
+                "blob",
+                &rid,
+                &parts.method,
+                parts.uri.path(),
+                handled.op,
+                &handled.response,
+                start,
+            );
+            Ok::<_, Infallible>(handled.response)
+        }
+    })
+    .await;
+}
+
+/// Request metrics and the access-log line, the same for both dialects.
+#[allow(clippy::too_many_arguments)] // reason: one flat call site per dialect reads best
+fn record<B>(
+    metrics: &Metrics,
+    dialect: &'static str,
+    rid: &str,
+    method: &http::Method,
+    path: &str,
+    op: &str,
+    resp: &http::Response<B>,
+    start: Instant,
+) {
+    let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     metrics
         .requests
-        .with_label_values(&["s3", op, status_label(status)])
+        .with_label_values(&[dialect, op, status_label(status)])
         .inc();
     metrics
         .request_seconds
-        .with_label_values(&["s3", op])
+        .with_label_values(&[dialect, op])
         .observe(elapsed.as_secs_f64());
     let cache = resp
         .headers()
-        .get(crate::s3::CACHE_HEADER)
+        .get(crate::pipeline::CACHE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     tracing::info!(
         target: "cistern::access",
         request_id = %rid,
-        dialect = "s3",
+        dialect,
         %method,
         path = %path,
         operation = op,
@@ -123,7 +172,6 @@ async fn handle_s3(
         micros = elapsed.as_micros() as u64,
         "request"
     );
-    resp
 }
 
 fn status_label(s: u16) -> &'static str {
@@ -160,42 +208,46 @@ pub async fn run_admin(
     ready: Ready,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve(listener, shutdown, move |req: http::Request<Incoming>| {
-        let (metrics, ready) = (metrics.clone(), ready.clone());
-        async move {
-            let (status, ctype, body) = match req.uri().path() {
-                "/metrics" => {
-                    let mut buf = String::new();
-                    let enc = prometheus::TextEncoder::new();
-                    match enc.encode_utf8(&metrics.registry.gather(), &mut buf) {
-                        Ok(()) => (200, "text/plain; version=0.0.4", buf),
-                        Err(e) => (500, "text/plain", format!("cannot encode metrics: {e}\n")),
+    serve(
+        listener,
+        shutdown,
+        move |req: http::Request<Incoming>, _peer| {
+            let (metrics, ready) = (metrics.clone(), ready.clone());
+            async move {
+                let (status, ctype, body) = match req.uri().path() {
+                    "/metrics" => {
+                        let mut buf = String::new();
+                        let enc = prometheus::TextEncoder::new();
+                        match enc.encode_utf8(&metrics.registry.gather(), &mut buf) {
+                            Ok(()) => (200, "text/plain; version=0.0.4", buf),
+                            Err(e) => (500, "text/plain", format!("cannot encode metrics: {e}\n")),
+                        }
                     }
-                }
-                "/healthz" => (200, "text/plain", "ok\n".to_string()),
-                "/readyz" if ready.0.load(Ordering::Relaxed) => {
-                    (200, "text/plain", "ready\n".to_string())
-                }
-                "/readyz" => (503, "text/plain", "not ready\n".to_string()),
-                _ => (404, "text/plain", "not found\n".to_string()),
-            };
-            let mut resp = http::Response::new(Full::new(Bytes::from(body)));
-            *resp.status_mut() = http::StatusCode::from_u16(status)
-                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-            resp.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(ctype),
-            );
-            Ok::<_, Infallible>(resp)
-        }
-    })
+                    "/healthz" => (200, "text/plain", "ok\n".to_string()),
+                    "/readyz" if ready.0.load(Ordering::Relaxed) => {
+                        (200, "text/plain", "ready\n".to_string())
+                    }
+                    "/readyz" => (503, "text/plain", "not ready\n".to_string()),
+                    _ => (404, "text/plain", "not found\n".to_string()),
+                };
+                let mut resp = http::Response::new(Full::new(Bytes::from(body)));
+                *resp.status_mut() = http::StatusCode::from_u16(status)
+                    .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(ctype),
+                );
+                Ok::<_, Infallible>(resp)
+            }
+        },
+    )
     .await;
 }
 
 /// Accept loop shared by the listeners: HTTP/1.1 and h2c, graceful drain on shutdown.
 async fn serve<F, Fut, B>(listener: TcpListener, shutdown: impl Future<Output = ()>, handler: F)
 where
-    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(http::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -213,7 +265,7 @@ where
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -224,7 +276,10 @@ where
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service_fn(handler))
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(move |req| handler(req, peer)),
+                    )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

@@ -61,6 +61,7 @@ impl MemOrigin {
             content_disposition: None,
             content_language: None,
             user_metadata: vec![("origin".into(), "mem".into())],
+            ..Default::default()
         }
     }
 

@@ -118,6 +118,7 @@ fn meta_of(md: &Metadata) -> ObjectMeta {
         content_disposition: None,
         content_language: None,
         user_metadata: Vec::new(),
+        ..Default::default()
     }
 }
 

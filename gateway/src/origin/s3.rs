@@ -263,6 +263,7 @@ fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
         content_disposition: opt("content-disposition"),
         content_language: opt("content-language"),
         user_metadata,
+        ..Default::default()
     }
 }
 

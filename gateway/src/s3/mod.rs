@@ -24,8 +24,7 @@ use crate::pipeline::{Body, CacheStatus, Conditions, EtagMatch, Pipeline, Select
 
 use self::error::to_s3;
 
-/// The response header telling what the cache did.
-pub const CACHE_HEADER: &str = "x-cistern-cache";
+pub use crate::pipeline::CACHE_HEADER;
 
 /// The S3 front as the listener needs it: the s3s service and the region it signs for.
 pub struct S3Endpoint {

@@ -1,0 +1,841 @@
+//! The Azure Blob dialect front: our own router ([`router`]) parses each request into a
+//! closed operation; [`auth`] authenticates (Shared Key, SAS, anonymous) and authorizes it;
+//! the read operations run on the same pipeline and cache as the S3 front; [`error`] is the
+//! one place internal errors become Blob wire errors.
+
+pub mod auth;
+pub mod error;
+pub mod router;
+pub mod xml;
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use cistern_auth::policy::Policy;
+use cistern_cache::range::RangeSpec;
+use cistern_cache::ObjectMeta;
+use futures::{StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body::Frame;
+
+use self::auth::{Accounts, Caller, Incoming};
+use self::error::BlobError;
+use self::router::{Operation, Routed};
+use self::xml::{BlobItem, ContainerItem, ListBlobsEcho, Listed};
+use crate::origin::{ListCursor, ListQuery};
+use crate::pipeline::{
+    Body, BucketBinding, Conditions, EtagMatch, Pipeline, Selection, CACHE_HEADER,
+};
+
+/// The service version Cistern answers with when the client names none.
+pub const DEFAULT_VERSION: &str = "2025-11-05";
+
+/// Ranges for which `x-ms-range-get-content-md5` may be asked (4 MiB, as Azure allows).
+const MAX_MD5_RANGE: u64 = 4 << 20;
+
+/// Most entries in one List Blobs or List Containers page.
+const MAX_RESULTS: usize = 5000;
+
+/// How many metadata lookups a `include=metadata` listing runs at once.
+const LIST_METADATA_CONCURRENCY: usize = 16;
+
+/// A Blob response body: nothing, one buffer, or the pipeline's stream.
+pub enum BlobBody {
+    /// No body (HEAD, 304).
+    Empty,
+    /// One buffer (XML, small reads).
+    Full(Option<Bytes>),
+    /// An object read in progress.
+    Stream(Body),
+}
+
+impl http_body::Body for BlobBody {
+    type Data = Bytes;
+    type Error = crate::error::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream(s) => s.poll_next_unpin(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Full(b) => b.is_none(),
+            Self::Stream(s) => s.remaining() == 0,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Self::Empty => http_body::SizeHint::with_exact(0),
+            Self::Full(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Self::Stream(s) => http_body::SizeHint::with_exact(s.remaining()),
+        }
+    }
+}
+
+/// The Blob front.
+pub struct BlobFront {
+    pipeline: Arc<Pipeline>,
+    policy: Arc<Policy>,
+    accounts: Accounts,
+}
+
+/// What the listener logs about a handled request.
+pub struct Handled {
+    /// The response.
+    pub response: http::Response<BlobBody>,
+    /// The operation name.
+    pub op: &'static str,
+}
+
+fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn quoted(etag: &str) -> String {
+    if etag.starts_with('"') {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+/// Parses `If-Match` / `If-None-Match`: `*` or a list of (quoted) ETags.
+fn etag_list(v: &str) -> EtagMatch {
+    if v.trim() == "*" {
+        return EtagMatch::Any;
+    }
+    EtagMatch::OneOf(
+        v.split(',')
+            .map(|e| {
+                let e = e.trim();
+                e.strip_prefix("W/")
+                    .unwrap_or(e)
+                    .trim_matches('"')
+                    .to_string()
+            })
+            .filter(|e| !e.is_empty())
+            .collect(),
+    )
+}
+
+fn conditions(h: &HeaderMap) -> Conditions {
+    let date = |n| header(h, n).and_then(|v| httpdate::parse_http_date(v).ok());
+    Conditions {
+        if_match: header(h, "if-match").map(etag_list),
+        if_none_match: header(h, "if-none-match").map(etag_list),
+        if_modified_since: date("if-modified-since"),
+        if_unmodified_since: date("if-unmodified-since"),
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n`.
+fn parse_range(v: &str) -> Option<RangeSpec> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    match (a.is_empty(), b.is_empty()) {
+        (false, false) => {
+            let (first, last) = (a.parse().ok()?, b.parse().ok()?);
+            (first <= last).then_some(RangeSpec::FromTo { first, last })
+        }
+        (false, true) => Some(RangeSpec::From {
+            first: a.parse().ok()?,
+        }),
+        (true, false) => Some(RangeSpec::Suffix {
+            len: b.parse().ok()?,
+        }),
+        (true, true) => None,
+    }
+}
+
+/// The range a Get Blob asks for: `x-ms-range` wins over `Range`.
+fn requested_range(h: &HeaderMap) -> Result<Option<RangeSpec>, BlobError> {
+    for name in ["x-ms-range", "range"] {
+        if let Some(v) = h.get(name) {
+            let v = v.to_str().ok().and_then(parse_range).ok_or_else(|| {
+                BlobError::invalid_header(
+                    if name == "range" {
+                        "Range"
+                    } else {
+                        "x-ms-range"
+                    },
+                    "The value for one of the HTTP headers is not in the correct format.",
+                )
+            })?;
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// Headers describing a blob, as Get Blob and Get Blob Properties send them.
+fn blob_headers(h: &mut HeaderMap, m: &ObjectMeta) {
+    set(h, "last-modified", &xml::http_date(m.last_modified));
+    set(h, "etag", &quoted(&m.etag));
+    set(
+        h,
+        "content-type",
+        m.content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+    );
+    for (name, v) in [
+        ("content-encoding", &m.content_encoding),
+        ("content-language", &m.content_language),
+        ("cache-control", &m.cache_control),
+        ("content-disposition", &m.content_disposition),
+    ] {
+        if let Some(v) = v {
+            set(h, name, v);
+        }
+    }
+    set(
+        h,
+        "x-ms-blob-type",
+        m.origin_kind.as_deref().unwrap_or("BlockBlob"),
+    );
+    if let Some(c) = m.created {
+        set(h, "x-ms-creation-time", &xml::http_date(c));
+    }
+    set(h, "x-ms-lease-status", "unlocked");
+    set(h, "x-ms-lease-state", "available");
+    set(h, "accept-ranges", "bytes");
+    user_metadata(h, m);
+}
+
+fn user_metadata(h: &mut HeaderMap, m: &ObjectMeta) {
+    for (k, v) in &m.user_metadata {
+        // Values from other dialects may hold bytes a header cannot; those are skipped.
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(format!("x-ms-meta-{k}").as_bytes()),
+            HeaderValue::from_bytes(v.as_bytes()),
+        ) {
+            h.append(name, value);
+        }
+    }
+}
+
+fn md5_b64(data: &[u8]) -> String {
+    use md5::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(data))
+}
+
+fn xml_response(body: String) -> Result<Reply, BlobError> {
+    let mut h = HeaderMap::new();
+    set(&mut h, "content-type", "application/xml");
+    Ok(Reply {
+        status: StatusCode::OK,
+        headers: h,
+        body: BlobBody::Full(Some(Bytes::from(body))),
+        length: None,
+    })
+}
+
+/// An operation's answer before the common headers are added.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: BlobBody,
+    /// The `Content-Length` to send when it is not the body's (HEAD).
+    length: Option<u64>,
+}
+
+impl Reply {
+    fn empty(status: StatusCode, headers: HeaderMap) -> Self {
+        Self {
+            status,
+            headers,
+            body: BlobBody::Empty,
+            length: Some(0),
+        }
+    }
+}
+
+impl BlobFront {
+    /// The front over `pipeline`, authenticating the policy's Blob accounts.
+    pub fn new(pipeline: Arc<Pipeline>, policy: Arc<Policy>) -> Self {
+        let accounts = Accounts::from_policy(&policy);
+        Self {
+            pipeline,
+            policy,
+            accounts,
+        }
+    }
+
+    /// Handles one request (its body is not read: no implemented operation takes one).
+    pub async fn handle(
+        &self,
+        parts: &http::request::Parts,
+        peer: Option<IpAddr>,
+        request_id: &str,
+    ) -> Handled {
+        let version = header(&parts.headers, "x-ms-version")
+            .filter(|v| v.len() <= 32)
+            .unwrap_or(DEFAULT_VERSION)
+            .to_string();
+        let head = parts.method == Method::HEAD;
+        let (reply, op) = match self.dispatch(parts, peer).await {
+            (Ok(r), op) => (r, op),
+            (Err(e), op) => (error_reply(e, request_id, head), op),
+        };
+        let mut resp = http::Response::new(reply.body);
+        *resp.status_mut() = reply.status;
+        let h = resp.headers_mut();
+        *h = reply.headers;
+        if let Some(n) = reply.length {
+            set(h, "content-length", &n.to_string());
+        }
+        set(h, "x-ms-request-id", request_id);
+        set(h, "x-ms-version", &version);
+        if let Some(v) = parts.headers.get("x-ms-client-request-id") {
+            h.insert("x-ms-client-request-id", v.clone());
+        }
+        set(h, "date", &xml::http_date(SystemTime::now()));
+        set(h, "server", "Cistern");
+        Handled { response: resp, op }
+    }
+
+    async fn dispatch(
+        &self,
+        parts: &http::request::Parts,
+        peer: Option<IpAddr>,
+    ) -> (Result<Reply, BlobError>, &'static str) {
+        let raw_query = parts.uri.query().unwrap_or("");
+        let query = query_pairs(raw_query);
+        let host = header(&parts.headers, "host")
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        let routed = match router::route(
+            &parts.method,
+            host.as_deref(),
+            parts.uri.path(),
+            &query,
+            parts.headers.contains_key("x-ms-copy-source"),
+        ) {
+            Ok(r) => r,
+            Err(e) => return (Err(e.into()), "unknown"),
+        };
+        let op = routed.op.name();
+        let now = SystemTime::now();
+        let incoming = Incoming {
+            method: &parts.method,
+            raw_path: parts.uri.path(),
+            raw_query,
+            query: &query,
+            headers: &parts.headers,
+            peer,
+        };
+        let result = async {
+            let caller = auth::authenticate(&self.accounts, &routed, &incoming, now)?;
+            if matches!(caller, Caller::Anonymous) && !self.accounts.contains(&routed.account) {
+                return Err(BlobError::resource_not_found());
+            }
+            auth::authorize(&self.policy, &self.pipeline, &caller, &routed, peer, now).await?;
+            let endpoint = match host.as_deref() {
+                Some(h) if router::host_account(h).is_some() => format!("http://{h}/"),
+                Some(h) => format!("http://{h}/{}/", routed.account),
+                None => format!("/{}/", routed.account),
+            };
+            self.operate(&routed, parts, &query, &endpoint).await
+        }
+        .await;
+        (result, op)
+    }
+
+    async fn operate(
+        &self,
+        r: &Routed,
+        parts: &http::request::Parts,
+        q: &[(String, String)],
+        endpoint: &str,
+    ) -> Result<Reply, BlobError> {
+        let container = r.container.as_deref().unwrap_or("");
+        let blob = r.blob.as_deref().unwrap_or("");
+        match r.op {
+            Operation::ListContainers => self.list_containers(&r.account, q, endpoint).await,
+            Operation::GetAccountInformation => {
+                let mut h = HeaderMap::new();
+                set(&mut h, "x-ms-sku-name", "Standard_LRS");
+                set(&mut h, "x-ms-account-kind", "StorageV2");
+                set(&mut h, "x-ms-is-hns-enabled", "false");
+                Ok(Reply::empty(StatusCode::OK, h))
+            }
+            Operation::GetContainerProperties | Operation::GetContainerMetadata => {
+                self.container_properties(container).await
+            }
+            Operation::ListBlobs => self.list_blobs(container, q, endpoint).await,
+            Operation::GetBlob => {
+                reject_versions(q)?;
+                self.get_blob(container, blob, &parts.headers).await
+            }
+            Operation::GetBlobProperties | Operation::GetBlobMetadata => {
+                reject_versions(q)?;
+                let b = self.bucket(container).await?;
+                let cond = conditions(&parts.headers);
+                let (meta, status, _) = self.pipeline.head(&b, blob, None, &cond).await?;
+                let mut h = HeaderMap::new();
+                if r.op == Operation::GetBlobMetadata {
+                    set(&mut h, "last-modified", &xml::http_date(meta.last_modified));
+                    set(&mut h, "etag", &quoted(&meta.etag));
+                    user_metadata(&mut h, &meta);
+                    return Ok(Reply::empty(StatusCode::OK, h));
+                }
+                blob_headers(&mut h, &meta);
+                if let Some(md5) = &meta.content_md5 {
+                    set(&mut h, "content-md5", md5);
+                }
+                set(&mut h, CACHE_HEADER, status.as_str());
+                Ok(Reply {
+                    status: StatusCode::OK,
+                    headers: h,
+                    body: BlobBody::Empty,
+                    length: Some(meta.size),
+                })
+            }
+            Operation::GetBlockList => {
+                reject_versions(q)?;
+                let b = self.bucket(container).await?;
+                let (meta, _, _) = self
+                    .pipeline
+                    .head(&b, blob, None, &conditions(&parts.headers))
+                    .await?;
+                if meta.origin_kind.is_some() {
+                    // The origin has blocks of its own; answering "none" would be wrong.
+                    return Err(BlobError::not_implemented(
+                        "Get Block List (against an origin with blocks)",
+                    ));
+                }
+                let mut reply = xml_response(xml::empty_block_list())?;
+                set(
+                    &mut reply.headers,
+                    "last-modified",
+                    &xml::http_date(meta.last_modified),
+                );
+                set(&mut reply.headers, "etag", &quoted(&meta.etag));
+                set(
+                    &mut reply.headers,
+                    "x-ms-blob-content-length",
+                    &meta.size.to_string(),
+                );
+                Ok(reply)
+            }
+            Operation::Unsupported(name) => Err(BlobError::not_implemented(name)),
+        }
+    }
+
+    async fn bucket(&self, container: &str) -> Result<Arc<BucketBinding>, BlobError> {
+        Ok(self.pipeline.catalog().resolve(container).await?)
+    }
+
+    async fn get_blob(
+        &self,
+        container: &str,
+        blob: &str,
+        h: &HeaderMap,
+    ) -> Result<Reply, BlobError> {
+        let b = self.bucket(container).await?;
+        let range = requested_range(h)?;
+        let want_md5 =
+            header(h, "x-ms-range-get-content-md5").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if want_md5 && range.is_none() {
+            return Err(BlobError::invalid_header(
+                "x-ms-range-get-content-md5",
+                "x-ms-range-get-content-md5 needs a range.",
+            ));
+        }
+        if let (true, Some(RangeSpec::FromTo { first, last })) = (want_md5, range) {
+            if last - first + 1 > MAX_MD5_RANGE {
+                return Err(BlobError::new(
+                    StatusCode::BAD_REQUEST,
+                    "OutOfRangeInput",
+                    "The requested range for x-ms-range-get-content-md5 is larger than 4 MiB.",
+                ));
+            }
+        }
+        let sel = range.map_or(Selection::All, Selection::Range);
+        let read = self.pipeline.get(&b, blob, sel, &conditions(h)).await?;
+        let meta = &read.meta;
+        let mut headers = HeaderMap::new();
+        blob_headers(&mut headers, meta);
+        set(&mut headers, CACHE_HEADER, read.cache.as_str());
+        let (status, length) = match &read.range {
+            Some(rg) => {
+                set(
+                    &mut headers,
+                    "content-range",
+                    &format!("bytes {}-{}/{}", rg.start, rg.end - 1, meta.size),
+                );
+                if let Some(md5) = &meta.content_md5 {
+                    set(&mut headers, "x-ms-blob-content-md5", md5);
+                }
+                (StatusCode::PARTIAL_CONTENT, rg.end - rg.start)
+            }
+            None => {
+                if let Some(md5) = &meta.content_md5 {
+                    set(&mut headers, "content-md5", md5);
+                }
+                (StatusCode::OK, meta.size)
+            }
+        };
+        if want_md5 {
+            if length > MAX_MD5_RANGE {
+                return Err(BlobError::new(
+                    StatusCode::BAD_REQUEST,
+                    "OutOfRangeInput",
+                    "The requested range for x-ms-range-get-content-md5 is larger than 4 MiB.",
+                ));
+            }
+            // At most 4 MiB: gathered to hash before the headers go out.
+            let mut buf = BytesMut::with_capacity(length as usize);
+            let mut body = read.body;
+            while let Some(chunk) = body.try_next().await? {
+                buf.extend_from_slice(&chunk);
+            }
+            set(&mut headers, "content-md5", &md5_b64(&buf));
+            return Ok(Reply {
+                status,
+                headers,
+                body: BlobBody::Full(Some(buf.freeze())),
+                length: Some(length),
+            });
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body: BlobBody::Stream(read.body),
+            length: Some(length),
+        })
+    }
+
+    async fn container_properties(&self, container: &str) -> Result<Reply, BlobError> {
+        let b = self.bucket(container).await?;
+        let created = self
+            .pipeline
+            .catalog()
+            .list()
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|(n, _)| n == container))
+            .and_then(|(_, c)| c)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut h = HeaderMap::new();
+        set(&mut h, "last-modified", &xml::http_date(created));
+        set(&mut h, "etag", &container_etag(created));
+        set(&mut h, "x-ms-lease-status", "unlocked");
+        set(&mut h, "x-ms-lease-state", "available");
+        set(&mut h, "x-ms-has-immutability-policy", "false");
+        set(&mut h, "x-ms-has-legal-hold", "false");
+        if b.public_read {
+            set(&mut h, "x-ms-blob-public-access", "container");
+        }
+        Ok(Reply::empty(StatusCode::OK, h))
+    }
+
+    async fn list_containers(
+        &self,
+        account: &str,
+        q: &[(String, String)],
+        endpoint: &str,
+    ) -> Result<Reply, BlobError> {
+        let prefix = get(q, "prefix");
+        let marker = get(q, "marker").filter(|m| !m.is_empty());
+        let max = max_results(q)?;
+        let with_metadata = includes(q)?.metadata;
+        let all = self.pipeline.catalog().list().await?;
+        let mut visible = all
+            .into_iter()
+            .filter(|(n, _)| self.policy.can_see(account, n))
+            .filter(|(n, _)| prefix.is_none_or(|p| n.starts_with(p)))
+            .filter(|(n, _)| marker.is_none_or(|m| n.as_str() >= m));
+        let items: Vec<ContainerItem> = visible
+            .by_ref()
+            .take(max.unwrap_or(MAX_RESULTS))
+            .map(|(name, created)| {
+                let t = created.unwrap_or(SystemTime::UNIX_EPOCH);
+                ContainerItem {
+                    name,
+                    last_modified: t,
+                    etag: container_etag(t),
+                }
+            })
+            .collect();
+        let next = visible.next().map(|(n, _)| n);
+        xml_response(xml::list_containers(
+            endpoint,
+            prefix,
+            marker,
+            max,
+            &items,
+            with_metadata,
+            next.as_deref(),
+        ))
+    }
+
+    async fn list_blobs(
+        &self,
+        container: &str,
+        q: &[(String, String)],
+        endpoint: &str,
+    ) -> Result<Reply, BlobError> {
+        let b = self.bucket(container).await?;
+        let prefix = get(q, "prefix");
+        let delimiter = get(q, "delimiter").filter(|d| !d.is_empty());
+        let marker = get(q, "marker").filter(|m| !m.is_empty());
+        let max = max_results(q)?;
+        let include = includes(q)?;
+        let query = ListQuery {
+            prefix: prefix.unwrap_or("").to_string(),
+            delimiter: delimiter.map(str::to_string),
+            max_keys: max.unwrap_or(MAX_RESULTS),
+            cursor: ListCursor::V1 {
+                marker: marker.map(str::to_string),
+            },
+        };
+        let page = self.pipeline.list(&b, &query).await?;
+        let metas: Vec<Option<Arc<ObjectMeta>>> = if include.metadata {
+            let keys: Vec<String> = page.entries.iter().map(|e| e.key.clone()).collect();
+            futures::stream::iter(keys)
+                .map(|key| {
+                    // Owned handles: the stream lives inside the response future.
+                    let (pipeline, b) = (Arc::clone(&self.pipeline), Arc::clone(&b));
+                    async move {
+                        match pipeline.head(&b, &key, None, &Conditions::default()).await {
+                            Ok((m, _, _)) => Ok(Some(m)),
+                            // Deleted since it was listed: listed without metadata.
+                            Err(err) if err.kind() == crate::error::ErrorKind::NotFound => Ok(None),
+                            Err(err) => Err(err),
+                        }
+                    }
+                })
+                .buffered(LIST_METADATA_CONCURRENCY)
+                .try_collect()
+                .await?
+        } else {
+            vec![None; page.entries.len()]
+        };
+        let mut items: Vec<Listed> = page
+            .entries
+            .iter()
+            .zip(metas)
+            .map(|(e, m)| {
+                // Metadata of the version listed, when the lookup found that version.
+                let m = m.filter(|m| m.etag == e.etag);
+                Listed::Blob(BlobItem {
+                    name: e.key.clone(),
+                    size: e.size,
+                    etag: quoted(&e.etag),
+                    last_modified: e.last_modified,
+                    created: m.as_ref().and_then(|m| m.created),
+                    content_type: m.as_ref().and_then(|m| m.content_type.clone()),
+                    content_md5: m.as_ref().and_then(|m| m.content_md5.clone()),
+                    blob_type: m
+                        .as_ref()
+                        .and_then(|m| m.origin_kind.clone())
+                        .unwrap_or_else(|| "BlockBlob".to_string()),
+                    metadata: include
+                        .metadata
+                        .then(|| m.map(|m| m.user_metadata.clone()).unwrap_or_default()),
+                })
+            })
+            .collect();
+        items.extend(page.common_prefixes.iter().cloned().map(Listed::Prefix));
+        items.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+        let echo = ListBlobsEcho {
+            endpoint,
+            container,
+            prefix,
+            marker,
+            max,
+            delimiter,
+        };
+        let next = if page.truncated {
+            page.next.clone()
+        } else {
+            None
+        };
+        xml_response(xml::list_blobs(&echo, &items, next.as_deref()))
+    }
+}
+
+fn name_of(l: &Listed) -> &str {
+    match l {
+        Listed::Blob(b) => &b.name,
+        Listed::Prefix(p) => p,
+    }
+}
+
+/// Containers have no ETag of their own here: one derived from the creation time stays
+/// stable across requests.
+fn container_etag(t: SystemTime) -> String {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("\"0x{ms:X}\"")
+}
+
+/// Snapshot and version reads are not served yet (and never from another version's cache).
+fn reject_versions(q: &[(String, String)]) -> Result<(), BlobError> {
+    if get(q, "snapshot").is_some() || get(q, "versionid").is_some() {
+        return Err(BlobError::not_implemented("snapshot or versionid read"));
+    }
+    Ok(())
+}
+
+fn max_results(q: &[(String, String)]) -> Result<Option<usize>, BlobError> {
+    match get(q, "maxresults") {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Some((n as usize).min(MAX_RESULTS))),
+            _ => Err(BlobError::new(
+                StatusCode::BAD_REQUEST,
+                "OutOfRangeQueryParameterValue",
+                "One of the query parameters specified in the request URI is outside the permissible range.",
+            )
+            .with_detail("QueryParameterName", "maxresults")),
+        },
+    }
+}
+
+#[derive(Debug, Default)]
+struct Include {
+    metadata: bool,
+}
+
+/// `include=`: `metadata` is served; the dataset-history kinds (snapshots, versions,
+/// deleted, uncommitted) are not, and say so; the rest only add fields Cistern omits.
+fn includes(q: &[(String, String)]) -> Result<Include, BlobError> {
+    let mut inc = Include::default();
+    for (k, v) in q {
+        if !k.eq_ignore_ascii_case("include") {
+            continue;
+        }
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "metadata" => inc.metadata = true,
+                "snapshots" | "versions" | "deleted" | "uncommittedblobs"
+                | "deletedwithversions" => {
+                    return Err(BlobError::not_implemented(&format!(
+                        "List Blobs with include={item}"
+                    )))
+                }
+                "copy" | "tags" | "immutabilitypolicy" | "legalhold" | "permissions"
+                | "system" => {}
+                _ => {
+                    return Err(BlobError::invalid_query(
+                        "include",
+                        item,
+                        "Value for one of the query parameters specified in the request URI is invalid.",
+                    ))
+                }
+            }
+        }
+    }
+    Ok(inc)
+}
+
+/// Renders an error: status, `x-ms-error-code`, XML body (none for HEAD and 304).
+fn error_reply(e: BlobError, request_id: &str, head: bool) -> Reply {
+    let mut h = HeaderMap::new();
+    set(&mut h, "x-ms-error-code", e.code);
+    if let Some(size) = e.object_size {
+        set(&mut h, "content-range", &format!("bytes */{size}"));
+    }
+    if let Some((etag, lm)) = &e.validators {
+        set(&mut h, "etag", &quoted(etag));
+        set(&mut h, "last-modified", &xml::http_date(*lm));
+    }
+    if head || e.status == StatusCode::NOT_MODIFIED {
+        return Reply::empty(e.status, h);
+    }
+    set(&mut h, "content-type", "application/xml");
+    let body = Bytes::from(e.xml(request_id));
+    Reply {
+        status: e.status,
+        length: Some(body.len() as u64),
+        headers: h,
+        body: BlobBody::Full(Some(body)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_range("bytes=0-9"),
+            Some(RangeSpec::FromTo { first: 0, last: 9 })
+        );
+        assert_eq!(parse_range("bytes=5-"), Some(RangeSpec::From { first: 5 }));
+        assert_eq!(parse_range("bytes=-5"), Some(RangeSpec::Suffix { len: 5 }));
+        assert_eq!(parse_range("bytes=9-0"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(parse_range("bytes=-"), None);
+        let mut h = HeaderMap::new();
+        h.insert("range", HeaderValue::from_static("bytes=0-1"));
+        h.insert("x-ms-range", HeaderValue::from_static("bytes=2-3"));
+        assert_eq!(
+            requested_range(&h).ok().flatten(),
+            Some(RangeSpec::FromTo { first: 2, last: 3 })
+        );
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert_eq!(etag_list("*"), EtagMatch::Any);
+        assert_eq!(
+            etag_list("\"0x1\", W/\"0x2\""),
+            EtagMatch::OneOf(vec!["0x1".into(), "0x2".into()])
+        );
+    }
+
+    #[test]
+    fn include_values() {
+        let q = |s: &str| query_pairs(s);
+        assert!(includes(&q("include=metadata")).expect("ok").metadata);
+        assert!(!includes(&q("include=copy,tags")).expect("ok").metadata);
+        assert_eq!(
+            includes(&q("include=snapshots")).err().map(|e| e.code),
+            Some("NotImplemented")
+        );
+        assert_eq!(
+            includes(&q("include=bogus")).err().map(|e| e.code),
+            Some("InvalidQueryParameterValue")
+        );
+    }
+}
