@@ -126,7 +126,8 @@ pub struct Sas {
     pub identifier: String,
     /// `ses`.
     pub encryption_scope: String,
-    /// `snapshot` (the signed snapshot time for `sr=bs`) / `sst`.
+    /// The signed snapshot time (`snapshot`, for `sr=bs`) or version id (`versionid`, for
+    /// `sr=bv`).
     pub snapshot: String,
     /// `rscc`, `rscd`, `rsce`, `rscl`, `rsct`.
     pub overrides: [String; 5],
@@ -146,6 +147,7 @@ impl Sas {
     pub fn parse(query: &[(String, String)]) -> Result<Self, SasError> {
         let mut s = Sas::default();
         let mut sig = None;
+        let mut version_id = None;
         for (k, v) in query {
             let v = v.clone();
             match k.as_str() {
@@ -161,6 +163,7 @@ impl Sas {
                 "si" => s.identifier = v,
                 "ses" => s.encryption_scope = v,
                 "snapshot" => s.snapshot = v,
+                "versionid" => version_id = Some(v),
                 "rscc" => s.overrides[0] = v,
                 "rscd" => s.overrides[1] = v,
                 "rsce" => s.overrides[2] = v,
@@ -170,6 +173,10 @@ impl Sas {
                 "sig" => sig = Some(v),
                 _ => {}
             }
+        }
+        // A version SAS signs the version id where a snapshot SAS signs the snapshot time.
+        if s.resource == "bv" {
+            s.snapshot = version_id.unwrap_or_default();
         }
         let sig = sig.ok_or(SasError::Malformed("sig is missing"))?;
         s.signature = B64

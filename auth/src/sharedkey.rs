@@ -109,18 +109,30 @@ enum HeaderOrder {
     Bytes,
 }
 
-/// Which variant of the string-to-sign to build.
-#[derive(Debug, Clone, Copy)]
+/// Which variant of the string-to-sign to build. Real clients differ on details Microsoft's
+/// reference leaves open or that their SDK gets wrong; each variant is one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Variant {
     order: HeaderOrder,
     /// Put the `Range` header's value on the Range line (Microsoft's layout) or leave the
     /// line empty (the Python SDK, which signs only `x-ms-range`).
     range_line: bool,
+    /// Sign the `Date` value even when `x-ms-date` is present (Python SDK, Azurite) or leave
+    /// the line empty then (.NET and Go clients; the reference allows both).
+    date_with_xms: bool,
+    /// Keep a raw `+` in query values (the SDKs) or read it as a space (Azurite).
+    plus_is_space: bool,
+    /// The reference's query handling (lower-case names, then sort; join repeated names'
+    /// values) or the Python SDK's (sort names as sent, then lower-case; keep the last value).
+    sdk_query: bool,
 }
 
 const CANONICAL: Variant = Variant {
     order: HeaderOrder::Azure,
     range_line: true,
+    date_with_xms: true,
+    plus_is_space: false,
+    sdk_query: false,
 };
 
 fn header<'a>(req: &Request<'a>, name: &str) -> &'a str {
@@ -130,25 +142,33 @@ fn header<'a>(req: &Request<'a>, name: &str) -> &'a str {
         .map_or("", |(_, v)| v.trim())
 }
 
-/// Azure's collation for header names: a fixed character weight table in which `-` sorts
-/// first and punctuation before digits before letters; shorter names sort before longer
-/// ones sharing their prefix. Characters outside the table sort after it, by code point.
+/// Azure's collation for header names (the order the service and the .NET and Python SDKs
+/// use, a culture-aware "word sort"): names are compared first with `-` and `'` removed, by
+/// the rank of each character in [`PRIMARY`] (a name that is a prefix of another sorts first);
+/// ties are broken by where the `'` and `-` were, an ordinary character sorting before `'`
+/// before `-`. Characters outside the table carry no weight (none is legal in a header name).
 pub fn azure_cmp(a: &str, b: &str) -> Ordering {
-    let wa = a.chars().map(weight);
-    let wb = b.chars().map(weight);
-    wa.cmp(wb)
+    let primary = |s: &str| -> Vec<u8> {
+        s.chars()
+            .filter_map(|c| PRIMARY.find(c.to_ascii_lowercase()).map(|i| i as u8))
+            .collect()
+    };
+    let secondary = |s: &str| -> Vec<u8> {
+        s.chars()
+            .map(|c| match c {
+                '\'' => 1,
+                '-' => 2,
+                _ => 0,
+            })
+            .collect()
+    };
+    primary(a)
+        .cmp(&primary(b))
+        .then_with(|| secondary(a).cmp(&secondary(b)))
 }
 
-/// The position of `c` in Azure's header-name weight table.
-fn weight(c: char) -> u32 {
-    // Punctuation in the service's order, then digits, `:;<=>?@`, upper case, `[\]`,
-    // lower case and `{}`.
-    const TABLE: &str = "-!#$%&*.^_|~+\"'(),/`0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]abcdefghijklmnopqrstuvwxyz{}";
-    match TABLE.find(c) {
-        Some(i) => i as u32,
-        None => 0x1000 + c as u32,
-    }
-}
+/// The primary weights of Azure's header-name collation, lowest first.
+const PRIMARY: &str = "!#$%&*.^_`|~+0123456789abcdefghijklmnopqrstuvwxyz";
 
 fn canonicalized_headers(req: &Request<'_>, order: HeaderOrder) -> String {
     let mut xms: Vec<(String, &str)> = req
@@ -171,36 +191,51 @@ fn canonicalized_headers(req: &Request<'_>, order: HeaderOrder) -> String {
     out
 }
 
-/// Decoded query pairs with lower-case names, grouped: `(name, values sorted)`, by name.
-fn query_groups(raw_query: &str) -> Vec<(String, Vec<String>)> {
-    let mut pairs: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(n).to_ascii_lowercase(), decode(v))
-        })
+/// Decoded query pairs with lower-case names, grouped by name: `(name, values)`, in the
+/// order the variant sorts them.
+fn query_groups(raw_query: &str, v: Variant) -> Vec<(String, Vec<String>)> {
+    let pairs = raw_query.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let (n, val) = p.split_once('=').unwrap_or((p, ""));
+        (decode(n, v.plus_is_space), decode(val, v.plus_is_space))
+    });
+    if v.sdk_query {
+        // A dict by name as sent: later values win; sorted as sent, lower-cased after.
+        let mut map = std::collections::BTreeMap::new();
+        for (n, val) in pairs {
+            map.insert(n, val);
+        }
+        return map
+            .into_iter()
+            .map(|(n, val)| (n.to_ascii_lowercase(), vec![val]))
+            .collect();
+    }
+    let mut pairs: Vec<(String, String)> = pairs
+        .map(|(n, val)| (n.to_ascii_lowercase(), val))
         .collect();
     pairs.sort();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-    for (n, v) in pairs {
+    for (n, val) in pairs {
         match groups.last_mut() {
-            Some((last, vals)) if *last == n => vals.push(v),
-            _ => groups.push((n, vec![v])),
+            Some((last, vals)) if *last == n => vals.push(val),
+            _ => groups.push((n, vec![val])),
         }
     }
     groups
 }
 
-fn decode(s: &str) -> String {
-    // Query strings may carry `+` for a space.
-    let s = s.replace('+', " ");
-    percent_decode_str(&s).decode_utf8_lossy().into_owned()
+fn decode(s: &str, plus_is_space: bool) -> String {
+    if plus_is_space {
+        percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    } else {
+        percent_decode_str(s).decode_utf8_lossy().into_owned()
+    }
 }
 
-fn canonicalized_resource(req: &Request<'_>, scheme: Scheme) -> String {
+fn canonicalized_resource(req: &Request<'_>, scheme: Scheme, v: Variant) -> String {
     let mut out = format!("/{}{}", req.account, req.raw_path);
-    let groups = query_groups(req.raw_query);
+    let groups = query_groups(req.raw_query, v);
     match scheme {
         Scheme::SharedKey => {
             for (n, vals) in groups {
@@ -223,7 +258,12 @@ fn canonicalized_resource(req: &Request<'_>, scheme: Scheme) -> String {
 fn build(req: &Request<'_>, scheme: Scheme, v: Variant) -> String {
     let h = |n| header(req, n);
     let headers = canonicalized_headers(req, v.order);
-    let resource = canonicalized_resource(req, scheme);
+    let resource = canonicalized_resource(req, scheme, v);
+    let date = if !v.date_with_xms && !h("x-ms-date").is_empty() {
+        ""
+    } else {
+        h("date")
+    };
     match scheme {
         Scheme::SharedKey => {
             let content_length = match h("content-length") {
@@ -238,7 +278,7 @@ fn build(req: &Request<'_>, scheme: Scheme, v: Variant) -> String {
                 content_length,
                 h("content-md5"),
                 h("content-type"),
-                h("date"),
+                date,
                 h("if-modified-since"),
                 h("if-match"),
                 h("if-none-match"),
@@ -252,7 +292,7 @@ fn build(req: &Request<'_>, scheme: Scheme, v: Variant) -> String {
             s
         }
         Scheme::SharedKeyLite => {
-            let lines = [req.method, h("content-md5"), h("content-type"), h("date")];
+            let lines = [req.method, h("content-md5"), h("content-type"), date];
             let mut s = lines.join("\n");
             s.push('\n');
             s.push_str(&headers);
@@ -283,24 +323,27 @@ pub fn verify(req: &Request<'_>, scheme: Scheme, signature: &str, keys: &[Vec<u8
     let Ok(given) = B64.decode(signature.trim()) else {
         return false;
     };
-    let has_range = !header(req, "range").is_empty();
-    let mut variants = vec![CANONICAL];
-    variants.push(Variant {
-        order: HeaderOrder::Bytes,
-        range_line: true,
-    });
-    if has_range && scheme == Scheme::SharedKey {
+    // Every combination of the client differences; identical strings are tried once.
+    let mut variants = Vec::with_capacity(32);
+    for bits in 0u8..32 {
         variants.push(Variant {
-            order: HeaderOrder::Azure,
-            range_line: false,
-        });
-        variants.push(Variant {
-            order: HeaderOrder::Bytes,
-            range_line: false,
+            order: if bits & 1 == 0 {
+                HeaderOrder::Azure
+            } else {
+                HeaderOrder::Bytes
+            },
+            range_line: bits & 2 == 0,
+            date_with_xms: bits & 4 == 0,
+            plus_is_space: bits & 8 != 0,
+            sdk_query: bits & 16 != 0,
         });
     }
+    debug_assert_eq!(variants[0], CANONICAL);
     let mut seen: Vec<String> = Vec::with_capacity(variants.len());
     for v in variants {
+        if scheme == Scheme::SharedKeyLite && !v.range_line {
+            continue;
+        }
         let sts = build(req, scheme, v);
         if seen.contains(&sts) {
             continue;
@@ -333,12 +376,19 @@ mod tests {
             names,
             [
                 "x-ms-meta-a",
-                "x-ms-meta-a-b",
                 "x-ms-meta-a_b",
                 "x-ms-meta-a1",
-                "x-ms-meta-ab"
+                "x-ms-meta-ab",
+                "x-ms-meta-a-b",
             ]
         );
+        // The helper's published examples.
+        let mut v = vec!["a", "a-b", "a-z", "a_b", "ab", "abc"];
+        v.sort_by(|a, b| azure_cmp(a, b));
+        assert_eq!(v, ["a", "a_b", "ab", "a-b", "abc", "a-z"]);
+        let mut v = vec!["ab", "a-b", "a'b"];
+        v.sort_by(|a, b| azure_cmp(a, b));
+        assert_eq!(v, ["ab", "a'b", "a-b"]);
         // Byte order disagrees about `_` against digits and letters.
         let mut bytes = names.clone();
         bytes.sort();

@@ -44,6 +44,9 @@ fn build_origin(spec: &OriginSpec) -> anyhow::Result<Box<dyn OriginBuild>> {
             FsOrigin::new(root).with_context(|| format!("cannot open {}", root.display()))?,
         ),
         OriginSpec::S3(cfg) => Box::new(S3Origin::new(cfg).map_err(anyhow::Error::msg)?),
+        OriginSpec::Azure(cfg) => {
+            Box::new(crate::origin::azure::AzureOrigin::new(cfg).map_err(anyhow::Error::msg)?)
+        }
     })
 }
 

@@ -133,6 +133,25 @@ pub enum OriginSection {
         /// Retries of retryable failures. Default: 3.
         retries: Option<u32>,
     },
+    /// An Azure Blob Storage account (or Azurite).
+    AzureBlob {
+        /// `https://<account>.blob.core.windows.net`, or an emulator URL with the account
+        /// in the path (`http://127.0.0.1:10000/devstoreaccount1`).
+        endpoint: String,
+        /// Storage account name.
+        account: String,
+        /// Account key (Shared Key), by reference.
+        key: Option<SecretRef>,
+        /// SAS token, by reference (instead of a key).
+        sas: Option<SecretRef>,
+        /// Expose every container of this origin under its own name. Default: false.
+        #[serde(default)]
+        expose_buckets: bool,
+        /// Per-attempt timeout. Default: `30s`.
+        timeout: Option<String>,
+        /// Retries of retryable failures. Default: 3.
+        retries: Option<u32>,
+    },
 }
 
 /// A secret by reference: exactly one of `env` or `file`.
@@ -206,6 +225,8 @@ pub enum OriginSpec {
     },
     /// An S3 endpoint.
     S3(crate::origin::s3::S3OriginConfig),
+    /// An Azure Blob account.
+    Azure(crate::origin::azure::AzureOriginConfig),
 }
 
 /// A resolved origin with its name and options.
@@ -374,6 +395,21 @@ fn policy(key: &str, p: &PolicySection, base: Consistency) -> Result<Consistency
             format!("unknown policy {other:?} (expected \"ttl\", \"immutable\" or \"strict\")"),
         )),
     }
+}
+
+fn retry_policy(
+    key: &str,
+    timeout: &Option<String>,
+    retries: &Option<u32>,
+) -> Result<crate::origin::layers::RetryPolicy, ConfigError> {
+    let mut retry = crate::origin::layers::RetryPolicy::default();
+    if let Some(t) = timeout {
+        retry.timeout = parse_duration(t).map_err(|e| err(&format!("{key}.timeout"), e))?;
+    }
+    if let Some(r) = retries {
+        retry.retries = *r;
+    }
+    Ok(retry)
 }
 
 fn read_secret(key: &str, r: &SecretRef) -> Result<Secret, ConfigError> {
@@ -548,14 +584,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
                 if access_key_id.is_some() != secret.is_some() {
                     return Err(err(&key, "access_key_id and secret_access_key go together"));
                 }
-                let mut retry = crate::origin::layers::RetryPolicy::default();
-                if let Some(t) = timeout {
-                    retry.timeout =
-                        parse_duration(t).map_err(|e| err(&format!("{key}.timeout"), e))?;
-                }
-                if let Some(r) = retries {
-                    retry.retries = *r;
-                }
+                let retry = retry_policy(&key, timeout, retries)?;
                 let cfg = crate::origin::s3::S3OriginConfig {
                     endpoint: endpoint.clone(),
                     region: region.clone().unwrap_or_else(|| "us-east-1".into()),
@@ -566,6 +595,35 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
                 crate::origin::s3::S3Origin::new(&cfg)
                     .map_err(|e| err(&format!("{key}.endpoint"), e))?;
                 (OriginSpec::S3(cfg), *expose_buckets, retry)
+            }
+            OriginSection::AzureBlob {
+                endpoint,
+                account,
+                key: account_key,
+                sas,
+                expose_buckets,
+                timeout,
+                retries,
+            } => {
+                use crate::origin::azure::{AzureCredential, AzureOrigin, AzureOriginConfig};
+                let credential = match (account_key, sas) {
+                    (Some(k), None) => {
+                        AzureCredential::SharedKey(read_secret(&format!("{key}.key"), k)?)
+                    }
+                    (None, Some(t)) => AzureCredential::Sas(read_secret(&format!("{key}.sas"), t)?),
+                    (None, None) => AzureCredential::Anonymous,
+                    (Some(_), Some(_)) => {
+                        return Err(err(&key, "give key or sas, not both"));
+                    }
+                };
+                let cfg = AzureOriginConfig {
+                    endpoint: endpoint.clone(),
+                    account: account.clone(),
+                    credential,
+                };
+                AzureOrigin::new(&cfg).map_err(|e| err(&key, e))?;
+                let retry = retry_policy(&key, timeout, retries)?;
+                (OriginSpec::Azure(cfg), *expose_buckets, retry)
             }
         };
         origins.push(OriginSettings {

@@ -123,6 +123,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let what = match &o.spec {
                 config::OriginSpec::Fs { root } => format!("directory {}", root.display()),
                 config::OriginSpec::S3(c) => format!("S3 at {}", c.endpoint),
+                config::OriginSpec::Azure(c) => {
+                    format!("Azure Blob account {} at {}", c.account, c.endpoint)
+                }
             };
             println!(
                 "  origin:  {} = {what}{}",

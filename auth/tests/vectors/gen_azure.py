@@ -352,6 +352,7 @@ def make_sk_vector(vid, description, account, method, url, headers, *, source, c
         vec["divergence"] = divergence
         vec["service_string_to_sign"] = docs_sts
         vec["service_authorization"] = f"SharedKey {account}:{hmac_b64(KEYS[account], docs_sts)}"
+    vec["azurite_3_35_0"] = azurite_observation("shared_key", vid)
     if date_variant:
         alt = docs_shared_key_sts(method, path, query, headers, account, date_when_xms_date="empty")
         assert alt != sts
@@ -409,8 +410,8 @@ def shared_key_vectors():
     m, u, h = capture(lambda t: t, _props)
     out.append(make_sk_vector(
         "sk-04-head-snapshot-if-match-host-style",
-        "Get Blob Properties (HEAD) of a snapshot with If-Match; snapshot query value is sent "
-        "percent-encoded (%3A) and appears decoded in the resource.",
+        "Get Blob Properties (HEAD) of a snapshot with If-Match; the SDK sends the snapshot value with raw "
+        "':' (not %3A) and the blob name with %20.",
         OTHER_ACCOUNT, m, u, h, source="sdk-client",
         client_call="BlobClient(snapshot=...).get_blob_properties(etag=..., match_condition=IfNotModified)"))
 
@@ -569,6 +570,7 @@ def make_lite_vector(vid, description, account, method, url, headers):
         "headers": headers,
         "string_to_sign": sts,
         "authorization": f"SharedKeyLite {account}:{hmac_b64(KEYS[account], sts)}",
+        "azurite_3_35_0": azurite_observation("shared_key_lite", vid),
     }
 
 
@@ -732,12 +734,17 @@ def make_sas_vector(vid, description, kind, source, call, inputs, token, sts, ac
             else "request query 'versionid'" if fields.get("sr") == "bv" else None)
         vec["request"] = sas_request(account, container, blob, token, snapshot, version_id)
     else:
+        # A request the SAS's srt allows: object > container > service.
+        srt = fields.get("srt", "")
+        path, extra = ("/cont/any.txt", "") if "o" in srt else (
+            ("/cont", "restype=container&comp=list&") if "c" in srt else ("/", "restype=service&comp=properties&"))
         vec["request"] = {
             "method": "GET",
-            "host_style": {"host": f"{account}.blob.core.windows.net", "path": "/cont/any.txt"},
-            "path_style": {"host": "127.0.0.1:10000", "path": f"/{account}/cont/any.txt"},
-            "query": token,
+            "host_style": {"host": f"{account}.blob.core.windows.net", "path": path},
+            "path_style": {"host": "127.0.0.1:10000", "path": f"/{account}{path}"},
+            "query": extra + token,
         }
+    vec["azurite_3_35_0"] = azurite_observation("sas", vid)
     if note:
         vec["note"] = note
     return vec
@@ -1020,6 +1027,94 @@ def crosscheck(py_12_5, py_1_5, sas_vecs):
 
 
 # --------------------------------------------------------------------------
+# What Azurite 3.35.0 (a real verifier) said about each vector
+# --------------------------------------------------------------------------
+# Recorded by hand with --probe-azurite (see main()); stored here so that
+# azure.json stays reproducible without a running Azurite.  Forms: "sdk" =
+# authorization / SAS as generated, "service" = service_authorization,
+# "also_valid_0" = also_valid[0].
+_COLLATION_WHY = ("Azurite sorts x-ms-* names with JavaScript localeCompare (ICU), not Azure's collation "
+                  "(e.g. foo-bar < foo2_bar, test__ < test_-)")
+AZURITE_3_35_0 = {
+    "sk-02-put-blob-metadata-host-style": {"sdk": "rejected", "why": _COLLATION_WHY},
+    "sk-06-set-metadata-collation": {"sdk": "rejected", "why": _COLLATION_WHY},
+    "sk-11-range-header": {"sdk": "rejected", "service": "accepted"},
+    "sk-12-duplicate-query-keys": {"sdk": "accepted", "service": "rejected",
+                                   "why": "Azurite, like the SDK, keeps one value per query name"},
+    "sk-13-date-and-x-ms-date": {"sdk": "accepted", "also_valid_0": "rejected",
+                                 "why": "Azurite always signs the Date header value"},
+    "sk-15-uppercase-x-ms-prefix": {"sdk": "rejected", "service": "accepted"},
+    "sk-16-encoded-query-values": {"sdk": "rejected",
+                                   "why": "Azurite turns a raw '+' in a query value into a space before "
+                                          "decoding; the SDK keeps '+'"},
+    "sk-17-uppercase-query-name": {"sdk": "rejected", "service": "accepted"},
+    "sas-06-container-stored-policy": {"sdk": "rejected", "why": "signature matched; no such stored policy"},
+    "sas-10-blob-version": {"sdk": "rejected", "why": "Azurite does not support sr=bv"},
+}
+AZURITE_DEFAULT = {"shared_key": {"sdk": "accepted"},
+                   "shared_key_lite": {"sdk": "rejected",
+                                       "why": "Azurite's blob service has no SharedKeyLite: any "
+                                              "'SharedKey...' header is checked as SharedKey"},
+                   "sas": {"sdk": "accepted"}}
+AZURITE_REJECT_CODES = {"AuthorizationFailure", "AuthenticationFailed"}
+
+
+def azurite_observation(section, vid):
+    return dict(AZURITE_3_35_0.get(vid, AZURITE_DEFAULT[section]))
+
+
+def probe_azurite(doc, hostport):
+    """Send every vector to a running Azurite; report accepted/rejected per form.
+
+    Start it with both accounts, e.g.
+      AZURITE_ACCOUNTS="devstoreaccount1:<emulator key>;cisterntest:<key from azure.json>" \
+        azurite-blob --blobHost 127.0.0.1 --blobPort 10000 --inMemoryPersistence \
+        --skipApiVersionCheck --loose --disableTelemetry
+    'accepted' = anything but a 403 AuthorizationFailure/AuthenticationFailed (404s are expected: the
+    containers do not exist; a 403 for protocol/IP/resource-type comes after the signature check).
+    """
+    import http.client
+    host, port = hostport.rsplit(":", 1)
+
+    def send(method, path_query, headers, host_header):
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.putrequest(method, path_query, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host_header)
+        body = b""
+        for n, v in headers:
+            conn.putheader(n, v)
+            if n.lower() == "content-length":
+                body = b"x" * int(v)
+        conn.endheaders(body or None)
+        resp = conn.getresponse()
+        resp.read()
+        code = resp.headers.get("x-ms-error-code")
+        return "rejected" if resp.status == 403 and code in AZURITE_REJECT_CODES else "accepted"
+
+    mismatches = 0
+    for section in ("shared_key", "shared_key_lite", "sas"):
+        for v in doc[section]:
+            if section == "sas":
+                r = v["request"]
+                got = {"sdk": send("GET", r["path_style"]["path"] + "?" + r["query"],
+                                   [["x-ms-version", "2025-11-05"]], f"{host}:{port}")}
+            else:
+                pq = v["path"] + ("?" + v["raw_query"] if v["raw_query"] else "")
+                forms = {"sdk": v["authorization"]}
+                if "service_authorization" in v:
+                    forms["service"] = v["service_authorization"]
+                for i, alt in enumerate(v.get("also_valid", [])):
+                    forms[f"also_valid_{i}"] = alt["authorization"]
+                got = {f: send(v["method"], pq, v["headers"] + [["Authorization", a]], v["host"])
+                       for f, a in forms.items()}
+            want = {k: x for k, x in v["azurite_3_35_0"].items() if k != "why"}
+            flag = "ok " if got == want else "DIFF"
+            mismatches += got != want
+            print(f"{flag} {v['id']}: {got}", file=sys.stderr)
+    print(f"azurite probe: {mismatches} vector(s) differ from the recorded observations", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
 # Collation section
 # --------------------------------------------------------------------------
 
@@ -1133,6 +1228,9 @@ def main():
     ap.add_argument("--crosscheck-12-5", metavar="PYTHON",
                     help="python of a venv with azure-storage-blob==12.5.0 (+six)")
     ap.add_argument("--crosscheck-1-5", metavar="PYTHON", help="python of a venv with azure-storage-blob==1.5.0")
+    ap.add_argument("--probe-azurite", metavar="HOST:PORT",
+                    help="after writing, send every vector to a running Azurite and compare with the "
+                         "recorded azurite_3_35_0 observations (prints only)")
     ap.add_argument("--allow-other-sdk", action="store_true")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
@@ -1190,6 +1288,8 @@ def main():
         fh.write(text)
     print(f"wrote {args.out}: {len(sk)} SharedKey, {len(skl)} SharedKeyLite, {len(sas)} SAS vectors",
           file=sys.stderr)
+    if args.probe_azurite:
+        probe_azurite(doc, args.probe_azurite)
 
 
 if __name__ == "__main__":

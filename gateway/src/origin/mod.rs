@@ -3,11 +3,14 @@
 //!
 //! - [`fs`]: a local directory, one subdirectory per bucket.
 //! - [`s3`]: any S3-compatible endpoint, SigV4-signed.
+//! - [`azure`]: an Azure Blob Storage account (or Azurite), Shared Key or SAS.
 
+pub mod azure;
 pub mod fs;
 pub mod layers;
 pub mod listing;
 pub mod s3;
+pub(crate) mod wire;
 
 use std::ops::Range;
 use std::time::SystemTime;

@@ -25,6 +25,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
+use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
 use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -225,16 +226,6 @@ struct OriginStatus {
     code: String,
 }
 
-fn xml_code(body: &str) -> Option<String> {
-    let start = body.find("<Code>")? + 6;
-    let end = body[start..].find("</Code>")? + start;
-    Some(body[start..end].to_string())
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
 fn unquote(etag: &str) -> String {
     let e = etag.strip_prefix("W/").unwrap_or(etag);
     e.trim_matches('"').to_string()
@@ -316,50 +307,6 @@ fn part_from_headers(status: StatusCode, h: &HeaderMap) -> Result<PartInfo> {
         }),
         _ => Err(unknown()),
     }
-}
-
-/// The total size from `Content-Range: bytes a-b/total`.
-fn total_from_content_range(v: &str) -> Option<u64> {
-    v.rsplit_once('/')?.1.trim().parse().ok()
-}
-
-/// Collects the first `keep` bytes of a body of announced length `len` into a 4096-byte-aligned
-/// buffer (see `fs::read_aligned`); the rest, if any, is dropped with the connection.
-async fn collect_aligned(mut resp: reqwest::Response, len: usize, keep: usize) -> Result<Bytes> {
-    let keep = keep.min(len);
-    let mut buf = vec![0u8; keep + 4096];
-    let pad = buf.as_ptr().align_offset(4096).min(4096);
-    let mut pos = pad;
-    let mut seen = 0usize;
-    let broken = |e: reqwest::Error| {
-        Error::new(
-            ErrorKind::OriginUnavailable,
-            "The origin's response broke off",
-        )
-        .with_source(e)
-    };
-    while pos < pad + keep {
-        let Some(chunk) = resp.chunk().await.map_err(broken)? else {
-            break;
-        };
-        seen += chunk.len();
-        if seen > len {
-            return Err(Error::new(
-                ErrorKind::OriginUnavailable,
-                "The origin sent more bytes than announced",
-            ));
-        }
-        let take = chunk.len().min(pad + keep - pos);
-        buf[pos..pos + take].copy_from_slice(&chunk[..take]);
-        pos += take;
-    }
-    if pos != pad + keep {
-        return Err(Error::new(
-            ErrorKind::OriginUnavailable,
-            "The origin sent fewer bytes than announced",
-        ));
-    }
-    Ok(Bytes::from(buf).slice(pad..pad + keep))
 }
 
 fn parse_time(s: &str) -> SystemTime {

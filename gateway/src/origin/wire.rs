@@ -1,0 +1,67 @@
+//! Helpers the HTTP origins share: header access, error-code extraction, and reading a body
+//! into an aligned buffer.
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The `<Code>` of an XML error body (S3 and Azure both use it).
+pub(crate) fn xml_code(body: &str) -> Option<String> {
+    let start = body.find("<Code>")? + 6;
+    let end = body[start..].find("</Code>")? + start;
+    Some(body[start..end].to_string())
+}
+
+/// A header's value when it is valid text.
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The total size from `Content-Range: bytes a-b/total`.
+pub(crate) fn total_from_content_range(v: &str) -> Option<u64> {
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// Collects the first `keep` bytes of a body of announced length `len` into a 4096-byte-aligned
+/// buffer (see `fs::read_aligned`); the rest, if any, is dropped with the connection.
+pub(crate) async fn collect_aligned(
+    mut resp: reqwest::Response,
+    len: usize,
+    keep: usize,
+) -> Result<Bytes> {
+    let keep = keep.min(len);
+    let mut buf = vec![0u8; keep + 4096];
+    let pad = buf.as_ptr().align_offset(4096).min(4096);
+    let mut pos = pad;
+    let mut seen = 0usize;
+    let broken = |e: reqwest::Error| {
+        Error::new(
+            ErrorKind::OriginUnavailable,
+            "The origin's response broke off",
+        )
+        .with_source(e)
+    };
+    while pos < pad + keep {
+        let Some(chunk) = resp.chunk().await.map_err(broken)? else {
+            break;
+        };
+        seen += chunk.len();
+        if seen > len {
+            return Err(Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin sent more bytes than announced",
+            ));
+        }
+        let take = chunk.len().min(pad + keep - pos);
+        buf[pos..pos + take].copy_from_slice(&chunk[..take]);
+        pos += take;
+    }
+    if pos != pad + keep {
+        return Err(Error::new(
+            ErrorKind::OriginUnavailable,
+            "The origin sent fewer bytes than announced",
+        ));
+    }
+    Ok(Bytes::from(buf).slice(pad..pad + keep))
+}
