@@ -34,6 +34,9 @@ READY_TIMEOUT = float(os.environ.get("CISTERN_READY_TIMEOUT", "60"))
 TESTER = Creds("tester", "tester-secret-7f3c9a1e55d04b8e")
 LIMITED = Creds("limited", "limited-secret-0b4d8e6f19a2c7d3")
 DEV = Creds("cistern-dev", "cistern-dev-secret")
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+                   "K1SZFPTOtr/KBHBeksoGMGw==")
 MOTO_POLICY = """{
   "Version": "2012-10-17",
   "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]
@@ -274,6 +277,124 @@ def moto_data(moto) -> MotoData:
     return MotoData(bucket, objs, meta)
 
 
+# --------------------------------------------------------------------------- Azurite (Blob origin)
+
+
+@dataclass
+class Azurite:
+    port: int
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def account_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{DEV_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};"
+                f"AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint={self.account_url};")
+
+    def service(self):
+        from azure.storage.blob import BlobServiceClient
+        return BlobServiceClient.from_connection_string(self.connection_string, retry_total=0)
+
+
+def azure_peer(name: str) -> str:
+    """AZURITE_BLOB / AZCOPY as conformance/run exported them (conformance/azure-peers)."""
+    path = os.environ.get(name)
+    if not path or not Path(path).exists():
+        pytest.fail(f"{name} is not set: run the suite through conformance/run", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def azurite(session_dir) -> Azurite:
+    port = free_port()
+    loc = session_dir / "azurite"
+    loc.mkdir(exist_ok=True)
+    log = loc / "azurite.log"
+    with open(log, "wb") as lf:
+        proc = subprocess.Popen(
+            [azure_peer("AZURITE_BLOB"), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+             "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
+            stdout=lf, stderr=subprocess.STDOUT, start_new_session=True, cwd=str(loc))
+    try:
+        wait_tcp(port, proc, log)
+        yield Azurite(port, proc, log)
+    finally:
+        stop_process(proc, grace=5)
+
+
+# Blobs created in the Azurite container "azdata" (exposed by Cistern under the same name).
+AZ_BLOBS = {
+    "hello.txt": b"hello from azurite\n",
+    "empty": b"",
+    "chunky.bin": s3util.det_bytes("az-chunky", 3 * MIB + 4321),
+    "dir/a.txt": b"a\n",
+    "dir/sub/b.txt": b"bb\n",
+    "sp ace+plus%.txt": b"odd name\n",
+    "unicodé/日本.txt": "unicodé\n".encode(),
+    "cache/auth.bin": s3util.det_bytes("az-auth", 2 * MIB + 5),
+    "cache/cross.bin": s3util.det_bytes("az-cross", 2 * MIB + 77),
+}
+
+
+@dataclass
+class AzData:
+    container: str
+    blobs: dict[str, bytes]
+
+
+@pytest.fixture(scope="session")
+def az_data(azurite) -> AzData:
+    from azure.storage.blob import ContentSettings
+    svc = azurite.service()
+    cc = svc.create_container("azdata")
+    svc.create_container("azother").upload_blob("x.txt", b"other\n")
+    for name, data in AZ_BLOBS.items():
+        cc.upload_blob(name, data)
+    cc.upload_blob("meta.html", b"<p>meta</p>", metadata={"color": "blue", "Mixed_Case": "1"},
+                   content_settings=ContentSettings(content_type="text/html; charset=utf-8",
+                                                    cache_control="max-age=60",
+                                                    content_language="en"))
+    blobs = dict(AZ_BLOBS, **{"meta.html": b"<p>meta</p>"})
+    return AzData("azdata", blobs)
+
+
+# Blob accounts of the Blob-front gateway (besides the development account).
+LIMITED_ACCOUNT = "limitedacct"
+LIMITED_ACCOUNT_KEY = "bGltaXRlZC1hY2NvdW50LWtleS0wMTIzNDU2Nzg5YWJjZGVm"
+
+AZURE_EXTRA = """
+[origins.azurite]
+kind = "azure_blob"
+endpoint = "{endpoint}"
+account = "devstoreaccount1"
+key = {{ env = "AZURITE_KEY" }}
+
+[buckets.azdata]
+origin = "azurite"
+
+[[principals]]
+access_key = "devstoreaccount1"
+secret = {{ env = "DEV_ACCOUNT_KEY" }}
+buckets = ["*"]
+permissions = ["read", "list"]
+
+[[principals]]
+access_key = "limitedacct"
+secret = {{ env = "LIMITED_ACCOUNT_KEY" }}
+buckets = ["fsb"]
+permissions = ["read", "list"]
+"""
+
+
+def azure_env() -> dict:
+    return {"AZURITE_KEY": DEV_ACCOUNT_KEY, "DEV_ACCOUNT_KEY": DEV_ACCOUNT_KEY,
+            "LIMITED_ACCOUNT_KEY": LIMITED_ACCOUNT_KEY}
+
+
 # --------------------------------------------------------------------------- fs origin data
 
 
@@ -316,12 +437,13 @@ class Cistern:
     def __init__(self, bin_path: Path, workdir: Path, *, config: str | None = None,
                  args: list[str] | None = None, env: dict | None = None,
                  cwd: Path | None = None, s3_port: int | None = None,
-                 admin_port: int | None = None):
+                 admin_port: int | None = None, blob_port: int | None = None):
         self.bin = bin_path
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.s3_port = s3_port or free_port()
         self.admin_port = admin_port or free_port()
+        self.blob_port = blob_port or free_port()
         self.config_text = config
         self.extra_args = list(args or [])
         self.env = dict(os.environ, RUST_BACKTRACE="1", **(env or {}))
@@ -344,12 +466,23 @@ class Cistern:
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    @property
+    def blob_url(self) -> str:
+        """The Blob endpoint of the development account (path-style, emulator convention)."""
+        return f"http://127.0.0.1:{self.blob_port}/devstoreaccount1"
+
+    def connection_string(self, account: str = "devstoreaccount1", key: str | None = None) -> str:
+        key = key or DEV_ACCOUNT_KEY
+        return (f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+                f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{account};")
+
     # -- lifecycle
     def command(self) -> list[str]:
         cmd = [str(self.bin), "serve"]
         if self.config_text is not None:
             cfg = self.workdir / "cistern.toml"
-            cfg.write_text(self.config_text.format(s3_port=self.s3_port, admin_port=self.admin_port))
+            cfg.write_text(self.config_text.format(s3_port=self.s3_port, admin_port=self.admin_port,
+                                                   blob_port=self.blob_port))
             cmd += ["--config", str(cfg)]
         return cmd + self.extra_args
 
@@ -425,6 +558,7 @@ def cistern_config(*, moto: Moto | None, fs_root: Path | None, cache_dir: Path,
     out = [
         "[listen]",
         's3 = "127.0.0.1:{s3_port}"',
+        'blob = "127.0.0.1:{blob_port}"',
         'admin = "127.0.0.1:{admin_port}"',
         "",
         "[cache]",
@@ -489,7 +623,8 @@ def cistern_config(*, moto: Moto | None, fs_root: Path | None, cache_dir: Path,
         ]
     # str.format() is applied later: escape literal braces.
     text = "\n".join(out).replace("{", "{{").replace("}", "}}")
-    text = text.replace("{{s3_port}}", "{s3_port}").replace("{{admin_port}}", "{admin_port}")
+    for name in ("s3_port", "admin_port", "blob_port"):
+        text = text.replace("{{" + name + "}}", "{" + name + "}")
     return text + "\n" + extra.replace("{", "{{").replace("}", "}}")
 
 
@@ -521,22 +656,30 @@ class CisternFactory:
         return d
 
     def with_config(self, name: str = "cistern", *, with_moto: bool = True, with_fs: bool = True,
-                    start: bool = True, **kw) -> Cistern:
+                    start: bool = True, env: dict | None = None, **kw) -> Cistern:
         d = self._dir(name)
         secret_file = d / "limited.secret"
         secret_file.write_text(LIMITED.secret + "\n")
         m = self.moto if with_moto else None
         cfg = cistern_config(moto=m, fs_root=self.fs.root if (with_fs and self.fs) else None,
                              cache_dir=d / "cache", limited_secret_file=secret_file, **kw)
-        c = Cistern(self.bin, d, config=cfg, env=cistern_env(m))
+        c = Cistern(self.bin, d, config=cfg, env=dict(cistern_env(m), **(env or {})))
         self.instances.append(c)
         return c.start() if start else c
+
+    def with_azurite(self, name: str = "cistern-az", **kw) -> Cistern:
+        """Moto, the fs origin and Azurite (container azdata), with the Blob accounts."""
+        az = self.request.getfixturevalue("azurite")
+        self.request.getfixturevalue("az_data")
+        extra = AZURE_EXTRA.format(endpoint=az.account_url)
+        return self.with_config(name, extra=kw.pop("extra", "") + extra, env=azure_env(), **kw)
 
     def with_flags(self, name: str = "cistern-flags", *, args: list[str], cwd: Path | None = None,
                    start: bool = True, s3_port=None, admin_port=None) -> Cistern:
         d = self._dir(name)
         c = Cistern(self.bin, d, args=args, cwd=cwd, s3_port=s3_port, admin_port=admin_port)
         c.extra_args = args + ["--s3-listen", c.endpoint,
+                               "--blob-listen", f"127.0.0.1:{c.blob_port}",
                                "--admin-listen", f"127.0.0.1:{c.admin_port}"]
         self.instances.append(c)
         return c.start() if start else c
@@ -581,6 +724,16 @@ def gw(request, session_dir, moto, moto_data, fs_data) -> Cistern:
     (session_dir / "gw").mkdir(exist_ok=True)
     f = CisternFactory(cistern_bin, session_dir / "gw", request, fs_data)
     c = f.with_config("shared", chunk_size="1MiB")
+    yield c
+    f.close()
+
+
+@pytest.fixture(scope="session")
+def gw_az(request, cistern_bin, session_dir, fs_data) -> Cistern:
+    """The shared Blob-front gateway: moto, fs and Azurite origins; 1 MiB chunks."""
+    (session_dir / "gwaz").mkdir(exist_ok=True)
+    f = CisternFactory(cistern_bin, session_dir / "gwaz", request, fs_data)
+    c = f.with_azurite("shared-az", chunk_size="1MiB")
     yield c
     f.close()
 

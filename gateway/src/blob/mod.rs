@@ -507,6 +507,7 @@ impl BlobFront {
             None => {
                 if let Some(md5) = &meta.content_md5 {
                     set(&mut headers, "content-md5", md5);
+                    set(&mut headers, "x-ms-blob-content-md5", md5);
                 }
                 (StatusCode::OK, meta.size)
             }
@@ -554,7 +555,7 @@ impl BlobFront {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut h = HeaderMap::new();
         set(&mut h, "last-modified", &xml::http_date(created));
-        set(&mut h, "etag", &container_etag(created));
+        set(&mut h, "etag", &quoted(&container_etag(created)));
         set(&mut h, "x-ms-lease-status", "unlocked");
         set(&mut h, "x-ms-lease-state", "available");
         set(&mut h, "x-ms-has-immutability-policy", "false");
@@ -589,7 +590,8 @@ impl BlobFront {
                 ContainerItem {
                     name,
                     last_modified: t,
-                    etag: container_etag(t),
+                    // Container listings quote ETags (blob listings do not), as Azure does.
+                    etag: quoted(&container_etag(t)),
                 }
             })
             .collect();
@@ -657,7 +659,8 @@ impl BlobFront {
                 Listed::Blob(BlobItem {
                     name: e.key.clone(),
                     size: e.size,
-                    etag: quoted(&e.etag),
+                    // Listings carry ETags unquoted, as Azure writes them.
+                    etag: e.etag.clone(),
                     last_modified: e.last_modified,
                     created: m.as_ref().and_then(|m| m.created),
                     content_type: m.as_ref().and_then(|m| m.content_type.clone()),
@@ -704,7 +707,7 @@ fn container_etag(t: SystemTime) -> String {
     let ms = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    format!("\"0x{ms:X}\"")
+    format!("0x{ms:X}")
 }
 
 /// Snapshot and version reads are not served yet (and never from another version's cache).

@@ -68,7 +68,7 @@ pub struct ContainerItem {
     pub name: String,
     /// Last modification (creation when that is all that is known).
     pub last_modified: SystemTime,
-    /// The container's ETag, quoted.
+    /// The container's ETag, quoted (container listings quote it).
     pub etag: String,
 }
 
@@ -126,7 +126,7 @@ pub struct BlobItem {
     pub name: String,
     /// Size.
     pub size: u64,
-    /// ETag, quoted.
+    /// ETag (unquoted, as listings write it).
     pub etag: String,
     /// Last modification.
     pub last_modified: SystemTime,
@@ -243,7 +243,7 @@ mod tests {
             Listed::Blob(BlobItem {
                 name: "a&b.txt".into(),
                 size: 3,
-                etag: "\"0x1\"".into(),
+                etag: "0x1".into(),
                 last_modified: t,
                 created: None,
                 content_type: Some("text/plain".into()),
@@ -267,7 +267,7 @@ mod tests {
              <EnumerationResults ServiceEndpoint=\"http://127.0.0.1:10000/acct/\" ContainerName=\"data\">\
              <Prefix></Prefix><MaxResults>2</MaxResults><Delimiter>/</Delimiter><Blobs>\
              <Blob><Name>a&amp;b.txt</Name><Properties>\
-             <Last-Modified>Tue, 14 Nov 2023 22:13:20 GMT</Last-Modified><Etag>\"0x1\"</Etag>\
+             <Last-Modified>Tue, 14 Nov 2023 22:13:20 GMT</Last-Modified><Etag>0x1</Etag>\
              <Content-Length>3</Content-Length><Content-Type>text/plain</Content-Type>\
              <Content-MD5 /><BlobType>BlockBlob</BlobType>\
              <LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>\
