@@ -337,19 +337,10 @@ impl Sas {
             }
         }
         match kind {
-            Kind::Container => {
-                if t.container.is_none() {
-                    return Err(SasError::Scope);
-                }
-            }
-            Kind::Blob => {
-                if t.blob.is_none() {
-                    return Err(SasError::Scope);
-                }
-            }
-            _ => {}
+            Kind::Container if t.container.is_none() => Err(SasError::Scope),
+            Kind::Blob if t.blob.is_none() => Err(SasError::Scope),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -435,7 +435,7 @@ mod tests {
             &req,
             Scheme::SharedKey,
             parsed.signature,
-            &[key.clone()]
+            std::slice::from_ref(&key)
         ));
         let other = Request {
             raw_path: "/acct/c/b%20y",

@@ -20,11 +20,11 @@ pub struct BlobError {
     /// `<Message>` (the request id and time are appended when rendered).
     pub message: Cow<'static, str>,
     /// An extra element, e.g. `AuthenticationErrorDetail` or `QueryParameterName`.
-    pub detail: Option<(&'static str, String)>,
+    pub detail: Option<Box<(&'static str, String)>>,
     /// For 416: the object's size (`Content-Range: bytes */N`).
     pub object_size: Option<u64>,
     /// For 304: the current ETag and Last-Modified.
-    pub validators: Option<(String, std::time::SystemTime)>,
+    pub validators: Option<Box<(String, std::time::SystemTime)>>,
 }
 
 impl BlobError {
@@ -46,7 +46,7 @@ impl BlobError {
 
     /// Adds an extra XML element.
     pub fn with_detail(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.detail = Some((name, value.into()));
+        self.detail = Some(Box::new((name, value.into())));
         self
     }
 
@@ -129,7 +129,7 @@ impl BlobError {
         s.push_str("\nTime:");
         s.push_str(&now);
         s.push_str("</Message>");
-        if let Some((name, value)) = &self.detail {
+        if let Some((name, value)) = self.detail.as_deref() {
             s.push('<');
             s.push_str(name);
             s.push('>');
@@ -210,7 +210,7 @@ impl From<Error> for BlobError {
         }
         let mut out = Self::new(status, code, message);
         out.object_size = e.object_size();
-        out.validators = e.validators().map(|(t, lm)| (t.to_string(), lm));
+        out.validators = e.validators().map(|(t, lm)| Box::new((t.to_string(), lm)));
         out
     }
 }

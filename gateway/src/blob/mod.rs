@@ -777,7 +777,7 @@ fn error_reply(e: BlobError, request_id: &str, head: bool) -> Reply {
     if let Some(size) = e.object_size {
         set(&mut h, "content-range", &format!("bytes */{size}"));
     }
-    if let Some((etag, lm)) = &e.validators {
+    if let Some((etag, lm)) = e.validators.as_deref() {
         set(&mut h, "etag", &quoted(etag));
         set(&mut h, "last-modified", &xml::http_date(*lm));
     }
