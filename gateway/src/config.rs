@@ -144,6 +144,8 @@ pub enum OriginSection {
         key: Option<SecretRef>,
         /// SAS token, by reference (instead of a key).
         sas: Option<SecretRef>,
+        /// Microsoft Entra ID (instead of a key or SAS).
+        entra: Option<EntraSection>,
         /// Expose every container of this origin under its own name. Default: false.
         #[serde(default)]
         expose_buckets: bool,
@@ -152,6 +154,27 @@ pub enum OriginSection {
         /// Retries of retryable failures. Default: 3.
         retries: Option<u32>,
     },
+}
+
+/// `entra = { kind = "workload_identity" | "managed_identity" | "client_secret", … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntraSection {
+    /// Which flow.
+    pub kind: String,
+    /// Tenant (workload identity: default `$AZURE_TENANT_ID`).
+    pub tenant_id: Option<String>,
+    /// Application or user-assigned identity client id (workload identity: default
+    /// `$AZURE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// Workload identity: the projected token (default `$AZURE_FEDERATED_TOKEN_FILE`).
+    pub token_file: Option<PathBuf>,
+    /// Authority (default `$AZURE_AUTHORITY_HOST`, else `https://login.microsoftonline.com/`).
+    pub authority: Option<String>,
+    /// Managed identity: the token endpoint (default the instance metadata service).
+    pub endpoint: Option<String>,
+    /// Client secret flow: the secret, by reference.
+    pub client_secret: Option<SecretRef>,
 }
 
 /// A secret by reference: exactly one of `env` or `file`.
@@ -397,6 +420,64 @@ fn policy(key: &str, p: &PolicySection, base: Consistency) -> Result<Consistency
     }
 }
 
+fn entra_source(
+    key: &str,
+    e: &EntraSection,
+) -> Result<crate::origin::entra::EntraSource, ConfigError> {
+    use crate::origin::entra::EntraSource;
+    let env = |v: &str| std::env::var(v).ok().filter(|s| !s.is_empty());
+    let need = |field: &str, given: &Option<String>, var: Option<&str>| {
+        given.clone().or_else(|| var.and_then(env)).ok_or_else(|| {
+            err(
+                &format!("{key}.{field}"),
+                match var {
+                    Some(v) => format!("missing (and ${v} is not set)"),
+                    None => "missing".to_string(),
+                },
+            )
+        })
+    };
+    let authority = e
+        .authority
+        .clone()
+        .or_else(|| env("AZURE_AUTHORITY_HOST"))
+        .unwrap_or_else(|| "https://login.microsoftonline.com/".into());
+    match e.kind.as_str() {
+        "workload_identity" => Ok(EntraSource::WorkloadIdentity {
+            authority,
+            tenant_id: need("tenant_id", &e.tenant_id, Some("AZURE_TENANT_ID"))?,
+            client_id: need("client_id", &e.client_id, Some("AZURE_CLIENT_ID"))?,
+            token_file: PathBuf::from(need(
+                "token_file",
+                &e.token_file.as_ref().map(|p| p.display().to_string()),
+                Some("AZURE_FEDERATED_TOKEN_FILE"),
+            )?),
+        }),
+        "managed_identity" => Ok(EntraSource::ManagedIdentity {
+            endpoint: e
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "http://169.254.169.254/metadata/identity/oauth2/token".into()),
+            client_id: e.client_id.clone(),
+        }),
+        "client_secret" => Ok(EntraSource::ClientSecret {
+            authority,
+            tenant_id: need("tenant_id", &e.tenant_id, None)?,
+            client_id: need("client_id", &e.client_id, None)?,
+            secret: read_secret(
+                &format!("{key}.client_secret"),
+                e.client_secret
+                    .as_ref()
+                    .ok_or_else(|| err(&format!("{key}.client_secret"), "missing"))?,
+            )?,
+        }),
+        other => Err(err(
+            &format!("{key}.kind"),
+            format!("unknown kind {other:?} (workload_identity, managed_identity, client_secret)"),
+        )),
+    }
+}
+
 fn retry_policy(
     key: &str,
     timeout: &Option<String>,
@@ -601,20 +682,24 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
                 account,
                 key: account_key,
                 sas,
+                entra,
                 expose_buckets,
                 timeout,
                 retries,
             } => {
                 use crate::origin::azure::{AzureCredential, AzureOrigin, AzureOriginConfig};
-                let credential = match (account_key, sas) {
-                    (Some(k), None) => {
+                let credential = match (account_key, sas, entra) {
+                    (Some(k), None, None) => {
                         AzureCredential::SharedKey(read_secret(&format!("{key}.key"), k)?)
                     }
-                    (None, Some(t)) => AzureCredential::Sas(read_secret(&format!("{key}.sas"), t)?),
-                    (None, None) => AzureCredential::Anonymous,
-                    (Some(_), Some(_)) => {
-                        return Err(err(&key, "give key or sas, not both"));
+                    (None, Some(t), None) => {
+                        AzureCredential::Sas(read_secret(&format!("{key}.sas"), t)?)
                     }
+                    (None, None, Some(e)) => {
+                        AzureCredential::Entra(entra_source(&format!("{key}.entra"), e)?)
+                    }
+                    (None, None, None) => AzureCredential::Anonymous,
+                    _ => return Err(err(&key, "give at most one of key, sas and entra")),
                 };
                 let cfg = AzureOriginConfig {
                     endpoint: endpoint.clone(),

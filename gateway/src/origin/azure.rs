@@ -1,6 +1,7 @@
 //! The `azure_blob` origin: an Azure Blob Storage account (or Azurite), read with ranged GETs
 //! carrying `If-Match`, signed with Shared Key (our signer, shared with the Blob front's
-//! verifier) or authorized with a SAS token, through one pooled HTTP client per origin.
+//! verifier) or authorized with a SAS token or an Entra ID bearer token ([`super::entra`]),
+//! through one pooled HTTP client per origin.
 //!
 //! Error classification (Azure Storage REST reference, "Blob service error codes" and
 //! "Common REST API error codes"), by status and `x-ms-error-code`:
@@ -42,6 +43,8 @@ pub enum AzureCredential {
     SharedKey(Secret),
     /// A SAS token (the query string, with or without a leading `?`).
     Sas(Secret),
+    /// Microsoft Entra ID access tokens (workload identity, managed identity, client secret).
+    Entra(super::entra::EntraSource),
     /// No credentials: public containers only.
     Anonymous,
 }
@@ -61,6 +64,7 @@ pub struct AzureOriginConfig {
 enum Auth {
     SharedKey(Vec<u8>),
     Sas(Vec<(String, String)>),
+    Bearer(super::entra::TokenSource),
     Anonymous,
 }
 
@@ -103,6 +107,11 @@ impl AzureOrigin {
             return Err("the endpoint must not carry a query; give a SAS as `sas`".into());
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let auth = match &cfg.credential {
             AzureCredential::SharedKey(k) => Auth::SharedKey(
                 sharedkey::decode_key(k.expose()).ok_or("the account key is not base64")?,
@@ -118,12 +127,11 @@ impl AzureOrigin {
                 Auth::Sas(pairs)
             }
             AzureCredential::Anonymous => Auth::Anonymous,
+            AzureCredential::Entra(source) => Auth::Bearer(super::entra::TokenSource::new(
+                source.clone(),
+                client.clone(),
+            )),
         };
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             client,
             base: format!("{scheme}://{authority}"),
@@ -187,6 +195,10 @@ impl AzureOrigin {
         for (k, v) in &all {
             req = req.header(*k, *v);
         }
+        if let Auth::Bearer(source) = &self.auth {
+            let token = source.token().await?;
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
         if let Auth::SharedKey(key) = &self.auth {
             let signed = sharedkey::Request {
                 method: method.as_str(),
@@ -211,6 +223,12 @@ impl AzureOrigin {
         let status = resp.status();
         if status.is_success() || accept.contains(&status) {
             return Ok(resp);
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            if let Auth::Bearer(source) = &self.auth {
+                // Revoked or rotated: the next attempt fetches a new token.
+                source.invalidate().await;
+            }
         }
         let code = header(resp.headers(), "x-ms-error-code").map(str::to_string);
         let code = match code {

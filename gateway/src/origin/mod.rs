@@ -6,6 +6,7 @@
 //! - [`azure`]: an Azure Blob Storage account (or Azurite), Shared Key or SAS.
 
 pub mod azure;
+pub mod entra;
 pub mod fs;
 pub mod layers;
 pub mod listing;
