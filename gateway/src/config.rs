@@ -145,7 +145,7 @@ pub enum OriginSection {
         /// SAS token, by reference (instead of a key).
         sas: Option<SecretRef>,
         /// Microsoft Entra ID (instead of a key or SAS).
-        entra: Option<EntraSection>,
+        entra: Option<Box<EntraSection>>,
         /// Expose every container of this origin under its own name. Default: false.
         #[serde(default)]
         expose_buckets: bool,
