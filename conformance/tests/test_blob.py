@@ -313,8 +313,13 @@ def _negative_cases(gw, blob):
          {k: v for k, v in ok.items() if k.lower() != "x-ms-date"}, 403, "AuthenticationFailed"),
         ("other account in header", "GET", base,
          dict(ok, Authorization=f"SharedKey limitedacct:{sig}"), 403, "AuthenticationFailed"),
-        ("bearer token", "GET", base, dict(hv, Authorization="Bearer eyJhbGciOi.x.y"),
-         403, "AuthenticationFailed"),
+        # Credentials only the origin can judge: Azurite (no OAuth over HTTP, no such policy,
+        # no user delegation) refuses them, and so does Cistern.
+        ("bearer token, origin refuses", "GET", base,
+         dict(hv, Authorization="Bearer eyJhbGciOi.x.y"), 403, "AuthorizationFailure"),
+        ("bearer token on an origin that cannot judge", "GET",
+         f"{gw.blob_url}/fsb/hello.txt", dict(hv, Authorization="Bearer eyJhbGciOi.x.y"), 403,
+         "AuthenticationFailed"),
         ("SAS expired", "GET", base + "?" + blob_sas(AZ, blob, expiry=NOW() - dt.timedelta(minutes=1)),
          {}, 403, "AuthenticationFailed"),
         ("SAS not yet valid", "GET",
@@ -337,12 +342,16 @@ def _negative_cases(gw, blob):
         ("account SAS for containers only", "GET",
          base + "?" + acct_sas(rt=ResourceTypes(container=True)), {}, 403,
          "AuthorizationResourceTypeMismatch"),
-        ("stored access policy", "GET",
-         base + "?" + blob_sas(AZ, blob, policy_id="pol", permission=None, expiry=None), {}, 403,
-         "AuthenticationFailed"),
-        ("user delegation SAS", "GET",
+        ("unknown stored access policy", "GET",
+         base + "?" + blob_sas(AZ, blob, policy_id="nopol", permission=None, expiry=None), {},
+         403, "AuthorizationFailure"),
+        ("user delegation SAS the origin refuses", "GET",
          base + "?" + blob_sas(AZ, blob) + "&skoid=00000000-0000-0000-0000-000000000000", {},
-         403, "AuthenticationFailed"),
+         403, "AuthorizationFailure"),
+        ("user delegation SAS from another IP", "GET",
+         base + "?" + blob_sas(AZ, blob, ip="10.9.8.7")
+         + "&skoid=00000000-0000-0000-0000-000000000000", {}, 403,
+         "AuthorizationSourceIPMismatch"),
         ("account outside its scope", "GET",
          blob_url(f"http://127.0.0.1:{gw.blob_port}/limitedacct", AZ, blob),
          _shared_key("GET", blob_url(f"http://127.0.0.1:{gw.blob_port}/limitedacct", AZ, blob),
@@ -375,6 +384,36 @@ def test_negative_authentication_on_a_cached_blob(gw_az, az_data):
                      DEV_ACCOUNT_KEY)
     r = requests.get(blob_url(gw_az.blob_url, AZ, blob), headers=ok, timeout=30)
     assert r.status_code == 200 and r.content == az_data.blobs[blob]
+
+
+def test_stored_access_policy_is_judged_by_the_origin(gw_az, azurite, az_data):
+    """A SAS bound to a stored access policy cannot be verified with the key alone: Cistern asks
+    Azurite once with the client's SAS, caches the answer, and serves from its cache."""
+    from azure.storage.blob import AccessPolicy, ContainerSasPermissions
+    theirs = azurite.service().get_container_client(AZ)
+    theirs.set_container_access_policy(signed_identifiers={
+        "readpol": AccessPolicy(permission=ContainerSasPermissions(read=True, list=True),
+                                expiry=NOW() + dt.timedelta(hours=1))})
+    blob = "chunky.bin"
+    sas = blob_sas(AZ, blob, policy_id="readpol", permission=None, expiry=None)
+    # The origin itself accepts it.
+    r = requests.get(blob_url(azurite.account_url, AZ, blob) + "?" + sas, timeout=30)
+    assert r.status_code == 200
+    before = gw_az.origin_requests(origin="azurite", operation="judge")
+    for _ in range(3):
+        r = requests.get(blob_url(gw_az.blob_url, AZ, blob) + "?" + sas,
+                         headers={"x-ms-range": "bytes=0-99"}, timeout=30)
+        assert r.status_code == 206, r.text
+        assert r.content == az_data.blobs[blob][:100]
+    assert gw_az.origin_requests(origin="azurite", operation="judge") - before == 1
+    # Listing with a container SAS bound to the same policy.
+    lsas = container_sas(AZ, policy_id="readpol", permission=None, expiry=None)
+    r = requests.get(f"{gw_az.blob_url}/{AZ}?restype=container&comp=list&{lsas}", timeout=30)
+    assert r.status_code == 200 and b"<Name>chunky.bin</Name>" in r.content
+    # The same SAS does not open a blob outside its scope... it is a blob SAS for chunky.bin,
+    # so the origin refuses it for hello.txt.
+    r = requests.get(blob_url(gw_az.blob_url, AZ, "hello.txt") + "?" + sas, timeout=30)
+    assert (r.status_code, r.headers.get("x-ms-error-code")) == (403, "AuthorizationFailure")
 
 
 def test_shared_key_with_metadata_collation(gw_az):

@@ -62,7 +62,9 @@ def via_cs(cs):
 
 
 def azcopy(args, tmp_path, check=True):
-    env = dict(os.environ,
+    # azcopy writes ~/.azcopy whatever else is set: keep it in the test's directory.
+    (tmp_path / "azcopy-home").mkdir(exist_ok=True)
+    env = dict(os.environ, HOME=str(tmp_path / "azcopy-home"),
                AZCOPY_LOG_LOCATION=str(tmp_path / "azcopy-logs"),
                AZCOPY_JOB_PLAN_LOCATION=str(tmp_path / "azcopy-plans"),
                AZCOPY_DISABLE_SYSLOG="true")

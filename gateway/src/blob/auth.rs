@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use cistern_auth::policy::{Decision, Permission, Policy};
 use cistern_auth::sas::{self, Kind, ResourceType, Sas, Target};
@@ -19,6 +19,7 @@ use http::HeaderMap;
 use super::error::BlobError;
 use super::router::{is_account_name, Operation, Routed};
 use crate::error::ErrorKind;
+use crate::origin::{Access, ForeignCredential};
 use crate::pipeline::Pipeline;
 
 /// How far a Shared Key request's date may be from ours, as Azure allows.
@@ -33,6 +34,97 @@ pub enum Caller {
     Key,
     /// A verified SAS: the principal's grant, narrowed by the SAS.
     Sas(Box<Sas>),
+    /// A credential only the origin can judge (an Entra ID bearer token, a user-delegation or
+    /// stored-policy SAS): asked once per token and scope, the answer cached until the token
+    /// expires (at most [`JUDGEMENT_TTL`]).
+    Delegated(Box<Delegated>),
+}
+
+/// A credential the origin judges.
+#[derive(Debug, Clone)]
+pub struct Delegated {
+    /// What is forwarded to the origin.
+    pub cred: ForeignCredential,
+    /// When it expires, when that can be read from it.
+    pub expires: Option<SystemTime>,
+    /// The SAS fields, to check what only Cistern can see (the caller's IP, the protocol).
+    pub sas: Option<Sas>,
+}
+
+/// The longest an origin's judgement is trusted.
+pub const JUDGEMENT_TTL: Duration = Duration::from_secs(300);
+/// How long a refusal is remembered (so a flood of bad tokens does not reach the origin).
+const REFUSAL_TTL: Duration = Duration::from_secs(30);
+/// Most judgements kept.
+const MAX_JUDGEMENTS: usize = 100_000;
+
+type JudgementKey = ([u8; 32], String, Option<String>, Access);
+
+/// Cached origin judgements, by token digest and scope.
+#[derive(Default)]
+pub struct Judgements {
+    map: Mutex<HashMap<JudgementKey, (bool, Instant)>>,
+}
+
+impl Judgements {
+    fn get(&self, k: &JudgementKey) -> Option<bool> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(k)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(ok, _)| *ok)
+    }
+
+    fn put(&self, k: JudgementKey, ok: bool, until: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_JUDGEMENTS {
+            map.clear();
+        }
+        map.insert(k, (ok, until));
+    }
+}
+
+fn digest(cred: &ForeignCredential) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match cred {
+        ForeignCredential::Bearer(t) => {
+            h.update(b"bearer\0");
+            h.update(t.as_bytes());
+        }
+        ForeignCredential::Sas(pairs) => {
+            h.update(b"sas\0");
+            for (k, v) in pairs {
+                h.update(k.as_bytes());
+                h.update(b"=");
+                h.update(v.as_bytes());
+                h.update(b"&");
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+/// The `exp` claim of a JWT, read without verifying it (the origin verifies the token; this
+/// only bounds how long its answer is cached).
+fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = v.get("exp")?.as_u64()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
+}
+
+/// The SAS fields of a query (everything a SAS adds: `s…` and `rsc…` parameters), forwarded
+/// to the origin as they came.
+fn sas_pairs(query: &[(String, String)]) -> Vec<(String, String)> {
+    query
+        .iter()
+        .filter(|(k, _)| (k.starts_with('s') && k != "snapshot") || k.starts_with("rsc"))
+        .cloned()
+        .collect()
 }
 
 /// What an operation needs.
@@ -126,10 +218,16 @@ pub fn authenticate(
         let value = value
             .to_str()
             .map_err(|_| BlobError::auth_failed("The Authorization header is not ASCII."))?;
-        if value.starts_with("Bearer ") {
-            return Err(BlobError::auth_failed(
-                "Bearer tokens are not accepted by this Cistern; sign with the account key or a SAS.",
-            ));
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            let token = token.trim();
+            if token.is_empty() {
+                return Err(BlobError::auth_failed("The bearer token is empty."));
+            }
+            return Ok(Caller::Delegated(Box::new(Delegated {
+                expires: jwt_expiry(token),
+                cred: ForeignCredential::Bearer(token.to_string()),
+                sas: None,
+            })));
         }
         let auth = sharedkey::parse_authorization(value).ok_or_else(|| {
             BlobError::auth_failed(
@@ -167,24 +265,18 @@ pub fn authenticate(
         return Ok(Caller::Key);
     }
     if sas::present(req.query) {
+        let s = Sas::parse(req.query)?;
+        if matches!(s.kind()?, Kind::UserDelegation | Kind::StoredPolicy) {
+            return Ok(Caller::Delegated(Box::new(Delegated {
+                expires: sas::parse_time(&s.expiry).map(SystemTime::from),
+                cred: ForeignCredential::Sas(sas_pairs(req.query)),
+                sas: Some(s),
+            })));
+        }
         if !accounts.contains(&r.account) {
             return Err(BlobError::auth_failed(
                 "The account is not known to this Cistern.",
             ));
-        }
-        let s = Sas::parse(req.query)?;
-        match s.kind()? {
-            Kind::UserDelegation => {
-                return Err(BlobError::auth_failed(
-                    "User delegation SAS cannot be verified by this Cistern.",
-                ))
-            }
-            Kind::StoredPolicy => {
-                return Err(BlobError::auth_failed(
-                    "SAS bound to a stored access policy (si) cannot be verified by this Cistern.",
-                ))
-            }
-            Kind::Account | Kind::Container | Kind::Blob => {}
         }
         s.verify(
             &r.account,
@@ -220,14 +312,19 @@ fn check_date(h: &HeaderMap, now: SystemTime) -> Result<(), BlobError> {
 }
 
 /// Decides whether `caller` may perform the routed operation.
+#[allow(clippy::too_many_arguments)] // reason: the request's facts, passed as they are
 pub async fn authorize(
     policy: &Policy,
     pipeline: &Arc<Pipeline>,
+    judgements: &Judgements,
     caller: &Caller,
     r: &Routed,
     peer: Option<IpAddr>,
     now: SystemTime,
 ) -> Result<(), BlobError> {
+    if let Caller::Delegated(d) = caller {
+        return judged(pipeline, judgements, d, r, peer, now).await;
+    }
     let Some(need) = needs(r.op) else {
         // Unimplemented operations: authenticated callers learn it is not implemented.
         return match caller {
@@ -260,7 +357,7 @@ pub async fn authorize(
         };
     };
     match caller {
-        Caller::Key | Caller::Sas(_) => {
+        Caller::Key | Caller::Sas(_) | Caller::Delegated(_) => {
             match policy.authorize(Some(&r.account), container, perm, false) {
                 Decision::Allow => Ok(()),
                 _ => Err(BlobError::authorization_failure()),
@@ -287,9 +384,139 @@ pub async fn authorize(
     }
 }
 
+/// Asks the bucket's origin (once per token and scope) whether a delegated credential may do
+/// what the request asks. What only Cistern sees — the caller's IP and protocol, and for a
+/// user-delegation SAS its own time window and permissions — is checked here first: the
+/// origin would see Cistern's address, not the client's.
+async fn judged(
+    pipeline: &Arc<Pipeline>,
+    judgements: &Judgements,
+    d: &Delegated,
+    r: &Routed,
+    peer: Option<IpAddr>,
+    now: SystemTime,
+) -> Result<(), BlobError> {
+    let refused = || {
+        BlobError::new(
+            http::StatusCode::FORBIDDEN,
+            "AuthorizationFailure",
+            "This request is not authorized to perform this operation.",
+        )
+    };
+    let Some(need) = needs(r.op) else {
+        return Ok(()); // authenticated enough to learn it is not implemented
+    };
+    if let Some(s) = &d.sas {
+        let delegated_key = s.kind().ok() == Some(Kind::UserDelegation);
+        s.check(&Target {
+            container: r.container.as_deref(),
+            blob: r.blob.as_deref(),
+            resource_type: need.level,
+            // A stored policy holds the permissions and window; the origin checks those.
+            permission: if delegated_key {
+                need.sas_letters
+            } else {
+                None
+            },
+            client_ip: peer,
+            https: false,
+            now: time::OffsetDateTime::from(now),
+        })
+        .or_else(|e| match e {
+            // A stored policy may hold se; its absence here is not an error.
+            sas::SasError::Malformed(_) if !delegated_key => Ok(()),
+            e => Err(e),
+        })?;
+    }
+    if d.expires.is_some_and(|t| t <= now) {
+        return Err(BlobError::auth_failed("The token has expired."));
+    }
+    let Some(container) = r.container.as_deref() else {
+        return Err(BlobError::auth_failed(
+            "Account-level operations need the account key or an account SAS.",
+        ));
+    };
+    let access = match (need.permission, r.op) {
+        (Some(Permission::Read), _) => Access::Read,
+        (_, Operation::ListBlobs) => Access::List,
+        _ => Access::Bucket,
+    };
+    let binding = pipeline.catalog().resolve(container).await?;
+    let key: JudgementKey = (
+        digest(&d.cred),
+        format!("{}/{}", binding.origin_name, binding.origin_bucket),
+        r.blob.clone().filter(|_| access == Access::Read),
+        access,
+    );
+    let allowed = match judgements.get(&key) {
+        Some(ok) => ok,
+        None => {
+            let ok = match binding
+                .origin
+                .judge(&binding.origin_bucket, key.2.as_deref(), &d.cred, access)
+                .await
+            {
+                Ok(ok) => ok,
+                Err(e) if e.kind() == ErrorKind::NotImplemented => {
+                    return Err(BlobError::auth_failed(
+                        "This container's origin cannot judge bearer tokens or delegated SAS; use the account key or an account or service SAS.",
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let ttl = if ok { JUDGEMENT_TTL } else { REFUSAL_TTL };
+            let mut until = Instant::now() + ttl;
+            if let Some(left) = d.expires.and_then(|t| t.duration_since(now).ok()) {
+                until = until.min(Instant::now() + left);
+            }
+            judgements.put(key, ok, until);
+            ok
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jwt_expiry_is_read_from_the_payload() {
+        use base64::Engine as _;
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let t = format!(
+            "{}.{}.sig",
+            enc("{\"alg\":\"RS256\"}"),
+            enc("{\"exp\":1700000000}")
+        );
+        assert_eq!(
+            jwt_expiry(&t),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(jwt_expiry("opaque-token"), None);
+    }
+
+    #[test]
+    fn sas_fields_are_forwarded_and_operation_parameters_are_not() {
+        let q: Vec<(String, String)> = [
+            ("restype", "container"),
+            ("comp", "list"),
+            ("sv", "2025-01-05"),
+            ("si", "pol"),
+            ("sig", "x"),
+            ("snapshot", "t"),
+            ("rsct", "text/plain"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let names: Vec<String> = sas_pairs(&q).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["sv", "si", "sig", "rsct"]);
+    }
 
     #[test]
     fn dates_within_fifteen_minutes() {

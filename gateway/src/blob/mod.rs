@@ -93,6 +93,7 @@ pub struct BlobFront {
     pipeline: Arc<Pipeline>,
     policy: Arc<Policy>,
     accounts: Accounts,
+    judgements: auth::Judgements,
 }
 
 /// What the listener logs about a handled request.
@@ -293,6 +294,7 @@ impl BlobFront {
             pipeline,
             policy,
             accounts,
+            judgements: auth::Judgements::default(),
         }
     }
 
@@ -364,7 +366,16 @@ impl BlobFront {
             if matches!(caller, Caller::Anonymous) && !self.accounts.contains(&routed.account) {
                 return Err(BlobError::resource_not_found());
             }
-            auth::authorize(&self.policy, &self.pipeline, &caller, &routed, peer, now).await?;
+            auth::authorize(
+                &self.policy,
+                &self.pipeline,
+                &self.judgements,
+                &caller,
+                &routed,
+                peer,
+                now,
+            )
+            .await?;
             let endpoint = match host.as_deref() {
                 Some(h) if router::host_account(h).is_some() => format!("http://{h}/"),
                 Some(h) => format!("http://{h}/{}/", routed.account),

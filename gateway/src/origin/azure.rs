@@ -30,7 +30,10 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
 use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
-use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
+use super::{
+    Access, BucketEntry, ForeignCredential, ListCursor, ListEntry, ListPage, ListQuery, Origin,
+    PartInfo, RangeRead,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// The REST version Cistern speaks to Azure origins.
@@ -152,6 +155,23 @@ impl AzureOrigin {
         headers: &[(&str, &str)],
         accept: &[StatusCode],
     ) -> Result<reqwest::Response> {
+        self.send_as(method, container, blob, query, headers, accept, None)
+            .await
+    }
+
+    /// [`Self::send`], authorized with a client's own credential instead of the origin's
+    /// when `foreign` is given.
+    #[allow(clippy::too_many_arguments)] // reason: send's arguments plus the credential
+    async fn send_as(
+        &self,
+        method: Method,
+        container: Option<&str>,
+        blob: Option<&str>,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        accept: &[StatusCode],
+        foreign: Option<&ForeignCredential>,
+    ) -> Result<reqwest::Response> {
         let mut path = self.base_path.clone();
         if let Some(c) = container {
             path.push('/');
@@ -174,8 +194,11 @@ impl AzureOrigin {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        if let Auth::Sas(sas) = &self.auth {
-            pairs.extend(sas.iter().cloned());
+        match (foreign, &self.auth) {
+            (Some(ForeignCredential::Sas(sas)), _) | (None, Auth::Sas(sas)) => {
+                pairs.extend(sas.iter().cloned());
+            }
+            _ => {}
         }
         let raw_query = pairs
             .iter()
@@ -195,11 +218,18 @@ impl AzureOrigin {
         for (k, v) in &all {
             req = req.header(*k, *v);
         }
-        if let Auth::Bearer(source) = &self.auth {
-            let token = source.token().await?;
-            req = req.header("authorization", format!("Bearer {token}"));
+        match (foreign, &self.auth) {
+            (Some(ForeignCredential::Bearer(token)), _) => {
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            (Some(_), _) => {}
+            (None, Auth::Bearer(source)) => {
+                let token = source.token().await?;
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            (None, _) => {}
         }
-        if let Auth::SharedKey(key) = &self.auth {
+        if let (None, Auth::SharedKey(key)) = (foreign, &self.auth) {
             let signed = sharedkey::Request {
                 method: method.as_str(),
                 account: &self.account,
@@ -224,7 +254,9 @@ impl AzureOrigin {
         if status.is_success() || accept.contains(&status) {
             return Ok(resp);
         }
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        if foreign.is_none()
+            && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+        {
             if let Auth::Bearer(source) = &self.auth {
                 // Revoked or rotated: the next attempt fetches a new token.
                 source.invalidate().await;
@@ -556,6 +588,48 @@ impl Origin for AzureOrigin {
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
         // Blocks are not parts: the whole blob is part 1.
         super::single_part(&self.head(bucket, key).await?, part)
+    }
+
+    /// Asks Azure with the client's own credential: a HEAD of the blob (read), a one-entry
+    /// listing (list) or the container's properties. A 404 means the credential was accepted
+    /// and the object is missing (Azure authorizes before it looks).
+    async fn judge(
+        &self,
+        bucket: &str,
+        key: Option<&str>,
+        cred: &ForeignCredential,
+        access: Access,
+    ) -> Result<bool> {
+        let (method, blob, query): (Method, Option<&str>, &[(&str, &str)]) = match (access, key) {
+            (Access::Read, Some(k)) => (Method::HEAD, Some(k), &[]),
+            (Access::List, _) => (
+                Method::GET,
+                None,
+                &[
+                    ("restype", "container"),
+                    ("comp", "list"),
+                    ("maxresults", "1"),
+                ],
+            ),
+            _ => (Method::HEAD, None, &[("restype", "container")]),
+        };
+        match self
+            .send_as(method, Some(bucket), blob, query, &[], &[], Some(cred))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NoSuchBucket) => Ok(true),
+            // Refused, or a credential Azure cannot parse.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::AccessDenied | ErrorKind::InvalidArgument
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn list(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {

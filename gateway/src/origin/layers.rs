@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cistern_cache::ObjectMeta;
 
-use super::{BucketEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
+use super::{
+    Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, RangeRead,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 
@@ -88,6 +90,17 @@ impl<O: Origin> Origin for Instrumented<O> {
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
         self.observe("head_part", self.inner.part(bucket, key, part))
+            .await
+    }
+
+    async fn judge(
+        &self,
+        bucket: &str,
+        key: Option<&str>,
+        cred: &ForeignCredential,
+        access: Access,
+    ) -> Result<bool> {
+        self.observe("judge", self.inner.judge(bucket, key, cred, access))
             .await
     }
 }
@@ -194,5 +207,16 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
         self.attempt(|| self.inner.part(bucket, key, part)).await
+    }
+
+    async fn judge(
+        &self,
+        bucket: &str,
+        key: Option<&str>,
+        cred: &ForeignCredential,
+        access: Access,
+    ) -> Result<bool> {
+        self.attempt(|| self.inner.judge(bucket, key, cred, access))
+            .await
     }
 }

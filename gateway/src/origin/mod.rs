@@ -108,6 +108,36 @@ pub struct PartInfo {
     pub etag: String,
 }
 
+/// A client credential only the origin can judge.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ForeignCredential {
+    /// An Entra ID bearer token (the `Authorization` value without `Bearer `).
+    Bearer(String),
+    /// A SAS Cistern cannot verify (user delegation, stored access policy): its query pairs.
+    Sas(Vec<(String, String)>),
+}
+
+impl std::fmt::Debug for ForeignCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Both are bearer secrets.
+        match self {
+            Self::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Self::Sas(_) => f.write_str("Sas(<redacted>)"),
+        }
+    }
+}
+
+/// What a judged credential is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Read one object's data and properties.
+    Read,
+    /// List a bucket's objects.
+    List,
+    /// See a bucket's properties.
+    Bucket,
+}
+
 /// An object store Cistern reads from.
 #[async_trait]
 pub trait Origin: Send + Sync + 'static {
@@ -137,6 +167,23 @@ pub trait Origin: Send + Sync + 'static {
     /// Where part `part` (1-based) of the object lies. Origins without multipart uploads
     /// treat the whole object as part 1; other numbers are `InvalidPartNumber`.
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo>;
+
+    /// Whether the origin lets `cred` perform `access` on `bucket` (and `key`): `Ok(true)`
+    /// allowed, `Ok(false)` refused. Origins that cannot judge such credentials answer
+    /// `NotImplemented`.
+    async fn judge(
+        &self,
+        bucket: &str,
+        key: Option<&str>,
+        cred: &ForeignCredential,
+        access: Access,
+    ) -> Result<bool> {
+        let _ = (bucket, key, cred, access);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin cannot judge delegated credentials",
+        ))
+    }
 }
 
 /// Part 1 is the whole object; anything else does not exist (origins without parts).
