@@ -174,9 +174,12 @@ impl Sas {
                 _ => {}
             }
         }
-        // A version SAS signs the version id where a snapshot SAS signs the snapshot time.
-        if s.resource == "bv" {
-            s.snapshot = version_id.unwrap_or_default();
+        // Only a snapshot SAS signs the snapshot time, and a version SAS the version id in its
+        // place; other SAS may be used on a request that names a snapshot without signing it.
+        match s.resource.as_str() {
+            "bs" => {}
+            "bv" => s.snapshot = version_id.unwrap_or_default(),
+            _ => s.snapshot.clear(),
         }
         let sig = sig.ok_or(SasError::Malformed("sig is missing"))?;
         s.signature = B64

@@ -52,6 +52,11 @@ pub enum BlobBody {
     Full(Option<Bytes>),
     /// An object read in progress.
     Stream(Body),
+    /// An origin's answer relayed uncached, of the given length when the origin said.
+    Pass(
+        futures::stream::BoxStream<'static, crate::error::Result<Bytes>>,
+        Option<u64>,
+    ),
 }
 
 impl http_body::Body for BlobBody {
@@ -66,6 +71,7 @@ impl http_body::Body for BlobBody {
             Self::Empty => Poll::Ready(None),
             Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Stream(s) => s.poll_next_unpin(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            Self::Pass(s, _) => s.poll_next_unpin(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -74,6 +80,7 @@ impl http_body::Body for BlobBody {
             Self::Empty => true,
             Self::Full(b) => b.is_none(),
             Self::Stream(s) => s.remaining() == 0,
+            Self::Pass(_, n) => *n == Some(0),
         }
     }
 
@@ -84,6 +91,8 @@ impl http_body::Body for BlobBody {
                 http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
             Self::Stream(s) => http_body::SizeHint::with_exact(s.remaining()),
+            Self::Pass(_, Some(n)) => http_body::SizeHint::with_exact(*n),
+            Self::Pass(_, None) => http_body::SizeHint::default(),
         }
     }
 }
@@ -409,12 +418,13 @@ impl BlobFront {
                 self.container_properties(container).await
             }
             Operation::ListBlobs => self.list_blobs(container, q, endpoint).await,
-            Operation::GetBlob => {
-                reject_versions(q)?;
-                self.get_blob(container, blob, &parts.headers).await
+            Operation::GetBlob | Operation::GetBlobProperties | Operation::GetBlobMetadata
+                if is_version_read(q) =>
+            {
+                self.pass(container, blob, parts, q).await
             }
+            Operation::GetBlob => self.get_blob(container, blob, &parts.headers).await,
             Operation::GetBlobProperties | Operation::GetBlobMetadata => {
-                reject_versions(q)?;
                 let b = self.bucket(container).await?;
                 let cond = conditions(&parts.headers);
                 let (meta, status, _) = self.pipeline.head(&b, blob, None, &cond).await?;
@@ -437,18 +447,18 @@ impl BlobFront {
                     length: Some(meta.size),
                 })
             }
+            Operation::GetBlockList if is_version_read(q) => {
+                self.pass(container, blob, parts, q).await
+            }
             Operation::GetBlockList => {
-                reject_versions(q)?;
                 let b = self.bucket(container).await?;
                 let (meta, _, _) = self
                     .pipeline
                     .head(&b, blob, None, &conditions(&parts.headers))
                     .await?;
                 if meta.origin_kind.is_some() {
-                    // The origin has blocks of its own; answering "none" would be wrong.
-                    return Err(BlobError::not_implemented(
-                        "Get Block List (against an origin with blocks)",
-                    ));
+                    // The origin has blocks of its own: it answers.
+                    return self.pass(container, blob, parts, q).await;
                 }
                 let mut reply = xml_response(xml::empty_block_list())?;
                 set(
@@ -466,6 +476,68 @@ impl BlobFront {
             }
             Operation::Unsupported(name) => Err(BlobError::not_implemented(name)),
         }
+    }
+
+    /// Relays a read the cache does not serve (snapshots, versions, an Azure origin's block
+    /// lists) to the bucket's origin, uncached.
+    async fn pass(
+        &self,
+        container: &str,
+        blob: &str,
+        parts: &http::request::Parts,
+        q: &[(String, String)],
+    ) -> Result<Reply, BlobError> {
+        let b = self.bucket(container).await?;
+        let req = crate::origin::Passthrough {
+            method: parts.method.clone(),
+            bucket: b.origin_bucket.to_string(),
+            key: blob.to_string(),
+            query: q
+                .iter()
+                .filter(|(k, _)| PASS_QUERY.contains(&k.to_ascii_lowercase().as_str()))
+                .cloned()
+                .collect(),
+            headers: PASS_HEADERS
+                .iter()
+                .filter_map(|n| Some((n.to_string(), header(&parts.headers, n)?.to_string())))
+                .collect(),
+        };
+        let resp = match b.origin.passthrough(&req).await {
+            Err(e) if e.kind() == crate::error::ErrorKind::NotImplemented => {
+                return Err(BlobError::not_implemented(
+                    "snapshot, version and block-list reads against this origin",
+                ))
+            }
+            other => other?,
+        };
+        let mut headers = HeaderMap::new();
+        for (k, v) in &resp.headers {
+            if !PASS_DROP.contains(&k.as_str()) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        set(&mut headers, CACHE_HEADER, "bypass");
+        // Relayed as the origin sent it: with its length, or chunked when it gave none.
+        let length: Option<u64> = resp
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = if parts.method == Method::HEAD || resp.status == StatusCode::NOT_MODIFIED {
+            BlobBody::Empty
+        } else {
+            BlobBody::Pass(resp.body, length)
+        };
+        Ok(Reply {
+            status: resp.status,
+            headers,
+            body,
+            length: if parts.method == Method::HEAD {
+                length.or(Some(0))
+            } else {
+                length
+            },
+        })
     }
 
     async fn bucket(&self, container: &str) -> Result<Arc<BucketBinding>, BlobError> {
@@ -721,13 +793,36 @@ fn container_etag(t: SystemTime) -> String {
     format!("0x{ms:X}")
 }
 
-/// Snapshot and version reads are not served yet (and never from another version's cache).
-fn reject_versions(q: &[(String, String)]) -> Result<(), BlobError> {
-    if get(q, "snapshot").is_some() || get(q, "versionid").is_some() {
-        return Err(BlobError::not_implemented("snapshot or versionid read"));
-    }
-    Ok(())
+/// Snapshot and version reads bypass the cache (whose keys are the current versions').
+fn is_version_read(q: &[(String, String)]) -> bool {
+    get(q, "snapshot").is_some() || get(q, "versionid").is_some()
 }
+
+/// Query parameters a pass-through read forwards.
+const PASS_QUERY: &[&str] = &["snapshot", "versionid", "comp", "blocklisttype"];
+/// Request headers a pass-through read forwards.
+const PASS_HEADERS: &[&str] = &[
+    "range",
+    "x-ms-range",
+    "x-ms-range-get-content-md5",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+];
+/// Origin response headers a pass-through read does not relay (Cistern sets its own, or they
+/// describe the origin's connection).
+const PASS_DROP: &[&str] = &[
+    "x-ms-request-id",
+    "x-ms-version",
+    "x-ms-client-request-id",
+    "date",
+    "server",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+];
 
 fn max_results(q: &[(String, String)]) -> Result<Option<usize>, BlobError> {
     match get(q, "maxresults") {

@@ -32,7 +32,7 @@ use serde::Deserialize;
 use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
 use super::{
     Access, BucketEntry, ForeignCredential, ListCursor, ListEntry, ListPage, ListQuery, Origin,
-    PartInfo, RangeRead,
+    PartInfo, PassResponse, Passthrough, RangeRead,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -588,6 +588,55 @@ impl Origin for AzureOrigin {
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
         // Blocks are not parts: the whole blob is part 1.
         super::single_part(&self.head(bucket, key).await?, part)
+    }
+
+    /// Forwards the read with the origin's credentials; 304, 412 and 416 come back as they
+    /// are (the front relays them), other failures as classified errors.
+    async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
+        use futures::StreamExt as _;
+        let query: Vec<(&str, &str)> = req
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send(
+                req.method.clone(),
+                Some(&req.bucket),
+                Some(&req.key),
+                &query,
+                &headers,
+                &[
+                    StatusCode::NOT_MODIFIED,
+                    StatusCode::PRECONDITION_FAILED,
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                ],
+            )
+            .await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes_stream()
+            .map(|r| {
+                r.map_err(|e| {
+                    Error::new(
+                        ErrorKind::OriginUnavailable,
+                        "The origin's response broke off",
+                    )
+                    .with_source(e)
+                })
+            })
+            .boxed();
+        Ok(PassResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Asks Azure with the client's own credential: a HEAD of the blob (read), a one-entry

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use cistern_cache::ObjectMeta;
 
 use super::{
-    Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, RangeRead,
+    Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
+    Passthrough, RangeRead,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
@@ -101,6 +102,11 @@ impl<O: Origin> Origin for Instrumented<O> {
         access: Access,
     ) -> Result<bool> {
         self.observe("judge", self.inner.judge(bucket, key, cred, access))
+            .await
+    }
+
+    async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
+        self.observe("passthrough", self.inner.passthrough(req))
             .await
     }
 }
@@ -218,5 +224,9 @@ impl<O: Origin> Origin for Resilient<O> {
     ) -> Result<bool> {
         self.attempt(|| self.inner.judge(bucket, key, cred, access))
             .await
+    }
+
+    async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
+        self.attempt(|| self.inner.passthrough(req)).await
     }
 }

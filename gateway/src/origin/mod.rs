@@ -138,6 +138,39 @@ pub enum Access {
     Bucket,
 }
 
+/// A read passed through to the origin as it is, uncached (snapshots, versions, block lists).
+#[derive(Debug, Clone)]
+pub struct Passthrough {
+    /// `GET` or `HEAD`.
+    pub method: http::Method,
+    /// Bucket at the origin.
+    pub bucket: String,
+    /// Key at the origin.
+    pub key: String,
+    /// Query parameters (decoded).
+    pub query: Vec<(String, String)>,
+    /// Request headers to forward (ranges, conditions).
+    pub headers: Vec<(String, String)>,
+}
+
+/// The origin's answer to a [`Passthrough`], its body streamed.
+pub struct PassResponse {
+    /// Status.
+    pub status: http::StatusCode,
+    /// Response headers (the front picks what it forwards).
+    pub headers: http::HeaderMap,
+    /// Body.
+    pub body: futures::stream::BoxStream<'static, Result<Bytes>>,
+}
+
+impl std::fmt::Debug for PassResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassResponse")
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An object store Cistern reads from.
 #[async_trait]
 pub trait Origin: Send + Sync + 'static {
@@ -167,6 +200,16 @@ pub trait Origin: Send + Sync + 'static {
     /// Where part `part` (1-based) of the object lies. Origins without multipart uploads
     /// treat the whole object as part 1; other numbers are `InvalidPartNumber`.
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo>;
+
+    /// Sends a read the cache does not serve straight to the origin (an Azure origin's
+    /// snapshots, versions and block lists). Other origins answer `NotImplemented`.
+    async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
+        let _ = req;
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin has no such reads",
+        ))
+    }
 
     /// Whether the origin lets `cred` perform `access` on `bucket` (and `key`): `Ok(true)`
     /// allowed, `Ok(false)` refused. Origins that cannot judge such credentials answer
