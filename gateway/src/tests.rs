@@ -433,3 +433,104 @@ async fn the_s3_front_authenticates_every_request_hits_included() {
         "refused requests never reach the origin"
     );
 }
+
+/// A Blob request for `/acct/data/<key>` signed with Shared Key by our own signer.
+fn blob_request(
+    key: &str,
+    account_key: &[u8],
+    date: std::time::SystemTime,
+) -> http::request::Parts {
+    use cistern_auth::sharedkey::{self, Scheme};
+    let path = format!("/acct/data/{key}");
+    let date = httpdate::fmt_http_date(date);
+    let headers = [("x-ms-date", date.as_str()), ("x-ms-version", "2025-11-05")];
+    let auth = sharedkey::authorization(
+        &sharedkey::Request {
+            method: "GET",
+            account: "acct",
+            raw_path: &path,
+            raw_query: "",
+            headers: &headers,
+        },
+        Scheme::SharedKey,
+        account_key,
+    );
+    let (parts, ()) = http::Request::get(path)
+        .header("host", "127.0.0.1:10000")
+        .header("x-ms-date", date)
+        .header("x-ms-version", "2025-11-05")
+        .header("authorization", auth)
+        .body(())
+        .expect("request")
+        .into_parts();
+    parts
+}
+
+async fn blob_body(b: crate::blob::BlobBody) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    b.collect().await.expect("body").to_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
+    use base64::Engine as _;
+    let s = setup(MIB, Consistency::Immutable).await;
+    let data = pattern(3 * MIB + 5, 9);
+    s.origin.put("data", "obj", data.clone());
+    let key = b"blob-front-test-key".to_vec();
+    let policy = Arc::new(Policy::new([Principal {
+        access_key: "acct".into(),
+        secret: Secret::new(base64::engine::general_purpose::STANDARD.encode(&key)),
+        buckets: BucketScope::Only(vec!["data".into()]),
+        permissions: [Permission::Read, Permission::List].into_iter().collect(),
+    }]));
+    let front = crate::blob::BlobFront::new(Arc::clone(&s.pipeline), policy);
+    let now = std::time::SystemTime::now();
+
+    let h = front
+        .handle(&blob_request("obj", &key, now), None, "r1")
+        .await;
+    assert_eq!(h.op, "GetBlob");
+    assert_eq!(h.response.status(), 200);
+    assert_eq!(h.response.headers()["x-cistern-cache"], "miss");
+    assert_eq!(blob_body(h.response.into_body()).await, data);
+    let reads = s.origin.reads.load(Ordering::SeqCst);
+
+    // A hit: authenticated again, served without the origin.
+    let h = front
+        .handle(&blob_request("obj", &key, now), None, "r2")
+        .await;
+    assert_eq!(h.response.headers()["x-cistern-cache"], "hit");
+    assert_eq!(blob_body(h.response.into_body()).await, data);
+    assert_eq!(s.origin.reads.load(Ordering::SeqCst), reads);
+
+    // A hit is not served to a wrong key or a skewed clock.
+    for parts in [
+        blob_request("obj", b"another-key", now),
+        blob_request("obj", &key, now - Duration::from_secs(20 * 60)),
+    ] {
+        let h = front.handle(&parts, None, "r3").await;
+        assert_eq!(h.response.status(), 403);
+        assert_eq!(
+            h.response.headers()["x-ms-error-code"],
+            "AuthenticationFailed"
+        );
+        let b = blob_body(h.response.into_body()).await;
+        assert!(b.starts_with(b"<?xml"), "{}", String::from_utf8_lossy(&b));
+    }
+
+    // An origin that keeps failing costs a retryable Azure error, not a 500 or a panic.
+    s.origin.put("data", "broken", pattern(10, 1));
+    s.origin.fail_next.store(100, Ordering::SeqCst);
+    let h = front
+        .handle(&blob_request("broken", &key, now), None, "r4")
+        .await;
+    assert_eq!(h.response.status(), 503);
+    assert_eq!(h.response.headers()["x-ms-error-code"], "ServerBusy");
+    let b = blob_body(h.response.into_body()).await;
+    assert!(String::from_utf8_lossy(&b).contains("RequestId:r4"));
+    assert!(
+        !String::from_utf8_lossy(&b).contains("injected"),
+        "internals never leak"
+    );
+}
