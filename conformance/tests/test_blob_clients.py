@@ -121,6 +121,31 @@ def test_adlfs_reads(embedded):
                                           "datasets/train/shard-001.bin"]
 
 
+def test_one_port_for_both_dialects(cistern_factory, tmp_path):
+    """--dual-listen: boto3 and azure-storage-blob against the same address."""
+    from conftest import DEV, free_port
+    home = tmp_path / "dual"
+    (home / "data" / "shared").mkdir(parents=True)
+    data = s3util.det_bytes("dual", 2 * MIB + 9)
+    (home / "data" / "shared" / "x.bin").write_bytes(data)
+    port = free_port()
+    c = cistern_factory.with_flags("dual", args=["--dual-listen", f"127.0.0.1:{port}"], cwd=home)
+    import boto3
+    from botocore.config import Config
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                      aws_access_key_id=DEV.access_key, aws_secret_access_key=DEV.secret,
+                      config=Config(s3={"addressing_style": "path"}))
+    assert s3.get_object(Bucket="shared", Key="x.bin")["Body"].read() == data
+    cs = (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};"
+          f"BlobEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};")
+    bc = via_cs(cs).get_blob_client("shared", "x.bin")
+    r = bc.download_blob()
+    assert r.readall() == data
+    # Anonymous and unsigned: S3's answer (403 AccessDenied XML), not a Blob one.
+    plain = requests.get(f"http://127.0.0.1:{port}/shared/x.bin", timeout=30)
+    assert plain.status_code == 403 and b"AccessDenied" in plain.content
+
+
 @pytest.mark.slow
 def test_one_gib_blob_from_azurite(cistern_factory, azurite, az_data, tmp_path):
     """1 GiB uploaded to Azurite, downloaded through Cistern with max_concurrency=8: sha256

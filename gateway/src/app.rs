@@ -20,7 +20,7 @@ use crate::origin::layers::{Instrumented, Resilient};
 use crate::origin::s3::S3Origin;
 use crate::origin::Origin;
 use crate::pipeline::{AutoExpose, BucketBinding, Catalog, Pipeline, PipelineConfig};
-use crate::server::{run_admin, run_blob, run_s3, Ready};
+use crate::server::{run_admin, run_blob, run_dual, run_s3, Ready};
 
 /// A running Cistern.
 pub struct Running {
@@ -28,6 +28,8 @@ pub struct Running {
     pub s3_addr: SocketAddr,
     /// Where the Blob listener is bound.
     pub blob_addr: SocketAddr,
+    /// Where the both-dialects listener is bound, when configured.
+    pub dual_addr: Option<SocketAddr>,
     /// Where the admin listener is bound.
     pub admin_addr: SocketAddr,
     /// The metrics registry (tests read it).
@@ -136,13 +138,16 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         metrics.clone(),
     ));
     let policy = Arc::new(Policy::new(s.principals.clone()));
-    let blob_front = crate::blob::BlobFront::new(Arc::clone(&pipeline), Arc::clone(&policy));
-    let svc = crate::s3::service(
+    let blob_front = Arc::new(crate::blob::BlobFront::new(
+        Arc::clone(&pipeline),
+        Arc::clone(&policy),
+    ));
+    let svc = Arc::new(crate::s3::service(
         Arc::clone(&pipeline),
         policy,
         s.virtual_host_domains.clone(),
         s.region.clone(),
-    );
+    ));
 
     let s3_listener = TcpListener::bind(s.s3_listen)
         .await
@@ -153,16 +158,38 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     let admin_listener = TcpListener::bind(s.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", s.admin_listen))?;
+    let dual_listener = match s.dual_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (both dialects)"))?,
+        ),
+        None => None,
+    };
     let s3_addr = s3_listener.local_addr()?;
     let blob_addr = blob_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let dual_addr = dual_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
     let (stop, rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
     let ready = Ready::default();
-    let tasks = vec![
+    let mut tasks = Vec::new();
+    if let Some(l) = dual_listener {
+        tasks.push(tokio::spawn(run_dual(
+            l,
+            Arc::clone(&svc),
+            Arc::clone(&blob_front),
+            metrics.clone(),
+            stopped(rx.clone()),
+        )));
+    }
+    tasks.extend([
         tokio::spawn(run_s3(
             s3_listener,
             svc,
@@ -181,11 +208,12 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             ready.clone(),
             stopped(rx),
         )),
-    ];
+    ]);
     ready.0.store(true, Ordering::Relaxed);
     Ok(Running {
         s3_addr,
         blob_addr,
+        dual_addr,
         admin_addr,
         metrics,
         ready,

@@ -56,6 +56,8 @@ pub struct ListenSection {
     pub s3: Option<String>,
     /// Azure Blob listener. Default: `127.0.0.1:10000`.
     pub blob: Option<String>,
+    /// One listener for both dialects, chosen per request. Default: none.
+    pub dual: Option<String>,
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`). Default: `127.0.0.1:9464`.
     pub admin: Option<String>,
 }
@@ -228,6 +230,8 @@ pub struct Overrides {
     pub s3_listen: Option<String>,
     /// `--blob-listen ADDR`.
     pub blob_listen: Option<String>,
+    /// `--dual-listen ADDR`.
+    pub dual_listen: Option<String>,
     /// `--admin-listen ADDR`.
     pub admin_listen: Option<String>,
     /// `--memory-cache SIZE`.
@@ -287,6 +291,8 @@ pub struct Settings {
     pub s3_listen: SocketAddr,
     /// Blob listener.
     pub blob_listen: SocketAddr,
+    /// Both-dialects listener.
+    pub dual_listen: Option<SocketAddr>,
     /// Admin listener.
     pub admin_listen: SocketAddr,
     /// SSD cache directory.
@@ -590,6 +596,12 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             .or(f.listen.blob.as_deref())
             .unwrap_or("127.0.0.1:10000"),
     )?;
+    let dual_listen = o
+        .dual_listen
+        .as_deref()
+        .or(f.listen.dual.as_deref())
+        .map(|a| parse_addr("listen.dual", a))
+        .transpose()?;
     let admin_listen = parse_addr(
         "listen.admin",
         o.admin_listen
@@ -787,11 +799,13 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         dev_credentials = true;
     }
     if dev_credentials {
-        for (flag, addr) in [
-            ("listen.s3", s3_listen),
-            ("listen.blob", blob_listen),
-            ("listen.admin", admin_listen),
-        ] {
+        let listeners = [
+            ("listen.s3", Some(s3_listen)),
+            ("listen.blob", Some(blob_listen)),
+            ("listen.dual", dual_listen),
+            ("listen.admin", Some(admin_listen)),
+        ];
+        for (flag, addr) in listeners.into_iter().filter_map(|(f, a)| Some((f, a?))) {
             if !addr.ip().is_loopback() {
                 return Err(err(
                     flag,
@@ -804,6 +818,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     Ok(Settings {
         s3_listen,
         blob_listen,
+        dual_listen,
         admin_listen,
         cache_dir,
         memory_bytes,

@@ -44,6 +44,10 @@ struct ServeArgs {
     /// Azure Blob listener. Default: 127.0.0.1:10000.
     #[arg(long, value_name = "ADDR")]
     blob_listen: Option<String>,
+    /// One listener for both dialects, chosen per request (x-ms-* headers, Shared Key, bearer
+    /// or SAS → Blob; else S3). Default: none.
+    #[arg(long, value_name = "ADDR")]
+    dual_listen: Option<String>,
     /// Admin listener (/metrics, /healthz, /readyz). Default: 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
@@ -86,6 +90,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cache_dir: a.cache_dir,
         s3_listen: a.s3_listen,
         blob_listen: a.blob_listen,
+        dual_listen: a.dual_listen,
         admin_listen: a.admin_listen,
         memory_cache: a.memory_cache,
         disk_cache: a.disk_cache,
@@ -108,6 +113,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         println!("cistern {} serving", env!("CARGO_PKG_VERSION"));
         println!("  S3:      http://{s3}");
         println!("  Blob:    http://{}/<account>", running.blob_addr);
+        if let Some(d) = running.dual_addr {
+            println!("  both:    http://{d} (dialect chosen per request)");
+        }
         println!(
             "  admin:   http://{}/metrics  /healthz  /readyz",
             running.admin_addr

@@ -1,4 +1,5 @@
-//! Listeners: the S3 and Blob fronts and the admin endpoints, each `run(listener, shutdown)` on a bound
+//! Listeners: the S3 and Blob fronts (each on its port, or both on one with per-request
+//! dialect detection) and the admin endpoints, each `run(listener, shutdown)` on a bound
 //! socket so tests can use port 0. SIGTERM-style shutdown stops accepting and drains.
 
 use std::convert::Infallible;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,7 +18,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::blob::BlobFront;
+use crate::blob::{BlobBody, BlobFront};
 use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
 use crate::s3::error::{early_response, refuse_early};
@@ -42,11 +43,10 @@ fn request_id() -> String {
 /// Serves the S3 dialect on `listener` until `shutdown` resolves, then drains.
 pub async fn run_s3(
     listener: TcpListener,
-    svc: S3Endpoint,
+    svc: Arc<S3Endpoint>,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
-    let svc = Arc::new(svc);
     serve(listener, shutdown, move |req, _peer| {
         let (svc, metrics) = (Arc::clone(&svc), metrics.clone());
         async move { Ok::<_, Infallible>(handle_s3(&svc, &metrics, req).await) }
@@ -105,29 +105,84 @@ async fn handle_s3(
 /// Serves the Blob dialect on `listener` until `shutdown` resolves, then drains.
 pub async fn run_blob(
     listener: TcpListener,
-    front: BlobFront,
+    front: Arc<BlobFront>,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
-    let front = Arc::new(front);
     serve(listener, shutdown, move |req, peer| {
         let (front, metrics) = (Arc::clone(&front), metrics.clone());
+        async move { Ok::<_, Infallible>(handle_blob(&front, &metrics, req, peer).await) }
+    })
+    .await;
+}
+
+async fn handle_blob(
+    front: &BlobFront,
+    metrics: &Metrics,
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+) -> http::Response<BlobBody> {
+    let start = Instant::now();
+    let rid = request_id();
+    let (parts, _body) = req.into_parts();
+    let handled = front.handle(&parts, Some(peer.ip()), &rid).await;
+    record(
+        metrics,
+        "blob",
+        &rid,
+        &parts.method,
+        parts.uri.path(),
+        handled.op,
+        &handled.response,
+        start,
+    );
+    handled.response
+}
+
+/// Whether a request speaks the Blob dialect: it names a storage service version, carries a
+/// Shared Key or bearer `Authorization`, or a SAS (`sv` with `sig`). Everything else is S3
+/// (whose signatures are `AWS4-HMAC-SHA256` headers or `X-Amz-*` query parameters).
+pub fn is_blob_request<B>(req: &http::Request<B>) -> bool {
+    let h = req.headers();
+    if h.contains_key("x-ms-version") || h.contains_key("x-ms-date") {
+        return true;
+    }
+    if let Some(a) = h
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return a.starts_with("SharedKey ")
+            || a.starts_with("SharedKeyLite ")
+            || a.starts_with("Bearer ");
+    }
+    let q = req.uri().query().unwrap_or("");
+    let has = |name: &str| {
+        q.split('&')
+            .any(|p| p.split('=').next().is_some_and(|k| k == name))
+    };
+    has("sig") && has("sv")
+}
+
+/// Serves both dialects on one port (single-port deployments), choosing per request with
+/// [`is_blob_request`].
+pub async fn run_dual(
+    listener: TcpListener,
+    s3: Arc<S3Endpoint>,
+    blob: Arc<BlobFront>,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve(listener, shutdown, move |req, peer| {
+        let (s3, blob, metrics) = (Arc::clone(&s3), Arc::clone(&blob), metrics.clone());
         async move {
-            let start = Instant::now();
-            let rid = request_id();
-            let (parts, _body) = req.into_parts();
-            let handled = front.handle(&parts, Some(peer.ip()), &rid).await;
-            record(
-                &metrics,
-                "blob",
-                &rid,
-                &parts.method,
-                parts.uri.path(),
-                handled.op,
-                &handled.response,
-                start,
-            );
-            Ok::<_, Infallible>(handled.response)
+            let resp = if is_blob_request(&req) {
+                handle_blob(&blob, &metrics, req, peer)
+                    .await
+                    .map(Either::Right)
+            } else {
+                handle_s3(&s3, &metrics, req).await.map(Either::Left)
+            };
+            Ok::<_, Infallible>(resp)
         }
     })
     .await;
@@ -297,5 +352,48 @@ where
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within the drain timeout");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_blob_request;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut b = http::Request::get(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn dialects_are_told_apart_per_request() {
+        assert!(is_blob_request(&req(
+            "/acct/c/b",
+            &[("x-ms-version", "2025-11-05")]
+        )));
+        assert!(is_blob_request(&req(
+            "/acct/c/b",
+            &[("authorization", "SharedKey a:b")]
+        )));
+        assert!(is_blob_request(&req(
+            "/acct/c/b",
+            &[("authorization", "Bearer t")]
+        )));
+        assert!(is_blob_request(&req(
+            "/acct/c/b?sv=2025-01-05&sr=b&sig=x",
+            &[]
+        )));
+        assert!(!is_blob_request(&req(
+            "/bucket/key",
+            &[("authorization", "AWS4-HMAC-SHA256 Credential=a/b")]
+        )));
+        assert!(!is_blob_request(&req(
+            "/bucket/key?X-Amz-Signature=x&X-Amz-Credential=y",
+            &[]
+        )));
+        assert!(!is_blob_request(&req("/bucket/key?sig=only", &[])));
+        assert!(!is_blob_request(&req("/bucket/key", &[])));
     }
 }

@@ -302,7 +302,7 @@ async fn serve_s3(s: &Setup) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(crate::server::run_s3(
         listener,
-        svc,
+        Arc::new(svc),
         s.metrics.clone(),
         async move {
             let _ = rx.await;
