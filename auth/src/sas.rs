@@ -299,9 +299,28 @@ impl Sas {
         Err(SasError::BadSignature)
     }
 
-    /// Checks a verified SAS against the request: time window, IP, protocol, service,
+    /// Checks what only the server facing the client can see: the caller's address (`sip`)
+    /// and the protocol (`spr`). Run first, and alone for a SAS whose other limits live in a
+    /// stored access policy at the origin.
+    pub fn check_network(&self, t: &Target<'_>) -> Result<(), SasError> {
+        if !self.ip.is_empty() {
+            let ok = t.client_ip.is_some_and(|ip| ip_in(&self.ip, ip));
+            if !ok {
+                return Err(SasError::SourceIp);
+            }
+        }
+        match self.protocol.as_str() {
+            "" | "https,http" | "http,https" => Ok(()),
+            "https" if t.https => Ok(()),
+            "https" => Err(SasError::Protocol),
+            _ => Err(SasError::Malformed("spr is not https or https,http")),
+        }
+    }
+
+    /// Checks a verified SAS against the request: IP and protocol, time window, service,
     /// resource type, permission and scope, in that order.
     pub fn check(&self, t: &Target<'_>) -> Result<(), SasError> {
+        self.check_network(t)?;
         if !self.start.is_empty() {
             let st =
                 parse_time(&self.start).ok_or(SasError::Malformed("st is not a valid time"))?;
@@ -312,18 +331,6 @@ impl Sas {
         let se = parse_time(&self.expiry).ok_or(SasError::Malformed("se is not a valid time"))?;
         if t.now >= se {
             return Err(SasError::Time("Signed expiry time has passed"));
-        }
-        if !self.ip.is_empty() {
-            let ok = t.client_ip.is_some_and(|ip| ip_in(&self.ip, ip));
-            if !ok {
-                return Err(SasError::SourceIp);
-            }
-        }
-        match self.protocol.as_str() {
-            "" | "https,http" | "http,https" => {}
-            "https" if t.https => {}
-            "https" => return Err(SasError::Protocol),
-            _ => return Err(SasError::Malformed("spr is not https or https,http")),
         }
         let kind = self.kind()?;
         if kind == Kind::Account {
@@ -445,6 +452,19 @@ mod tests {
         ))
         .expect("parse");
         assert_eq!(https.check(&target("r")), Err(SasError::Protocol));
+    }
+
+    #[test]
+    fn network_limits_are_checked_without_a_time_window() {
+        // A stored-policy SAS carries no se: its IP limit still holds.
+        let s = Sas::parse(&q(
+            "sv=2025-01-05&sr=c&si=pol&sip=10.0.0.0-10.255.255.255&sig=AA==",
+        ))
+        .expect("parse");
+        assert_eq!(s.check_network(&target("r")), Err(SasError::SourceIp));
+        let mut inside = target("r");
+        inside.client_ip = Some("10.1.2.3".parse().expect("ip"));
+        assert_eq!(s.check_network(&inside), Ok(()));
     }
 
     #[test]

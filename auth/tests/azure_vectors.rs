@@ -97,13 +97,15 @@ fn shared_key_vectors() {
             }
             for (i, auth) in forms.iter().enumerate() {
                 let sig = signature_of(auth);
-                // sk-15: the SDK leaves upper-case X-MS- headers out; a server that sees
-                // lower-case names cannot reproduce that, and Azure rejects it too.
-                let sdk_drops_uppercase = id.starts_with("sk-15") && i == 0;
+                // Two SDK forms Azure itself rejects, and so do we: sk-15, where the SDK
+                // leaves upper-case X-MS- headers out (a server that sees lower-case names
+                // cannot reproduce that), and sk-11, where it leaves a `Range` header unsigned
+                // without an `x-ms-range` (accepting it would let anyone add a Range).
+                let azure_rejects = (id.starts_with("sk-15") || id.starts_with("sk-11")) && i == 0;
                 assert_eq!(
                     sharedkey::verify(&req, scheme, &sig, &keys),
-                    !sdk_drops_uppercase,
-                    "{id}: form {i} should verify"
+                    !azure_rejects,
+                    "{id}: form {i}"
                 );
             }
             // A different key or a changed path does not.

@@ -348,6 +348,11 @@ def _negative_cases(gw, blob):
         ("user delegation SAS the origin refuses", "GET",
          base + "?" + blob_sas(AZ, blob) + "&skoid=00000000-0000-0000-0000-000000000000", {},
          403, "AuthorizationFailure"),
+        ("stored-policy SAS from another IP", "GET",
+         base + "?" + blob_sas(AZ, blob, policy_id="readpol", permission=None, expiry=None,
+                               ip="10.9.8.7"), {}, 403, "AuthorizationSourceIPMismatch"),
+        ("duplicate query parameter", "GET",
+         base + "?" + blob_sas(AZ, blob) + "&sp=rwdl", {}, 400, "InvalidQueryParameterValue"),
         ("user delegation SAS from another IP", "GET",
          base + "?" + blob_sas(AZ, blob, ip="10.9.8.7")
          + "&skoid=00000000-0000-0000-0000-000000000000", {}, 403,
@@ -442,6 +447,16 @@ def test_snapshots_and_block_lists_pass_through(gw_az, azurite, az_data):
     got = mine.get_blob_client("blocks/b.bin").get_block_list("committed")
     assert [(b.id, b.size) for b in got[0]] == [(b.id, b.size) for b in want[0]]
     assert [(b.id, b.size) for b in got[0]] == [("YmxvY2stMQ==", 100), ("YmxvY2stMg==", 50)]
+
+
+def test_sas_response_overrides(gw_az, az_data):
+    """rsct/rscd in a SAS set the response headers (they are signed by the issuer)."""
+    sas = blob_sas(AZ, "hello.txt", content_type="text/x-cistern",
+                   content_disposition="attachment; filename=h.txt")
+    r = requests.get(blob_url(gw_az.blob_url, AZ, "hello.txt") + "?" + sas, timeout=30)
+    assert r.status_code == 200 and r.content == az_data.blobs["hello.txt"]
+    assert r.headers["content-type"] == "text/x-cistern"
+    assert r.headers["content-disposition"] == "attachment; filename=h.txt"
 
 
 def test_shared_key_with_metadata_collation(gw_az):

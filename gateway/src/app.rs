@@ -141,6 +141,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     let blob_front = Arc::new(crate::blob::BlobFront::new(
         Arc::clone(&pipeline),
         Arc::clone(&policy),
+        s.blob_host_domains.clone(),
     ));
     let svc = Arc::new(crate::s3::service(
         Arc::clone(&pipeline),

@@ -34,6 +34,9 @@ pub struct FileConfig {
     /// S3 front settings.
     #[serde(default)]
     pub s3: S3Section,
+    /// Blob front settings.
+    #[serde(default)]
+    pub blob: BlobSection,
     /// Policy for buckets that do not set their own (and for auto-exposed buckets).
     #[serde(default)]
     pub defaults: PolicySection,
@@ -89,6 +92,16 @@ pub struct S3Section {
     /// The region clients sign for; requests signed for another are refused as S3 does.
     /// Default: `us-east-1`.
     pub region: Option<String>,
+}
+
+/// `[blob]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobSection {
+    /// Suffixes under which `<account>.<suffix>` is a host-style account URL, e.g.
+    /// `blob.core.windows.net`. Default: none (path-style `/<account>/…` only).
+    #[serde(default)]
+    pub host_domains: Vec<String>,
 }
 
 /// A consistency policy as written in configuration.
@@ -307,6 +320,8 @@ pub struct Settings {
     pub readahead: usize,
     /// Virtual-host domains.
     pub virtual_host_domains: Vec<String>,
+    /// Blob host-style domains.
+    pub blob_host_domains: Vec<String>,
     /// Region clients sign for.
     pub region: String,
     /// Origins.
@@ -826,6 +841,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         chunk_size,
         readahead,
         virtual_host_domains: f.s3.virtual_host_domains,
+        blob_host_domains: f.blob.host_domains,
         region: f.s3.region.unwrap_or_else(|| "us-east-1".into()),
         origins,
         buckets,

@@ -484,7 +484,7 @@ async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
         buckets: BucketScope::Only(vec!["data".into()]),
         permissions: [Permission::Read, Permission::List].into_iter().collect(),
     }]));
-    let front = crate::blob::BlobFront::new(Arc::clone(&s.pipeline), policy);
+    let front = crate::blob::BlobFront::new(Arc::clone(&s.pipeline), policy, vec![]);
     let now = std::time::SystemTime::now();
 
     let h = front

@@ -77,27 +77,36 @@ impl Judgements {
     fn put(&self, k: JudgementKey, ok: bool, until: Instant) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_JUDGEMENTS {
-            map.clear();
+            // Expired entries go first; only a map full of live ones is dropped whole.
+            let now = Instant::now();
+            map.retain(|_, (_, t)| *t > now);
+            if map.len() >= MAX_JUDGEMENTS {
+                map.clear();
+            }
         }
         map.insert(k, (ok, until));
     }
 }
 
+/// A digest of the credential that identifies it unambiguously (every field length-prefixed,
+/// so no two different credentials share it).
 fn digest(cred: &ForeignCredential) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
     match cred {
         ForeignCredential::Bearer(t) => {
-            h.update(b"bearer\0");
-            h.update(t.as_bytes());
+            field(b"bearer");
+            field(t.as_bytes());
         }
         ForeignCredential::Sas(pairs) => {
-            h.update(b"sas\0");
+            field(b"sas");
             for (k, v) in pairs {
-                h.update(k.as_bytes());
-                h.update(b"=");
-                h.update(v.as_bytes());
-                h.update(b"&");
+                field(k.as_bytes());
+                field(v.as_bytes());
             }
         }
     }
@@ -407,26 +416,22 @@ async fn judged(
         return Ok(()); // authenticated enough to learn it is not implemented
     };
     if let Some(s) = &d.sas {
-        let delegated_key = s.kind().ok() == Some(Kind::UserDelegation);
-        s.check(&Target {
+        let target = Target {
             container: r.container.as_deref(),
             blob: r.blob.as_deref(),
             resource_type: need.level,
-            // A stored policy holds the permissions and window; the origin checks those.
-            permission: if delegated_key {
-                need.sas_letters
-            } else {
-                None
-            },
+            permission: need.sas_letters,
             client_ip: peer,
             https: false,
             now: time::OffsetDateTime::from(now),
-        })
-        .or_else(|e| match e {
-            // A stored policy may hold se; its absence here is not an error.
-            sas::SasError::Malformed(_) if !delegated_key => Ok(()),
-            e => Err(e),
-        })?;
+        };
+        if s.kind().ok() == Some(Kind::UserDelegation) {
+            s.check(&target)?;
+        } else {
+            // A stored policy holds the window and permissions (the origin checks those); the
+            // caller's IP and protocol only Cistern can see.
+            s.check_network(&target)?;
+        }
     }
     if d.expires.is_some_and(|t| t <= now) {
         return Err(BlobError::auth_failed("The token has expired."));
@@ -441,7 +446,12 @@ async fn judged(
         (_, Operation::ListBlobs) => Access::List,
         _ => Access::Bucket,
     };
-    let binding = pipeline.catalog().resolve(container).await?;
+    // A credential not yet judged must not learn which containers exist.
+    let binding = match pipeline.catalog().resolve(container).await {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NoSuchBucket => return Err(refused()),
+        Err(e) => return Err(e.into()),
+    };
     let key: JudgementKey = (
         digest(&d.cred),
         format!("{}/{}", binding.origin_name, binding.origin_bucket),

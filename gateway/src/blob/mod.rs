@@ -41,6 +41,9 @@ const MAX_MD5_RANGE: u64 = 4 << 20;
 /// Most entries in one List Blobs or List Containers page.
 const MAX_RESULTS: usize = 5000;
 
+/// Most entries in one `include=metadata` List Blobs page.
+const MAX_METADATA_RESULTS: usize = 500;
+
 /// How many metadata lookups a `include=metadata` listing runs at once.
 const LIST_METADATA_CONCURRENCY: usize = 16;
 
@@ -99,11 +102,20 @@ impl http_body::Body for BlobBody {
 
 /// The Blob front.
 pub struct BlobFront {
+    domains: Vec<String>,
     pipeline: Arc<Pipeline>,
     policy: Arc<Policy>,
     accounts: Accounts,
     judgements: auth::Judgements,
+    /// The catalog's containers and creation times, briefly cached (Get Container Properties
+    /// would otherwise list the origin's buckets on every call).
+    containers: std::sync::Mutex<Option<(std::time::Instant, ContainerList)>>,
 }
+
+type ContainerList = Arc<Vec<(String, Option<SystemTime>)>>;
+
+/// How long the container list is reused.
+const CONTAINER_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the listener logs about a handled request.
 pub struct Handled {
@@ -119,10 +131,19 @@ fn query_pairs(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A query parameter by its exact (lower-case) name: Azure's are lower case, and duplicates
+/// are refused before anything reads them.
 fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// A parameter named twice (in any case): refused, since Shared Key clients disagree on which
+/// one they sign and the operation would read another.
+fn duplicate_parameter(q: &[(String, String)]) -> Option<&str> {
+    let mut seen = std::collections::HashSet::new();
     q.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(k, _)| k.as_str())
+        .find(|k| !seen.insert(k.to_ascii_lowercase()))
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -296,14 +317,17 @@ impl Reply {
 }
 
 impl BlobFront {
-    /// The front over `pipeline`, authenticating the policy's Blob accounts.
-    pub fn new(pipeline: Arc<Pipeline>, policy: Arc<Policy>) -> Self {
+    /// The front over `pipeline`, authenticating the policy's Blob accounts; `domains` are
+    /// the host-style suffixes (`<account>.<domain>`), e.g. `blob.core.windows.net`.
+    pub fn new(pipeline: Arc<Pipeline>, policy: Arc<Policy>, domains: Vec<String>) -> Self {
         let accounts = Accounts::from_policy(&policy);
         Self {
+            domains,
             pipeline,
             policy,
             accounts,
             judgements: auth::Judgements::default(),
+            containers: std::sync::Mutex::new(None),
         }
     }
 
@@ -350,9 +374,22 @@ impl BlobFront {
         let host = header(&parts.headers, "host")
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        if let Some(name) = duplicate_parameter(&query) {
+            return (
+                Err(BlobError::invalid_query(
+                    "duplicate",
+                    name,
+                    "A query parameter is given more than once.",
+                )),
+                "unknown",
+            );
+        }
+        let host_style = host
+            .as_deref()
+            .and_then(|h| router::host_account(h, &self.domains));
         let routed = match router::route(
             &parts.method,
-            host.as_deref(),
+            host_style,
             parts.uri.path(),
             &query,
             parts.headers.contains_key("x-ms-copy-source"),
@@ -386,11 +423,17 @@ impl BlobFront {
             )
             .await?;
             let endpoint = match host.as_deref() {
-                Some(h) if router::host_account(h).is_some() => format!("http://{h}/"),
+                Some(h) if host_style.is_some() => format!("http://{h}/"),
                 Some(h) => format!("http://{h}/{}/", routed.account),
                 None => format!("/{}/", routed.account),
             };
-            self.operate(&routed, parts, &query, &endpoint).await
+            let mut reply = self.operate(&routed, parts, &query, &endpoint).await?;
+            if matches!(routed.op, Operation::GetBlob | Operation::GetBlobProperties)
+                && reply.status.is_success()
+            {
+                apply_sas_overrides(&caller, &mut reply.headers);
+            }
+            Ok(reply)
         }
         .await;
         (result, op)
@@ -494,7 +537,7 @@ impl BlobFront {
             key: blob.to_string(),
             query: q
                 .iter()
-                .filter(|(k, _)| PASS_QUERY.contains(&k.to_ascii_lowercase().as_str()))
+                .filter(|(k, _)| PASS_QUERY.contains(&k.as_str()))
                 .cloned()
                 .collect(),
             headers: PASS_HEADERS
@@ -540,6 +583,18 @@ impl BlobFront {
         })
     }
 
+    async fn container_list(&self) -> crate::error::Result<ContainerList> {
+        let lock = || self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, list)) = lock().as_ref() {
+            if at.elapsed() < CONTAINER_LIST_TTL {
+                return Ok(Arc::clone(list));
+            }
+        }
+        let list = Arc::new(self.pipeline.catalog().list().await?);
+        *lock() = Some((std::time::Instant::now(), Arc::clone(&list)));
+        Ok(list)
+    }
+
     async fn bucket(&self, container: &str) -> Result<Arc<BucketBinding>, BlobError> {
         Ok(self.pipeline.catalog().resolve(container).await?)
     }
@@ -561,7 +616,7 @@ impl BlobFront {
             ));
         }
         if let (true, Some(RangeSpec::FromTo { first, last })) = (want_md5, range) {
-            if last - first + 1 > MAX_MD5_RANGE {
+            if last - first >= MAX_MD5_RANGE {
                 return Err(BlobError::new(
                     StatusCode::BAD_REQUEST,
                     "OutOfRangeInput",
@@ -628,13 +683,14 @@ impl BlobFront {
     async fn container_properties(&self, container: &str) -> Result<Reply, BlobError> {
         let b = self.bucket(container).await?;
         let created = self
-            .pipeline
-            .catalog()
-            .list()
+            .container_list()
             .await
             .ok()
-            .and_then(|all| all.into_iter().find(|(n, _)| n == container))
-            .and_then(|(_, c)| c)
+            .and_then(|all| {
+                all.iter()
+                    .find(|(n, _)| n == container)
+                    .and_then(|(_, c)| *c)
+            })
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut h = HeaderMap::new();
         set(&mut h, "last-modified", &xml::http_date(created));
@@ -702,10 +758,17 @@ impl BlobFront {
         let marker = get(q, "marker").filter(|m| !m.is_empty());
         let max = max_results(q)?;
         let include = includes(q)?;
+        // With metadata, each blob may cost a HEAD at the origin: smaller pages bound that
+        // (a page may hold fewer than maxresults; the marker carries on).
+        let page_max = if include.metadata {
+            max.unwrap_or(MAX_RESULTS).min(MAX_METADATA_RESULTS)
+        } else {
+            max.unwrap_or(MAX_RESULTS)
+        };
         let query = ListQuery {
             prefix: prefix.unwrap_or("").to_string(),
             delimiter: delimiter.map(str::to_string),
-            max_keys: max.unwrap_or(MAX_RESULTS),
+            max_keys: page_max,
             cursor: ListCursor::V1 {
                 marker: marker.map(str::to_string),
             },
@@ -791,6 +854,29 @@ fn container_etag(t: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     format!("0x{ms:X}")
+}
+
+/// A SAS's `rscc`, `rscd`, `rsce`, `rscl` and `rsct` replace the response headers they name,
+/// as Azure applies them (they are signed, so the SAS's issuer chose them).
+fn apply_sas_overrides(caller: &Caller, h: &mut HeaderMap) {
+    let sas = match caller {
+        Caller::Sas(s) => Some(&**s),
+        Caller::Delegated(d) => d.sas.as_ref(),
+        _ => None,
+    };
+    let Some(sas) = sas else { return };
+    let names = [
+        "cache-control",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+        "content-type",
+    ];
+    for (name, value) in names.into_iter().zip(&sas.overrides) {
+        if !value.is_empty() {
+            set(h, name, value);
+        }
+    }
 }
 
 /// Snapshot and version reads bypass the cache (whose keys are the current versions').

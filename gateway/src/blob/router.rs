@@ -76,8 +76,11 @@ pub struct Routed {
     pub blob: Option<String>,
 }
 
-/// The account when `host` is `<account>.blob.<domain>` (port ignored).
-pub fn host_account(host: &str) -> Option<&str> {
+/// The account when `host` is `<account>.<domain>` for one of the configured host-style
+/// `domains` (e.g. `blob.core.windows.net`; port ignored). Only configured domains count:
+/// Shared Key does not sign the host, so a host-style guess could re-address a signed
+/// path-style request.
+pub fn host_account<'a>(host: &'a str, domains: &[String]) -> Option<&'a str> {
     let name = host.rsplit_once(':').map_or(host, |(h, p)| {
         if p.bytes().all(|c| c.is_ascii_digit()) {
             h
@@ -85,10 +88,10 @@ pub fn host_account(host: &str) -> Option<&str> {
             host
         }
     });
-    let mut labels = name.split('.');
-    let account = labels.next()?;
-    (labels.next() == Some("blob") && labels.next().is_some() && is_account_name(account))
-        .then_some(account)
+    domains.iter().find_map(|d| {
+        let account = name.strip_suffix(d.as_str())?.strip_suffix('.')?;
+        is_account_name(account).then_some(account)
+    })
 }
 
 /// Azure account names: 3–24 lower-case letters and digits.
@@ -105,17 +108,19 @@ fn decode(s: &str) -> Result<String, RouteError> {
         .map_err(|_| RouteError::BadPath)
 }
 
-/// Routes a request. `query` holds decoded pairs; `copy_source` says whether an
-/// `x-ms-copy-source` header is present (it turns a PUT into a copy).
+/// Routes a request. `host_account` is the account named by a host-style host (see
+/// [`host_account`]), else the path's first segment is; `query` holds decoded pairs;
+/// `copy_source` says whether an `x-ms-copy-source` header is present (it turns a PUT into
+/// a copy).
 pub fn route(
     method: &Method,
-    host: Option<&str>,
+    host_account: Option<&str>,
     raw_path: &str,
     query: &[(String, String)],
     copy_source: bool,
 ) -> Result<Routed, RouteError> {
     let trimmed = raw_path.strip_prefix('/').unwrap_or(raw_path);
-    let (account, rest) = match host.and_then(host_account) {
+    let (account, rest) = match host_account {
         Some(a) => (a.to_string(), trimmed),
         None => {
             let (a, rest) = trimmed.split_once('/').unwrap_or((trimmed, ""));
@@ -136,7 +141,7 @@ pub fn route(
     let get = |name: &str| {
         query
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
     let restype = get("restype");
@@ -306,7 +311,7 @@ mod tests {
 
     fn op(method: &str, path: &str, query: &str) -> Result<Operation, RouteError> {
         let m = Method::from_bytes(method.as_bytes()).expect("method");
-        route(&m, Some("127.0.0.1:10000"), path, &q(query), false).map(|r| r.op)
+        route(&m, None, path, &q(query), false).map(|r| r.op)
     }
 
     /// The request lines of Microsoft's Blob service REST reference, one per operation.
@@ -529,9 +534,10 @@ mod tests {
 
     #[test]
     fn addressing_path_and_host_style() {
+        let domains = vec!["blob.core.windows.net".to_string()];
         let r = route(
             &Method::GET,
-            Some("127.0.0.1:10000"),
+            host_account("127.0.0.1:10000", &domains),
             "/devstoreaccount1/data/dir%2Fa%20b.txt",
             &[],
             false,
@@ -543,7 +549,7 @@ mod tests {
 
         let r = route(
             &Method::GET,
-            Some("myacct.blob.core.windows.net"),
+            host_account("myacct.blob.core.windows.net:443", &domains),
             "/data/x/y",
             &[],
             false,
@@ -553,9 +559,11 @@ mod tests {
         assert_eq!(r.container.as_deref(), Some("data"));
         assert_eq!(r.blob.as_deref(), Some("x/y"));
 
-        assert_eq!(host_account("myacct.blob.localhost:10000"), Some("myacct"));
-        assert_eq!(host_account("localhost:10000"), None);
-        assert_eq!(host_account("UPPER.blob.x"), None);
+        // Only configured domains are host-style.
+        assert_eq!(host_account("myacct.blob.localhost:10000", &domains), None);
+        assert_eq!(host_account("localhost:10000", &domains), None);
+        assert_eq!(host_account("UPPER.blob.core.windows.net", &domains), None);
+        assert_eq!(host_account("a.b.blob.core.windows.net", &domains), None);
         assert_eq!(
             route(&Method::GET, None, "/", &[], false),
             Err(RouteError::NoAccount)

@@ -248,7 +248,7 @@ impl AzureOrigin {
             } else {
                 ErrorKind::OriginUnavailable
             };
-            Error::new(kind, "The origin could not be reached").with_source(e)
+            Error::new(kind, "The origin could not be reached").with_source(e.without_url())
         })?;
         let status = resp.status();
         if status.is_success() || accept.contains(&status) {
@@ -277,7 +277,7 @@ impl AzureOrigin {
                 ErrorKind::OriginUnavailable,
                 "The origin's response broke off",
             )
-            .with_source(e)
+            .with_source(e.without_url())
         })
     }
 }
@@ -628,7 +628,7 @@ impl Origin for AzureOrigin {
                         ErrorKind::OriginUnavailable,
                         "The origin's response broke off",
                     )
-                    .with_source(e)
+                    .with_source(e.without_url())
                 })
             })
             .boxed();

@@ -57,7 +57,8 @@ pub enum EntraSource {
     },
 }
 
-#[derive(Debug, Deserialize)]
+/// A token endpoint's answer (no `Debug`: it holds the token).
+#[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
     /// Seconds; the metadata endpoint sends it as a string.
@@ -128,7 +129,8 @@ impl TokenSource {
         let token: Arc<str> = Arc::from(fresh.access_token);
         *cached = Some(Cached {
             token: Arc::clone(&token),
-            refresh_at: Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN),
+            // Short-lived tokens are refreshed at half their life rather than every use.
+            refresh_at: Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2)),
         });
         Ok(token)
     }
@@ -201,7 +203,9 @@ impl TokenSource {
             .timeout(Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| failed("the token endpoint could not be reached").with_source(e))?;
+            .map_err(|e| {
+                failed("the token endpoint could not be reached").with_source(e.without_url())
+            })?;
         let status = resp.status();
         if !status.is_success() {
             // The body may echo request details; only the status is kept.
@@ -215,10 +219,9 @@ impl TokenSource {
             )
             .with_source(TokenStatus(status.as_u16())));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| failed("the token endpoint's answer broke off").with_source(e))?;
+        let body = resp.bytes().await.map_err(|e| {
+            failed("the token endpoint's answer broke off").with_source(e.without_url())
+        })?;
         serde_json::from_slice::<TokenResponse>(&body)
             .map_err(|e| failed("the token endpoint sent an unreadable answer").with_source(e))
     }
@@ -371,9 +374,9 @@ mod tests {
     #[tokio::test]
     async fn managed_identity_asks_the_metadata_endpoint_and_refreshes_near_expiry() {
         let seen = Arc::new(Seen::default());
-        // The metadata endpoint sends expires_in as a string; 60 s is inside the refresh margin,
-        // so every use fetches a new token.
-        let addr = serve(Arc::clone(&seen), "\"60\"").await;
+        // The metadata endpoint sends expires_in as a string; a 1 s token is refreshed at half
+        // its life.
+        let addr = serve(Arc::clone(&seen), "\"1\"").await;
         let o = origin(
             addr,
             EntraSource::ManagedIdentity {
@@ -382,6 +385,7 @@ mod tests {
             },
         );
         o.head("c", "b").await.expect("head");
+        tokio::time::sleep(Duration::from_millis(600)).await;
         o.head("c", "b").await.expect("head");
         assert_eq!(seen.token_requests.load(Ordering::SeqCst), 2);
         assert_eq!(

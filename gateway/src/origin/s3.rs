@@ -175,7 +175,7 @@ impl S3Origin {
             } else {
                 ErrorKind::OriginUnavailable
             };
-            Error::new(kind, "The origin could not be reached").with_source(e)
+            Error::new(kind, "The origin could not be reached").with_source(e.without_url())
         })?;
         let status = resp.status();
         if status.is_success() || accept.contains(&status) {
@@ -382,7 +382,7 @@ impl Origin for S3Origin {
                 ErrorKind::OriginUnavailable,
                 "The origin's response broke off",
             )
-            .with_source(e)
+            .with_source(e.without_url())
         })?;
         let parsed: XmlBuckets = quick_xml::de::from_str(&body).map_err(bad_xml)?;
         Ok(parsed
@@ -560,7 +560,7 @@ impl Origin for S3Origin {
                 ErrorKind::OriginUnavailable,
                 "The origin's response broke off",
             )
-            .with_source(e)
+            .with_source(e.without_url())
         })?;
         let parsed: XmlListResult = quick_xml::de::from_str(&body).map_err(bad_xml)?;
         let entries: Vec<ListEntry> = parsed

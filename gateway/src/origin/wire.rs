@@ -40,7 +40,7 @@ pub(crate) async fn collect_aligned(
             ErrorKind::OriginUnavailable,
             "The origin's response broke off",
         )
-        .with_source(e)
+        .with_source(e.without_url())
     };
     while pos < pad + keep {
         let Some(chunk) = resp.chunk().await.map_err(broken)? else {
