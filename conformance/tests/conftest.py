@@ -33,6 +33,7 @@ READY_TIMEOUT = float(os.environ.get("CISTERN_READY_TIMEOUT", "60"))
 
 TESTER = Creds("tester", "tester-secret-7f3c9a1e55d04b8e")
 LIMITED = Creds("limited", "limited-secret-0b4d8e6f19a2c7d3")
+WRITER = Creds("writer", "writer-secret-5e2a9c07d1f84b36")
 DEV = Creds("cistern-dev", "cistern-dev-secret")
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_ACCOUNT_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
@@ -612,6 +613,14 @@ def cistern_config(*, moto: Moto | None, fs_root: Path | None, cache_dir: Path,
         'permissions = ["read", "list"]',
         "",
     ]
+    out += [
+        "[[principals]]",
+        'access_key = "writer"',
+        'secret = { env = "WRITER_SECRET" }',
+        'buckets = ["*"]',
+        'permissions = ["read", "list", "write", "delete"]',
+        "",
+    ]
     if limited_secret_file is not None:
         out += [
             "[[principals]]",
@@ -629,7 +638,7 @@ def cistern_config(*, moto: Moto | None, fs_root: Path | None, cache_dir: Path,
 
 
 def cistern_env(moto: Moto | None) -> dict:
-    env = {"TESTER_SECRET": TESTER.secret}
+    env = {"TESTER_SECRET": TESTER.secret, "WRITER_SECRET": WRITER.secret}
     if moto is not None:
         env["MOTO_SECRET"] = moto.creds.secret
     return env

@@ -24,6 +24,10 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The caller may not do this.
     AccessDenied,
+    /// An upload's body does not match its Content-MD5 (or checksum).
+    BadDigest,
+    /// An upload's body was cut short or ran long.
+    IncompleteBody,
     /// The origin throttled us.
     Throttled,
     /// The origin could not be reached or failed.
@@ -50,6 +54,8 @@ impl ErrorKind {
             Self::InvalidPartNumber => "invalid_part_number",
             Self::InvalidArgument => "invalid_argument",
             Self::AccessDenied => "access_denied",
+            Self::BadDigest => "bad_digest",
+            Self::IncompleteBody => "incomplete_body",
             Self::Throttled => "throttled",
             Self::OriginUnavailable => "origin_unavailable",
             Self::OriginTimeout => "origin_timeout",

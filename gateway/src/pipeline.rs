@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
-use crate::origin::{ListPage, ListQuery, Origin, PartInfo};
+use crate::origin::{ListPage, ListQuery, Origin, PartInfo, PutOptions, PutResult, Upload};
 
 /// An exposed bucket and where it really lives.
 pub struct BucketBinding {
@@ -380,6 +380,31 @@ impl Pipeline {
     /// The chunk store (for shutdown).
     pub fn store(&self) -> &ChunkStore {
         &self.store
+    }
+
+    /// Stores an object at the origin (streamed), then forgets its cached metadata before
+    /// returning, so the writer's next read through Cistern sees the new version (old chunks
+    /// become unreachable: their keys carry the old ETag).
+    pub async fn put(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b.origin.put(&b.origin_bucket, &key, upload, opts).await;
+        // Also after a failure: the origin may have committed before the connection broke.
+        self.meta.invalidate(&self.meta_key(b, &key));
+        result
+    }
+
+    /// Deletes an object at the origin, then forgets its cached metadata.
+    pub async fn delete(&self, b: &BucketBinding, key: &str) -> Result<()> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b.origin.delete(&b.origin_bucket, &key).await;
+        self.meta.invalidate(&self.meta_key(b, &key));
+        result
     }
 
     /// One page of a listing (always from the origin).

@@ -176,6 +176,16 @@ impl From<Error> for BlobError {
                 "InvalidInput",
                 "One of the request inputs is not valid.",
             ),
+            ErrorKind::BadDigest => (
+                StatusCode::BAD_REQUEST,
+                "Md5Mismatch",
+                "The MD5 value specified in the request did not match with the MD5 value calculated by the server.",
+            ),
+            ErrorKind::IncompleteBody => (
+                StatusCode::BAD_REQUEST,
+                "InvalidInput",
+                "The request body is shorter or longer than its Content-Length.",
+            ),
             ErrorKind::AccessDenied => (
                 StatusCode::FORBIDDEN,
                 "AuthorizationFailure",

@@ -11,6 +11,7 @@
 //! | 404 `BlobNotFound`                                       | `NotFound`           |
 //! | 404 `ContainerNotFound`                                  | `NoSuchBucket`       |
 //! | 412 `ConditionNotMet` (we sent `If-Match`)               | `ObjectChanged`      |
+//! | 400 `Md5Mismatch`, `InvalidMd5` (uploads)                | `BadDigest`          |
 //! | 403 `AuthenticationFailed`, `AuthorizationFailure`, …     | `AccessDenied`       |
 //! | 409 `BlobArchived` and other conflicts, 400 `Invalid*`   | `InvalidArgument`    |
 //! | 503 `ServerBusy`, 429                                    | `Throttled` (retry)  |
@@ -32,7 +33,7 @@ use serde::Deserialize;
 use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
 use super::{
     Access, BucketEntry, ForeignCredential, ListCursor, ListEntry, ListPage, ListQuery, Origin,
-    PartInfo, PassResponse, Passthrough, RangeRead,
+    PartInfo, PassResponse, Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -155,7 +156,7 @@ impl AzureOrigin {
         headers: &[(&str, &str)],
         accept: &[StatusCode],
     ) -> Result<reqwest::Response> {
-        self.send_as(method, container, blob, query, headers, accept, None)
+        self.send_as(method, container, blob, query, headers, accept, None, None)
             .await
     }
 
@@ -171,6 +172,7 @@ impl AzureOrigin {
         headers: &[(&str, &str)],
         accept: &[StatusCode],
         foreign: Option<&ForeignCredential>,
+        body: Option<reqwest::Body>,
     ) -> Result<reqwest::Response> {
         let mut path = self.base_path.clone();
         if let Some(c) = container {
@@ -242,14 +244,10 @@ impl AzureOrigin {
                 sharedkey::authorization(&signed, Scheme::SharedKey, key),
             );
         }
-        let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                ErrorKind::OriginTimeout
-            } else {
-                ErrorKind::OriginUnavailable
-            };
-            Error::new(kind, "The origin could not be reached").with_source(e.without_url())
-        })?;
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(super::wire::send_failed)?;
         let status = resp.status();
         if status.is_success() || accept.contains(&status) {
             return Ok(resp);
@@ -290,6 +288,10 @@ fn classify(status: StatusCode, code: &str) -> Error {
             "The specified container does not exist",
         ),
         (404, _) => (ErrorKind::NotFound, "The specified blob does not exist"),
+        (400, "Md5Mismatch" | "InvalidMd5") => (
+            ErrorKind::BadDigest,
+            "The MD5 value specified in the request did not match the body",
+        ),
         (412, _) => (ErrorKind::ObjectChanged, "The object changed at the origin"),
         (401 | 403, _) => (ErrorKind::AccessDenied, "The origin refused access"),
         (429 | 503, _) => (ErrorKind::Throttled, "The origin is throttling requests"),
@@ -590,6 +592,69 @@ impl Origin for AzureOrigin {
         super::single_part(&self.head(bucket, key).await?, part)
     }
 
+    /// Put Blob (a block blob, one request: up to 5000 MiB) with `Content-MD5` so that Azure
+    /// refuses a mismatching body without storing it.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let upload = super::upload::checked(upload, opts.content_md5.as_deref())?;
+        let len = upload.len.to_string();
+        let mut owned: Vec<(String, String)> = vec![
+            ("content-length".into(), len),
+            ("x-ms-blob-type".into(), "BlockBlob".into()),
+        ];
+        let mut push = |name: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                owned.push((name.to_string(), v.clone()));
+            }
+        };
+        push("content-md5", &opts.content_md5);
+        push("x-ms-blob-content-type", &opts.content_type);
+        push("x-ms-blob-content-encoding", &opts.content_encoding);
+        push("x-ms-blob-content-language", &opts.content_language);
+        push("x-ms-blob-cache-control", &opts.cache_control);
+        push("x-ms-blob-content-disposition", &opts.content_disposition);
+        for (k, v) in &opts.user_metadata {
+            owned.push((format!("x-ms-meta-{k}"), v.clone()));
+        }
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send_as(
+                Method::PUT,
+                Some(bucket),
+                Some(key),
+                &[],
+                &headers,
+                &[],
+                None,
+                Some(reqwest::Body::wrap_stream(upload.body)),
+            )
+            .await?;
+        let h = resp.headers();
+        Ok(PutResult {
+            etag: header(h, "etag").map(unquote).unwrap_or_default(),
+            last_modified: http_time(header(h, "last-modified")),
+        })
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        match self
+            .send(Method::DELETE, Some(bucket), Some(key), &[], &[], &[])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Forwards the read with the origin's credentials; 304, 412 and 416 come back as they
     /// are (the front relays them), other failures as classified errors.
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
@@ -663,7 +728,16 @@ impl Origin for AzureOrigin {
             _ => (Method::HEAD, None, &[("restype", "container")]),
         };
         match self
-            .send_as(method, Some(bucket), blob, query, &[], &[], Some(cred))
+            .send_as(
+                method,
+                Some(bucket),
+                blob,
+                query,
+                &[],
+                &[],
+                Some(cred),
+                None,
+            )
             .await
         {
             Ok(_) => Ok(true),

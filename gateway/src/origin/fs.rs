@@ -19,8 +19,10 @@ use bytes::Bytes;
 use cistern_cache::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+use super::upload::BodyCheck;
 use super::{
-    listing, single_part, BucketEntry, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead,
+    listing, single_part, BucketEntry, ListEntry, ListPage, ListQuery, Origin, PartInfo,
+    PutOptions, PutResult, RangeRead, Upload,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -78,6 +80,20 @@ impl FsOrigin {
         }
         Ok(real)
     }
+}
+
+/// Where uploads are written before they are renamed into place: under the root, outside
+/// every bucket (names starting with `.` are not buckets), on the same file system.
+const UPLOADS_DIR: &str = ".cistern-uploads";
+
+static UPLOAD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn write_failed(e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::OriginUnavailable,
+        "The origin failed to store the object",
+    )
+    .with_source(e)
 }
 
 fn not_found_or_io(e: &std::io::Error) -> Error {
@@ -232,6 +248,118 @@ impl Origin for FsOrigin {
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
         single_part(&self.head(bucket, key).await?, part)
+    }
+
+    /// Writes to a temporary file outside the buckets, checks length and MD5, syncs, then
+    /// renames into place: readers see the old file or the new one, never a part. Only the
+    /// bytes are stored (a directory has no place for content types or user metadata).
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        use tokio::io::AsyncWriteExt;
+        if key.is_empty()
+            || key.starts_with('/')
+            || key.contains('\0')
+            || key
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "This key cannot be stored in a directory (empty, `.` or `..` segments, or a trailing `/`)",
+            ));
+        }
+        let bucket_dir = self.bucket_path(bucket)?;
+        let bucket_real = tokio::fs::canonicalize(&bucket_dir).await.map_err(|_| {
+            Error::new(
+                ErrorKind::NoSuchBucket,
+                "The specified bucket does not exist",
+            )
+        })?;
+        if !bucket_real.starts_with(&self.root) {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                "The bucket lies outside the root",
+            ));
+        }
+        let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
+        let uploads = self.root.join(UPLOADS_DIR);
+        tokio::fs::create_dir_all(&uploads)
+            .await
+            .map_err(write_failed)?;
+        let tmp = uploads.join(format!(
+            "{}-{}",
+            std::process::id(),
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let result: Result<PathBuf> = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut body = upload.body;
+            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                let chunk = chunk?;
+                check.update(&chunk)?;
+                file.write_all(&chunk).await.map_err(write_failed)?;
+            }
+            check.finish()?;
+            file.sync_data().await.map_err(write_failed)?;
+            drop(file);
+            // Parents inside the bucket only (a symlinked directory must not lead out).
+            let target = bucket_real.join(key);
+            let parent = target.parent().unwrap_or(&bucket_real).to_path_buf();
+            tokio::fs::create_dir_all(&parent).await.map_err(|e| {
+                Error::new(ErrorKind::InvalidArgument, "A parent of this key is a file")
+                    .with_source(e)
+            })?;
+            let parent_real = tokio::fs::canonicalize(&parent)
+                .await
+                .map_err(write_failed)?;
+            if !parent_real.starts_with(&bucket_real) {
+                return Err(Error::new(
+                    ErrorKind::AccessDenied,
+                    "The key resolves outside its bucket",
+                ));
+            }
+            if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "A directory already has this key's name",
+                ));
+            }
+            tokio::fs::rename(&tmp, &target)
+                .await
+                .map_err(write_failed)?;
+            Ok(target)
+        }
+        .await;
+        let target = match result {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
+        Ok(PutResult {
+            etag: etag_of(&md),
+            last_modified: md.modified().ok(),
+        })
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        let path = match self.object_path(bucket, key) {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(not_found_or_io(&e)),
+        }
     }
 
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {

@@ -11,7 +11,7 @@ use cistern_cache::ObjectMeta;
 
 use super::{
     Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
-    Passthrough, RangeRead,
+    Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
@@ -108,6 +108,21 @@ impl<O: Origin> Origin for Instrumented<O> {
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
         self.observe("passthrough", self.inner.passthrough(req))
             .await
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        self.observe("put", self.inner.put(bucket, key, upload, opts))
+            .await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.observe("delete", self.inner.delete(bucket, key)).await
     }
 }
 
@@ -228,5 +243,22 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
         self.attempt(|| self.inner.passthrough(req)).await
+    }
+
+    /// Not retried and not timed out per attempt: the body is consumed as it goes, and a
+    /// large upload legitimately takes longer than a read's timeout (a stalled client is cut
+    /// off by the listener).
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put(bucket, key, upload, opts).await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        self.attempt(|| self.inner.delete(bucket, key)).await
     }
 }

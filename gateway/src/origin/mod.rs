@@ -11,6 +11,7 @@ pub mod fs;
 pub mod layers;
 pub mod listing;
 pub mod s3;
+pub(crate) mod upload;
 pub(crate) mod wire;
 
 use std::ops::Range;
@@ -171,6 +172,51 @@ impl std::fmt::Debug for PassResponse {
     }
 }
 
+/// An upload's body: a stream of exactly `len` bytes.
+pub struct Upload {
+    /// The bytes.
+    pub body: futures::stream::BoxStream<'static, Result<Bytes>>,
+    /// How many.
+    pub len: u64,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an upload carries besides its bytes, dialect-neutral.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Base64 MD5 of the body the client declared (`Content-MD5`); the write fails with
+    /// `BadDigest` and leaves nothing behind when the body does not match.
+    pub content_md5: Option<String>,
+    /// Media type.
+    pub content_type: Option<String>,
+    /// Content-Encoding.
+    pub content_encoding: Option<String>,
+    /// Content-Language.
+    pub content_language: Option<String>,
+    /// Cache-Control.
+    pub cache_control: Option<String>,
+    /// Content-Disposition.
+    pub content_disposition: Option<String>,
+    /// User metadata (names without a dialect prefix).
+    pub user_metadata: Vec<(String, String)>,
+}
+
+/// What a completed upload created.
+#[derive(Debug, Clone)]
+pub struct PutResult {
+    /// The new version's ETag (unquoted).
+    pub etag: String,
+    /// Its modification time, when the origin says.
+    pub last_modified: Option<SystemTime>,
+}
+
 /// An object store Cistern reads from.
 #[async_trait]
 pub trait Origin: Send + Sync + 'static {
@@ -200,6 +246,32 @@ pub trait Origin: Send + Sync + 'static {
     /// Where part `part` (1-based) of the object lies. Origins without multipart uploads
     /// treat the whole object as part 1; other numbers are `InvalidPartNumber`.
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo>;
+
+    /// Stores an object whole, replacing any existing one. Nothing is visible at the origin
+    /// unless the whole body arrived (and matched `opts.content_md5`). Origins that cannot be
+    /// written answer `NotImplemented`.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let _ = (bucket, key, upload, opts);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin cannot be written",
+        ))
+    }
+
+    /// Deletes an object; deleting a missing one succeeds (as S3 and idempotent retries want).
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        let _ = (bucket, key);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin cannot be written",
+        ))
+    }
 
     /// Sends a read the cache does not serve straight to the origin (an Azure origin's
     /// snapshots, versions and block lists). Other origins answer `NotImplemented`.

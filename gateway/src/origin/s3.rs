@@ -8,6 +8,7 @@
 //! | 404 `NoSuchKey`                                  | `NotFound`           |
 //! | 404 `NoSuchBucket`                               | `NoSuchBucket`       |
 //! | 412 `PreconditionFailed` (we sent `If-Match`)    | `ObjectChanged`      |
+//! | 400 `BadDigest`, `InvalidDigest` (uploads)       | `BadDigest`          |
 //! | 403 `AccessDenied`, `SignatureDoesNotMatch`, …   | `AccessDenied`       |
 //! | 400 `InvalidArgument`, `InvalidRequest`, …       | `InvalidArgument`    |
 //! | 429, 503 `SlowDown`                              | `Throttled` (retry)  |
@@ -27,6 +28,7 @@ use serde::Deserialize;
 
 use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
 use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
+use super::{PutOptions, PutResult, Upload};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Settings of an S3 origin.
@@ -108,6 +110,28 @@ impl S3Origin {
         headers: &[(&str, &str)],
         accept: &[StatusCode],
     ) -> Result<reqwest::Response> {
+        self.send_body(method, bucket, key, query, headers, accept, None)
+            .await
+    }
+
+    /// [`Self::send`] with a streamed body, signed as `UNSIGNED-PAYLOAD` (the body is not
+    /// known before it has been sent; `Content-MD5`, when given, is signed and checked by S3).
+    #[allow(clippy::too_many_arguments)] // reason: send's arguments plus the body
+    async fn send_body(
+        &self,
+        method: Method,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(String, String)],
+        headers: &[(&str, &str)],
+        accept: &[StatusCode],
+        body: Option<reqwest::Body>,
+    ) -> Result<reqwest::Response> {
+        let payload = if body.is_some() {
+            "UNSIGNED-PAYLOAD"
+        } else {
+            sigv4::EMPTY_SHA256
+        };
         if let Some(k) = key {
             // `.`/`..` segments would be normalized away on the wire and could reach another
             // bucket at the origin.
@@ -159,7 +183,7 @@ impl S3Origin {
                     encoded_path: &path,
                     query,
                     headers,
-                    payload_sha256: sigv4::EMPTY_SHA256,
+                    payload_sha256: payload,
                     time: time::OffsetDateTime::now_utc(),
                 },
                 creds,
@@ -167,16 +191,12 @@ impl S3Origin {
             req = req
                 .header("authorization", sig.authorization)
                 .header("x-amz-date", sig.amz_date)
-                .header("x-amz-content-sha256", sigv4::EMPTY_SHA256);
+                .header("x-amz-content-sha256", payload);
         }
-        let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                ErrorKind::OriginTimeout
-            } else {
-                ErrorKind::OriginUnavailable
-            };
-            Error::new(kind, "The origin could not be reached").with_source(e.without_url())
-        })?;
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(super::wire::send_failed)?;
         let status = resp.status();
         if status.is_success() || accept.contains(&status) {
             return Ok(resp);
@@ -199,6 +219,10 @@ fn classify(status: StatusCode, body: &str) -> Error {
             "The specified bucket does not exist",
         ),
         (404, _) => (ErrorKind::NotFound, "The specified key does not exist"),
+        (400, Some("BadDigest" | "InvalidDigest")) => (
+            ErrorKind::BadDigest,
+            "The Content-MD5 you specified did not match what was received",
+        ),
         (412, _) => (ErrorKind::ObjectChanged, "The object changed at the origin"),
         (401 | 403, _) => (ErrorKind::AccessDenied, "The origin refused access"),
         (429, _) | (503, _) => (ErrorKind::Throttled, "The origin is throttling requests"),
@@ -510,6 +534,66 @@ impl Origin for S3Origin {
                 };
                 Ok(RangeRead { meta, data })
             }
+        }
+    }
+
+    /// PutObject in one request (S3 takes up to 5 GiB so), `UNSIGNED-PAYLOAD` with the client's
+    /// `Content-MD5` forwarded so that S3 refuses a mismatching body without storing it.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let upload = super::upload::checked(upload, opts.content_md5.as_deref())?;
+        let mut owned: Vec<(String, String)> =
+            vec![("content-length".into(), upload.len.to_string())];
+        let mut push = |name: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                owned.push((name.to_string(), v.clone()));
+            }
+        };
+        push("content-md5", &opts.content_md5);
+        push("content-type", &opts.content_type);
+        push("content-encoding", &opts.content_encoding);
+        push("content-language", &opts.content_language);
+        push("cache-control", &opts.cache_control);
+        push("content-disposition", &opts.content_disposition);
+        for (k, v) in &opts.user_metadata {
+            owned.push((format!("x-amz-meta-{k}"), v.clone()));
+        }
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send_body(
+                Method::PUT,
+                Some(bucket),
+                Some(key),
+                &[],
+                &headers,
+                &[],
+                Some(reqwest::Body::wrap_stream(upload.body)),
+            )
+            .await?;
+        let h = resp.headers();
+        Ok(PutResult {
+            etag: header(h, "etag").map(unquote).unwrap_or_default(),
+            last_modified: header(h, "last-modified")
+                .and_then(|v| httpdate::parse_http_date(v).ok()),
+        })
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        match self
+            .send(Method::DELETE, Some(bucket), Some(key), &[], &[], &[])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
         }
     }
 

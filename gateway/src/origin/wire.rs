@@ -6,6 +6,25 @@ use http::HeaderMap;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// A request that failed before an answer: our own upload body's error when that is what
+/// stopped it (a bad digest, a short body), else the origin could not be reached or timed out.
+/// The URL (which may carry a SAS) is dropped before the error is kept.
+pub(crate) fn send_failed(e: reqwest::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(ours) = c.downcast_ref::<Error>() {
+            return ours.clone();
+        }
+        cause = c.source();
+    }
+    let kind = if e.is_timeout() {
+        ErrorKind::OriginTimeout
+    } else {
+        ErrorKind::OriginUnavailable
+    };
+    Error::new(kind, "The origin could not be reached").with_source(e.without_url())
+}
+
 /// The `<Code>` of an XML error body (S3 and Azure both use it).
 pub(crate) fn xml_code(body: &str) -> Option<String> {
     let start = body.find("<Code>")? + 6;

@@ -16,6 +16,8 @@ pub fn to_s3(e: Error) -> S3Error {
         ErrorKind::InvalidPartNumber => S3ErrorCode::Custom("InvalidPartNumber".into()),
         ErrorKind::InvalidArgument => S3ErrorCode::InvalidArgument,
         ErrorKind::AccessDenied => S3ErrorCode::AccessDenied,
+        ErrorKind::BadDigest => S3ErrorCode::BadDigest,
+        ErrorKind::IncompleteBody => S3ErrorCode::IncompleteBody,
         ErrorKind::Throttled => S3ErrorCode::SlowDown,
         ErrorKind::OriginUnavailable | ErrorKind::OriginTimeout | ErrorKind::ObjectChanged => {
             S3ErrorCode::ServiceUnavailable

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod error;
 pub mod host;
+mod write;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -306,6 +307,20 @@ impl S3Front {
 
 #[async_trait::async_trait]
 impl S3 for S3Front {
+    async fn put_object(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        self.put(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        self.delete(req).await
+    }
+
     async fn list_buckets(
         &self,
         req: S3Request<dto::ListBucketsInput>,

@@ -1,0 +1,144 @@
+"""Writes through Cistern (S3 PutObject / DeleteObject) onto every origin kind: read-your-writes,
+bad digests leave the origin unchanged, and writes need the write permission."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from botocore.exceptions import ClientError
+
+import s3util
+from conftest import MIB, TESTER, WRITER
+
+
+@pytest.fixture
+def gw_w(cistern_factory, tmp_path):
+    """A fresh gateway with a writable bucket on each origin kind: fsw (a directory), motow
+    (moto) and azw (Azurite)."""
+    moto = cistern_factory.moto
+    moto.client().create_bucket(Bucket="motow")
+    az = cistern_factory.request.getfixturevalue("azurite")
+    svc = az.service()
+    if not svc.get_container_client("azw").exists():
+        svc.create_container("azw")
+    root = tmp_path / "wroot"
+    (root / "fsw").mkdir(parents=True)
+    extra = f"""
+[origins.wfs]
+kind = "fs"
+root = "{root}"
+
+[buckets.fsw]
+origin = "wfs"
+
+[buckets.motow]
+origin = "moto"
+
+[buckets.azw]
+origin = "azurite"
+"""
+    c = cistern_factory.with_azurite("writes", extra=extra)
+    return c, {"fsw": root / "fsw", "motow": moto, "azw": az}
+
+
+BUCKETS = ["fsw", "motow", "azw"]
+
+
+def origin_bytes(origins, bucket, key):
+    """The object as the origin itself holds it (None when absent)."""
+    if bucket == "fsw":
+        p = origins["fsw"] / key
+        return p.read_bytes() if p.exists() else None
+    if bucket == "motow":
+        try:
+            return origins["motow"].client().get_object(Bucket="motow", Key=key)["Body"].read()
+        except ClientError:
+            return None
+    bc = origins["azw"].service().get_blob_client("azw", key)
+    return bc.download_blob().readall() if bc.exists() else None
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_overwrite_then_read_then_delete(gw_w, bucket):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    key = "ckpt/step-1.bin"
+    v1 = s3util.det_bytes(f"{bucket}-v1", 3 * MIB + 11)
+    v2 = s3util.det_bytes(f"{bucket}-v2", 2 * MIB + 5)
+    s3.put_object(Bucket=bucket, Key=key, Body=v1)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == v1
+    # Cached now; an overwrite through Cistern is visible at once, never the old bytes.
+    assert s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-99")["Body"].read() == v1[:100]
+    s3.put_object(Bucket=bucket, Key=key, Body=v2)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == v2
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == len(v2)
+    assert origin_bytes(origins, bucket, key) == v2
+    s3.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(ClientError) as ei:
+        s3.get_object(Bucket=bucket, Key=key)
+    assert ei.value.response["Error"]["Code"] == "NoSuchKey"
+    assert origin_bytes(origins, bucket, key) is None
+    # Deleting what is not there succeeds, as S3 does.
+    s3.delete_object(Bucket=bucket, Key=key)
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_wrong_content_md5_is_refused_and_the_origin_unchanged(gw_w, bucket):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    key = "digest.bin"
+    good = s3util.det_bytes("digest-good", MIB + 3)
+    s3.put_object(Bucket=bucket, Key=key, Body=good)
+    bad_md5 = base64.b64encode(hashlib.md5(b"something else").digest()).decode()
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key=key, Body=s3util.det_bytes("digest-new", MIB),
+                      ContentMD5=bad_md5)
+    assert ei.value.response["Error"]["Code"] == "BadDigest", ei.value.response
+    assert origin_bytes(origins, bucket, key) == good
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == good
+    # The right MD5 goes through.
+    new = s3util.det_bytes("digest-new", MIB)
+    s3.put_object(Bucket=bucket, Key=key, Body=new,
+                  ContentMD5=base64.b64encode(hashlib.md5(new).digest()).decode())
+    assert origin_bytes(origins, bucket, key) == new
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_wrong_checksum_is_refused(gw_w, bucket):
+    c, origins = gw_w
+    key = "checksum.bin"
+    body = b"checksummed body\n" * 1000
+    r = s3util.request(c.endpoint, "PUT", f"/{bucket}/{key}", creds=WRITER, body=body,
+                       headers={"x-amz-checksum-crc32": "AAAAAA=="})
+    assert r.status == 400 and r.error_code() == "BadDigest", r
+    assert origin_bytes(origins, bucket, key) is None
+    s3 = c.client(WRITER)
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ChecksumAlgorithm="CRC32")
+    assert origin_bytes(origins, bucket, key) == body
+
+
+def test_writes_need_the_write_permission(gw_w):
+    c, origins = gw_w
+    with pytest.raises(ClientError) as ei:
+        c.client(TESTER).put_object(Bucket="fsw", Key="nope.txt", Body=b"x")
+    assert ei.value.response["Error"]["Code"] == "AccessDenied"
+    assert origin_bytes(origins, "fsw", "nope.txt") is None
+    with pytest.raises(ClientError) as ei:
+        c.client(TESTER).delete_object(Bucket="fsw", Key="x")
+    assert ei.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_upload_file_and_aws_cli_cp(gw_w, tmp_path, aws_env):
+    from test_clients import aws
+    c, origins = gw_w
+    data = s3util.det_bytes("cli-upload", 4 * MIB + 1)
+    src = tmp_path / "up.bin"
+    src.write_bytes(data)
+    env = dict(aws_env, AWS_ACCESS_KEY_ID=WRITER.access_key,
+               AWS_SECRET_ACCESS_KEY=WRITER.secret)
+    aws(env, c.url, "s3", "cp", str(src), "s3://fsw/cli/up.bin")
+    assert origin_bytes(origins, "fsw", "cli/up.bin") == data
+    p = aws(env, c.url, "s3", "rm", "s3://fsw/cli/up.bin")
+    assert origin_bytes(origins, "fsw", "cli/up.bin") is None, p

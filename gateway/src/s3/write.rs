@@ -1,0 +1,268 @@
+//! PutObject and DeleteObject: the body streams to the origin (never buffered whole), checked
+//! on the way for its length, `Content-MD5` and `x-amz-checksum-*` (from a header or an
+//! `aws-chunked` trailer); a write that fails a check never completes at the origin.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use s3s::checksum::ChecksumHasher;
+use s3s::crypto::Checksum as _;
+use s3s::dto::{self, ETag, StreamingBlob};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+
+use super::error::to_s3;
+use super::S3Front;
+use crate::error::{Error, ErrorKind, Result};
+use crate::origin::{PutOptions, Upload};
+
+/// A checksum algorithm S3 clients declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algo {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl Algo {
+    fn header(self) -> &'static str {
+        match self {
+            Self::Crc32 => "x-amz-checksum-crc32",
+            Self::Crc32c => "x-amz-checksum-crc32c",
+            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Self::Sha1 => "x-amz-checksum-sha1",
+            Self::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    fn from_header(name: &str) -> Option<Self> {
+        [
+            Self::Crc32,
+            Self::Crc32c,
+            Self::Crc64Nvme,
+            Self::Sha1,
+            Self::Sha256,
+        ]
+        .into_iter()
+        .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn hasher(self) -> ChecksumHasher {
+        let mut h = ChecksumHasher::default();
+        match self {
+            Self::Crc32 => h.crc32 = Some(s3s::crypto::Crc32::new()),
+            Self::Crc32c => h.crc32c = Some(s3s::crypto::Crc32c::new()),
+            Self::Crc64Nvme => h.crc64nvme = Some(s3s::crypto::Crc64Nvme::new()),
+            Self::Sha1 => h.sha1 = Some(s3s::crypto::Sha1::new()),
+            Self::Sha256 => h.sha256 = Some(s3s::crypto::Sha256::new()),
+        }
+        h
+    }
+
+    fn pick(self, c: dto::Checksum) -> Option<String> {
+        match self {
+            Self::Crc32 => c.checksum_crc32,
+            Self::Crc32c => c.checksum_crc32c,
+            Self::Crc64Nvme => c.checksum_crc64nvme,
+            Self::Sha1 => c.checksum_sha1,
+            Self::Sha256 => c.checksum_sha256,
+        }
+    }
+}
+
+/// Where the expected checksum comes from.
+enum Expected {
+    Value(String),
+    Trailer(s3s::TrailingHeaders),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BodyError(String);
+
+fn bad_checksum(algo: Algo) -> Error {
+    Error::new(
+        ErrorKind::BadDigest,
+        format!(
+            "The {} you specified did not match the calculated checksum.",
+            algo.header()
+        ),
+    )
+}
+
+/// The request body as an upload stream: client-side read errors become `IncompleteBody`,
+/// and a declared checksum is verified at the end (an error there replaces the last piece,
+/// which the upload checker holds back, so the origin never completes the write).
+fn body_stream(
+    body: StreamingBlob,
+    checksum: Option<(Algo, Expected)>,
+) -> futures::stream::BoxStream<'static, Result<Bytes>> {
+    let hasher = checksum.as_ref().map(|(a, _)| a.hasher());
+    futures::stream::unfold(
+        (body, checksum, hasher, false),
+        |(mut body, checksum, mut hasher, done)| async move {
+            if done {
+                return None;
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    if let Some(h) = &mut hasher {
+                        h.update(&chunk);
+                    }
+                    Some((Ok(chunk), (body, checksum, hasher, false)))
+                }
+                Some(Err(e)) => Some((
+                    Err(Error::new(
+                        ErrorKind::IncompleteBody,
+                        "The request body could not be read completely.",
+                    )
+                    .with_source(BodyError(e.to_string()))),
+                    (body, checksum, hasher, true),
+                )),
+                None => {
+                    let (algo, expected) = checksum?;
+                    let got = hasher.and_then(|h| algo.pick(h.finalize()));
+                    let want = match &expected {
+                        Expected::Value(v) => Some(v.clone()),
+                        Expected::Trailer(t) => t
+                            .read(|h| {
+                                h.get(algo.header())
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string)
+                            })
+                            .flatten(),
+                    };
+                    match want {
+                        Some(w) if Some(w.trim()) != got.as_deref() => {
+                            Some((Err(bad_checksum(algo)), (body, None, None, true)))
+                        }
+                        _ => None,
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// The declared checksum of a PutObject: a header value, or a trailer named by
+/// `x-amz-trailer`.
+fn declared(
+    i: &dto::PutObjectInput,
+    headers: &http::HeaderMap,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> Option<(Algo, Expected)> {
+    let values = [
+        (Algo::Crc32, &i.checksum_crc32),
+        (Algo::Crc32c, &i.checksum_crc32c),
+        (Algo::Crc64Nvme, &i.checksum_crc64nvme),
+        (Algo::Sha1, &i.checksum_sha1),
+        (Algo::Sha256, &i.checksum_sha256),
+    ];
+    if let Some((a, Some(v))) = values.into_iter().find(|(_, v)| v.is_some()) {
+        return Some((a, Expected::Value(v.clone())));
+    }
+    let trailer = headers.get("x-amz-trailer")?.to_str().ok()?;
+    let algo = Algo::from_header(trailer)?;
+    Some((algo, Expected::Trailer(trailers?)))
+}
+
+impl S3Front {
+    pub(super) async fn put(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers.clone();
+        let mut i = req.input;
+        if i.if_match.is_some() || i.if_none_match.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "Conditional writes are not implemented yet"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        let len = i.content_length.ok_or_else(|| {
+            s3_error!(
+                MissingContentLength,
+                "You must provide the Content-Length HTTP header."
+            )
+        })?;
+        let len = u64::try_from(len)
+            .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative"))?;
+        let checksum = declared(&i, &headers, trailers);
+        let algo = checksum.as_ref().map(|(a, _)| *a);
+        let body = i.body.take().unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<
+                std::result::Result<Bytes, std::io::Error>,
+            >())
+        });
+        let opts = PutOptions {
+            content_md5: i.content_md5.clone(),
+            content_type: i.content_type.clone(),
+            content_encoding: i.content_encoding.clone(),
+            content_language: i.content_language.clone(),
+            cache_control: i.cache_control.clone(),
+            content_disposition: i.content_disposition.clone(),
+            user_metadata: i
+                .metadata
+                .take()
+                .map(|m| {
+                    let mut v: Vec<(String, String)> = m
+                        .into_iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                        .collect();
+                    v.sort();
+                    v
+                })
+                .unwrap_or_default(),
+        };
+        let upload = Upload {
+            body: body_stream(body, checksum),
+            len,
+        };
+        let put = self
+            .pipeline
+            .put(&b, &i.key, upload, &opts)
+            .await
+            .map_err(to_s3)?;
+        let mut out = dto::PutObjectOutput {
+            e_tag: Some(ETag::Strong(put.etag)),
+            ..Default::default()
+        };
+        if let Some(a) = algo {
+            // Echo the verified checksum, as S3 does.
+            let v = match a {
+                Algo::Crc32 => &mut out.checksum_crc32,
+                Algo::Crc32c => &mut out.checksum_crc32c,
+                Algo::Crc64Nvme => &mut out.checksum_crc64nvme,
+                Algo::Sha1 => &mut out.checksum_sha1,
+                Algo::Sha256 => &mut out.checksum_sha256,
+            };
+            *v = match a {
+                Algo::Crc32 => i.checksum_crc32.clone(),
+                Algo::Crc32c => i.checksum_crc32c.clone(),
+                Algo::Crc64Nvme => i.checksum_crc64nvme.clone(),
+                Algo::Sha1 => i.checksum_sha1.clone(),
+                Algo::Sha256 => i.checksum_sha256.clone(),
+            };
+        }
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn delete(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        let i = req.input;
+        if i.version_id.is_some() || i.if_match.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "Versioned and conditional deletes are not implemented yet"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        self.pipeline.delete(&b, &i.key).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteObjectOutput::default()))
+    }
+}
