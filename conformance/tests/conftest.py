@@ -366,6 +366,8 @@ def az_data(azurite) -> AzData:
 # Blob accounts of the Blob-front gateway (besides the development account).
 LIMITED_ACCOUNT = "limitedacct"
 LIMITED_ACCOUNT_KEY = "bGltaXRlZC1hY2NvdW50LWtleS0wMTIzNDU2Nzg5YWJjZGVm"
+WRITER_ACCOUNT = "writeracct"
+WRITER_ACCOUNT_KEY = "d3JpdGVyLWFjY291bnQta2V5LTAxMjM0NTY3ODlhYmNkZWY="
 
 AZURE_EXTRA = """
 [origins.azurite]
@@ -384,6 +386,12 @@ buckets = ["*"]
 permissions = ["read", "list"]
 
 [[principals]]
+access_key = "writeracct"
+secret = {{ env = "WRITER_ACCOUNT_KEY" }}
+buckets = ["*"]
+permissions = ["read", "list", "write", "delete"]
+
+[[principals]]
 access_key = "limitedacct"
 secret = {{ env = "LIMITED_ACCOUNT_KEY" }}
 buckets = ["fsb"]
@@ -393,7 +401,7 @@ permissions = ["read", "list"]
 
 def azure_env() -> dict:
     return {"AZURITE_KEY": DEV_ACCOUNT_KEY, "DEV_ACCOUNT_KEY": DEV_ACCOUNT_KEY,
-            "LIMITED_ACCOUNT_KEY": LIMITED_ACCOUNT_KEY}
+            "LIMITED_ACCOUNT_KEY": LIMITED_ACCOUNT_KEY, "WRITER_ACCOUNT_KEY": WRITER_ACCOUNT_KEY}
 
 
 # --------------------------------------------------------------------------- fs origin data

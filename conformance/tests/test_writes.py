@@ -142,3 +142,59 @@ def test_upload_file_and_aws_cli_cp(gw_w, tmp_path, aws_env):
     assert origin_bytes(origins, "fsw", "cli/up.bin") == data
     p = aws(env, c.url, "s3", "rm", "s3://fsw/cli/up.bin")
     assert origin_bytes(origins, "fsw", "cli/up.bin") is None, p
+
+
+# ------------------------------------------------------------------ the Blob dialect
+
+
+def blob_writer(c):
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob import service
+    return service(c.connection_string(WRITER_ACCOUNT, WRITER_ACCOUNT_KEY))
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_blob_upload_overwrite_read_back_through_s3_and_delete(gw_w, bucket):
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import ContentSettings
+    c, origins = gw_w
+    bc = blob_writer(c).get_blob_client(bucket, "blob/ckpt.bin")
+    v1 = s3util.det_bytes(f"blob-{bucket}-v1", 2 * MIB + 3)
+    v2 = s3util.det_bytes(f"blob-{bucket}-v2", 3 * MIB + 1)
+    bc.upload_blob(v1, overwrite=True,
+                   content_settings=ContentSettings(content_type="application/x-ckpt"))
+    assert bc.download_blob().readall() == v1
+    bc.upload_blob(v2, overwrite=True)
+    assert bc.download_blob(max_concurrency=4).readall() == v2
+    s3 = c.client(WRITER)
+    assert s3.get_object(Bucket=bucket, Key="blob/ckpt.bin")["Body"].read() == v2
+    assert origin_bytes(origins, bucket, "blob/ckpt.bin") == v2
+    bc.delete_blob()
+    with pytest.raises(ResourceNotFoundError) as ei:
+        bc.download_blob()
+    assert ei.value.error_code == "BlobNotFound"
+    with pytest.raises(ResourceNotFoundError) as ei:
+        bc.delete_blob()
+    assert ei.value.error_code == "BlobNotFound"
+    assert origin_bytes(origins, bucket, "blob/ckpt.bin") is None
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_blob_put_with_wrong_md5_leaves_the_origin_unchanged(gw_w, bucket):
+    import requests
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob import _date, _shared_key
+    c, origins = gw_w
+    bc = blob_writer(c).get_blob_client(bucket, "md5.bin")
+    good = s3util.det_bytes("blob-md5-good", MIB)
+    bc.upload_blob(good, overwrite=True)
+    url = f"http://127.0.0.1:{c.blob_port}/{WRITER_ACCOUNT}/{bucket}/md5.bin"
+    body = s3util.det_bytes("blob-md5-new", MIB)
+    wrong = base64.b64encode(hashlib.md5(b"not it").digest()).decode()
+    headers = {"x-ms-version": "2025-11-05", "x-ms-date": _date(), "x-ms-blob-type": "BlockBlob",
+               "Content-Length": str(len(body)), "Content-MD5": wrong}
+    signed = _shared_key("PUT", url, headers, WRITER_ACCOUNT, WRITER_ACCOUNT_KEY)
+    r = requests.put(url, data=body, headers=signed, timeout=60)
+    assert (r.status_code, r.headers.get("x-ms-error-code")) == (400, "Md5Mismatch"), r.text
+    assert origin_bytes(origins, bucket, "md5.bin") == good
+    assert bc.download_blob().readall() == good

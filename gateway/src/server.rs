@@ -124,8 +124,10 @@ async fn handle_blob(
 ) -> http::Response<BlobBody> {
     let start = Instant::now();
     let rid = request_id();
-    let (parts, _body) = req.into_parts();
-    let handled = front.handle(&parts, Some(peer.ip()), &rid).await;
+    let (parts, body) = req.into_parts();
+    let handled = front
+        .handle(&parts, request_body(body), Some(peer.ip()), &rid)
+        .await;
     record(
         metrics,
         "blob",
@@ -137,6 +139,23 @@ async fn handle_blob(
         start,
     );
     handled.response
+}
+
+/// A request body as a stream of data; a body that breaks off is `IncompleteBody`.
+fn request_body(body: Incoming) -> crate::blob::RequestBody {
+    use futures::StreamExt;
+    http_body_util::BodyStream::new(body)
+        .filter_map(|frame| async move {
+            match frame {
+                Ok(f) => f.into_data().ok().map(Ok),
+                Err(e) => Some(Err(crate::error::Error::new(
+                    crate::error::ErrorKind::IncompleteBody,
+                    "The request body could not be read completely.",
+                )
+                .with_source(e))),
+            }
+        })
+        .boxed()
 }
 
 /// Whether a request speaks the Blob dialect: it names a storage service version, carries a

@@ -466,6 +466,10 @@ fn blob_request(
     parts
 }
 
+fn empty() -> crate::blob::RequestBody {
+    futures::stream::empty().boxed()
+}
+
 async fn blob_body(b: crate::blob::BlobBody) -> Vec<u8> {
     use http_body_util::BodyExt;
     b.collect().await.expect("body").to_bytes().to_vec()
@@ -488,7 +492,7 @@ async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
     let now = std::time::SystemTime::now();
 
     let h = front
-        .handle(&blob_request("obj", &key, now), None, "r1")
+        .handle(&blob_request("obj", &key, now), empty(), None, "r1")
         .await;
     assert_eq!(h.op, "GetBlob");
     assert_eq!(h.response.status(), 200);
@@ -498,7 +502,7 @@ async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
 
     // A hit: authenticated again, served without the origin.
     let h = front
-        .handle(&blob_request("obj", &key, now), None, "r2")
+        .handle(&blob_request("obj", &key, now), empty(), None, "r2")
         .await;
     assert_eq!(h.response.headers()["x-cistern-cache"], "hit");
     assert_eq!(blob_body(h.response.into_body()).await, data);
@@ -509,7 +513,7 @@ async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
         blob_request("obj", b"another-key", now),
         blob_request("obj", &key, now - Duration::from_secs(20 * 60)),
     ] {
-        let h = front.handle(&parts, None, "r3").await;
+        let h = front.handle(&parts, empty(), None, "r3").await;
         assert_eq!(h.response.status(), 403);
         assert_eq!(
             h.response.headers()["x-ms-error-code"],
@@ -523,7 +527,7 @@ async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
     s.origin.put("data", "broken", pattern(10, 1));
     s.origin.fail_next.store(100, Ordering::SeqCst);
     let h = front
-        .handle(&blob_request("broken", &key, now), None, "r4")
+        .handle(&blob_request("broken", &key, now), empty(), None, "r4")
         .await;
     assert_eq!(h.response.status(), 503);
     assert_eq!(h.response.headers()["x-ms-error-code"], "ServerBusy");

@@ -167,6 +167,8 @@ pub fn needs(op: Operation) -> Option<Needs> {
         GetBlob | GetBlobProperties | GetBlobMetadata | GetBlockList => {
             n(Some(Permission::Read), Some("r"), ResourceType::Object)
         }
+        PutBlob => n(Some(Permission::Write), Some("wc"), ResourceType::Object),
+        DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         Unsupported(_) => None,
     }
 }
@@ -441,6 +443,15 @@ async fn judged(
             "Account-level operations need the account key or an account SAS.",
         ));
     };
+    if matches!(
+        need.permission,
+        Some(Permission::Write | Permission::Delete)
+    ) {
+        // The origin can only be asked about reads without side effects.
+        return Err(BlobError::auth_failed(
+            "Writes need the account key, or an account or service SAS.",
+        ));
+    }
     let access = match (need.permission, r.op) {
         (Some(Permission::Read), _) => Access::Read,
         (_, Operation::ListBlobs) => Access::List,

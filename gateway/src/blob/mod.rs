@@ -100,6 +100,9 @@ impl http_body::Body for BlobBody {
     }
 }
 
+/// A request body as the front reads it (only uploads do).
+pub type RequestBody = futures::stream::BoxStream<'static, crate::error::Result<Bytes>>;
+
 /// The Blob front.
 pub struct BlobFront {
     domains: Vec<String>,
@@ -331,10 +334,11 @@ impl BlobFront {
         }
     }
 
-    /// Handles one request (its body is not read: no implemented operation takes one).
+    /// Handles one request; only uploads read `body`.
     pub async fn handle(
         &self,
         parts: &http::request::Parts,
+        body: RequestBody,
         peer: Option<IpAddr>,
         request_id: &str,
     ) -> Handled {
@@ -343,7 +347,7 @@ impl BlobFront {
             .unwrap_or(DEFAULT_VERSION)
             .to_string();
         let head = parts.method == Method::HEAD;
-        let (reply, op) = match self.dispatch(parts, peer).await {
+        let (reply, op) = match self.dispatch(parts, body, peer).await {
             (Ok(r), op) => (r, op),
             (Err(e), op) => (error_reply(e, request_id, head), op),
         };
@@ -367,6 +371,7 @@ impl BlobFront {
     async fn dispatch(
         &self,
         parts: &http::request::Parts,
+        body: RequestBody,
         peer: Option<IpAddr>,
     ) -> (Result<Reply, BlobError>, &'static str) {
         let raw_query = parts.uri.query().unwrap_or("");
@@ -427,7 +432,9 @@ impl BlobFront {
                 Some(h) => format!("http://{h}/{}/", routed.account),
                 None => format!("/{}/", routed.account),
             };
-            let mut reply = self.operate(&routed, parts, &query, &endpoint).await?;
+            let mut reply = self
+                .operate(&routed, parts, &query, &endpoint, body)
+                .await?;
             if matches!(routed.op, Operation::GetBlob | Operation::GetBlobProperties)
                 && reply.status.is_success()
             {
@@ -445,6 +452,7 @@ impl BlobFront {
         parts: &http::request::Parts,
         q: &[(String, String)],
         endpoint: &str,
+        body: RequestBody,
     ) -> Result<Reply, BlobError> {
         let container = r.container.as_deref().unwrap_or("");
         let blob = r.blob.as_deref().unwrap_or("");
@@ -516,6 +524,21 @@ impl BlobFront {
                     &meta.size.to_string(),
                 );
                 Ok(reply)
+            }
+            Operation::PutBlob => self.put_blob(container, blob, &parts.headers, body).await,
+            Operation::DeleteBlob => {
+                if is_version_read(q) {
+                    return Err(BlobError::not_implemented(
+                        "Delete Blob of a snapshot or version",
+                    ));
+                }
+                let b = self.bucket(container).await?;
+                // Azure answers 404 for a blob that is not there (S3 does not).
+                self.pipeline
+                    .head(&b, blob, None, &conditions(&parts.headers))
+                    .await?;
+                self.pipeline.delete(&b, blob).await?;
+                Ok(Reply::empty(StatusCode::ACCEPTED, HeaderMap::new()))
             }
             Operation::Unsupported(name) => Err(BlobError::not_implemented(name)),
         }
@@ -597,6 +620,85 @@ impl BlobFront {
 
     async fn bucket(&self, container: &str) -> Result<Arc<BucketBinding>, BlobError> {
         Ok(self.pipeline.catalog().resolve(container).await?)
+    }
+
+    /// Put Blob: a block blob in one request, streamed to the origin.
+    async fn put_blob(
+        &self,
+        container: &str,
+        blob: &str,
+        h: &HeaderMap,
+        body: RequestBody,
+    ) -> Result<Reply, BlobError> {
+        match header(h, "x-ms-blob-type") {
+            Some("BlockBlob") => {}
+            Some("PageBlob" | "AppendBlob") => {
+                return Err(BlobError::not_implemented(
+                    "Put Blob of a page or append blob",
+                ))
+            }
+            _ => {
+                return Err(BlobError::new(
+                    StatusCode::BAD_REQUEST,
+                    "MissingRequiredHeader",
+                    "An HTTP header that's mandatory for this request is not specified.",
+                )
+                .with_detail("HeaderName", "x-ms-blob-type"))
+            }
+        }
+        if [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+        ]
+        .iter()
+        .any(|n| h.contains_key(*n))
+        {
+            return Err(BlobError::not_implemented("conditional Put Blob"));
+        }
+        let len: u64 = header(h, "content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                BlobError::new(
+                    StatusCode::LENGTH_REQUIRED,
+                    "MissingContentLengthHeader",
+                    "Content-Length header value is required.",
+                )
+            })?;
+        let b = self.bucket(container).await?;
+        let opt = |a: &str, b: &str| header(h, a).or_else(|| header(h, b)).map(str::to_string);
+        let mut user_metadata: Vec<(String, String)> = h
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.as_str().strip_prefix("x-ms-meta-")?;
+                Some((name.to_string(), v.to_str().ok()?.to_string()))
+            })
+            .collect();
+        user_metadata.sort();
+        let opts = crate::origin::PutOptions {
+            content_md5: header(h, "content-md5").map(str::to_string),
+            content_type: opt("x-ms-blob-content-type", "content-type"),
+            content_encoding: opt("x-ms-blob-content-encoding", "content-encoding"),
+            content_language: opt("x-ms-blob-content-language", "content-language"),
+            cache_control: opt("x-ms-blob-cache-control", "cache-control"),
+            content_disposition: opt("x-ms-blob-content-disposition", "content-disposition"),
+            user_metadata,
+        };
+        let put = self
+            .pipeline
+            .put(&b, blob, crate::origin::Upload { body, len }, &opts)
+            .await?;
+        let mut headers = HeaderMap::new();
+        set(&mut headers, "etag", &quoted(&put.etag));
+        if let Some(t) = put.last_modified {
+            set(&mut headers, "last-modified", &xml::http_date(t));
+        }
+        if let Some(md5) = &opts.content_md5 {
+            set(&mut headers, "content-md5", md5);
+        }
+        set(&mut headers, "x-ms-request-server-encrypted", "false");
+        Ok(Reply::empty(StatusCode::CREATED, headers))
     }
 
     async fn get_blob(

@@ -28,6 +28,10 @@ pub enum Operation {
     GetBlobMetadata,
     /// `GET /container/blob?comp=blocklist`.
     GetBlockList,
+    /// `PUT /container/blob` (a block blob, in one request).
+    PutBlob,
+    /// `DELETE /container/blob`.
+    DeleteBlob,
     /// A recognised operation Cistern does not implement (named for logs and metrics).
     Unsupported(&'static str),
 }
@@ -45,6 +49,8 @@ impl Operation {
             Self::GetBlobProperties => "GetBlobProperties",
             Self::GetBlobMetadata => "GetBlobMetadata",
             Self::GetBlockList => "GetBlockList",
+            Self::PutBlob => "PutBlob",
+            Self::DeleteBlob => "DeleteBlob",
             Self::Unsupported(name) => name,
         }
     }
@@ -240,8 +246,8 @@ fn operation(
             (None, "GET") => GetBlob,
             (None, "HEAD") => GetBlobProperties,
             (None, "PUT") if copy_source => U("CopyBlob"),
-            (None, "PUT") => U("PutBlob"),
-            (None, "DELETE") => U("DeleteBlob"),
+            (None, "PUT") => PutBlob,
+            (None, "DELETE") => DeleteBlob,
             (Some("metadata"), "GET" | "HEAD") => GetBlobMetadata,
             (Some("metadata"), "PUT") => U("SetBlobMetadata"),
             (Some("properties"), "PUT") => U("SetBlobProperties"),
@@ -429,7 +435,7 @@ mod tests {
                 "restype=container&comp=undelete",
                 Ok(Unsupported("RestoreContainer")),
             ),
-            ("PUT", b, "", Ok(Unsupported("PutBlob"))),
+            ("PUT", b, "", Ok(PutBlob)),
             (
                 "PUT",
                 b,
@@ -467,7 +473,7 @@ mod tests {
                 "comp=metadata",
                 Ok(Unsupported("SetBlobMetadata")),
             ),
-            ("DELETE", b, "", Ok(Unsupported("DeleteBlob"))),
+            ("DELETE", b, "", Ok(DeleteBlob)),
             ("PUT", b, "comp=lease", Ok(Unsupported("LeaseBlob"))),
             ("PUT", b, "comp=snapshot", Ok(Unsupported("SnapshotBlob"))),
             (
