@@ -28,6 +28,10 @@ pub enum ErrorKind {
     BadDigest,
     /// An upload's body was cut short or ran long.
     IncompleteBody,
+    /// The upload in parts does not exist (finished, aborted, or never started).
+    NoSuchUpload,
+    /// A part named on completion was not uploaded (or its ETag differs).
+    InvalidPart,
     /// The origin throttled us.
     Throttled,
     /// The origin could not be reached or failed.
@@ -56,6 +60,8 @@ impl ErrorKind {
             Self::AccessDenied => "access_denied",
             Self::BadDigest => "bad_digest",
             Self::IncompleteBody => "incomplete_body",
+            Self::NoSuchUpload => "no_such_upload",
+            Self::InvalidPart => "invalid_part",
             Self::Throttled => "throttled",
             Self::OriginUnavailable => "origin_unavailable",
             Self::OriginTimeout => "origin_timeout",

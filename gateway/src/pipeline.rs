@@ -399,6 +399,23 @@ impl Pipeline {
         result
     }
 
+    /// Completes an upload in parts at the origin, then forgets the object's cached metadata.
+    pub async fn complete_parts(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b
+            .origin
+            .complete_parts(&b.origin_bucket, &key, upload_id, parts)
+            .await;
+        self.meta.invalidate(&self.meta_key(b, &key));
+        result
+    }
+
     /// Deletes an object at the origin, then forgets its cached metadata.
     pub async fn delete(&self, b: &BucketBinding, key: &str) -> Result<()> {
         let key: Arc<str> = Arc::from(key);

@@ -186,6 +186,11 @@ impl From<Error> for BlobError {
                 "InvalidInput",
                 "The request body is shorter or longer than its Content-Length.",
             ),
+            ErrorKind::NoSuchUpload | ErrorKind::InvalidPart => (
+                StatusCode::BAD_REQUEST,
+                "InvalidBlockList",
+                "The specified block list is invalid.",
+            ),
             ErrorKind::AccessDenied => (
                 StatusCode::FORBIDDEN,
                 "AuthorizationFailure",

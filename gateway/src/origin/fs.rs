@@ -40,6 +40,52 @@ impl FsOrigin {
         })
     }
 
+    /// A fresh temporary path in the uploads directory.
+    async fn temp_file(&self) -> Result<PathBuf> {
+        let uploads = self.root.join(UPLOADS_DIR);
+        tokio::fs::create_dir_all(&uploads)
+            .await
+            .map_err(write_failed)?;
+        Ok(uploads.join(format!(
+            "{}-{}",
+            std::process::id(),
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )))
+    }
+
+    /// The staging directory of an upload in parts, after checking the id is one of ours
+    /// (32 hex digits: never a path).
+    fn staging(&self, upload_id: &str) -> Result<PathBuf> {
+        if upload_id.len() != 32 || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::new(
+                ErrorKind::NoSuchUpload,
+                "The specified upload does not exist",
+            ));
+        }
+        Ok(self.root.join(UPLOADS_DIR).join(format!("mp-{upload_id}")))
+    }
+
+    /// The staging directory of `upload_id`, which must have been started for this bucket
+    /// and key.
+    async fn owned_staging(&self, bucket: &str, key: &str, upload_id: &str) -> Result<PathBuf> {
+        let dir = self.staging(upload_id)?;
+        let recorded = tokio::fs::read_to_string(dir.join("target"))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::NoSuchUpload,
+                    "The specified upload does not exist",
+                )
+            })?;
+        if recorded != format!("{bucket}\n{key}") {
+            return Err(Error::new(
+                ErrorKind::NoSuchUpload,
+                "The specified upload does not exist",
+            ));
+        }
+        Ok(dir)
+    }
+
     fn bucket_path(&self, bucket: &str) -> Result<PathBuf> {
         if bucket.is_empty() || bucket.starts_with('.') || bucket.contains(['/', '\\', '\0']) {
             return Err(Error::new(
@@ -94,6 +140,66 @@ fn write_failed(e: std::io::Error) -> Error {
         "The origin failed to store the object",
     )
     .with_source(e)
+}
+
+/// Renames a finished upload into `<bucket>/<key>`, creating parent directories inside the
+/// bucket only (a symlinked directory must not lead out).
+async fn place(tmp: &Path, bucket_real: &Path, key: &str) -> Result<PathBuf> {
+    // Parents inside the bucket only (a symlinked directory must not lead out).
+    let target = bucket_real.join(key);
+    let parent = target.parent().unwrap_or(bucket_real).to_path_buf();
+    tokio::fs::create_dir_all(&parent).await.map_err(|e| {
+        Error::new(ErrorKind::InvalidArgument, "A parent of this key is a file").with_source(e)
+    })?;
+    let parent_real = tokio::fs::canonicalize(&parent)
+        .await
+        .map_err(write_failed)?;
+    if !parent_real.starts_with(bucket_real) {
+        return Err(Error::new(
+            ErrorKind::AccessDenied,
+            "The key resolves outside its bucket",
+        ));
+    }
+    if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "A directory already has this key's name",
+        ));
+    }
+    tokio::fs::rename(tmp, &target)
+        .await
+        .map_err(write_failed)?;
+    Ok(target)
+}
+
+/// Checks a key can be written here and returns its bucket's real path.
+async fn writable(origin: &FsOrigin, bucket: &str, key: &str) -> Result<PathBuf> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key.contains('\0')
+        || key
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "This key cannot be stored in a directory (empty, `.` or `..` segments, or a trailing `/`)",
+        ));
+    }
+    let bucket_dir = origin.bucket_path(bucket)?;
+    let bucket_real = tokio::fs::canonicalize(&bucket_dir).await.map_err(|_| {
+        Error::new(
+            ErrorKind::NoSuchBucket,
+            "The specified bucket does not exist",
+        )
+    })?;
+    if !bucket_real.starts_with(&origin.root) {
+        return Err(Error::new(
+            ErrorKind::AccessDenied,
+            "The bucket lies outside the root",
+        ));
+    }
+    Ok(bucket_real)
 }
 
 fn not_found_or_io(e: &std::io::Error) -> Error {
@@ -261,31 +367,7 @@ impl Origin for FsOrigin {
         opts: &PutOptions,
     ) -> Result<PutResult> {
         use tokio::io::AsyncWriteExt;
-        if key.is_empty()
-            || key.starts_with('/')
-            || key.contains('\0')
-            || key
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "This key cannot be stored in a directory (empty, `.` or `..` segments, or a trailing `/`)",
-            ));
-        }
-        let bucket_dir = self.bucket_path(bucket)?;
-        let bucket_real = tokio::fs::canonicalize(&bucket_dir).await.map_err(|_| {
-            Error::new(
-                ErrorKind::NoSuchBucket,
-                "The specified bucket does not exist",
-            )
-        })?;
-        if !bucket_real.starts_with(&self.root) {
-            return Err(Error::new(
-                ErrorKind::AccessDenied,
-                "The bucket lies outside the root",
-            ));
-        }
+        let bucket_real = writable(self, bucket, key).await?;
         let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
         let uploads = self.root.join(UPLOADS_DIR);
         tokio::fs::create_dir_all(&uploads)
@@ -307,32 +389,7 @@ impl Origin for FsOrigin {
             check.finish()?;
             file.sync_data().await.map_err(write_failed)?;
             drop(file);
-            // Parents inside the bucket only (a symlinked directory must not lead out).
-            let target = bucket_real.join(key);
-            let parent = target.parent().unwrap_or(&bucket_real).to_path_buf();
-            tokio::fs::create_dir_all(&parent).await.map_err(|e| {
-                Error::new(ErrorKind::InvalidArgument, "A parent of this key is a file")
-                    .with_source(e)
-            })?;
-            let parent_real = tokio::fs::canonicalize(&parent)
-                .await
-                .map_err(write_failed)?;
-            if !parent_real.starts_with(&bucket_real) {
-                return Err(Error::new(
-                    ErrorKind::AccessDenied,
-                    "The key resolves outside its bucket",
-                ));
-            }
-            if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "A directory already has this key's name",
-                ));
-            }
-            tokio::fs::rename(&tmp, &target)
-                .await
-                .map_err(write_failed)?;
-            Ok(target)
+            place(&tmp, &bucket_real, key).await
         }
         .await;
         let target = match result {
@@ -347,6 +404,142 @@ impl Origin for FsOrigin {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
         })
+    }
+
+    /// Parts are staged as files under `.cistern-uploads/mp-<id>/` beside a record of the
+    /// bucket and key they belong to; completion concatenates them and renames the result into
+    /// place.
+    async fn start_parts(&self, bucket: &str, key: &str, _opts: &PutOptions) -> Result<String> {
+        writable(self, bucket, key).await?;
+        let mut h = Sha256::new();
+        h.update(std::process::id().to_le_bytes());
+        h.update(
+            UPLOAD_SEQ
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_le_bytes(),
+        );
+        h.update(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                .to_le_bytes(),
+        );
+        h.update(bucket.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        let id = hex::encode(&h.finalize()[..16]);
+        let dir = self.staging(&id)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(write_failed)?;
+        tokio::fs::write(dir.join("target"), format!("{bucket}\n{key}"))
+            .await
+            .map_err(write_failed)?;
+        Ok(id)
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<String> {
+        use md5::Digest as _;
+        use tokio::io::AsyncWriteExt;
+        let dir = self.owned_staging(bucket, key, upload_id).await?;
+        let mut check = BodyCheck::new(upload.len, content_md5)?;
+        let mut md5 = md5::Md5::new();
+        let tmp = dir.join(format!(
+            "{part:05}.tmp-{}",
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let result: Result<()> = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut body = upload.body;
+            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                let chunk = chunk?;
+                check.update(&chunk)?;
+                md5.update(&chunk);
+                file.write_all(&chunk).await.map_err(write_failed)?;
+            }
+            check.finish()?;
+            file.sync_data().await.map_err(write_failed)?;
+            tokio::fs::rename(&tmp, dir.join(format!("{part:05}")))
+                .await
+                .map_err(write_failed)
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(hex::encode(md5.finalize()))
+    }
+
+    async fn complete_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        use md5::Digest as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = self.owned_staging(bucket, key, upload_id).await?;
+        let bucket_real = writable(self, bucket, key).await?;
+        let tmp = self.temp_file().await?;
+        let result: Result<PathBuf> = async {
+            let mut out = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut buf = vec![0u8; 1 << 20];
+            for (n, etag) in parts {
+                let invalid = || {
+                    Error::new(
+                        ErrorKind::InvalidPart,
+                        "One or more of the specified parts could not be found or its ETag did not match",
+                    )
+                };
+                let mut f = tokio::fs::File::open(dir.join(format!("{n:05}")))
+                    .await
+                    .map_err(|_| invalid())?;
+                let mut md5 = md5::Md5::new();
+                loop {
+                    let got = f.read(&mut buf).await.map_err(write_failed)?;
+                    if got == 0 {
+                        break;
+                    }
+                    md5.update(&buf[..got]);
+                    out.write_all(&buf[..got]).await.map_err(write_failed)?;
+                }
+                if hex::encode(md5.finalize()) != etag.trim_matches('"') {
+                    return Err(invalid());
+                }
+            }
+            out.sync_data().await.map_err(write_failed)?;
+            drop(out);
+            place(&tmp, &bucket_real, key).await
+        }
+        .await;
+        let target = match result {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
+        Ok(PutResult {
+            etag: etag_of(&md),
+            last_modified: md.modified().ok(),
+        })
+    }
+
+    async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let dir = self.owned_staging(bucket, key, upload_id).await?;
+        tokio::fs::remove_dir_all(&dir).await.map_err(write_failed)
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

@@ -124,6 +124,50 @@ impl<O: Origin> Origin for Instrumented<O> {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.observe("delete", self.inner.delete(bucket, key)).await
     }
+
+    async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        self.observe("start_parts", self.inner.start_parts(bucket, key, opts))
+            .await
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<String> {
+        self.observe(
+            "put_part",
+            self.inner
+                .put_part(bucket, key, upload_id, part, upload, content_md5),
+        )
+        .await
+    }
+
+    async fn complete_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        self.observe(
+            "complete_parts",
+            self.inner.complete_parts(bucket, key, upload_id, parts),
+        )
+        .await
+    }
+
+    async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.observe(
+            "abort_parts",
+            self.inner.abort_parts(bucket, key, upload_id),
+        )
+        .await
+    }
 }
 
 /// Timeout and retry settings.
@@ -260,5 +304,41 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.attempt(|| self.inner.delete(bucket, key)).await
+    }
+
+    async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        // Not retried: a retry after a lost answer would start a second upload.
+        self.inner.start_parts(bucket, key, opts).await
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<String> {
+        self.inner
+            .put_part(bucket, key, upload_id, part, upload, content_md5)
+            .await
+    }
+
+    async fn complete_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        self.inner
+            .complete_parts(bucket, key, upload_id, parts)
+            .await
+    }
+
+    async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.attempt(|| self.inner.abort_parts(bucket, key, upload_id))
+            .await
     }
 }

@@ -264,6 +264,45 @@ pub trait Origin: Send + Sync + 'static {
         ))
     }
 
+    /// Begins an upload in parts; the answer is the upload id the other part calls take.
+    async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        let _ = (bucket, key, opts);
+        Err(not_writable())
+    }
+
+    /// Stores part `part` (1–10000) of an upload; answers the part's ETag (unquoted).
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<String> {
+        let _ = (bucket, key, upload_id, part, upload, content_md5);
+        Err(not_writable())
+    }
+
+    /// Assembles the object from `parts` (number, ETag), in that order; nothing is visible
+    /// before this succeeds.
+    async fn complete_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        let _ = (bucket, key, upload_id, parts);
+        Err(not_writable())
+    }
+
+    /// Abandons an upload and what it staged.
+    async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let _ = (bucket, key, upload_id);
+        Err(not_writable())
+    }
+
     /// Deletes an object; deleting a missing one succeeds (as S3 and idempotent retries want).
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         let _ = (bucket, key);
@@ -299,6 +338,13 @@ pub trait Origin: Send + Sync + 'static {
             "This origin cannot judge delegated credentials",
         ))
     }
+}
+
+fn not_writable() -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorKind::NotImplemented,
+        "This origin cannot be written in parts",
+    )
 }
 
 /// Part 1 is the whole object; anything else does not exist (origins without parts).

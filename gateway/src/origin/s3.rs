@@ -218,7 +218,15 @@ fn classify(status: StatusCode, body: &str) -> Error {
             ErrorKind::NoSuchBucket,
             "The specified bucket does not exist",
         ),
+        (404, Some("NoSuchUpload")) => (
+            ErrorKind::NoSuchUpload,
+            "The specified upload does not exist",
+        ),
         (404, _) => (ErrorKind::NotFound, "The specified key does not exist"),
+        (400, Some("InvalidPart" | "InvalidPartOrder")) => (
+            ErrorKind::InvalidPart,
+            "One or more of the specified parts could not be found",
+        ),
         (400, Some("BadDigest" | "InvalidDigest")) => (
             ErrorKind::BadDigest,
             "The Content-MD5 you specified did not match what was received",
@@ -280,6 +288,44 @@ fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
         user_metadata,
         ..Default::default()
     }
+}
+
+/// The headers that describe an object being written.
+fn object_headers(opts: &PutOptions) -> Vec<(String, String)> {
+    let mut owned = Vec::new();
+    for (name, v) in [
+        ("content-type", &opts.content_type),
+        ("content-encoding", &opts.content_encoding),
+        ("content-language", &opts.content_language),
+        ("cache-control", &opts.cache_control),
+        ("content-disposition", &opts.content_disposition),
+    ] {
+        if let Some(v) = v {
+            owned.push((name.to_string(), v.clone()));
+        }
+    }
+    for (k, v) in &opts.user_metadata {
+        owned.push((format!("x-amz-meta-{k}"), v.clone()));
+    }
+    owned
+}
+
+async fn read_text(resp: reqwest::Response) -> Result<String> {
+    resp.text().await.map_err(|e| {
+        Error::new(
+            ErrorKind::OriginUnavailable,
+            "The origin's response broke off",
+        )
+        .with_source(e.without_url())
+    })
+}
+
+/// The text of the first `<name>` element of a small XML answer.
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].to_string())
 }
 
 /// Reads a part's placement from a `HEAD ?partNumber=N` answer. S3 answers 206 with
@@ -547,21 +593,10 @@ impl Origin for S3Origin {
         opts: &PutOptions,
     ) -> Result<PutResult> {
         let upload = super::upload::checked(upload, opts.content_md5.as_deref())?;
-        let mut owned: Vec<(String, String)> =
-            vec![("content-length".into(), upload.len.to_string())];
-        let mut push = |name: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                owned.push((name.to_string(), v.clone()));
-            }
-        };
-        push("content-md5", &opts.content_md5);
-        push("content-type", &opts.content_type);
-        push("content-encoding", &opts.content_encoding);
-        push("content-language", &opts.content_language);
-        push("cache-control", &opts.cache_control);
-        push("content-disposition", &opts.content_disposition);
-        for (k, v) in &opts.user_metadata {
-            owned.push((format!("x-amz-meta-{k}"), v.clone()));
+        let mut owned = object_headers(opts);
+        owned.push(("content-length".into(), upload.len.to_string()));
+        if let Some(m) = &opts.content_md5 {
+            owned.push(("content-md5".into(), m.clone()));
         }
         let headers: Vec<(&str, &str)> = owned
             .iter()
@@ -584,6 +619,121 @@ impl Origin for S3Origin {
             last_modified: header(h, "last-modified")
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
         })
+    }
+
+    /// S3's own multipart upload, passed through: the upload id and part ETags are S3's.
+    async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        let owned = object_headers(opts);
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send(
+                Method::POST,
+                Some(bucket),
+                Some(key),
+                &[("uploads".to_string(), String::new())],
+                &headers,
+                &[],
+            )
+            .await?;
+        let body = read_text(resp).await?;
+        xml_field(&body, "UploadId").ok_or_else(|| {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin did not return an upload id",
+            )
+        })
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<String> {
+        let upload = super::upload::checked(upload, content_md5)?;
+        let len = upload.len.to_string();
+        let mut headers = vec![("content-length", len.as_str())];
+        if let Some(m) = content_md5 {
+            headers.push(("content-md5", m));
+        }
+        let resp = self
+            .send_body(
+                Method::PUT,
+                Some(bucket),
+                Some(key),
+                &[
+                    ("partNumber".to_string(), part.to_string()),
+                    ("uploadId".to_string(), upload_id.to_string()),
+                ],
+                &headers,
+                &[],
+                Some(reqwest::Body::wrap_stream(upload.body)),
+            )
+            .await?;
+        Ok(header(resp.headers(), "etag")
+            .map(unquote)
+            .unwrap_or_default())
+    }
+
+    async fn complete_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        let mut xml = String::from("<CompleteMultipartUpload>");
+        for (n, etag) in parts {
+            xml.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>\"{}\"</ETag></Part>",
+                etag.trim_matches('"')
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+            ));
+        }
+        xml.push_str("</CompleteMultipartUpload>");
+        let len = xml.len().to_string();
+        let resp = self
+            .send_body(
+                Method::POST,
+                Some(bucket),
+                Some(key),
+                &[("uploadId".to_string(), upload_id.to_string())],
+                &[("content-length", len.as_str())],
+                &[],
+                Some(reqwest::Body::from(xml)),
+            )
+            .await?;
+        let body = read_text(resp).await?;
+        // S3 may answer 200 and report a failure in the body.
+        if body.contains("<Error>") {
+            return Err(classify(StatusCode::BAD_REQUEST, &body));
+        }
+        Ok(PutResult {
+            etag: xml_field(&body, "ETag")
+                .map(|e| unquote(&e.replace("&quot;", "\"")))
+                .unwrap_or_default(),
+            last_modified: None,
+        })
+    }
+
+    async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            Some(bucket),
+            Some(key),
+            &[("uploadId".to_string(), upload_id.to_string())],
+            &[],
+            &[],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

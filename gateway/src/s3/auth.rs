@@ -37,7 +37,11 @@ impl S3Auth for Secrets {
 pub fn permission_for(op: &str) -> Option<Permission> {
     match op {
         "GetObject" | "HeadObject" => Some(Permission::Read),
-        "PutObject" => Some(Permission::Write),
+        "PutObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "CompleteMultipartUpload"
+        | "AbortMultipartUpload" => Some(Permission::Write),
         "DeleteObject" => Some(Permission::Delete),
         "ListObjects" | "ListObjectsV2" | "HeadBucket" | "GetBucketLocation" | "ListBuckets" => {
             Some(Permission::List)

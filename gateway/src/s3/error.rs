@@ -18,6 +18,8 @@ pub fn to_s3(e: Error) -> S3Error {
         ErrorKind::AccessDenied => S3ErrorCode::AccessDenied,
         ErrorKind::BadDigest => S3ErrorCode::BadDigest,
         ErrorKind::IncompleteBody => S3ErrorCode::IncompleteBody,
+        ErrorKind::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        ErrorKind::InvalidPart => S3ErrorCode::InvalidPart,
         ErrorKind::Throttled => S3ErrorCode::SlowDown,
         ErrorKind::OriginUnavailable | ErrorKind::OriginTimeout | ErrorKind::ObjectChanged => {
             S3ErrorCode::ServiceUnavailable

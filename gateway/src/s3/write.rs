@@ -145,26 +145,38 @@ fn body_stream(
     .boxed()
 }
 
-/// The declared checksum of a PutObject: a header value, or a trailer named by
-/// `x-amz-trailer`.
+/// The declared checksum of an upload (PutObject or UploadPart): a header value, or a trailer
+/// named by `x-amz-trailer`. `values` are the input's crc32, crc32c, crc64nvme, sha1, sha256.
 fn declared(
-    i: &dto::PutObjectInput,
+    values: [&Option<String>; 5],
     headers: &http::HeaderMap,
     trailers: Option<s3s::TrailingHeaders>,
 ) -> Option<(Algo, Expected)> {
-    let values = [
-        (Algo::Crc32, &i.checksum_crc32),
-        (Algo::Crc32c, &i.checksum_crc32c),
-        (Algo::Crc64Nvme, &i.checksum_crc64nvme),
-        (Algo::Sha1, &i.checksum_sha1),
-        (Algo::Sha256, &i.checksum_sha256),
+    let algos = [
+        Algo::Crc32,
+        Algo::Crc32c,
+        Algo::Crc64Nvme,
+        Algo::Sha1,
+        Algo::Sha256,
     ];
+    let values: Vec<(Algo, &Option<String>)> = algos.into_iter().zip(values).collect();
     if let Some((a, Some(v))) = values.into_iter().find(|(_, v)| v.is_some()) {
         return Some((a, Expected::Value(v.clone())));
     }
     let trailer = headers.get("x-amz-trailer")?.to_str().ok()?;
     let algo = Algo::from_header(trailer)?;
     Some((algo, Expected::Trailer(trailers?)))
+}
+
+/// User metadata as the origins take it: lower-case names, sorted.
+fn metadata(m: Option<dto::Metadata>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = m
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    v.sort();
+    v
 }
 
 impl S3Front {
@@ -190,7 +202,17 @@ impl S3Front {
         })?;
         let len = u64::try_from(len)
             .map_err(|_| s3_error!(InvalidArgument, "Content-Length must not be negative"))?;
-        let checksum = declared(&i, &headers, trailers);
+        let checksum = declared(
+            [
+                &i.checksum_crc32,
+                &i.checksum_crc32c,
+                &i.checksum_crc64nvme,
+                &i.checksum_sha1,
+                &i.checksum_sha256,
+            ],
+            &headers,
+            trailers,
+        );
         let algo = checksum.as_ref().map(|(a, _)| *a);
         let body = i.body.take().unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<
@@ -248,6 +270,160 @@ impl S3Front {
             };
         }
         Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn create_multipart(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        let mut i = req.input;
+        let b = self.bucket(&i.bucket).await?;
+        let opts = PutOptions {
+            content_md5: None,
+            content_type: i.content_type.clone(),
+            content_encoding: i.content_encoding.clone(),
+            content_language: i.content_language.clone(),
+            cache_control: i.cache_control.clone(),
+            content_disposition: i.content_disposition.clone(),
+            user_metadata: metadata(i.metadata.take()),
+        };
+        let id = b
+            .origin
+            .start_parts(&b.origin_bucket, &i.key, &opts)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(id),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let headers = req.headers.clone();
+        let mut i = req.input;
+        let part = u32::try_from(i.part_number)
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "Part number must be an integer between 1 and 10000, inclusive"
+                )
+            })?;
+        let b = self.bucket(&i.bucket).await?;
+        let len = i
+            .content_length
+            .and_then(|l| u64::try_from(l).ok())
+            .ok_or_else(|| {
+                s3_error!(
+                    MissingContentLength,
+                    "You must provide the Content-Length HTTP header."
+                )
+            })?;
+        let checksum = declared(
+            [
+                &i.checksum_crc32,
+                &i.checksum_crc32c,
+                &i.checksum_crc64nvme,
+                &i.checksum_sha1,
+                &i.checksum_sha256,
+            ],
+            &headers,
+            trailers,
+        );
+        let body = i.body.take().unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<
+                std::result::Result<Bytes, std::io::Error>,
+            >())
+        });
+        let upload = Upload {
+            body: body_stream(body, checksum),
+            len,
+        };
+        let etag = b
+            .origin
+            .put_part(
+                &b.origin_bucket,
+                &i.key,
+                &i.upload_id,
+                part,
+                upload,
+                i.content_md5.as_deref(),
+            )
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn complete_multipart(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        if i.if_match.is_some() || i.if_none_match.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "Conditional writes are not implemented yet"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        let mut parts: Vec<(u32, String)> = Vec::new();
+        for p in i.multipart_upload.and_then(|m| m.parts).unwrap_or_default() {
+            let n = p
+                .part_number
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| s3_error!(InvalidPart, "A part has no part number"))?;
+            let etag = p
+                .e_tag
+                .map(|e| e.value().to_string())
+                .ok_or_else(|| s3_error!(InvalidPart, "A part has no ETag"))?;
+            parts.push((n, etag));
+        }
+        if parts.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "You must specify at least one part"
+            ));
+        }
+        if parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(s3_error!(
+                InvalidPartOrder,
+                "The list of parts was not in ascending order."
+            ));
+        }
+        let put = self
+            .pipeline
+            .complete_parts(&b, &i.key, &i.upload_id, &parts)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            e_tag: Some(ETag::Strong(put.etag)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn abort_multipart(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let i = req.input;
+        let b = self.bucket(&i.bucket).await?;
+        b.origin
+            .abort_parts(&b.origin_bucket, &i.key, &i.upload_id)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
     }
 
     pub(super) async fn delete(
