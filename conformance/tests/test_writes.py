@@ -251,3 +251,35 @@ def test_aborted_multipart_leaves_nothing(gw_w, bucket):
             s3.upload_part(Bucket=bucket, Key="mpu/aborted.bin", UploadId="not-an-upload",
                            PartNumber=1, Body=b"x")
         assert ei.value.response["Error"]["Code"] == "NoSuchUpload"
+
+
+@pytest.mark.parametrize("bucket", ["fsw", "azw"])
+def test_blob_uploaded_in_blocks_read_back_through_s3(gw_w, bucket):
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob import service
+    c, origins = gw_w
+    svc = service(c.connection_string(WRITER_ACCOUNT, WRITER_ACCOUNT_KEY),
+                  max_single_put_size=MIB, max_block_size=MIB)
+    data = s3util.det_bytes(f"blocks-{bucket}", 5 * MIB + 777)
+    bc = svc.get_blob_client(bucket, "blocks/model.pt")
+    bc.upload_blob(data, overwrite=True, max_concurrency=4)
+    assert origin_bytes(origins, bucket, "blocks/model.pt") == data
+    s3 = c.client(WRITER)
+    assert s3.get_object(Bucket=bucket, Key="blocks/model.pt")["Body"].read() == data
+    # Overwritten in blocks again: the new bytes at once.
+    new = s3util.det_bytes(f"blocks-{bucket}-2", 3 * MIB)
+    bc.upload_blob(new, overwrite=True, max_concurrency=4)
+    assert s3.get_object(Bucket=bucket, Key="blocks/model.pt")["Body"].read() == new
+
+
+def test_blocks_onto_an_s3_origin_say_not_implemented(gw_w):
+    from azure.core.exceptions import HttpResponseError
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob import service
+    c, origins = gw_w
+    svc = service(c.connection_string(WRITER_ACCOUNT, WRITER_ACCOUNT_KEY),
+                  max_single_put_size=MIB, max_block_size=MIB)
+    with pytest.raises(HttpResponseError) as ei:
+        svc.get_blob_client("motow", "blocks.bin").upload_blob(b"x" * (2 * MIB), overwrite=True)
+    assert (ei.value.status_code, ei.value.error_code) == (501, "NotImplemented")
+    assert origin_bytes(origins, "motow", "blocks.bin") is None

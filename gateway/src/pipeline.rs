@@ -416,6 +416,23 @@ impl Pipeline {
         result
     }
 
+    /// Commits a block list at the origin, then forgets the object's cached metadata.
+    pub async fn commit_blocks(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        blocks: &[crate::origin::BlockRef],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b
+            .origin
+            .commit_blocks(&b.origin_bucket, &key, blocks, opts)
+            .await;
+        self.meta.invalidate(&self.meta_key(b, &key));
+        result
+    }
+
     /// Deletes an object at the origin, then forgets its cached metadata.
     pub async fn delete(&self, b: &BucketBinding, key: &str) -> Result<()> {
         let key: Arc<str> = Arc::from(key);

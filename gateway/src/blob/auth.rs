@@ -167,7 +167,9 @@ pub fn needs(op: Operation) -> Option<Needs> {
         GetBlob | GetBlobProperties | GetBlobMetadata | GetBlockList => {
             n(Some(Permission::Read), Some("r"), ResourceType::Object)
         }
-        PutBlob => n(Some(Permission::Write), Some("wc"), ResourceType::Object),
+        PutBlob | PutBlock | PutBlockList => {
+            n(Some(Permission::Write), Some("wc"), ResourceType::Object)
+        }
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         Unsupported(_) => None,
     }

@@ -526,6 +526,54 @@ impl BlobFront {
                 Ok(reply)
             }
             Operation::PutBlob => self.put_blob(container, blob, &parts.headers, body).await,
+            Operation::PutBlock => {
+                let id = get(q, "blockid").ok_or_else(|| {
+                    BlobError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MissingRequiredQueryParameter",
+                        "A query parameter that's mandatory for this request is not specified.",
+                    )
+                    .with_detail("QueryParameterName", "blockid")
+                })?;
+                if !valid_block_id(id) {
+                    return Err(BlobError::invalid_query(
+                        "blockid",
+                        id,
+                        "The specified blob or block content is invalid.",
+                    ));
+                }
+                let len = content_length(&parts.headers)?;
+                let b = self.bucket(container).await?;
+                b.origin
+                    .put_block(
+                        &b.origin_bucket,
+                        blob,
+                        id,
+                        crate::origin::Upload { body, len },
+                        header(&parts.headers, "content-md5"),
+                    )
+                    .await?;
+                let mut h = HeaderMap::new();
+                if let Some(md5) = header(&parts.headers, "content-md5") {
+                    set(&mut h, "content-md5", md5);
+                }
+                Ok(Reply::empty(StatusCode::CREATED, h))
+            }
+            Operation::PutBlockList => {
+                let blocks = read_block_list(body).await?;
+                let b = self.bucket(container).await?;
+                let opts = put_options(&parts.headers, false);
+                let put = self
+                    .pipeline
+                    .commit_blocks(&b, blob, &blocks, &opts)
+                    .await?;
+                let mut h = HeaderMap::new();
+                set(&mut h, "etag", &quoted(&put.etag));
+                if let Some(t) = put.last_modified {
+                    set(&mut h, "last-modified", &xml::http_date(t));
+                }
+                Ok(Reply::empty(StatusCode::CREATED, h))
+            }
             Operation::DeleteBlob => {
                 if is_version_read(q) {
                     return Err(BlobError::not_implemented(
@@ -657,34 +705,9 @@ impl BlobFront {
         {
             return Err(BlobError::not_implemented("conditional Put Blob"));
         }
-        let len: u64 = header(h, "content-length")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                BlobError::new(
-                    StatusCode::LENGTH_REQUIRED,
-                    "MissingContentLengthHeader",
-                    "Content-Length header value is required.",
-                )
-            })?;
+        let len = content_length(h)?;
         let b = self.bucket(container).await?;
-        let opt = |a: &str, b: &str| header(h, a).or_else(|| header(h, b)).map(str::to_string);
-        let mut user_metadata: Vec<(String, String)> = h
-            .iter()
-            .filter_map(|(k, v)| {
-                let name = k.as_str().strip_prefix("x-ms-meta-")?;
-                Some((name.to_string(), v.to_str().ok()?.to_string()))
-            })
-            .collect();
-        user_metadata.sort();
-        let opts = crate::origin::PutOptions {
-            content_md5: header(h, "content-md5").map(str::to_string),
-            content_type: opt("x-ms-blob-content-type", "content-type"),
-            content_encoding: opt("x-ms-blob-content-encoding", "content-encoding"),
-            content_language: opt("x-ms-blob-content-language", "content-language"),
-            cache_control: opt("x-ms-blob-cache-control", "cache-control"),
-            content_disposition: opt("x-ms-blob-content-disposition", "content-disposition"),
-            user_metadata,
-        };
+        let opts = put_options(h, true);
         let put = self
             .pipeline
             .put(&b, blob, crate::origin::Upload { body, len }, &opts)
@@ -956,6 +979,129 @@ fn container_etag(t: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     format!("0x{ms:X}")
+}
+
+/// `Content-Length` of an upload, required.
+fn content_length(h: &HeaderMap) -> Result<u64, BlobError> {
+    header(h, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            BlobError::new(
+                StatusCode::LENGTH_REQUIRED,
+                "MissingContentLengthHeader",
+                "Content-Length header value is required.",
+            )
+        })
+}
+
+/// The properties of a blob being written: `x-ms-blob-content-*` (and, for Put Blob, the
+/// plain headers of the body), `x-ms-meta-*`, and the body's `Content-MD5` for Put Blob.
+fn put_options(h: &HeaderMap, body_is_blob: bool) -> crate::origin::PutOptions {
+    let opt = |a: &str, b: &str| {
+        header(h, a)
+            .or_else(|| body_is_blob.then(|| header(h, b)).flatten())
+            .map(str::to_string)
+    };
+    let mut user_metadata: Vec<(String, String)> = h
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix("x-ms-meta-")?;
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    user_metadata.sort();
+    crate::origin::PutOptions {
+        content_md5: body_is_blob
+            .then(|| header(h, "content-md5").map(str::to_string))
+            .flatten(),
+        content_type: opt("x-ms-blob-content-type", "content-type"),
+        content_encoding: opt("x-ms-blob-content-encoding", "content-encoding"),
+        content_language: opt("x-ms-blob-content-language", "content-language"),
+        cache_control: opt("x-ms-blob-cache-control", "cache-control"),
+        content_disposition: opt("x-ms-blob-content-disposition", "content-disposition"),
+        user_metadata,
+    }
+}
+
+/// Block ids: base64 of at most 64 bytes, as Azure requires.
+fn valid_block_id(id: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(id)
+        .is_ok_and(|b| !b.is_empty() && b.len() <= 64)
+}
+
+/// The most a block list body may hold (50,000 blocks of 64-byte ids, with room).
+const MAX_BLOCK_LIST_BYTES: usize = 8 << 20;
+
+/// Reads and parses a Put Block List body: `Latest`, `Committed` and `Uncommitted` entries in
+/// order.
+async fn read_block_list(mut body: RequestBody) -> Result<Vec<crate::origin::BlockRef>, BlobError> {
+    use crate::origin::BlockRef;
+    let invalid = || {
+        BlobError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidXmlDocument",
+            "XML specified is not syntactically valid.",
+        )
+    };
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.try_next().await? {
+        if buf.len() + chunk.len() > MAX_BLOCK_LIST_BYTES {
+            return Err(BlobError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestBodyTooLarge",
+                "The request body is too large.",
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let mut reader = quick_xml::Reader::from_reader(&buf[..]);
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let mut text = String::new();
+    let mut saw_root = false;
+    loop {
+        match reader.read_event().map_err(|_| invalid())? {
+            quick_xml::events::Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                if name == "BlockList" {
+                    saw_root = true;
+                } else {
+                    current = Some(name);
+                    text.clear();
+                }
+            }
+            quick_xml::events::Event::Text(t) => {
+                if current.is_some() {
+                    text.push_str(&t.unescape().map_err(|_| invalid())?);
+                }
+            }
+            quick_xml::events::Event::End(_) => {
+                if let Some(name) = current.take() {
+                    let id = text.trim().to_string();
+                    if !valid_block_id(&id) {
+                        return Err(BlobError::new(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidBlockList",
+                            "The specified block list is invalid.",
+                        ));
+                    }
+                    out.push(match name.as_str() {
+                        "Latest" => BlockRef::Latest(id),
+                        "Committed" => BlockRef::Committed(id),
+                        "Uncommitted" => BlockRef::Uncommitted(id),
+                        _ => return Err(invalid()),
+                    });
+                }
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    if !saw_root {
+        return Err(invalid());
+    }
+    Ok(out)
 }
 
 /// A SAS's `rscc`, `rscd`, `rsce`, `rscl` and `rsct` replace the response headers they name,

@@ -30,6 +30,10 @@ pub enum Operation {
     GetBlockList,
     /// `PUT /container/blob` (a block blob, in one request).
     PutBlob,
+    /// `PUT /container/blob?comp=block&blockid=…`.
+    PutBlock,
+    /// `PUT /container/blob?comp=blocklist`.
+    PutBlockList,
     /// `DELETE /container/blob`.
     DeleteBlob,
     /// A recognised operation Cistern does not implement (named for logs and metrics).
@@ -50,6 +54,8 @@ impl Operation {
             Self::GetBlobMetadata => "GetBlobMetadata",
             Self::GetBlockList => "GetBlockList",
             Self::PutBlob => "PutBlob",
+            Self::PutBlock => "PutBlock",
+            Self::PutBlockList => "PutBlockList",
             Self::DeleteBlob => "DeleteBlob",
             Self::Unsupported(name) => name,
         }
@@ -252,8 +258,8 @@ fn operation(
             (Some("metadata"), "PUT") => U("SetBlobMetadata"),
             (Some("properties"), "PUT") => U("SetBlobProperties"),
             (Some("block"), "PUT") if copy_source => U("PutBlockFromURL"),
-            (Some("block"), "PUT") => U("PutBlock"),
-            (Some("blocklist"), "PUT") => U("PutBlockList"),
+            (Some("block"), "PUT") => PutBlock,
+            (Some("blocklist"), "PUT") => PutBlockList,
             (Some("blocklist"), "GET") => GetBlockList,
             (Some("page"), "PUT") => U("PutPage"),
             (Some("pagelist"), "GET") => U("GetPageRanges"),
@@ -436,13 +442,8 @@ mod tests {
                 Ok(Unsupported("RestoreContainer")),
             ),
             ("PUT", b, "", Ok(PutBlob)),
-            (
-                "PUT",
-                b,
-                "comp=block&blockid=AAAA",
-                Ok(Unsupported("PutBlock")),
-            ),
-            ("PUT", b, "comp=blocklist", Ok(Unsupported("PutBlockList"))),
+            ("PUT", b, "comp=block&blockid=AAAA", Ok(PutBlock)),
+            ("PUT", b, "comp=blocklist", Ok(PutBlockList)),
             (
                 "GET",
                 b,

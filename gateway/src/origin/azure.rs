@@ -31,6 +31,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
 use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
+use super::BlockRef;
 use super::{
     Access, BucketEntry, ForeignCredential, ListCursor, ListEntry, ListPage, ListQuery, Origin,
     PartInfo, PassResponse, Passthrough, PutOptions, PutResult, RangeRead, Upload,
@@ -267,6 +268,53 @@ impl AzureOrigin {
             None => xml_code(&resp.text().await.unwrap_or_default()).unwrap_or_default(),
         };
         Err(classify(status, &code))
+    }
+
+    /// Put Block List with the object's properties.
+    async fn put_block_list(
+        &self,
+        bucket: &str,
+        key: &str,
+        xml: String,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let mut owned: Vec<(String, String)> =
+            vec![("content-length".into(), xml.len().to_string())];
+        for (name, v) in [
+            ("x-ms-blob-content-type", &opts.content_type),
+            ("x-ms-blob-content-encoding", &opts.content_encoding),
+            ("x-ms-blob-content-language", &opts.content_language),
+            ("x-ms-blob-cache-control", &opts.cache_control),
+            ("x-ms-blob-content-disposition", &opts.content_disposition),
+        ] {
+            if let Some(v) = v {
+                owned.push((name.to_string(), v.clone()));
+            }
+        }
+        for (k, v) in &opts.user_metadata {
+            owned.push((format!("x-ms-meta-{k}"), v.clone()));
+        }
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send_as(
+                Method::PUT,
+                Some(bucket),
+                Some(key),
+                &[("comp", "blocklist")],
+                &headers,
+                &[],
+                None,
+                Some(reqwest::Body::from(xml)),
+            )
+            .await?;
+        let h = resp.headers();
+        Ok(PutResult {
+            etag: header(h, "etag").map(unquote).unwrap_or_default(),
+            last_modified: http_time(header(h, "last-modified")),
+        })
     }
 
     async fn text(resp: reqwest::Response) -> Result<String> {
@@ -712,56 +760,68 @@ impl Origin for AzureOrigin {
             xml.push_str("</Latest>");
         }
         xml.push_str("</BlockList>");
-        let mut owned: Vec<(String, String)> =
-            vec![("content-length".into(), xml.len().to_string())];
-        for (name, v) in [
-            ("x-ms-blob-content-type", &opts.content_type),
-            ("x-ms-blob-content-encoding", &opts.content_encoding),
-            ("x-ms-blob-content-language", &opts.content_language),
-            ("x-ms-blob-cache-control", &opts.cache_control),
-            ("x-ms-blob-content-disposition", &opts.content_disposition),
-        ] {
-            if let Some(v) = v {
-                owned.push((name.to_string(), v.clone()));
-            }
+        match self.put_block_list(bucket, key, xml, &opts).await {
+            Err(e) if e.kind() == ErrorKind::InvalidArgument => Err(Error::new(
+                ErrorKind::InvalidPart,
+                "One or more of the specified parts could not be found",
+            )),
+            other => other,
         }
-        for (k, v) in &opts.user_metadata {
-            owned.push((format!("x-ms-meta-{k}"), v.clone()));
-        }
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let resp = match self
-            .send_as(
-                Method::PUT,
-                Some(bucket),
-                Some(key),
-                &[("comp", "blocklist")],
-                &headers,
-                &[],
-                None,
-                Some(reqwest::Body::from(xml)),
-            )
-            .await
-        {
-            Err(e) if e.kind() == ErrorKind::InvalidArgument => {
-                return Err(Error::new(
-                    ErrorKind::InvalidPart,
-                    "One or more of the specified parts could not be found",
-                ))
-            }
-            other => other?,
-        };
-        let h = resp.headers();
-        Ok(PutResult {
-            etag: header(h, "etag").map(unquote).unwrap_or_default(),
-            last_modified: http_time(header(h, "last-modified")),
-        })
     }
 
     async fn abort_parts(&self, _bucket: &str, _key: &str, upload_id: &str) -> Result<()> {
         parts_id::decode(upload_id).map(|_| ())
+    }
+
+    async fn put_block(
+        &self,
+        bucket: &str,
+        key: &str,
+        block_id: &str,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<()> {
+        let upload = super::upload::checked(upload, content_md5)?;
+        let len = upload.len.to_string();
+        let mut headers = vec![("content-length", len.as_str())];
+        if let Some(m) = content_md5 {
+            headers.push(("content-md5", m));
+        }
+        self.send_as(
+            Method::PUT,
+            Some(bucket),
+            Some(key),
+            &[("comp", "block"), ("blockid", block_id)],
+            &headers,
+            &[],
+            None,
+            Some(reqwest::Body::wrap_stream(upload.body)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn commit_blocks(
+        &self,
+        bucket: &str,
+        key: &str,
+        blocks: &[BlockRef],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+        for b in blocks {
+            let (tag, id) = match b {
+                BlockRef::Latest(id) => ("Latest", id),
+                BlockRef::Committed(id) => ("Committed", id),
+                BlockRef::Uncommitted(id) => ("Uncommitted", id),
+            };
+            xml.push_str(&format!(
+                "<{tag}>{}</{tag}>",
+                id.replace('&', "&amp;").replace('<', "&lt;")
+            ));
+        }
+        xml.push_str("</BlockList>");
+        self.put_block_list(bucket, key, xml, opts).await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

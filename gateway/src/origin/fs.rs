@@ -20,6 +20,7 @@ use cistern_cache::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 use super::upload::BodyCheck;
+use super::BlockRef;
 use super::{
     listing, single_part, BucketEntry, ListEntry, ListPage, ListQuery, Origin, PartInfo,
     PutOptions, PutResult, RangeRead, Upload,
@@ -63,6 +64,17 @@ impl FsOrigin {
             ));
         }
         Ok(self.root.join(UPLOADS_DIR).join(format!("mp-{upload_id}")))
+    }
+
+    /// Where the staged blocks of one object live.
+    fn block_staging(&self, bucket: &str, key: &str) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(bucket.as_bytes());
+        h.update([0]);
+        h.update(key.as_bytes());
+        self.root
+            .join(UPLOADS_DIR)
+            .join(format!("blocks-{}", hex::encode(&h.finalize()[..16])))
     }
 
     /// The staging directory of `upload_id`, which must have been started for this bucket
@@ -170,6 +182,11 @@ async fn place(tmp: &Path, bucket_real: &Path, key: &str) -> Result<PathBuf> {
         .await
         .map_err(write_failed)?;
     Ok(target)
+}
+
+/// A staged block's file name: a digest of its id (ids are client strings, never paths).
+fn block_file(block_id: &str) -> String {
+    hex::encode(&Sha256::digest(block_id.as_bytes())[..16])
 }
 
 /// Checks a key can be written here and returns its bucket's real path.
@@ -540,6 +557,100 @@ impl Origin for FsOrigin {
     async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         let dir = self.owned_staging(bucket, key, upload_id).await?;
         tokio::fs::remove_dir_all(&dir).await.map_err(write_failed)
+    }
+
+    /// Blocks are staged under `.cistern-uploads/blocks-<digest of bucket and key>/`, one
+    /// file per block id (by its digest); a block list concatenates them in order.
+    async fn put_block(
+        &self,
+        bucket: &str,
+        key: &str,
+        block_id: &str,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        writable(self, bucket, key).await?;
+        let dir = self.block_staging(bucket, key);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(write_failed)?;
+        let mut check = BodyCheck::new(upload.len, content_md5)?;
+        let final_path = dir.join(block_file(block_id));
+        let tmp = dir.join(format!(
+            "tmp-{}",
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let result: Result<()> = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut body = upload.body;
+            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                let chunk = chunk?;
+                check.update(&chunk)?;
+                file.write_all(&chunk).await.map_err(write_failed)?;
+            }
+            check.finish()?;
+            file.sync_data().await.map_err(write_failed)?;
+            tokio::fs::rename(&tmp, &final_path)
+                .await
+                .map_err(write_failed)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn commit_blocks(
+        &self,
+        bucket: &str,
+        key: &str,
+        blocks: &[BlockRef],
+        _opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let bucket_real = writable(self, bucket, key).await?;
+        let dir = self.block_staging(bucket, key);
+        let tmp = self.temp_file().await?;
+        let invalid = || {
+            Error::new(
+                ErrorKind::InvalidPart,
+                "The specified block list is invalid (a directory keeps no committed blocks)",
+            )
+        };
+        let result: Result<PathBuf> = async {
+            let mut out = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            for b in blocks {
+                let id = match b {
+                    BlockRef::Latest(id) | BlockRef::Uncommitted(id) => id,
+                    BlockRef::Committed(_) => return Err(invalid()),
+                };
+                let mut f = tokio::fs::File::open(dir.join(block_file(id)))
+                    .await
+                    .map_err(|_| invalid())?;
+                tokio::io::copy(&mut f, &mut out)
+                    .await
+                    .map_err(write_failed)?;
+            }
+            out.sync_data().await.map_err(write_failed)?;
+            drop(out);
+            place(&tmp, &bucket_real, key).await
+        }
+        .await;
+        let target = match result {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        // Azure discards uncommitted blocks on commit.
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
+        Ok(PutResult {
+            etag: etag_of(&md),
+            last_modified: md.modified().ok(),
+        })
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

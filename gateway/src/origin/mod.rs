@@ -217,6 +217,17 @@ pub struct PutResult {
     pub last_modified: Option<SystemTime>,
 }
 
+/// One entry of a block list (Azure's Put Block List): which staged or committed block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockRef {
+    /// The latest staged block with this id, else the committed one.
+    Latest(String),
+    /// The block with this id in the object as committed now.
+    Committed(String),
+    /// The staged (uncommitted) block with this id.
+    Uncommitted(String),
+}
+
 /// An object store Cistern reads from.
 #[async_trait]
 pub trait Origin: Send + Sync + 'static {
@@ -300,6 +311,31 @@ pub trait Origin: Send + Sync + 'static {
     /// Abandons an upload and what it staged.
     async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         let _ = (bucket, key, upload_id);
+        Err(not_writable())
+    }
+
+    /// Stages one block of an object (Azure's Put Block): invisible until committed.
+    async fn put_block(
+        &self,
+        bucket: &str,
+        key: &str,
+        block_id: &str,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<()> {
+        let _ = (bucket, key, block_id, upload, content_md5);
+        Err(not_writable())
+    }
+
+    /// Writes the object as the listed blocks, in order (Azure's Put Block List).
+    async fn commit_blocks(
+        &self,
+        bucket: &str,
+        key: &str,
+        blocks: &[BlockRef],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let _ = (bucket, key, blocks, opts);
         Err(not_writable())
     }
 
