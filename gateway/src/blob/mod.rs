@@ -1071,10 +1071,8 @@ async fn read_block_list(mut body: RequestBody) -> Result<Vec<crate::origin::Blo
                     text.clear();
                 }
             }
-            quick_xml::events::Event::Text(t) => {
-                if current.is_some() {
-                    text.push_str(&t.unescape().map_err(|_| invalid())?);
-                }
+            quick_xml::events::Event::Text(t) if current.is_some() => {
+                text.push_str(&t.unescape().map_err(|_| invalid())?);
             }
             quick_xml::events::Event::End(_) => {
                 if let Some(name) = current.take() {
