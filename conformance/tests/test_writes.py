@@ -283,3 +283,54 @@ def test_blocks_onto_an_s3_origin_say_not_implemented(gw_w):
         svc.get_blob_client("motow", "blocks.bin").upload_blob(b"x" * (2 * MIB), overwrite=True)
     assert (ei.value.status_code, ei.value.error_code) == (501, "NotImplemented")
     assert origin_bytes(origins, "motow", "blocks.bin") is None
+
+
+# ------------------------------------------------------------------ copies and batch deletes
+
+
+@pytest.mark.parametrize("src,dst", [("motow", "azw"), ("azw", "fsw"), ("fsw", "motow")])
+def test_copy_object_across_origins(gw_w, src, dst):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    data = s3util.det_bytes(f"copy-{src}", 2 * MIB + 9)
+    s3.put_object(Bucket=src, Key="copy/src.bin", Body=data, ContentType="application/x-src",
+                  Metadata={"origin": src})
+    out = s3.copy_object(Bucket=dst, Key="copy/dst.bin",
+                         CopySource={"Bucket": src, "Key": "copy/src.bin"})
+    assert out["CopyObjectResult"]["ETag"]
+    assert origin_bytes(origins, dst, "copy/dst.bin") == data
+    got = s3.get_object(Bucket=dst, Key="copy/dst.bin")
+    assert got["Body"].read() == data
+    if "fsw" not in (src, dst):  # a directory keeps bytes only
+        assert got["ContentType"] == "application/x-src"
+        assert got["Metadata"] == {"origin": src}
+    if dst != "fsw":
+        s3.copy_object(Bucket=dst, Key="copy/dst.bin", CopySource={"Bucket": dst, "Key": "copy/dst.bin"},
+                       MetadataDirective="REPLACE", ContentType="text/x-replaced",
+                       Metadata={"new": "1"})
+        h = s3.head_object(Bucket=dst, Key="copy/dst.bin")
+        assert h["ContentType"] == "text/x-replaced" and h["Metadata"] == {"new": "1"}
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(Bucket=dst, Key="copy/dst.bin",
+                       CopySource={"Bucket": dst, "Key": "copy/dst.bin"})
+    assert ei.value.response["Error"]["Code"] == "InvalidRequest"
+    with pytest.raises(ClientError) as ei:
+        s3.copy_object(Bucket=dst, Key="copy/x.bin", CopySource={"Bucket": src, "Key": "copy/src.bin"},
+                       CopySourceIfMatch='"not-the-etag"')
+    assert ei.value.response["Error"]["Code"] == "PreconditionFailed"
+
+
+def test_delete_objects_and_recursive_cli_rm(gw_w, aws_env):
+    from test_clients import aws
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    keys = [f"many/{i:03d}.txt" for i in range(12)]
+    for k in keys:
+        s3.put_object(Bucket="fsw", Key=k, Body=k.encode())
+    out = s3.delete_objects(Bucket="fsw", Delete={"Objects": [{"Key": k} for k in keys[:5]]})
+    assert sorted(d["Key"] for d in out["Deleted"]) == keys[:5]
+    assert all(origin_bytes(origins, "fsw", k) is None for k in keys[:5])
+    env = dict(aws_env, AWS_ACCESS_KEY_ID=WRITER.access_key, AWS_SECRET_ACCESS_KEY=WRITER.secret)
+    aws(env, c.url, "s3", "rm", "--recursive", "s3://fsw/many/")
+    assert all(origin_bytes(origins, "fsw", k) is None for k in keys)
+    assert s3.list_objects_v2(Bucket="fsw", Prefix="many/")["KeyCount"] == 0

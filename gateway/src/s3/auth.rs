@@ -38,11 +38,12 @@ pub fn permission_for(op: &str) -> Option<Permission> {
     match op {
         "GetObject" | "HeadObject" => Some(Permission::Read),
         "PutObject"
+        | "CopyObject"
         | "CreateMultipartUpload"
         | "UploadPart"
         | "CompleteMultipartUpload"
         | "AbortMultipartUpload" => Some(Permission::Write),
-        "DeleteObject" => Some(Permission::Delete),
+        "DeleteObject" | "DeleteObjects" => Some(Permission::Delete),
         "ListObjects" | "ListObjectsV2" | "HeadBucket" | "GetBucketLocation" | "ListBuckets" => {
             Some(Permission::List)
         }

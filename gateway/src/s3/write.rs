@@ -426,6 +426,180 @@ impl S3Front {
         Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
     }
 
+    /// CopyObject of any size up to 5 GiB, between any buckets the caller may read and
+    /// write, whatever their origins: the source is read through the cache and streamed into
+    /// an upload of the destination.
+    pub(super) async fn copy(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let caller = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let mut i = req.input;
+        let (src_bucket, src_key) = match &i.copy_source {
+            dto::CopySource::Bucket {
+                bucket,
+                key,
+                version_id: None,
+            } => (bucket.to_string(), key.to_string()),
+            dto::CopySource::Bucket { .. } => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Copying a specific version is not implemented yet"
+                ))
+            }
+            _ => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Access point copy sources are not implemented"
+                ))
+            }
+        };
+        // The access check covered the destination; the source needs read.
+        if self.policy.authorize(
+            caller.as_deref(),
+            &src_bucket,
+            cistern_auth::policy::Permission::Read,
+            false,
+        ) != cistern_auth::policy::Decision::Allow
+        {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        let replace = i
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        if src_bucket == i.bucket && src_key == i.key && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        let src = self.bucket(&src_bucket).await?;
+        let dst = self.bucket(&i.bucket).await?;
+        let cond = super::conditions(
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+        );
+        let read = self
+            .pipeline
+            .get(&src, &src_key, crate::pipeline::Selection::All, &cond)
+            .await
+            .map_err(|e| {
+                // A copy answers every failed source condition with 412.
+                if e.kind() == ErrorKind::NotModified {
+                    s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    )
+                } else {
+                    to_s3(e)
+                }
+            })?;
+        const MAX_COPY: u64 = 5 << 30;
+        if read.meta.size > MAX_COPY {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120"
+            ));
+        }
+        let m = &read.meta;
+        let opts = if replace {
+            PutOptions {
+                content_md5: None,
+                content_type: i.content_type.clone(),
+                content_encoding: i.content_encoding.clone(),
+                content_language: i.content_language.clone(),
+                cache_control: i.cache_control.clone(),
+                content_disposition: i.content_disposition.clone(),
+                user_metadata: metadata(i.metadata.take()),
+            }
+        } else {
+            PutOptions {
+                content_md5: None,
+                content_type: m.content_type.clone(),
+                content_encoding: m.content_encoding.clone(),
+                content_language: m.content_language.clone(),
+                cache_control: m.cache_control.clone(),
+                content_disposition: m.content_disposition.clone(),
+                user_metadata: m.user_metadata.clone(),
+            }
+        };
+        let upload = Upload {
+            len: m.size,
+            body: read.body.boxed(),
+        };
+        let put = self
+            .pipeline
+            .put(&dst, &i.key, upload, &opts)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::CopyObjectOutput {
+            copy_object_result: Some(dto::CopyObjectResult {
+                e_tag: Some(ETag::Strong(put.etag)),
+                last_modified: Some(dto::Timestamp::from(
+                    put.last_modified.unwrap_or_else(std::time::SystemTime::now),
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    /// DeleteObjects: each key deleted as DeleteObject would, results reported per key.
+    pub(super) async fn delete_many(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let i = req.input;
+        if i.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "The request must contain no more than 1000 keys"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in i.delete.objects {
+            if o.version_id.is_some() {
+                errors.push(dto::Error {
+                    code: Some("NotImplemented".into()),
+                    key: Some(o.key),
+                    message: Some("Versioned deletes are not implemented yet".into()),
+                    version_id: o.version_id,
+                });
+                continue;
+            }
+            match self.pipeline.delete(&b, &o.key).await {
+                Ok(()) => {
+                    if !quiet {
+                        deleted.push(dto::DeletedObject {
+                            key: Some(o.key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => {
+                    let s3e = to_s3(e);
+                    errors.push(dto::Error {
+                        code: Some(s3e.code().as_str().to_string()),
+                        key: Some(o.key),
+                        message: s3e.message().map(str::to_string),
+                        version_id: None,
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(dto::DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
     pub(super) async fn delete(
         &self,
         req: S3Request<dto::DeleteObjectInput>,
