@@ -334,3 +334,76 @@ def test_delete_objects_and_recursive_cli_rm(gw_w, aws_env):
     aws(env, c.url, "s3", "rm", "--recursive", "s3://fsw/many/")
     assert all(origin_bytes(origins, "fsw", k) is None for k in keys)
     assert s3.list_objects_v2(Bucket="fsw", Prefix="many/")["KeyCount"] == 0
+
+
+# ------------------------------------------------------------------ clients writing
+
+
+def test_aws_cli_sync_up_and_delete(gw_w, aws_env, tmp_path):
+    from test_clients import aws
+    c, origins = gw_w
+    src = tmp_path / "tree"
+    files = {"a.txt": b"a\n", "d/b.bin": s3util.det_bytes("sync-b", MIB + 1), "d/e/c.txt": b"c"}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    env = dict(aws_env, AWS_ACCESS_KEY_ID=WRITER.access_key, AWS_SECRET_ACCESS_KEY=WRITER.secret)
+    aws(env, c.url, "s3", "sync", str(src), "s3://azw/tree/")
+    for rel, data in files.items():
+        assert origin_bytes(origins, "azw", f"tree/{rel}") == data, rel
+    (src / "a.txt").unlink()
+    aws(env, c.url, "s3", "sync", "--delete", str(src), "s3://azw/tree/")
+    assert origin_bytes(origins, "azw", "tree/a.txt") is None
+
+
+def test_s3fs_writes(gw_w):
+    import s3fs
+    c, origins = gw_w
+    fs = s3fs.S3FileSystem(key=WRITER.access_key, secret=WRITER.secret,
+                           client_kwargs={"endpoint_url": c.url, "region_name": "us-east-1"})
+    data = s3util.det_bytes("s3fs-write", 12 * MIB + 5)
+    with fs.open("motow/s3fs/out.bin", "wb", block_size=5 * MIB) as f:
+        f.write(data)
+    assert origin_bytes(origins, "motow", "s3fs/out.bin") == data
+    fs.pipe("fsw/s3fs/small.txt", b"small\n")
+    assert origin_bytes(origins, "fsw", "s3fs/small.txt") == b"small\n"
+    fs.rm("fsw/s3fs/small.txt")
+    assert origin_bytes(origins, "fsw", "s3fs/small.txt") is None
+
+
+def test_adlfs_writes(gw_w):
+    import adlfs
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    c, origins = gw_w
+    fs = adlfs.AzureBlobFileSystem(
+        connection_string=c.connection_string(WRITER_ACCOUNT, WRITER_ACCOUNT_KEY))
+    data = s3util.det_bytes("adlfs-write", 3 * MIB + 3)
+    with fs.open("azw/adlfs/out.bin", "wb") as f:
+        f.write(data)
+    assert origin_bytes(origins, "azw", "adlfs/out.bin") == data
+    fs.pipe("fsw/adlfs/small.txt", b"small\n")
+    assert origin_bytes(origins, "fsw", "adlfs/small.txt") == b"small\n"
+    fs.rm("fsw/adlfs/small.txt")
+    assert origin_bytes(origins, "fsw", "adlfs/small.txt") is None
+
+
+def test_azcopy_upload(gw_w, tmp_path):
+    import datetime as dt
+    from azure.storage.blob import generate_container_sas
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob_clients import azcopy
+    c, origins = gw_w
+    src = tmp_path / "up"
+    files = {"x.bin": s3util.det_bytes("azcopy-up", 9 * MIB + 7), "sub/y.txt": b"y\n"}
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    for bucket in ("azw", "fsw"):
+        sas = generate_container_sas(WRITER_ACCOUNT, bucket, account_key=WRITER_ACCOUNT_KEY,
+                                     permission="racwdl",
+                                     expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+        url = f"http://127.0.0.1:{c.blob_port}/{WRITER_ACCOUNT}/{bucket}/azcopy?{sas}"
+        azcopy(["copy", f"{src}/*", url, "--recursive", "--from-to", "LocalBlob",
+                "--block-size-mb", "4"], tmp_path)
+        for rel, data in files.items():
+            assert origin_bytes(origins, bucket, f"azcopy/{rel}") == data, (bucket, rel)
