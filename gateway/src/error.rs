@@ -32,6 +32,10 @@ pub enum ErrorKind {
     NoSuchUpload,
     /// A part named on completion was not uploaded (or its ETag differs).
     InvalidPart,
+    /// The bucket being created exists already.
+    BucketExists,
+    /// The bucket being deleted still holds objects.
+    BucketNotEmpty,
     /// The origin throttled us.
     Throttled,
     /// The origin could not be reached or failed.
@@ -62,6 +66,8 @@ impl ErrorKind {
             Self::IncompleteBody => "incomplete_body",
             Self::NoSuchUpload => "no_such_upload",
             Self::InvalidPart => "invalid_part",
+            Self::BucketExists => "bucket_exists",
+            Self::BucketNotEmpty => "bucket_not_empty",
             Self::Throttled => "throttled",
             Self::OriginUnavailable => "origin_unavailable",
             Self::OriginTimeout => "origin_timeout",

@@ -114,6 +114,23 @@ impl Catalog {
         found.ok_or_else(no_such_bucket)
     }
 
+    /// Where a new bucket of this name would be created: its explicit binding's origin (and
+    /// the bucket there), else the first origin whose buckets are exposed.
+    pub fn home_for(&self, bucket: &str) -> Option<(Arc<dyn Origin>, Arc<str>)> {
+        if let Some(b) = self.explicit.get(bucket) {
+            return Some((Arc::clone(&b.origin), Arc::clone(&b.origin_bucket)));
+        }
+        self.auto
+            .first()
+            .map(|a| (Arc::clone(&a.origin), Arc::from(bucket)))
+    }
+
+    /// Forgets what was remembered about an auto-exposed name (after it was created or
+    /// deleted through Cistern).
+    pub fn forget(&self, bucket: &str) {
+        self.lock().remove(bucket);
+    }
+
     /// Whether an anonymous caller could possibly read `bucket`, decided without asking any
     /// origin (so unsigned probes of random names cost nothing upstream).
     pub fn could_be_public(&self, bucket: &str) -> bool {
@@ -430,6 +447,37 @@ impl Pipeline {
             .commit_blocks(&b.origin_bucket, &key, blocks, opts)
             .await;
         self.meta.invalidate(&self.meta_key(b, &key));
+        result
+    }
+
+    /// Whether the object exists at the origin now (asked there, not the cache). Used for
+    /// create-only writes; the check and the write are two requests, so a concurrent writer
+    /// elsewhere can still slip in between.
+    pub async fn exists_at_origin(&self, b: &BucketBinding, key: &str) -> Result<bool> {
+        match b.origin.head(&b.origin_bucket, key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a bucket at its home origin ([`Catalog::home_for`]).
+    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let (origin, at) = self.catalog.home_for(bucket).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotImplemented,
+                "No origin here creates buckets (none exposes its buckets)",
+            )
+        })?;
+        let result = origin.create_bucket(&at).await;
+        self.catalog.forget(bucket);
+        result
+    }
+
+    /// Deletes an (empty) bucket at its origin.
+    pub async fn delete_bucket(&self, b: &BucketBinding) -> Result<()> {
+        let result = b.origin.delete_bucket(&b.origin_bucket).await;
+        self.catalog.forget(&b.name);
         result
     }
 

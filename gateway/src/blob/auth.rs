@@ -164,6 +164,8 @@ pub fn needs(op: Operation) -> Option<Needs> {
             n(Some(Permission::List), Some("rl"), ResourceType::Container)
         }
         ListBlobs => n(Some(Permission::List), Some("l"), ResourceType::Container),
+        CreateContainer => n(Some(Permission::Write), Some("c"), ResourceType::Container),
+        DeleteContainer => n(Some(Permission::Delete), Some("d"), ResourceType::Container),
         GetBlob | GetBlobProperties | GetBlobMetadata | GetBlockList => {
             n(Some(Permission::Read), Some("r"), ResourceType::Object)
         }

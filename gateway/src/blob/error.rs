@@ -186,6 +186,16 @@ impl From<Error> for BlobError {
                 "InvalidInput",
                 "The request body is shorter or longer than its Content-Length.",
             ),
+            ErrorKind::BucketExists => (
+                StatusCode::CONFLICT,
+                "ContainerAlreadyExists",
+                "The specified container already exists.",
+            ),
+            ErrorKind::BucketNotEmpty => (
+                StatusCode::CONFLICT,
+                "ContainerBeingDeleted",
+                "The specified container still holds blobs at its origin.",
+            ),
             ErrorKind::NoSuchUpload | ErrorKind::InvalidPart => (
                 StatusCode::BAD_REQUEST,
                 "InvalidBlockList",

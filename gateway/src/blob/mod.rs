@@ -469,6 +469,24 @@ impl BlobFront {
                 self.container_properties(container).await
             }
             Operation::ListBlobs => self.list_blobs(container, q, endpoint).await,
+            Operation::CreateContainer => {
+                if q.iter().any(|(k, _)| k == "comp")
+                    || parts.headers.contains_key("x-ms-blob-public-access")
+                {
+                    return Err(BlobError::not_implemented(
+                        "Create Container with public access",
+                    ));
+                }
+                self.pipeline.create_bucket(container).await?;
+                self.invalidate_containers();
+                Ok(Reply::empty(StatusCode::CREATED, HeaderMap::new()))
+            }
+            Operation::DeleteContainer => {
+                let b = self.bucket(container).await?;
+                self.pipeline.delete_bucket(&b).await?;
+                self.invalidate_containers();
+                Ok(Reply::empty(StatusCode::ACCEPTED, HeaderMap::new()))
+            }
             Operation::GetBlob | Operation::GetBlobProperties | Operation::GetBlobMetadata
                 if is_version_read(q) =>
             {
@@ -654,6 +672,10 @@ impl BlobFront {
         })
     }
 
+    fn invalidate_containers(&self) {
+        *self.containers.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     async fn container_list(&self) -> crate::error::Result<ContainerList> {
         let lock = || self.containers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, list)) = lock().as_ref() {
@@ -694,19 +716,25 @@ impl BlobFront {
                 .with_detail("HeaderName", "x-ms-blob-type"))
             }
         }
-        if [
-            "if-match",
-            "if-none-match",
-            "if-modified-since",
-            "if-unmodified-since",
-        ]
-        .iter()
-        .any(|n| h.contains_key(*n))
+        // `If-None-Match: *` (create only, what the SDKs send without overwrite) is served;
+        // other conditions on writes are not yet.
+        let create_only = header(h, "if-none-match").is_some_and(|v| v.trim() == "*");
+        if ["if-match", "if-modified-since", "if-unmodified-since"]
+            .iter()
+            .any(|n| h.contains_key(*n))
+            || (h.contains_key("if-none-match") && !create_only)
         {
             return Err(BlobError::not_implemented("conditional Put Blob"));
         }
         let len = content_length(h)?;
         let b = self.bucket(container).await?;
+        if create_only && self.pipeline.exists_at_origin(&b, blob).await? {
+            return Err(BlobError::new(
+                StatusCode::CONFLICT,
+                "BlobAlreadyExists",
+                "The specified blob already exists.",
+            ));
+        }
         let opts = put_options(h, true);
         let put = self
             .pipeline

@@ -18,6 +18,10 @@ pub enum Operation {
     GetContainerProperties,
     /// `GET|HEAD /container?restype=container&comp=metadata`.
     GetContainerMetadata,
+    /// `PUT /container?restype=container`.
+    CreateContainer,
+    /// `DELETE /container?restype=container`.
+    DeleteContainer,
     /// `GET /container?restype=container&comp=list`.
     ListBlobs,
     /// `GET /container/blob`.
@@ -48,6 +52,8 @@ impl Operation {
             Self::GetAccountInformation => "GetAccountInformation",
             Self::GetContainerProperties => "GetContainerProperties",
             Self::GetContainerMetadata => "GetContainerMetadata",
+            Self::CreateContainer => "CreateContainer",
+            Self::DeleteContainer => "DeleteContainer",
             Self::ListBlobs => "ListBlobs",
             Self::GetBlob => "GetBlob",
             Self::GetBlobProperties => "GetBlobProperties",
@@ -225,8 +231,8 @@ fn operation(
             }
             match (comp, m) {
                 (None, "GET" | "HEAD") => GetContainerProperties,
-                (None, "PUT") => U("CreateContainer"),
-                (None, "DELETE") => U("DeleteContainer"),
+                (None, "PUT") => CreateContainer,
+                (None, "DELETE") => DeleteContainer,
                 (Some("metadata"), "GET" | "HEAD") => GetContainerMetadata,
                 (Some("metadata"), "PUT") => U("SetContainerMetadata"),
                 (Some("acl"), "GET" | "HEAD") => U("GetContainerACL"),
@@ -384,12 +390,7 @@ mod tests {
                 Ok(Unsupported("FindBlobsByTags")),
             ),
             ("POST", a, "comp=batch", Ok(Unsupported("BlobBatch"))),
-            (
-                "PUT",
-                c,
-                "restype=container",
-                Ok(Unsupported("CreateContainer")),
-            ),
+            ("PUT", c, "restype=container", Ok(CreateContainer)),
             ("GET", c, "restype=container", Ok(GetContainerProperties)),
             ("HEAD", c, "restype=container", Ok(GetContainerProperties)),
             (
@@ -416,12 +417,7 @@ mod tests {
                 "restype=container&comp=acl",
                 Ok(Unsupported("SetContainerACL")),
             ),
-            (
-                "DELETE",
-                c,
-                "restype=container",
-                Ok(Unsupported("DeleteContainer")),
-            ),
+            ("DELETE", c, "restype=container", Ok(DeleteContainer)),
             (
                 "PUT",
                 c,

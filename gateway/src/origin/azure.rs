@@ -336,6 +336,9 @@ fn classify(status: StatusCode, code: &str) -> Error {
             "The specified container does not exist",
         ),
         (404, _) => (ErrorKind::NotFound, "The specified blob does not exist"),
+        (409, "ContainerAlreadyExists") => {
+            (ErrorKind::BucketExists, "The container already exists")
+        }
         (400, "Md5Mismatch" | "InvalidMd5") => (
             ErrorKind::BadDigest,
             "The MD5 value specified in the request did not match the body",
@@ -822,6 +825,46 @@ impl Origin for AzureOrigin {
         }
         xml.push_str("</BlockList>");
         self.put_block_list(bucket, key, xml, opts).await
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.send(
+            Method::PUT,
+            Some(bucket),
+            None,
+            &[("restype", "container")],
+            &[("content-length", "0")],
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Azure deletes a container with its blobs; Cistern keeps S3's rule and refuses to
+    /// delete one that still holds blobs (checked with a one-entry listing first).
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let probe = ListQuery {
+            prefix: String::new(),
+            delimiter: None,
+            max_keys: 1,
+            cursor: ListCursor::V1 { marker: None },
+        };
+        if !self.list(bucket, &probe).await?.entries.is_empty() {
+            return Err(Error::new(
+                ErrorKind::BucketNotEmpty,
+                "The container still holds blobs",
+            ));
+        }
+        self.send(
+            Method::DELETE,
+            Some(bucket),
+            None,
+            &[("restype", "container")],
+            &[],
+            &[],
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

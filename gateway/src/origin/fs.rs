@@ -559,6 +559,39 @@ impl Origin for FsOrigin {
         tokio::fs::remove_dir_all(&dir).await.map_err(write_failed)
     }
 
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let path = self.bucket_path(bucket).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "The bucket name is not valid here",
+            )
+        })?;
+        match tokio::fs::create_dir(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::new(
+                ErrorKind::BucketExists,
+                "The bucket already exists",
+            )),
+            Err(e) => Err(write_failed(e)),
+        }
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let path = self.bucket_path(bucket)?;
+        match tokio::fs::remove_dir(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
+                ErrorKind::NoSuchBucket,
+                "The specified bucket does not exist",
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Err(Error::new(
+                ErrorKind::BucketNotEmpty,
+                "The bucket you tried to delete is not empty",
+            )),
+            Err(e) => Err(write_failed(e)),
+        }
+    }
+
     /// Blocks are staged under `.cistern-uploads/blocks-<digest of bucket and key>/`, one
     /// file per block id (by its digest); a block list concatenates them in order.
     async fn put_block(

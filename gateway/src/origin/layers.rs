@@ -170,6 +170,16 @@ impl<O: Origin> Origin for Instrumented<O> {
         .await
     }
 
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.observe("create_bucket", self.inner.create_bucket(bucket))
+            .await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.observe("delete_bucket", self.inner.delete_bucket(bucket))
+            .await
+    }
+
     async fn put_block(
         &self,
         bucket: &str,
@@ -373,6 +383,15 @@ impl<O: Origin> Origin for Resilient<O> {
             .await
     }
 
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        // Not retried: a retry after a lost answer would report that the bucket exists.
+        self.inner.create_bucket(bucket).await
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.inner.delete_bucket(bucket).await
+    }
+
     async fn put_block(
         &self,
         bucket: &str,
@@ -519,6 +538,12 @@ mod tests {
         async fn abort_parts(&self, _: &str, _: &str, _: &str) -> Result<()> {
             Ok(())
         }
+        async fn create_bucket(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn delete_bucket(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
         async fn put_block(
             &self,
             _: &str,
@@ -589,6 +614,8 @@ mod tests {
             .await
             .expect("complete_parts");
         o.abort_parts("b", "k", "u").await.expect("abort_parts");
+        o.create_bucket("b").await.expect("create_bucket");
+        o.delete_bucket("b").await.expect("delete_bucket");
         o.put_block("b", "k", "AA==", upload(), None)
             .await
             .expect("put_block");

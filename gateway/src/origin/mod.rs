@@ -314,6 +314,18 @@ pub trait Origin: Send + Sync + 'static {
         Err(not_writable())
     }
 
+    /// Creates a bucket (`BucketExists` when it is there already).
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let _ = bucket;
+        Err(not_writable())
+    }
+
+    /// Deletes an empty bucket (`BucketNotEmpty` otherwise, where the origin says so).
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let _ = bucket;
+        Err(not_writable())
+    }
+
     /// Stages one block of an object (Azure's Put Block): invisible until committed.
     async fn put_block(
         &self,

@@ -214,6 +214,13 @@ impl S3Origin {
 fn classify(status: StatusCode, body: &str) -> Error {
     let code = xml_code(body);
     let (kind, msg) = match (status.as_u16(), code.as_deref()) {
+        (409, Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => {
+            (ErrorKind::BucketExists, "The bucket already exists")
+        }
+        (409, Some("BucketNotEmpty")) => (
+            ErrorKind::BucketNotEmpty,
+            "The bucket you tried to delete is not empty",
+        ),
         (404, Some("NoSuchBucket")) => (
             ErrorKind::NoSuchBucket,
             "The specified bucket does not exist",
@@ -734,6 +741,18 @@ impl Origin for S3Origin {
         )
         .await?;
         Ok(())
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        self.send(Method::PUT, Some(bucket), None, &[], &[], &[])
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        self.send(Method::DELETE, Some(bucket), None, &[], &[], &[])
+            .await
+            .map(|_| ())
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {

@@ -38,12 +38,13 @@ pub fn permission_for(op: &str) -> Option<Permission> {
     match op {
         "GetObject" | "HeadObject" => Some(Permission::Read),
         "PutObject"
+        | "CreateBucket"
         | "CopyObject"
         | "CreateMultipartUpload"
         | "UploadPart"
         | "CompleteMultipartUpload"
         | "AbortMultipartUpload" => Some(Permission::Write),
-        "DeleteObject" | "DeleteObjects" => Some(Permission::Delete),
+        "DeleteObject" | "DeleteObjects" | "DeleteBucket" => Some(Permission::Delete),
         "ListObjects" | "ListObjectsV2" | "HeadBucket" | "GetBucketLocation" | "ListBuckets" => {
             Some(Permission::List)
         }

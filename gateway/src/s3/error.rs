@@ -20,6 +20,8 @@ pub fn to_s3(e: Error) -> S3Error {
         ErrorKind::IncompleteBody => S3ErrorCode::IncompleteBody,
         ErrorKind::NoSuchUpload => S3ErrorCode::NoSuchUpload,
         ErrorKind::InvalidPart => S3ErrorCode::InvalidPart,
+        ErrorKind::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
+        ErrorKind::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
         ErrorKind::Throttled => S3ErrorCode::SlowDown,
         ErrorKind::OriginUnavailable | ErrorKind::OriginTimeout | ErrorKind::ObjectChanged => {
             S3ErrorCode::ServiceUnavailable

@@ -321,6 +321,20 @@ impl S3 for S3Front {
         self.delete(req).await
     }
 
+    async fn create_bucket(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        self.make_bucket(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        self.remove_bucket(req).await
+    }
+
     async fn copy_object(
         &self,
         req: S3Request<dto::CopyObjectInput>,

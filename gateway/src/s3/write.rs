@@ -187,13 +187,27 @@ impl S3Front {
         let trailers = req.trailing_headers.clone();
         let headers = req.headers.clone();
         let mut i = req.input;
-        if i.if_match.is_some() || i.if_none_match.is_some() {
+        // `If-None-Match: *` (create only) is served; other conditional writes are not yet.
+        let create_only = matches!(i.if_none_match, Some(dto::ETagCondition::Any));
+        if i.if_match.is_some() || (i.if_none_match.is_some() && !create_only) {
             return Err(s3_error!(
                 NotImplemented,
                 "Conditional writes are not implemented yet"
             ));
         }
         let b = self.bucket(&i.bucket).await?;
+        if create_only
+            && self
+                .pipeline
+                .exists_at_origin(&b, &i.key)
+                .await
+                .map_err(to_s3)?
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
         let len = i.content_length.ok_or_else(|| {
             s3_error!(
                 MissingContentLength,
@@ -598,6 +612,27 @@ impl S3Front {
             errors: (!errors.is_empty()).then_some(errors),
             ..Default::default()
         }))
+    }
+
+    pub(super) async fn make_bucket(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let bucket = req.input.bucket;
+        self.pipeline.create_bucket(&bucket).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::CreateBucketOutput {
+            location: Some(format!("/{bucket}")),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn remove_bucket(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        let b = self.bucket(&req.input.bucket).await?;
+        self.pipeline.delete_bucket(&b).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteBucketOutput::default()))
     }
 
     pub(super) async fn delete(
