@@ -622,7 +622,6 @@ impl S3Front {
         self.pipeline.create_bucket(&bucket).await.map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{bucket}")),
-            ..Default::default()
         }))
     }
 
