@@ -58,6 +58,18 @@ fn no_such_bucket() -> Error {
     )
 }
 
+/// Bucket (container) names Cistern exposes, in both dialects: 1–255 letters, digits, `.`,
+/// `-` and `_`, not `.` or `..`. (AWS's and Azure's own rules are stricter; directory-backed
+/// buckets need these.) Anything else could otherwise reach an origin's URL or path.
+pub fn valid_bucket_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+}
+
 /// How long an auto-exposed bucket's existence (or absence) is remembered.
 const AUTO_BUCKET_TTL: Duration = Duration::from_secs(2);
 
@@ -82,8 +94,12 @@ impl Catalog {
         }
     }
 
-    /// The binding for an exposed bucket name.
+    /// The binding for an exposed bucket name. Names outside [`valid_bucket_name`] exist
+    /// nowhere (and never reach an origin).
     pub async fn resolve(&self, bucket: &str) -> Result<Arc<BucketBinding>> {
+        if !valid_bucket_name(bucket) {
+            return Err(no_such_bucket());
+        }
         if let Some(b) = self.explicit.get(bucket) {
             return Ok(Arc::clone(b));
         }
@@ -117,6 +133,9 @@ impl Catalog {
     /// Where a new bucket of this name would be created: its explicit binding's origin (and
     /// the bucket there), else the first origin whose buckets are exposed.
     pub fn home_for(&self, bucket: &str) -> Option<(Arc<dyn Origin>, Arc<str>)> {
+        if !valid_bucket_name(bucket) {
+            return None;
+        }
         if let Some(b) = self.explicit.get(bucket) {
             return Some((Arc::clone(&b.origin), Arc::clone(&b.origin_bucket)));
         }
@@ -360,7 +379,11 @@ pub struct Pipeline {
     store: ChunkStore,
     chunk_flight: SingleFlight<ChunkKey, ChunkFill>,
     meta: MetaCache,
-    meta_flight: SingleFlight<MetaKey, Result<MetaFill>>,
+    /// Metadata fetches, coalesced per object and write generation.
+    meta_flight: SingleFlight<(MetaKey, u64), Result<MetaFill>>,
+    /// The write generation of objects written through this Cistern: a metadata fetch that
+    /// began before a write neither serves later readers nor enters the cache.
+    generations: Mutex<HashMap<MetaKey, u64>>,
     /// Part layouts by object version: immutable once the ETag is known.
     parts: Mutex<PartLayouts>,
     cfg: PipelineConfig,
@@ -369,6 +392,9 @@ pub struct Pipeline {
 
 /// Part placement by (object, ETag, part number).
 type PartLayouts = HashMap<(MetaKey, Arc<str>, u32), PartInfo>;
+
+/// Bound on remembered write generations.
+const MAX_GENERATIONS: usize = 100_000;
 
 /// Bound on remembered part layouts.
 const MAX_PARTS: usize = 100_000;
@@ -383,6 +409,7 @@ impl Pipeline {
             chunk_flight: SingleFlight::default(),
             meta,
             meta_flight: SingleFlight::default(),
+            generations: Mutex::new(HashMap::new()),
             parts: Mutex::new(HashMap::new()),
             cfg,
             metrics,
@@ -412,7 +439,7 @@ impl Pipeline {
         let key: Arc<str> = Arc::from(key);
         let result = b.origin.put(&b.origin_bucket, &key, upload, opts).await;
         // Also after a failure: the origin may have committed before the connection broke.
-        self.meta.invalidate(&self.meta_key(b, &key));
+        self.written(&self.meta_key(b, &key));
         result
     }
 
@@ -429,7 +456,7 @@ impl Pipeline {
             .origin
             .complete_parts(&b.origin_bucket, &key, upload_id, parts)
             .await;
-        self.meta.invalidate(&self.meta_key(b, &key));
+        self.written(&self.meta_key(b, &key));
         result
     }
 
@@ -446,7 +473,7 @@ impl Pipeline {
             .origin
             .commit_blocks(&b.origin_bucket, &key, blocks, opts)
             .await;
-        self.meta.invalidate(&self.meta_key(b, &key));
+        self.written(&self.meta_key(b, &key));
         result
     }
 
@@ -463,6 +490,18 @@ impl Pipeline {
 
     /// Creates a bucket at its home origin ([`Catalog::home_for`]).
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        // A name already served (by any origin) is not created again elsewhere, where it
+        // would shadow the existing bucket.
+        match self.catalog.resolve(bucket).await {
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::BucketExists,
+                    "The bucket already exists",
+                ))
+            }
+            Err(e) if e.kind() == ErrorKind::NoSuchBucket => {}
+            Err(e) => return Err(e),
+        }
         let (origin, at) = self.catalog.home_for(bucket).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotImplemented,
@@ -485,7 +524,7 @@ impl Pipeline {
     pub async fn delete(&self, b: &BucketBinding, key: &str) -> Result<()> {
         let key: Arc<str> = Arc::from(key);
         let result = b.origin.delete(&b.origin_bucket, &key).await;
-        self.meta.invalidate(&self.meta_key(b, &key));
+        self.written(&self.meta_key(b, &key));
         result
     }
 
@@ -576,6 +615,31 @@ impl Pipeline {
             }
             other => other,
         }
+    }
+
+    /// After a write through Cistern: the object's metadata is forgotten and its generation
+    /// moves on, so that fetches begun before the write are neither joined nor cached.
+    fn written(&self, mk: &MetaKey) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let g = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut gens = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+            if gens.len() >= MAX_GENERATIONS {
+                // Forgetting generations only ever stops a fetch from being cached.
+                gens.clear();
+            }
+            gens.insert(mk.clone(), g);
+        }
+        self.meta.invalidate(mk);
+    }
+
+    fn generation(&self, mk: &MetaKey) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mk)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn meta_key(&self, b: &BucketBinding, key: &Arc<str>) -> MetaKey {
@@ -817,9 +881,10 @@ impl Pipeline {
         let cs = self.cfg.chunk_size;
         let store = self.store.clone();
         let chunk_key_base = (Arc::clone(&b.origin_name), Arc::clone(&b.origin_bucket));
+        let generation = self.generation(&mk);
         let (res, _) = self
             .meta_flight
-            .run(mk.clone(), move || async move {
+            .run((mk.clone(), generation), move || async move {
                 match want_chunk.filter(|_| !revalidate) {
                     None => {
                         let meta = Arc::new(origin.head(&bucket, &k).await?);
@@ -855,7 +920,11 @@ impl Pipeline {
             .await;
         match res {
             Ok(fill) => {
-                self.meta.insert(mk, Arc::clone(&fill.meta));
+                // A write landed while this was fetched: answer this reader (its read was
+                // concurrent with the write) but do not cache what may predate the write.
+                if self.generation(&mk) == generation {
+                    self.meta.insert(mk, Arc::clone(&fill.meta));
+                }
                 Ok((fill, true))
             }
             Err(e) => {

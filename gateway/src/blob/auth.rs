@@ -169,8 +169,9 @@ pub fn needs(op: Operation) -> Option<Needs> {
         GetBlob | GetBlobProperties | GetBlobMetadata | GetBlockList => {
             n(Some(Permission::Read), Some("r"), ResourceType::Object)
         }
+        // A create-only SAS (`c` without `w`) could overwrite through these: `w` is needed.
         PutBlob | PutBlock | PutBlockList => {
-            n(Some(Permission::Write), Some("wc"), ResourceType::Object)
+            n(Some(Permission::Write), Some("w"), ResourceType::Object)
         }
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         Unsupported(_) => None,

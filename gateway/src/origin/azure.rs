@@ -652,7 +652,7 @@ impl Origin for AzureOrigin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        let upload = super::upload::checked(upload, opts.content_md5.as_deref())?;
+        let upload = super::upload::settled(upload, opts.content_md5.as_deref()).await?;
         let len = upload.len.to_string();
         let mut owned: Vec<(String, String)> = vec![
             ("content-length".into(), len),
@@ -715,7 +715,7 @@ impl Origin for AzureOrigin {
         use futures::StreamExt as _;
         use md5::Digest as _;
         let (nonce, _) = parts_id::decode(upload_id)?;
-        let upload = super::upload::checked(upload, content_md5)?;
+        let upload = super::upload::settled(upload, content_md5).await?;
         let md5 = std::sync::Arc::new(std::sync::Mutex::new(md5::Md5::new()));
         let hashing = std::sync::Arc::clone(&md5);
         let body = upload.body.inspect(move |c| {
@@ -784,7 +784,7 @@ impl Origin for AzureOrigin {
         upload: Upload,
         content_md5: Option<&str>,
     ) -> Result<()> {
-        let upload = super::upload::checked(upload, content_md5)?;
+        let upload = super::upload::settled(upload, content_md5).await?;
         let len = upload.len.to_string();
         let mut headers = vec![("content-length", len.as_str())];
         if let Some(m) = content_md5 {

@@ -47,11 +47,7 @@ impl FsOrigin {
         tokio::fs::create_dir_all(&uploads)
             .await
             .map_err(write_failed)?;
-        Ok(uploads.join(format!(
-            "{}-{}",
-            std::process::id(),
-            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        )))
+        Ok(uploads.join(unique_name("up")))
     }
 
     /// The staging directory of an upload in parts, after checking the id is one of ours
@@ -182,6 +178,31 @@ async fn place(tmp: &Path, bucket_real: &Path, key: &str) -> Result<PathBuf> {
         .await
         .map_err(write_failed)?;
     Ok(target)
+}
+
+/// A temporary file name no other writer picks, even another process sharing the root (PIDs
+/// repeat across containers): process, sequence, time and a digest of them.
+fn unique_name(prefix: &str) -> String {
+    let seq = UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = Sha256::new();
+    h.update(std::process::id().to_le_bytes());
+    h.update(seq.to_le_bytes());
+    h.update(nanos.to_le_bytes());
+    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
+    format!("{prefix}-{}", hex::encode(&h.finalize()[..12]))
+}
+
+/// Opens a new file, failing rather than sharing one that exists.
+async fn create_new(path: &Path) -> Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+        .map_err(write_failed)
 }
 
 /// A staged block's file name: a digest of its id (ids are client strings, never paths).
@@ -396,7 +417,7 @@ impl Origin for FsOrigin {
             UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let result: Result<PathBuf> = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut file = create_new(&tmp).await?;
             let mut body = upload.body;
             while let Some(chunk) = futures::StreamExt::next(&mut body).await {
                 let chunk = chunk?;
@@ -469,12 +490,9 @@ impl Origin for FsOrigin {
         let dir = self.owned_staging(bucket, key, upload_id).await?;
         let mut check = BodyCheck::new(upload.len, content_md5)?;
         let mut md5 = md5::Md5::new();
-        let tmp = dir.join(format!(
-            "{part:05}.tmp-{}",
-            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let tmp = dir.join(unique_name(&format!("{part:05}.tmp")));
         let result: Result<()> = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut file = create_new(&tmp).await?;
             let mut body = upload.body;
             while let Some(chunk) = futures::StreamExt::next(&mut body).await {
                 let chunk = chunk?;
@@ -509,7 +527,7 @@ impl Origin for FsOrigin {
         let bucket_real = writable(self, bucket, key).await?;
         let tmp = self.temp_file().await?;
         let result: Result<PathBuf> = async {
-            let mut out = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut out = create_new(&tmp).await?;
             let mut buf = vec![0u8; 1 << 20];
             for (n, etag) in parts {
                 let invalid = || {
@@ -610,12 +628,9 @@ impl Origin for FsOrigin {
             .map_err(write_failed)?;
         let mut check = BodyCheck::new(upload.len, content_md5)?;
         let final_path = dir.join(block_file(block_id));
-        let tmp = dir.join(format!(
-            "tmp-{}",
-            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let tmp = dir.join(unique_name("tmp"));
         let result: Result<()> = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut file = create_new(&tmp).await?;
             let mut body = upload.body;
             while let Some(chunk) = futures::StreamExt::next(&mut body).await {
                 let chunk = chunk?;
@@ -652,7 +667,7 @@ impl Origin for FsOrigin {
             )
         };
         let result: Result<PathBuf> = async {
-            let mut out = tokio::fs::File::create(&tmp).await.map_err(write_failed)?;
+            let mut out = create_new(&tmp).await?;
             for b in blocks {
                 let id = match b {
                     BlockRef::Latest(id) | BlockRef::Uncommitted(id) => id,
@@ -693,10 +708,25 @@ impl Origin for FsOrigin {
             Err(e) => return Err(e),
         };
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(not_found_or_io(&e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(not_found_or_io(&e)),
         }
+        // Directories only existed for the key's prefixes: the ones it leaves empty go too
+        // (an object store has no empty folders; a bucket emptied this way can be deleted).
+        if let Ok(bucket_real) = tokio::fs::canonicalize(self.bucket_path(bucket)?).await {
+            let mut dir = path.parent().map(Path::to_path_buf);
+            while let Some(d) = dir {
+                if d == bucket_real || !d.starts_with(&bucket_real) {
+                    break;
+                }
+                if tokio::fs::remove_dir(&d).await.is_err() {
+                    break;
+                }
+                dir = d.parent().map(Path::to_path_buf);
+            }
+        }
+        Ok(())
     }
 
     async fn list(&self, bucket: &str, query: &ListQuery) -> Result<ListPage> {

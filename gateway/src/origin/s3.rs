@@ -142,6 +142,18 @@ impl S3Origin {
                 ));
             }
         }
+        if let (Some(b), false) = (bucket, self.path_style) {
+            // The bucket becomes part of the host name: only DNS-safe names may.
+            if !b
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+            {
+                return Err(Error::new(
+                    ErrorKind::NoSuchBucket,
+                    "The specified bucket does not exist",
+                ));
+            }
+        }
         let (host, mut path) = match (bucket, self.path_style) {
             (Some(b), false) => (format!("{b}.{}", self.authority), String::from("/")),
             (Some(b), true) => (
@@ -599,7 +611,7 @@ impl Origin for S3Origin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        let upload = super::upload::checked(upload, opts.content_md5.as_deref())?;
+        let upload = super::upload::settled(upload, opts.content_md5.as_deref()).await?;
         let mut owned = object_headers(opts);
         owned.push(("content-length".into(), upload.len.to_string()));
         if let Some(m) = &opts.content_md5 {
@@ -663,7 +675,7 @@ impl Origin for S3Origin {
         upload: Upload,
         content_md5: Option<&str>,
     ) -> Result<String> {
-        let upload = super::upload::checked(upload, content_md5)?;
+        let upload = super::upload::settled(upload, content_md5).await?;
         let len = upload.len.to_string();
         let mut headers = vec![("content-length", len.as_str())];
         if let Some(m) = content_md5 {

@@ -137,6 +137,22 @@ pub(crate) fn checked(upload: Upload, content_md5: Option<&str>) -> Result<Uploa
     Ok(Upload { body, len })
 }
 
+/// [`checked`], and for an empty body the checks run now: an HTTP client never polls a body
+/// of length 0, so a digest declared for it would otherwise never be compared.
+pub(crate) async fn settled(upload: Upload, content_md5: Option<&str>) -> Result<Upload> {
+    let mut u = checked(upload, content_md5)?;
+    if u.len > 0 {
+        return Ok(u);
+    }
+    while let Some(item) = u.body.next().await {
+        item?;
+    }
+    Ok(Upload {
+        body: futures::stream::empty().boxed(),
+        len: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +192,16 @@ mod tests {
             items[1].as_ref().err().map(|e| e.kind()),
             Some(ErrorKind::BadDigest)
         );
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_checked_before_it_is_sent() {
+        // MD5("") = 1B2M2Y8AsgTpgAmY7PhCfg==
+        assert!(settled(upload(&[], 0), Some("1B2M2Y8AsgTpgAmY7PhCfg=="))
+            .await
+            .is_ok());
+        let bad = settled(upload(&[], 0), Some("XUFAKrxLKna5cZ2REBfFkg==")).await;
+        assert_eq!(bad.err().map(|e| e.kind()), Some(ErrorKind::BadDigest));
     }
 
     #[tokio::test]

@@ -69,12 +69,7 @@ struct BucketNames;
 
 impl s3s::validation::NameValidation for BucketNames {
     fn validate_bucket_name(&self, name: &str) -> bool {
-        (1..=255).contains(&name.len())
-            && name != "."
-            && name != ".."
-            && name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        crate::pipeline::valid_bucket_name(name)
     }
 }
 
