@@ -38,6 +38,9 @@ use super::{
 };
 use crate::error::{Error, ErrorKind, Result};
 
+/// The largest single Put Blob Azure accepts.
+const MAX_PUT_BLOB: u64 = 5000 << 20;
+
 /// The REST version Cistern speaks to Azure origins.
 pub const API_VERSION: &str = "2023-11-03";
 
@@ -652,6 +655,13 @@ impl Origin for AzureOrigin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
+        // Azure takes at most 5000 MiB in one Put Blob; larger bodies go in blocks (or parts).
+        if upload.len > MAX_PUT_BLOB {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "A single upload to this origin may hold at most 5000 MiB; use a multipart or block upload",
+            ));
+        }
         let upload = super::upload::settled(upload, opts.content_md5.as_deref()).await?;
         let len = upload.len.to_string();
         let mut owned: Vec<(String, String)> = vec![
@@ -1101,17 +1111,24 @@ mod parts_id {
             .map_err(|_| bad())?;
         let mut opts = PutOptions::default();
         for (k, v) in form_urlencoded::parse(&raw) {
-            let v = Some(v.into_owned());
+            let v = v.into_owned();
             match k.as_ref() {
-                "ct" => opts.content_type = v,
-                "ce" => opts.content_encoding = v,
-                "cl" => opts.content_language = v,
-                "cc" => opts.cache_control = v,
-                "cd" => opts.content_disposition = v,
+                "ct" => opts.content_type = Some(v),
+                "ce" => opts.content_encoding = Some(v),
+                "cl" => opts.content_language = Some(v),
+                "cc" => opts.cache_control = Some(v),
+                "cd" => opts.content_disposition = Some(v),
                 m => {
-                    if let (Some(name), Some(v)) = (m.strip_prefix("m."), v) {
-                        opts.user_metadata.push((name.to_string(), v));
+                    // Names become header names: anything else means a forged id.
+                    let name = m.strip_prefix("m.").ok_or_else(bad)?;
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+                    {
+                        return Err(bad());
                     }
+                    opts.user_metadata.push((name.to_string(), v));
                 }
             }
         }
@@ -1144,6 +1161,13 @@ mod tests {
             parts_id::block(&nonce, 10_000).len()
         );
         assert!(parts_id::decode("../../etc").is_err());
+        use base64::Engine as _;
+        let forged = format!(
+            "{}.{}",
+            "0".repeat(32),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("m.bad%0Aname=x")
+        );
+        assert!(parts_id::decode(&forged).is_err());
     }
 
     #[test]
