@@ -378,12 +378,12 @@ pub struct Pipeline {
     catalog: Catalog,
     store: ChunkStore,
     chunk_flight: SingleFlight<ChunkKey, ChunkFill>,
-    meta: MetaCache,
+    meta: Arc<MetaCache>,
     /// Metadata fetches, coalesced per object and write generation.
     meta_flight: SingleFlight<(MetaKey, u64), Result<MetaFill>>,
     /// The write generation of objects written through this Cistern: a metadata fetch that
     /// began before a write neither serves later readers nor enters the cache.
-    generations: Mutex<HashMap<MetaKey, u64>>,
+    generations: Arc<Mutex<HashMap<MetaKey, u64>>>,
     /// Part layouts by object version: immutable once the ETag is known.
     parts: Mutex<PartLayouts>,
     cfg: PipelineConfig,
@@ -402,14 +402,14 @@ const MAX_PARTS: usize = 100_000;
 impl Pipeline {
     /// Wires the pipeline.
     pub fn new(catalog: Catalog, store: ChunkStore, cfg: PipelineConfig, metrics: Metrics) -> Self {
-        let meta = MetaCache::new(1 << 20, Some(store.clone()));
+        let meta = Arc::new(MetaCache::new(1 << 20, Some(store.clone())));
         Self {
             catalog,
             store,
             chunk_flight: SingleFlight::default(),
             meta,
             meta_flight: SingleFlight::default(),
-            generations: Mutex::new(HashMap::new()),
+            generations: Arc::new(Mutex::new(HashMap::new())),
             parts: Mutex::new(HashMap::new()),
             cfg,
             metrics,
@@ -634,12 +634,7 @@ impl Pipeline {
     }
 
     fn generation(&self, mk: &MetaKey) -> u64 {
-        self.generations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(mk)
-            .copied()
-            .unwrap_or(0)
+        generation_of(&self.generations, mk)
     }
 
     fn meta_key(&self, b: &BucketBinding, key: &Arc<str>) -> MetaKey {
@@ -882,13 +877,18 @@ impl Pipeline {
         let store = self.store.clone();
         let chunk_key_base = (Arc::clone(&b.origin_name), Arc::clone(&b.origin_bucket));
         let generation = self.generation(&mk);
+        let (cache, gens, mk2) = (
+            Arc::clone(&self.meta),
+            Arc::clone(&self.generations),
+            mk.clone(),
+        );
         let (res, _) = self
             .meta_flight
             .run((mk.clone(), generation), move || async move {
-                match want_chunk.filter(|_| !revalidate) {
+                let fill = match want_chunk.filter(|_| !revalidate) {
                     None => {
                         let meta = Arc::new(origin.head(&bucket, &k).await?);
-                        Ok(MetaFill { meta, chunk: None })
+                        MetaFill { meta, chunk: None }
                     }
                     Some(index) => {
                         let r = origin
@@ -913,20 +913,20 @@ impl Pipeline {
                         } else {
                             None
                         };
-                        Ok(MetaFill { meta, chunk })
+                        MetaFill { meta, chunk }
                     }
+                };
+                // Cached before the flight ends, so that a reader arriving as it ends finds
+                // it rather than starting a second fetch; not if a write landed meanwhile
+                // (this answer may predate it).
+                if generation_of(&gens, &mk2) == generation {
+                    cache.insert(mk2, Arc::clone(&fill.meta));
                 }
+                Ok(fill)
             })
             .await;
         match res {
-            Ok(fill) => {
-                // A write landed while this was fetched: answer this reader (its read was
-                // concurrent with the write) but do not cache what may predate the write.
-                if self.generation(&mk) == generation {
-                    self.meta.insert(mk, Arc::clone(&fill.meta));
-                }
-                Ok((fill, true))
-            }
+            Ok(fill) => Ok((fill, true)),
             Err(e) => {
                 if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NoSuchBucket) {
                     self.meta.invalidate(&mk);
@@ -935,6 +935,14 @@ impl Pipeline {
             }
         }
     }
+}
+
+fn generation_of(gens: &Mutex<HashMap<MetaKey, u64>>, mk: &MetaKey) -> u64 {
+    gens.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(mk)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// How long a body producer waits for a client that stopped reading before it ends the
