@@ -466,3 +466,32 @@ def test_create_only_writes(gw_w, bucket):
         bc.upload_blob(b"third")  # the SDK sends If-None-Match: * without overwrite
     assert ei.value.error_code == "BlobAlreadyExists"
     assert origin_bytes(origins, bucket, "once.txt") == b"first"
+
+
+def test_an_upload_cut_off_by_the_client_leaves_nothing(gw_w):
+    """A client that disconnects mid-body: no object, and no temporary file left behind (the
+    body's read error removes it; a request future dropped outright is covered by a guard)."""
+    import socket
+    import time
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob import _date, _shared_key
+    c, origins = gw_w
+    url = f"http://127.0.0.1:{c.blob_port}/{WRITER_ACCOUNT}/fsw/cut.bin"
+    headers = {"x-ms-version": "2025-11-05", "x-ms-date": _date(), "x-ms-blob-type": "BlockBlob",
+               "Content-Length": str(10 * MIB)}
+    signed = _shared_key("PUT", url, headers, WRITER_ACCOUNT, WRITER_ACCOUNT_KEY)
+    s = socket.create_connection(("127.0.0.1", c.blob_port))
+    head = f"PUT /{WRITER_ACCOUNT}/fsw/cut.bin HTTP/1.1\r\nHost: 127.0.0.1:{c.blob_port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in signed.items()) + "\r\n"
+    s.sendall(head.encode() + b"x" * MIB)
+    time.sleep(0.5)
+    s.close()
+    uploads = origins["fsw"].parent / ".cistern-uploads"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [p for p in uploads.rglob("*") if p.is_file()] if uploads.exists() else []
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, left
+    assert origin_bytes(origins, "fsw", "cut.bin") is None

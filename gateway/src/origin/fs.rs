@@ -180,6 +180,18 @@ async fn place(tmp: &Path, bucket_real: &Path, key: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Removes a temporary upload file when dropped: after a failed write, or when the request is
+/// dropped mid-body (a client that disconnects cancels the future, so no error path runs).
+/// After a successful rename the file is gone and this does nothing.
+struct TempGuard(PathBuf);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        // One unlink; never blocks for long.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A temporary file name no other writer picks, even another process sharing the root (PIDs
 /// repeat across containers): process, sequence, time and a digest of them.
 fn unique_name(prefix: &str) -> String {
@@ -407,15 +419,8 @@ impl Origin for FsOrigin {
         use tokio::io::AsyncWriteExt;
         let bucket_real = writable(self, bucket, key).await?;
         let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
-        let uploads = self.root.join(UPLOADS_DIR);
-        tokio::fs::create_dir_all(&uploads)
-            .await
-            .map_err(write_failed)?;
-        let tmp = uploads.join(format!(
-            "{}-{}",
-            std::process::id(),
-            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let tmp = self.temp_file().await?;
+        let _cleanup = TempGuard(tmp.clone());
         let result: Result<PathBuf> = async {
             let mut file = create_new(&tmp).await?;
             let mut body = upload.body;
@@ -430,13 +435,7 @@ impl Origin for FsOrigin {
             place(&tmp, &bucket_real, key).await
         }
         .await;
-        let target = match result {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+        let target = result?;
         let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
         Ok(PutResult {
             etag: etag_of(&md),
@@ -491,6 +490,7 @@ impl Origin for FsOrigin {
         let mut check = BodyCheck::new(upload.len, content_md5)?;
         let mut md5 = md5::Md5::new();
         let tmp = dir.join(unique_name(&format!("{part:05}.tmp")));
+        let _cleanup = TempGuard(tmp.clone());
         let result: Result<()> = async {
             let mut file = create_new(&tmp).await?;
             let mut body = upload.body;
@@ -507,10 +507,7 @@ impl Origin for FsOrigin {
                 .map_err(write_failed)
         }
         .await;
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
+        result?;
         Ok(hex::encode(md5.finalize()))
     }
 
@@ -526,6 +523,7 @@ impl Origin for FsOrigin {
         let dir = self.owned_staging(bucket, key, upload_id).await?;
         let bucket_real = writable(self, bucket, key).await?;
         let tmp = self.temp_file().await?;
+        let _cleanup = TempGuard(tmp.clone());
         let result: Result<PathBuf> = async {
             let mut out = create_new(&tmp).await?;
             let mut buf = vec![0u8; 1 << 20];
@@ -557,13 +555,7 @@ impl Origin for FsOrigin {
             place(&tmp, &bucket_real, key).await
         }
         .await;
-        let target = match result {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+        let target = result?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
         Ok(PutResult {
@@ -629,6 +621,7 @@ impl Origin for FsOrigin {
         let mut check = BodyCheck::new(upload.len, content_md5)?;
         let final_path = dir.join(block_file(block_id));
         let tmp = dir.join(unique_name("tmp"));
+        let _cleanup = TempGuard(tmp.clone());
         let result: Result<()> = async {
             let mut file = create_new(&tmp).await?;
             let mut body = upload.body;
@@ -644,9 +637,6 @@ impl Origin for FsOrigin {
                 .map_err(write_failed)
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
         result
     }
 
@@ -660,6 +650,7 @@ impl Origin for FsOrigin {
         let bucket_real = writable(self, bucket, key).await?;
         let dir = self.block_staging(bucket, key);
         let tmp = self.temp_file().await?;
+        let _cleanup = TempGuard(tmp.clone());
         let invalid = || {
             Error::new(
                 ErrorKind::InvalidPart,
@@ -685,13 +676,7 @@ impl Origin for FsOrigin {
             place(&tmp, &bucket_real, key).await
         }
         .await;
-        let target = match result {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(e);
-            }
-        };
+        let target = result?;
         // Azure discards uncommitted blocks on commit.
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
