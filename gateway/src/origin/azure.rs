@@ -30,7 +30,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
+use super::wire::{header, ranged_answer, read_text, unquote, xml_code};
 use super::BlockRef;
 use super::{
     Access, BucketEntry, ForeignCredential, ListCursor, ListEntry, ListPage, ListQuery, Origin,
@@ -319,16 +319,6 @@ impl AzureOrigin {
             last_modified: http_time(header(h, "last-modified")),
         })
     }
-
-    async fn text(resp: reqwest::Response) -> Result<String> {
-        resp.text().await.map_err(|e| {
-            Error::new(
-                ErrorKind::OriginUnavailable,
-                "The origin's response broke off",
-            )
-            .with_source(e.without_url())
-        })
-    }
 }
 
 /// Maps an origin error response to an internal error (see the table in the module docs).
@@ -371,10 +361,6 @@ fn classify(status: StatusCode, code: &str) -> Error {
 struct OriginStatus {
     status: u16,
     code: String,
-}
-
-fn unquote(etag: &str) -> String {
-    etag.trim().trim_matches('"').to_string()
 }
 
 fn http_time(v: Option<&str>) -> Option<SystemTime> {
@@ -503,7 +489,7 @@ impl Origin for AzureOrigin {
             }
             let resp = self.send(Method::GET, None, None, &q, &[], &[]).await?;
             let parsed: XmlContainers =
-                quick_xml::de::from_str(&Self::text(resp).await?).map_err(bad_xml)?;
+                quick_xml::de::from_str(&read_text(resp).await?).map_err(bad_xml)?;
             out.extend(
                 parsed
                     .containers
@@ -597,48 +583,8 @@ impl Origin for AzureOrigin {
                 data: Bytes::new(),
             });
         }
-        let h = resp.headers();
-        let len: usize = header(h, "content-length")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::OriginUnavailable,
-                    "The origin sent no Content-Length",
-                )
-            })?;
-        let size = if resp.status() == StatusCode::PARTIAL_CONTENT {
-            header(h, "content-range")
-                .and_then(total_from_content_range)
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::OriginUnavailable,
-                        "The origin sent a bad Content-Range",
-                    )
-                })?
-        } else {
-            len as u64
-        };
-        let meta = meta_from_headers(h, size);
-        if if_match.is_some_and(|m| m != meta.etag) {
-            return Err(Error::new(
-                ErrorKind::ObjectChanged,
-                "The object changed at the origin",
-            ));
-        }
-        // Azure honours x-ms-range; a 200 here is a whole (small) blob from offset 0.
-        let keep = if resp.status() == StatusCode::OK {
-            if range.start > 0 && size > 0 {
-                return Err(Error::new(
-                    ErrorKind::NotImplemented,
-                    "The origin ignores Range requests",
-                ));
-            }
-            range.end.min(size) as usize
-        } else {
-            len
-        };
-        let data = collect_aligned(resp, len, keep).await?;
-        Ok(RangeRead { meta, data })
+        // Azure honours x-ms-range; a 200 is a whole (small) blob from offset 0.
+        ranged_answer(resp, range, if_match, meta_from_headers).await
     }
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
@@ -1025,7 +971,7 @@ impl Origin for AzureOrigin {
             .send(Method::GET, Some(bucket), None, &query, &[], &[])
             .await?;
         let parsed: XmlBlobsResult =
-            quick_xml::de::from_str(&Self::text(resp).await?).map_err(bad_xml)?;
+            quick_xml::de::from_str(&read_text(resp).await?).map_err(bad_xml)?;
         let after = |name: &str| skip_to.as_deref().is_none_or(|s| name > s);
         let mut page = ListPage::default();
         for item in parsed.blobs.items {

@@ -26,7 +26,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::wire::{collect_aligned, header, total_from_content_range, xml_code};
+use super::wire::{header, ranged_answer, read_text, unquote, xml_code};
 use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use super::{PutOptions, PutResult, Upload};
 use crate::error::{Error, ErrorKind, Result};
@@ -277,11 +277,6 @@ struct OriginStatus {
     code: String,
 }
 
-fn unquote(etag: &str) -> String {
-    let e = etag.strip_prefix("W/").unwrap_or(etag);
-    e.trim_matches('"').to_string()
-}
-
 /// Reads object metadata from response headers; `size` is the object's full size.
 fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
     let opt = |n: &str| header(h, n).map(str::to_owned);
@@ -327,16 +322,6 @@ fn object_headers(opts: &PutOptions) -> Vec<(String, String)> {
         owned.push((format!("x-amz-meta-{k}"), v.clone()));
     }
     owned
-}
-
-async fn read_text(resp: reqwest::Response) -> Result<String> {
-    resp.text().await.map_err(|e| {
-        Error::new(
-            ErrorKind::OriginUnavailable,
-            "The origin's response broke off",
-        )
-        .with_source(e.without_url())
-    })
 }
 
 /// The text of the first `<name>` element of a small XML answer.
@@ -554,51 +539,7 @@ impl Origin for S3Origin {
                     data: Bytes::new(),
                 })
             }
-            status => {
-                let h = resp.headers();
-                let len: usize = header(h, "content-length")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::OriginUnavailable,
-                            "The origin sent no Content-Length",
-                        )
-                    })?;
-                let size = if status == StatusCode::PARTIAL_CONTENT {
-                    header(h, "content-range")
-                        .and_then(total_from_content_range)
-                        .ok_or_else(|| {
-                            Error::new(
-                                ErrorKind::OriginUnavailable,
-                                "The origin sent a bad Content-Range",
-                            )
-                        })?
-                } else {
-                    len as u64
-                };
-                let meta = meta_from_headers(h, size);
-                if if_match.is_some_and(|m| m != meta.etag) {
-                    return Err(Error::new(
-                        ErrorKind::ObjectChanged,
-                        "The object changed at the origin",
-                    ));
-                }
-                // A 200 means the origin ignored the range. From the start of the object the
-                // wanted prefix is read and the rest of the body dropped; anywhere else it would
-                // mean downloading everything before the range for every chunk: refused.
-                let data = if status == StatusCode::OK {
-                    if range.start > 0 && size > 0 {
-                        return Err(Error::new(
-                            ErrorKind::NotImplemented,
-                            "The origin ignores Range requests",
-                        ));
-                    }
-                    collect_aligned(resp, len, range.end.min(size) as usize).await?
-                } else {
-                    collect_aligned(resp, len, len).await?
-                };
-                Ok(RangeRead { meta, data })
-            }
+            _ => ranged_answer(resp, range, if_match, meta_from_headers).await,
         }
     }
 

@@ -1,8 +1,13 @@
 //! Helpers the HTTP origins share: header access, error-code extraction, and reading a body
 //! into an aligned buffer.
 
+use std::ops::Range;
+
 use bytes::Bytes;
-use http::HeaderMap;
+use cistern_cache::ObjectMeta;
+use http::{HeaderMap, StatusCode};
+
+use super::RangeRead;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -83,4 +88,79 @@ pub(crate) async fn collect_aligned(
         ));
     }
     Ok(Bytes::from(buf).slice(pad..pad + keep))
+}
+
+/// An ETag without its quotes (and weak marker).
+pub(crate) fn unquote(etag: &str) -> String {
+    let e = etag.trim();
+    let e = e.strip_prefix("W/").unwrap_or(e);
+    e.trim_matches('"').to_string()
+}
+
+/// A small answer's body as text.
+pub(crate) async fn read_text(resp: reqwest::Response) -> Result<String> {
+    resp.text().await.map_err(|e| {
+        Error::new(
+            ErrorKind::OriginUnavailable,
+            "The origin's response broke off",
+        )
+        .with_source(e.without_url())
+    })
+}
+
+/// The bytes and metadata of a ranged GET answered 200 or 206 (`meta_of` reads the
+/// dialect's headers given the object's full size). The ETag must still be `if_match`'s. A
+/// 200 means the origin ignored the range: from the start of the object the wanted prefix is
+/// kept and the rest dropped; anywhere else it would mean downloading everything before the
+/// range for every chunk, so it is refused.
+pub(crate) async fn ranged_answer(
+    resp: reqwest::Response,
+    range: Range<u64>,
+    if_match: Option<&str>,
+    meta_of: impl FnOnce(&HeaderMap, u64) -> ObjectMeta,
+) -> Result<RangeRead> {
+    let status = resp.status();
+    let h = resp.headers();
+    let len: usize = header(h, "content-length")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin sent no Content-Length",
+            )
+        })?;
+    let size = if status == StatusCode::PARTIAL_CONTENT {
+        header(h, "content-range")
+            .and_then(total_from_content_range)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::OriginUnavailable,
+                    "The origin sent a bad Content-Range",
+                )
+            })?
+    } else {
+        len as u64
+    };
+    let meta = meta_of(h, size);
+    if if_match.is_some_and(|m| m != meta.etag) {
+        return Err(changed());
+    }
+    let keep = if status == StatusCode::OK {
+        if range.start > 0 && size > 0 {
+            return Err(Error::new(
+                ErrorKind::NotImplemented,
+                "The origin ignores Range requests",
+            ));
+        }
+        range.end.min(size) as usize
+    } else {
+        len
+    };
+    let data = collect_aligned(resp, len, keep).await?;
+    Ok(RangeRead { meta, data })
+}
+
+/// The object changed at the origin while it was read.
+pub(crate) fn changed() -> Error {
+    Error::new(ErrorKind::ObjectChanged, "The object changed at the origin")
 }
