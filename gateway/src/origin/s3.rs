@@ -808,6 +808,7 @@ impl Origin for S3Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::wire::total_from_content_range;
 
     #[test]
     fn classifies_origin_errors() {
