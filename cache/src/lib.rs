@@ -11,10 +11,12 @@
 //! - [`MetaCache`] / [`ObjectMeta`] / [`Consistency`]: object metadata and the per-bucket
 //!   freshness policy.
 //! - [`SingleFlight`]: coalesces concurrent identical work into one task.
+//! - [`placement`]: which cache node owns a key (two-level weighted rendezvous hashing).
 
 mod flight;
 mod key;
 mod meta;
+pub mod placement;
 pub mod range;
 mod store;
 
