@@ -5,10 +5,12 @@
 //! - [`sharedkey`] builds, signs and verifies Azure Shared Key and Shared Key Lite requests
 //!   (inbound from Blob clients, outbound to Azure origins).
 //! - [`sas`] parses and verifies Azure shared access signatures signed with an account key.
+//! - [`peer`] signs and verifies traffic between Cistern nodes with the cluster secret.
 //! - [`policy`] holds the principals, their buckets and permissions, and decides whether a
 //!   caller (or an anonymous request) may perform an action on a bucket.
 //! - [`Secret`] wraps secret strings so that `Debug` and `Display` never print them.
 
+pub mod peer;
 pub mod policy;
 pub mod sas;
 pub mod sharedkey;
