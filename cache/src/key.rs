@@ -22,6 +22,20 @@ pub struct ChunkKey {
     pub index: u64,
 }
 
+impl ChunkKey {
+    /// The chunk's placement hash (which node owns it). The ETag is left out, so every
+    /// version of a chunk lives on the same node; `index` spreads an object's chunks.
+    pub fn placement_hash(&self) -> u64 {
+        crate::placement::stable_hash(&[
+            b"chunk",
+            self.origin.as_bytes(),
+            self.bucket.as_bytes(),
+            self.key.as_bytes(),
+            &self.index.to_le_bytes(),
+        ])
+    }
+}
+
 /// A chunk's bytes and their CRC32C.
 #[derive(Debug, Clone)]
 pub struct Chunk {

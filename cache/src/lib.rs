@@ -11,9 +11,12 @@
 //! - [`MetaCache`] / [`ObjectMeta`] / [`Consistency`]: object metadata and the per-bucket
 //!   freshness policy.
 //! - [`SingleFlight`]: coalesces concurrent identical work into one task.
+//! - [`Heat`] / [`NearCache`]: hot-key detection and a small RAM cache for hot chunks owned
+//!   elsewhere.
 //! - [`placement`]: which cache node owns a key (two-level weighted rendezvous hashing).
 
 mod flight;
+mod hot;
 mod key;
 mod meta;
 pub mod placement;
@@ -21,6 +24,7 @@ pub mod range;
 mod store;
 
 pub use flight::SingleFlight;
+pub use hot::{Heat, NearCache};
 pub use key::{Chunk, ChunkKey};
 pub use meta::{Consistency, Lookup, MetaCache, MetaKey, ObjectMeta};
 pub use store::{ChunkStore, Served, StoreConfig, Tier};

@@ -58,6 +58,33 @@ impl Default for ObjectMeta {
     }
 }
 
+impl ObjectMeta {
+    /// Encodes for the wire between Cistern nodes (the same versioned record as on SSD).
+    pub fn to_bytes(&self) -> Bytes {
+        encode(&Entry {
+            meta: Arc::new(self.clone()),
+            validated_at: UNIX_EPOCH,
+        })
+    }
+
+    /// Decodes [`ObjectMeta::to_bytes`]; `None` when malformed or of another version.
+    pub fn from_bytes(b: Bytes) -> Option<Self> {
+        decode(b).map(|e| Arc::unwrap_or_clone(e.meta))
+    }
+}
+
+impl MetaKey {
+    /// The key's placement hash (which node owns this object's metadata).
+    pub fn placement_hash(&self) -> u64 {
+        crate::placement::stable_hash(&[
+            b"meta",
+            self.origin.as_bytes(),
+            self.bucket.as_bytes(),
+            self.key.as_bytes(),
+        ])
+    }
+}
+
 /// How long cached metadata may be trusted without asking the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consistency {

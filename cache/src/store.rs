@@ -24,6 +24,8 @@ pub enum Tier {
     Disk,
     /// A fill from the origin.
     Origin,
+    /// Another Cistern node.
+    Peer,
 }
 
 impl Tier {
@@ -33,6 +35,7 @@ impl Tier {
             Self::Memory => "memory",
             Self::Disk => "disk",
             Self::Origin => "origin",
+            Self::Peer => "peer",
         }
     }
 }

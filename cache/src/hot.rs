@@ -1,0 +1,122 @@
+//! Hot keys: a read-rate estimate per key and a small RAM cache for the hottest chunks.
+//!
+//! When thousands of readers open the same shard at once, every front asks the same owner for
+//! the same chunks. Fronts count reads per chunk in a fixed table ([`Heat`], halved every
+//! second, so a count is roughly "reads in the last two seconds"); a chunk whose count passes
+//! the threshold is kept in the front's [`NearCache`] and spread over several nodes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use foyer::{Cache, CacheBuilder};
+
+use crate::key::ChunkKey;
+
+/// Approximate per-key read rates in a fixed table indexed by the key's hash. Collisions only
+/// ever make a cold key look hot, which costs a little RAM, never correctness.
+pub struct Heat {
+    counts: Box<[AtomicU32]>,
+    second: AtomicU64,
+    start: Instant,
+    threshold: u32,
+}
+
+impl Heat {
+    /// A table of `slots` counters; a key is hot once its count reaches `threshold` (0 turns
+    /// detection off).
+    pub fn new(slots: usize, threshold: u32) -> Self {
+        Self {
+            counts: (0..slots.max(1)).map(|_| AtomicU32::new(0)).collect(),
+            second: AtomicU64::new(0),
+            start: Instant::now(),
+            threshold,
+        }
+    }
+
+    /// Counts one read of `hash`; true when the key is hot.
+    pub fn touch(&self, hash: u64) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        let now = self.start.elapsed().as_secs();
+        let seen = self.second.load(Ordering::Relaxed);
+        if now != seen
+            && self
+                .second
+                .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // One caller per second decays the table (4096 slots: a few microseconds).
+            let shift = (now - seen).min(31) as u32;
+            for c in self.counts.iter() {
+                let v = c.load(Ordering::Relaxed);
+                c.store(v >> shift, Ordering::Relaxed);
+            }
+        }
+        let slot = &self.counts[(hash % self.counts.len() as u64) as usize];
+        slot.fetch_add(1, Ordering::Relaxed).saturating_add(1) >= self.threshold
+    }
+}
+
+/// A small RAM-only cache of hot chunks owned by other nodes.
+pub struct NearCache {
+    cache: Option<Cache<ChunkKey, Bytes>>,
+}
+
+impl NearCache {
+    /// Holds up to `bytes` of chunk data (0 disables it).
+    pub fn new(bytes: usize) -> Self {
+        Self {
+            cache: (bytes > 0).then(|| {
+                CacheBuilder::new(bytes)
+                    .with_shards(8)
+                    .with_weighter(|_k: &ChunkKey, v: &Bytes| v.len() + 128)
+                    .build()
+            }),
+        }
+    }
+
+    /// The chunk, if held.
+    pub fn get(&self, key: &ChunkKey) -> Option<Bytes> {
+        self.cache.as_ref()?.get(key).map(|e| e.value().clone())
+    }
+
+    /// Holds a chunk.
+    pub fn insert(&self, key: ChunkKey, data: Bytes) {
+        if let Some(c) = &self.cache {
+            c.insert(key, data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_becomes_hot_after_threshold_reads() {
+        let h = Heat::new(64, 5);
+        assert!((0..4).all(|_| !h.touch(7)));
+        assert!(h.touch(7));
+        assert!(!h.touch(8));
+        assert!(!Heat::new(64, 0).touch(7));
+    }
+
+    #[test]
+    fn near_cache_holds_and_can_be_off() {
+        let k = ChunkKey {
+            origin: "o".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            index: 0,
+        };
+        let n = NearCache::new(1 << 20);
+        n.insert(k.clone(), Bytes::from_static(b"abc"));
+        assert_eq!(n.get(&k).as_deref(), Some(&b"abc"[..]));
+        let off = NearCache::new(0);
+        off.insert(k.clone(), Bytes::from_static(b"abc"));
+        assert!(off.get(&k).is_none());
+    }
+}
