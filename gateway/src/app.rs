@@ -13,21 +13,26 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{OriginSpec, Settings};
+use crate::config::{Members, OriginSpec, Role, Settings};
 use crate::metrics::Metrics;
 use crate::origin::fs::FsOrigin;
 use crate::origin::layers::{Instrumented, Resilient};
 use crate::origin::s3::S3Origin;
 use crate::origin::Origin;
 use crate::pipeline::{AutoExpose, BucketBinding, Catalog, Pipeline, PipelineConfig};
-use crate::server::{run_admin, run_blob, run_dual, run_s3, Ready};
+use crate::peer::client::PeerClient;
+use crate::peer::membership::Membership;
+use crate::peer::server::PeerServer;
+use crate::server::{run_admin, run_blob, run_dual, run_peer, run_s3, Ready};
 
 /// A running Cistern.
 pub struct Running {
-    /// Where the S3 listener is bound.
-    pub s3_addr: SocketAddr,
-    /// Where the Blob listener is bound.
-    pub blob_addr: SocketAddr,
+    /// Where the S3 listener is bound (not on a cache-only node).
+    pub s3_addr: Option<SocketAddr>,
+    /// Where the Blob listener is bound (not on a cache-only node).
+    pub blob_addr: Option<SocketAddr>,
+    /// Where the peer listener is bound (cache nodes of a cluster).
+    pub peer_addr: Option<SocketAddr>,
     /// Where the both-dialects listener is bound, when configured.
     pub dual_addr: Option<SocketAddr>,
     /// Where the admin listener is bound.
@@ -80,7 +85,15 @@ impl<O: Origin> OriginBuild for O {
 /// Opens the cache, builds everything and starts listening.
 pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     let metrics = Metrics::new().context("cannot create metrics")?;
-    let disk = s.disk_bytes > 0;
+    // A front holds no chunks of its own (they live on the cache nodes): its store only
+    // backs the machinery, RAM-only and small.
+    let front_only = s.role == Role::Front;
+    let disk = s.disk_bytes > 0 && !front_only;
+    let memory_bytes = if front_only {
+        s.chunk_size * 2
+    } else {
+        s.memory_bytes
+    };
     if disk {
         std::fs::create_dir_all(&s.cache_dir)
             .with_context(|| format!("cannot create cache directory {}", s.cache_dir.display()))?;
@@ -88,7 +101,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     let store = ChunkStore::open(
         &StoreConfig {
             dir: disk.then(|| s.cache_dir.clone()),
-            memory_bytes: usize::try_from(s.memory_bytes).unwrap_or(usize::MAX),
+            memory_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
             disk_bytes: usize::try_from(s.disk_bytes).unwrap_or(usize::MAX),
             chunk_size: usize::try_from(s.chunk_size).unwrap_or(usize::MAX),
         },
@@ -128,15 +141,49 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             public_read: b.public_read,
         });
     }
-    let pipeline = Arc::new(Pipeline::new(
+    let mut pipeline_cfg = PipelineConfig::new(s.chunk_size, s.readahead);
+    if let Some(c) = &s.cluster {
+        pipeline_cfg.near_cache_bytes = usize::try_from(c.near_cache_bytes).unwrap_or(usize::MAX);
+        pipeline_cfg.hot_threshold = c.hot_threshold;
+        pipeline_cfg.hot_replicas = c.hot_replicas;
+    }
+    let mut pipeline = Pipeline::new(
         Catalog::new(explicit, auto),
         store,
-        PipelineConfig {
-            chunk_size: s.chunk_size,
-            readahead: s.readahead,
-        },
+        pipeline_cfg,
         metrics.clone(),
-    ));
+    );
+    // A random id per process: a node finds itself among the members by it.
+    let instance = format!(
+        "{:016x}",
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            (std::process::id(), std::time::SystemTime::now())
+        )
+    );
+    let peer_client = match &s.cluster {
+        Some(c) => {
+            let addrs = match &c.members {
+                Members::Static(list) => list.clone(),
+                Members::Dns { .. } => Vec::new(),
+            };
+            let membership = Arc::new(Membership::new(&addrs, metrics.clone()));
+            let client = Arc::new(
+                PeerClient::new(
+                    c.secret.clone(),
+                    membership,
+                    metrics.clone(),
+                    c.peer_timeout,
+                    (s.role != Role::Front).then(|| instance.clone()),
+                )
+                .context("cannot create the peer client")?,
+            );
+            pipeline = pipeline.with_peers(Arc::clone(&client) as Arc<dyn crate::pipeline::peers::Peers>);
+            Some(client)
+        }
+        None => None,
+    };
+    let pipeline = Arc::new(pipeline);
     let policy = Arc::new(Policy::new(s.principals.clone()));
     let blob_front = Arc::new(crate::blob::BlobFront::new(
         Arc::clone(&pipeline),
@@ -150,16 +197,35 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         s.region.clone(),
     ));
 
-    let s3_listener = TcpListener::bind(s.s3_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (S3)", s.s3_listen))?;
-    let blob_listener = TcpListener::bind(s.blob_listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (Blob)", s.blob_listen))?;
+    let fronts = s.role != Role::Cache;
+    let s3_listener = match fronts {
+        true => Some(
+            TcpListener::bind(s.s3_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (S3)", s.s3_listen))?,
+        ),
+        false => None,
+    };
+    let blob_listener = match fronts {
+        true => Some(
+            TcpListener::bind(s.blob_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (Blob)", s.blob_listen))?,
+        ),
+        false => None,
+    };
+    let peer_listener = match s.cluster.as_ref().and_then(|c| c.peer_listen) {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (peers)"))?,
+        ),
+        None => None,
+    };
     let admin_listener = TcpListener::bind(s.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (admin)", s.admin_listen))?;
-    let dual_listener = match s.dual_listen {
+    let dual_listener = match s.dual_listen.filter(|_| fronts) {
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
@@ -167,8 +233,18 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         ),
         None => None,
     };
-    let s3_addr = s3_listener.local_addr()?;
-    let blob_addr = blob_listener.local_addr()?;
+    let s3_addr = s3_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let blob_addr = blob_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let peer_addr = peer_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let admin_addr = admin_listener.local_addr()?;
     let dual_addr = dual_listener
         .as_ref()
@@ -190,19 +266,43 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             stopped(rx.clone()),
         )));
     }
-    tasks.extend([
-        tokio::spawn(run_s3(
-            s3_listener,
+    if let Some(l) = s3_listener {
+        tasks.push(tokio::spawn(run_s3(
+            l,
             svc,
             metrics.clone(),
             stopped(rx.clone()),
-        )),
-        tokio::spawn(run_blob(
-            blob_listener,
+        )));
+    }
+    if let Some(l) = blob_listener {
+        tasks.push(tokio::spawn(run_blob(
+            l,
             blob_front,
             metrics.clone(),
             stopped(rx.clone()),
-        )),
+        )));
+    }
+    if let (Some(c), Some(client)) = (&s.cluster, &peer_client) {
+        if let Some(l) = peer_listener {
+            let server = Arc::new(PeerServer::new(
+                Arc::clone(&pipeline),
+                c.secret.clone(),
+                instance.clone(),
+                c.weight,
+                Arc::clone(client.membership()),
+                metrics.clone(),
+                s.chunk_size,
+            ));
+            tasks.push(tokio::spawn(run_peer(l, server, stopped(rx.clone()))));
+        }
+        tasks.push(tokio::spawn(crate::peer::maintain(
+            Arc::clone(client),
+            c.members.clone(),
+            c.probe_interval,
+            stopped(rx.clone()),
+        )));
+    }
+    tasks.extend([
         tokio::spawn(run_admin(
             admin_listener,
             metrics.clone(),
@@ -214,6 +314,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     Ok(Running {
         s3_addr,
         blob_addr,
+        peer_addr,
         dual_addr,
         admin_addr,
         metrics,

@@ -49,6 +49,38 @@ pub struct FileConfig {
     /// S3 principals.
     #[serde(default)]
     pub principals: Vec<PrincipalSection>,
+    /// The cache cluster.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `all` (default), `front` or `cache`.
+    pub role: Option<String>,
+    /// The peer listener of a cache node.
+    pub peer_listen: Option<String>,
+    /// Static membership: every cache node's peer address, the same list on every node.
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Membership from DNS, `NAME:PORT` (a Kubernetes headless Service), re-resolved.
+    pub peers_dns: Option<String>,
+    /// The cluster secret (at least 16 bytes) authenticating peer traffic.
+    pub secret: Option<SecretRef>,
+    /// This cache node's relative capacity (default 1).
+    pub weight: Option<f64>,
+    /// How long a peer request may take before the next node is asked. Default `5s`.
+    pub peer_timeout: Option<String>,
+    /// Health probe interval. Default `1s`.
+    pub probe_interval: Option<String>,
+    /// RAM for hot chunks owned by other nodes. Default `256MiB` on a front, `64MiB` else.
+    pub near_cache: Option<String>,
+    /// Reads of one chunk within about two seconds that make it hot. Default 64; 0 = never.
+    pub hot_threshold: Option<u32>,
+    /// How many nodes serve a hot chunk. Default 3.
+    pub hot_replicas: Option<usize>,
 }
 
 /// `[listen]`.
@@ -253,6 +285,64 @@ pub struct Overrides {
     pub disk_cache: Option<String>,
     /// `--chunk-size SIZE`.
     pub chunk_size: Option<String>,
+    /// `--role all|front|cache`.
+    pub role: Option<String>,
+    /// `--peer-listen ADDR`.
+    pub peer_listen: Option<String>,
+    /// `--peers ADDR,ADDR,…`.
+    pub peers: Option<String>,
+    /// `--peers-dns NAME:PORT`.
+    pub peers_dns: Option<String>,
+    /// `--cluster-secret-file FILE`.
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+/// What a process does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Front and cache node in one process (the default, and the single-machine mode).
+    All,
+    /// Speaks S3 and Blob, holds no SSD cache, reads chunks from the cache nodes.
+    Front,
+    /// Serves only the peer protocol (and the admin listener).
+    Cache,
+}
+
+/// Where the cache nodes are listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    /// A fixed list of peer addresses.
+    Static(Vec<String>),
+    /// A DNS name whose addresses (with this port) are the nodes.
+    Dns {
+        /// The name.
+        name: String,
+        /// The peer port.
+        port: u16,
+    },
+}
+
+/// Cluster settings (absent: a single node).
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The peer listener (cache nodes).
+    pub peer_listen: Option<SocketAddr>,
+    /// Membership.
+    pub members: Members,
+    /// The cluster secret.
+    pub secret: Secret,
+    /// This node's weight.
+    pub weight: f64,
+    /// Peer request timeout.
+    pub peer_timeout: Duration,
+    /// Health probe interval.
+    pub probe_interval: Duration,
+    /// Near-cache bytes.
+    pub near_cache_bytes: u64,
+    /// Hot threshold.
+    pub hot_threshold: u32,
+    /// Hot replicas.
+    pub hot_replicas: usize,
 }
 
 /// A resolved origin.
@@ -318,6 +408,10 @@ pub struct Settings {
     pub chunk_size: u64,
     /// Read-ahead window in chunks.
     pub readahead: usize,
+    /// This process's role.
+    pub role: Role,
+    /// The cluster, when there is one.
+    pub cluster: Option<ClusterSettings>,
     /// Virtual-host domains.
     pub virtual_host_domains: Vec<String>,
     /// Blob host-style domains.
@@ -830,7 +924,11 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         }
     }
 
+    let (role, cluster) = cluster_settings(&f.cluster, o)?;
+
     Ok(Settings {
+        role,
+        cluster,
         s3_listen,
         blob_listen,
         dual_listen,
@@ -851,6 +949,144 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         dev_credentials,
         created_data_dir,
     })
+}
+
+fn cluster_settings(
+    c: &ClusterSection,
+    o: &Overrides,
+) -> Result<(Role, Option<ClusterSettings>), ConfigError> {
+    let role = match o.role.as_deref().or(c.role.as_deref()).unwrap_or("all") {
+        "all" => Role::All,
+        "front" => Role::Front,
+        "cache" => Role::Cache,
+        other => {
+            return Err(err(
+                "cluster.role",
+                format!("unknown role {other:?} (all, front, cache)"),
+            ))
+        }
+    };
+    let peer_listen = o
+        .peer_listen
+        .as_deref()
+        .or(c.peer_listen.as_deref())
+        .map(|a| parse_addr("cluster.peer_listen", a))
+        .transpose()?;
+    let peers: Vec<String> = match &o.peers {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        None => c.peers.clone(),
+    };
+    for p in &peers {
+        if p.rsplit_once(':')
+            .and_then(|(h, port)| (!h.is_empty()).then(|| port.parse::<u16>().ok())?)
+            .is_none()
+        {
+            return Err(err(
+                "cluster.peers",
+                format!("{p:?} is not HOST:PORT"),
+            ));
+        }
+    }
+    let dns = o.peers_dns.as_deref().or(c.peers_dns.as_deref());
+    let members = match (peers.is_empty(), dns) {
+        (false, Some(_)) => {
+            return Err(err(
+                "cluster.peers",
+                "give either peers or peers_dns, not both",
+            ))
+        }
+        (false, None) => Some(Members::Static(peers)),
+        (true, Some(d)) => {
+            let (name, port) = d
+                .rsplit_once(':')
+                .and_then(|(n, p)| Some((n, p.parse::<u16>().ok()?)))
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| err("cluster.peers_dns", format!("{d:?} is not NAME:PORT")))?;
+            Some(Members::Dns {
+                name: name.to_string(),
+                port,
+            })
+        }
+        (true, None) => None,
+    };
+    let Some(members) = members else {
+        return match (role, peer_listen) {
+            (Role::All, None) => Ok((Role::All, None)),
+            (Role::All, Some(_)) => Err(err(
+                "cluster.peer_listen",
+                "a peer listener needs the cluster's members (--peers or --peers-dns)",
+            )),
+            _ => Err(err(
+                "cluster.role",
+                "front and cache roles need the cluster's members (--peers or --peers-dns)",
+            )),
+        };
+    };
+    if role == Role::Front && peer_listen.is_some() {
+        return Err(err(
+            "cluster.peer_listen",
+            "a front is not a cache node and has no peer listener",
+        ));
+    }
+    if role != Role::Front && peer_listen.is_none() {
+        return Err(err(
+            "cluster.peer_listen",
+            "a cache node (role all or cache) in a cluster needs --peer-listen",
+        ));
+    }
+    let secret = match (&o.cluster_secret_file, &c.secret) {
+        (Some(file), _) => read_secret(
+            "--cluster-secret-file",
+            &SecretRef {
+                env: None,
+                file: Some(file.clone()),
+            },
+        )?,
+        (None, Some(r)) => read_secret("cluster.secret", r)?,
+        (None, None) => {
+            return Err(err(
+                "cluster.secret",
+                "a cluster needs a secret (--cluster-secret-file): peer traffic is authenticated",
+            ))
+        }
+    };
+    if secret.expose().len() < cistern_auth::peer::MIN_SECRET_LEN {
+        return Err(err(
+            "cluster.secret",
+            format!(
+                "must be at least {} bytes",
+                cistern_auth::peer::MIN_SECRET_LEN
+            ),
+        ));
+    }
+    let weight = c.weight.unwrap_or(1.0);
+    if !(weight.is_finite() && weight > 0.0) {
+        return Err(err("cluster.weight", "must be a positive number"));
+    }
+    let dur = |key: &str, v: &Option<String>, default: &str| {
+        parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| err(key, e))
+    };
+    let near_default = if role == Role::Front { "256MiB" } else { "64MiB" };
+    Ok((
+        role,
+        Some(ClusterSettings {
+            peer_listen,
+            members,
+            secret,
+            weight,
+            peer_timeout: dur("cluster.peer_timeout", &c.peer_timeout, "5s")?,
+            probe_interval: dur("cluster.probe_interval", &c.probe_interval, "1s")?,
+            near_cache_bytes: parse_size(c.near_cache.as_deref().unwrap_or(near_default))
+                .map_err(|e| err("cluster.near_cache", e))?,
+            hot_threshold: c.hot_threshold.unwrap_or(64),
+            hot_replicas: c.hot_replicas.unwrap_or(3).clamp(1, 16),
+        }),
+    ))
 }
 
 #[cfg(test)]

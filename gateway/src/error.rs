@@ -51,6 +51,35 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, for [`ErrorKind::parse`].
+    const ALL: [ErrorKind; 20] = [
+        Self::NoSuchBucket,
+        Self::NotFound,
+        Self::PreconditionFailed,
+        Self::NotModified,
+        Self::InvalidRange,
+        Self::InvalidPartNumber,
+        Self::InvalidArgument,
+        Self::AccessDenied,
+        Self::BadDigest,
+        Self::IncompleteBody,
+        Self::NoSuchUpload,
+        Self::InvalidPart,
+        Self::BucketExists,
+        Self::BucketNotEmpty,
+        Self::Throttled,
+        Self::OriginUnavailable,
+        Self::OriginTimeout,
+        Self::ObjectChanged,
+        Self::NotImplemented,
+        Self::Internal,
+    ];
+
+    /// The kind named by [`ErrorKind::as_str`] (as another node reports it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// A stable name for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {

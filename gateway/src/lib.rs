@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod origin;
+pub mod peer;
 pub mod pipeline;
 pub mod s3;
 pub mod server;

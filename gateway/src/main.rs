@@ -60,6 +60,21 @@ struct ServeArgs {
     /// Chunk size, e.g. 4MiB. Default: 4MiB.
     #[arg(long, value_name = "SIZE")]
     chunk_size: Option<String>,
+    /// What this process does: all (front and cache node), front, or cache. Default: all.
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// A cache node's internal listener for the peer protocol.
+    #[arg(long, value_name = "ADDR")]
+    peer_listen: Option<String>,
+    /// The cache nodes' peer addresses (the same list on every node).
+    #[arg(long, value_name = "ADDR,ADDR,...")]
+    peers: Option<String>,
+    /// Cache nodes from DNS, re-resolved (a Kubernetes headless Service).
+    #[arg(long, value_name = "NAME:PORT")]
+    peers_dns: Option<String>,
+    /// File holding the cluster secret that authenticates peer traffic.
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,6 +110,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         memory_cache: a.memory_cache,
         disk_cache: a.disk_cache,
         chunk_size: a.chunk_size,
+        role: a.role,
+        peer_listen: a.peer_listen,
+        peers: a.peers,
+        peers_dns: a.peers_dns,
+        cluster_secret_file: a.cluster_secret_file,
     };
     let settings = config::resolve(file, &overrides)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -109,10 +129,28 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             );
         }
         let running = cistern_gateway::app::start(&settings).await?;
-        let s3 = running.s3_addr;
         println!("cistern {} serving", env!("CARGO_PKG_VERSION"));
-        println!("  S3:      http://{s3}");
-        println!("  Blob:    http://{}/<account>", running.blob_addr);
+        if let Some(s3) = running.s3_addr {
+            println!("  S3:      http://{s3}");
+        }
+        if let Some(blob) = running.blob_addr {
+            println!("  Blob:    http://{blob}/<account>");
+        }
+        if let Some(c) = &settings.cluster {
+            let role = match settings.role {
+                config::Role::All => "front and cache node",
+                config::Role::Front => "front",
+                config::Role::Cache => "cache node",
+            };
+            let members = match &c.members {
+                config::Members::Static(list) => list.join(","),
+                config::Members::Dns { name, port } => format!("DNS {name}:{port}"),
+            };
+            match running.peer_addr {
+                Some(p) => println!("  cluster: {role}, peers on {p}, members {members}"),
+                None => println!("  cluster: {role}, members {members}"),
+            }
+        }
         if let Some(d) = running.dual_addr {
             println!("  both:    http://{d} (dialect chosen per request)");
         }
@@ -120,13 +158,20 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             "  admin:   http://{}/metrics  /healthz  /readyz",
             running.admin_addr
         );
-        println!(
+        if settings.role == config::Role::Front {
+            println!(
+                "  cache:   on the cache nodes (chunks {} KiB)",
+                settings.chunk_size >> 10
+            );
+        } else {
+            println!(
             "  cache:   {} (RAM {} MiB, SSD {} MiB, chunks {} KiB)",
             settings.cache_dir.display(),
             settings.memory_bytes >> 20,
             settings.disk_bytes >> 20,
             settings.chunk_size >> 10
         );
+        }
         for o in &settings.origins {
             let what = match &o.spec {
                 config::OriginSpec::Fs { root } => format!("directory {}", root.display()),
@@ -145,7 +190,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 }
             );
         }
-        if settings.dev_credentials {
+        if let (true, Some(s3), Some(blob)) = (
+            settings.dev_credentials,
+            running.s3_addr,
+            running.blob_addr,
+        ) {
             println!("  development credentials (loopback only):");
             println!(
                 "    AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY} AWS_SECRET_ACCESS_KEY={DEV_SECRET} \\"
@@ -153,7 +202,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             println!("      aws --endpoint-url http://{s3} s3 ls");
             println!(
                 "    DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};BlobEndpoint=http://{}/{DEV_ACCOUNT};",
-                running.blob_addr
+                blob
             );
         }
         wait_for_signal().await;

@@ -1,7 +1,8 @@
 //! Cistern's Prometheus metrics. The binary owns the registry; components receive handles.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// All of Cistern's own metrics (foyer registers its own in the same registry).
@@ -27,6 +28,28 @@ pub struct Metrics {
     pub coalesced_waiters: IntCounter,
     /// Time to first byte of object reads.
     pub first_byte_seconds: Histogram,
+    /// Peer requests made by this node, by operation and result.
+    pub peer_requests: IntCounterVec,
+    /// Peer request latency by operation.
+    pub peer_seconds: HistogramVec,
+    /// Peer requests answered by this node, by operation and status.
+    pub peer_served: IntCounterVec,
+    /// Chunk bytes this node sent to other nodes.
+    pub peer_served_bytes: IntCounter,
+    /// Reads that went past an unavailable owner: to the next node, or to the origin.
+    pub peer_fallbacks: IntCounterVec,
+    /// Writes whose metadata invalidation did not reach an owner.
+    pub peer_invalidations_failed: IntCounter,
+    /// Hot chunks served from the near cache.
+    pub near_hits: IntCounter,
+    /// Cache nodes by state (alive, suspect, dead).
+    pub cluster_members: IntGaugeVec,
+    /// The membership view's epoch (bumped when the set of live nodes changes).
+    pub cluster_epoch: IntGauge,
+    /// Membership changes that moved placement.
+    pub placement_changes: IntCounter,
+    /// The share of keys whose owner moved at the last membership change (sampled).
+    pub placement_moved_ratio: Gauge,
 }
 
 impl Metrics {
@@ -95,7 +118,64 @@ impl Metrics {
                     "cistern_first_byte_seconds",
                     "Object read time to first body byte",
                 )
-                .buckets(buckets),
+                .buckets(buckets.clone()),
+            )?,
+            peer_requests: IntCounterVec::new(
+                Opts::new(
+                    "cistern_peer_requests_total",
+                    "Requests to other Cistern nodes by operation and result",
+                ),
+                &["op", "result"],
+            )?,
+            peer_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "cistern_peer_request_duration_seconds",
+                    "Latency of requests to other Cistern nodes",
+                )
+                .buckets(buckets.clone()),
+                &["op"],
+            )?,
+            peer_served: IntCounterVec::new(
+                Opts::new(
+                    "cistern_peer_served_total",
+                    "Peer requests answered by this node by operation and status",
+                ),
+                &["op", "status"],
+            )?,
+            peer_served_bytes: IntCounter::new(
+                "cistern_peer_served_bytes_total",
+                "Chunk bytes sent to other Cistern nodes",
+            )?,
+            peer_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "cistern_peer_fallbacks_total",
+                    "Reads that went past an unavailable owner, by where they went",
+                ),
+                &["to"],
+            )?,
+            peer_invalidations_failed: IntCounter::new(
+                "cistern_peer_invalidations_failed_total",
+                "Writes whose metadata invalidation did not reach an owner",
+            )?,
+            near_hits: IntCounter::new(
+                "cistern_near_cache_hits_total",
+                "Hot chunks served from this front's near cache",
+            )?,
+            cluster_members: IntGaugeVec::new(
+                Opts::new("cistern_cluster_members", "Cache nodes by state"),
+                &["state"],
+            )?,
+            cluster_epoch: IntGauge::new(
+                "cistern_cluster_epoch",
+                "Epoch of this node's membership view",
+            )?,
+            placement_changes: IntCounter::new(
+                "cistern_placement_changes_total",
+                "Membership changes that moved placement",
+            )?,
+            placement_moved_ratio: Gauge::new(
+                "cistern_placement_moved_ratio",
+                "Share of keys whose owner moved at the last membership change (sampled)",
             )?,
             registry,
         };
@@ -109,6 +189,19 @@ impl Metrics {
         m.registry.register(Box::new(m.coalesced_waiters.clone()))?;
         m.registry
             .register(Box::new(m.first_byte_seconds.clone()))?;
+        m.registry.register(Box::new(m.peer_requests.clone()))?;
+        m.registry.register(Box::new(m.peer_seconds.clone()))?;
+        m.registry.register(Box::new(m.peer_served.clone()))?;
+        m.registry.register(Box::new(m.peer_served_bytes.clone()))?;
+        m.registry.register(Box::new(m.peer_fallbacks.clone()))?;
+        m.registry
+            .register(Box::new(m.peer_invalidations_failed.clone()))?;
+        m.registry.register(Box::new(m.near_hits.clone()))?;
+        m.registry.register(Box::new(m.cluster_members.clone()))?;
+        m.registry.register(Box::new(m.cluster_epoch.clone()))?;
+        m.registry.register(Box::new(m.placement_changes.clone()))?;
+        m.registry
+            .register(Box::new(m.placement_moved_ratio.clone()))?;
         Ok(m)
     }
 }

@@ -271,6 +271,19 @@ fn status_label(s: u16) -> &'static str {
     }
 }
 
+/// Serves the peer protocol (a cache node's internal listener) until `shutdown` resolves.
+pub async fn run_peer(
+    listener: TcpListener,
+    server: Arc<crate::peer::server::PeerServer>,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve(listener, shutdown, move |req, _peer| {
+        let server = Arc::clone(&server);
+        async move { Ok::<_, Infallible>(server.handle(req).await) }
+    })
+    .await;
+}
+
 /// Readiness flag for `/readyz`: false until serving, false again while draining.
 #[derive(Clone, Default)]
 pub struct Ready(pub Arc<AtomicBool>);
@@ -319,7 +332,7 @@ pub async fn run_admin(
 }
 
 /// Accept loop shared by the listeners: HTTP/1.1 and h2c, graceful drain on shutdown.
-async fn serve<F, Fut, B>(listener: TcpListener, shutdown: impl Future<Output = ()>, handler: F)
+pub(crate) async fn serve<F, Fut, B>(listener: TcpListener, shutdown: impl Future<Output = ()>, handler: F)
 where
     F: Fn(http::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,

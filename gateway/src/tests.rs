@@ -72,10 +72,7 @@ async fn setup(chunk: usize, consistency: Consistency) -> Setup {
     let pipeline = Arc::new(Pipeline::new(
         Catalog::new(vec![binding], vec![]),
         store,
-        PipelineConfig {
-            chunk_size: chunk as u64,
-            readahead: 4,
-        },
+        PipelineConfig::new(chunk as u64, 4),
         metrics.clone(),
     ));
     let bucket = pipeline.catalog().resolve("data").await.expect("bucket");

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use cistern_cache::range::{chunk_bounds, chunk_spans, RangeSpec};
 use cistern_cache::{
-    ChunkKey, ChunkStore, Consistency, Lookup, MetaCache, MetaKey, ObjectMeta, Served,
-    SingleFlight, Tier,
+    ChunkKey, ChunkStore, Consistency, Heat, Lookup, MetaCache, MetaKey, NearCache, ObjectMeta,
+    Served, SingleFlight, Tier,
 };
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -20,6 +20,10 @@ use tokio::sync::mpsc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 use crate::origin::{ListPage, ListQuery, Origin, PartInfo, PutOptions, PutResult, Upload};
+
+pub mod peers;
+
+use peers::{ChunkAsk, MetaAnswer, Node, PeerError, Peers};
 
 /// An exposed bucket and where it really lives.
 pub struct BucketBinding {
@@ -362,6 +366,25 @@ pub struct PipelineConfig {
     pub chunk_size: u64,
     /// Chunks fetched ahead of the one being sent.
     pub readahead: usize,
+    /// RAM for hot chunks owned by other nodes (cluster only).
+    pub near_cache_bytes: usize,
+    /// Reads of one chunk within about two seconds that make it hot (0: never).
+    pub hot_threshold: u32,
+    /// How many nodes serve a hot chunk.
+    pub hot_replicas: usize,
+}
+
+impl PipelineConfig {
+    /// A single-node pipeline with `chunk_size` chunks and `readahead` chunks read ahead.
+    pub fn new(chunk_size: u64, readahead: usize) -> Self {
+        Self {
+            chunk_size,
+            readahead,
+            near_cache_bytes: 0,
+            hot_threshold: 0,
+            hot_replicas: 1,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -369,6 +392,8 @@ struct MetaFill {
     meta: Arc<ObjectMeta>,
     /// A chunk fetched along with the metadata on a cold read.
     chunk: Option<(u64, Bytes)>,
+    /// Whether the origin was asked (here, or by the owner that answered).
+    fetched: bool,
 }
 
 type ChunkFill = Result<(Bytes, Tier)>;
@@ -388,6 +413,10 @@ pub struct Pipeline {
     parts: Mutex<PartLayouts>,
     cfg: PipelineConfig,
     metrics: Metrics,
+    /// The cache cluster, when this node is part of one.
+    peers: Option<Arc<dyn Peers>>,
+    heat: Heat,
+    near: NearCache,
 }
 
 /// Part placement by (object, ETag, part number).
@@ -411,9 +440,18 @@ impl Pipeline {
             meta_flight: SingleFlight::default(),
             generations: Arc::new(Mutex::new(HashMap::new())),
             parts: Mutex::new(HashMap::new()),
+            heat: Heat::new(4096, cfg.hot_threshold),
+            near: NearCache::new(cfg.near_cache_bytes),
             cfg,
             metrics,
+            peers: None,
         }
+    }
+
+    /// Joins a cache cluster: chunks and metadata are then read from their owners.
+    pub fn with_peers(mut self, peers: Arc<dyn Peers>) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     /// The bucket catalog.
@@ -439,7 +477,7 @@ impl Pipeline {
         let key: Arc<str> = Arc::from(key);
         let result = b.origin.put(&b.origin_bucket, &key, upload, opts).await;
         // Also after a failure: the origin may have committed before the connection broke.
-        self.written(&self.meta_key(b, &key));
+        self.written(b, &key).await;
         result
     }
 
@@ -456,7 +494,7 @@ impl Pipeline {
             .origin
             .complete_parts(&b.origin_bucket, &key, upload_id, parts)
             .await;
-        self.written(&self.meta_key(b, &key));
+        self.written(b, &key).await;
         result
     }
 
@@ -473,7 +511,7 @@ impl Pipeline {
             .origin
             .commit_blocks(&b.origin_bucket, &key, blocks, opts)
             .await;
-        self.written(&self.meta_key(b, &key));
+        self.written(b, &key).await;
         result
     }
 
@@ -524,7 +562,7 @@ impl Pipeline {
     pub async fn delete(&self, b: &BucketBinding, key: &str) -> Result<()> {
         let key: Arc<str> = Arc::from(key);
         let result = b.origin.delete(&b.origin_bucket, &key).await;
-        self.written(&self.meta_key(b, &key));
+        self.written(b, &key).await;
         result
     }
 
@@ -604,22 +642,52 @@ impl Pipeline {
         match self.try_get(b, &key, sel, cond).await {
             Err(e) if e.kind() == ErrorKind::ObjectChanged => {
                 tracing::debug!(bucket = %b.name, key = %key, "object changed at the origin, retrying once");
-                self.meta.invalidate(&self.meta_key(b, &key));
+                self.forget(b, &key).await;
                 self.try_get(b, &key, sel, cond).await
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Gone at the origin while cached metadata still named it: forget it now
                 // rather than at the end of the TTL.
-                self.meta.invalidate(&self.meta_key(b, &key));
+                self.forget(b, &key).await;
                 Err(e)
             }
             other => other,
         }
     }
 
-    /// After a write through Cistern: the object's metadata is forgotten and its generation
-    /// moves on, so that fetches begun before the write are neither joined nor cached.
-    fn written(&self, mk: &MetaKey) {
+    /// After a write through Cistern: the object's metadata is forgotten here and at its
+    /// owners in the cluster before the write is answered, so a read through any front sees
+    /// the new version.
+    async fn written(&self, b: &BucketBinding, key: &Arc<str>) {
+        self.written_here(&self.meta_key(b, key));
+        self.forget_at_owners(b, key).await;
+    }
+
+    /// Forgets an object's metadata here and at its owners (it changed or vanished).
+    async fn forget(&self, b: &BucketBinding, key: &Arc<str>) {
+        self.meta.invalidate(&self.meta_key(b, key));
+        self.forget_at_owners(b, key).await;
+    }
+
+    async fn forget_at_owners(&self, b: &BucketBinding, key: &Arc<str>) {
+        let Some(peers) = &self.peers else { return };
+        // The owner and the node that would take over from it (fallback reads cache there).
+        let nodes = peers.route(self.meta_key(b, key).placement_hash(), 2);
+        let asks = nodes.iter().filter_map(|n| match n {
+            Node::Peer(addr) => Some(peers.invalidate(addr, &b.name, key)),
+            Node::Here => None,
+        });
+        for r in futures::future::join_all(asks).await {
+            if r.is_err() {
+                self.metrics.peer_invalidations_failed.inc();
+                tracing::warn!(bucket = %b.name, key = %key, "could not invalidate metadata at its owner");
+            }
+        }
+    }
+
+    /// The object's metadata is forgotten here and its generation moves on, so that fetches
+    /// begun before the write are neither joined nor cached.
+    fn written_here(&self, mk: &MetaKey) {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let g = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         {
@@ -716,7 +784,7 @@ impl Pipeline {
         } else {
             let resident = spans
                 .iter()
-                .filter(|s| self.store.resident(&self.chunk_key(b, key, &etag, s.index)))
+                .filter(|s| self.probably_cached(&self.chunk_key(b, key, &etag, s.index)))
                 .count();
             match resident {
                 n if n == spans.len() => CacheStatus::Hit,
@@ -736,6 +804,12 @@ impl Pipeline {
             _ => self.chunk(b, key, &etag, meta.size, first.index).await?,
         };
         check_len(&first_served.data, first.end)?;
+        // An owner elsewhere that had to fill from the origin makes this at best partial.
+        let status = match (status, first_served.tier) {
+            (CacheStatus::Hit, Tier::Origin) if spans.len() == 1 => CacheStatus::Miss,
+            (CacheStatus::Hit, Tier::Origin) => CacheStatus::Partial,
+            (s, _) => s,
+        };
         self.metrics
             .cache_results
             .with_label_values(&[status.as_str()])
@@ -819,7 +893,10 @@ impl Pipeline {
             .inc_by(n as u64);
     }
 
-    /// One chunk, from cache or filled once from the origin with `If-Match` on the ETag.
+    /// One chunk: from this node's store (filled once from the origin with `If-Match` on the
+    /// ETag), or from its owner in the cluster, falling back to the next node in placement
+    /// order and then to the origin directly. Hot chunks are kept in the near cache and
+    /// spread over several nodes.
     async fn chunk(
         &self,
         b: &BucketBinding,
@@ -829,25 +906,133 @@ impl Pipeline {
         index: u64,
     ) -> Result<Served> {
         let ck = self.chunk_key(b, key, etag, index);
+        let Some(peers) = &self.peers else {
+            return self.local_chunk(b, ck, size, None).await;
+        };
+        let hash = ck.placement_hash();
+        let hot = self.heat.touch(hash);
+        let mut order = peers.route(hash, if hot { self.cfg.hot_replicas.max(2) } else { 2 });
+        if !hot && order.first() == Some(&Node::Here) {
+            return self.local_chunk(b, ck, size, None).await;
+        }
+        let mut primary = None;
+        if hot {
+            if let Some(data) = self.near.get(&ck) {
+                self.metrics.near_hits.inc();
+                return Ok(Served {
+                    data,
+                    tier: Tier::Memory,
+                    coalesced: false,
+                });
+            }
+            if let Some(Node::Peer(p)) = order.first() {
+                primary = Some(Arc::clone(p));
+            }
+            // Spread the readers of a hot chunk over its first few nodes.
+            let turn = HOT_TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = order.len().max(1);
+            order.rotate_left(turn % n);
+        }
+        let expected = chunk_len(index, self.cfg.chunk_size, size);
+        for node in &order {
+            // A replica (not the owner) fills from the owner, not from the origin.
+            let via = match (node, &primary) {
+                (Node::Peer(a), Some(p)) if a == p => None,
+                (_, p) => p.clone(),
+            };
+            let addr = match node {
+                Node::Here => return self.local_chunk(b, ck, size, via).await,
+                Node::Peer(addr) => addr,
+            };
+            let ask = self.ask(b, key, etag, size, index, via);
+            match peers.chunk(addr, &ask).await {
+                Ok((data, tier)) if data.len() == expected => {
+                    if hot {
+                        self.near.insert(ck, data.clone());
+                    }
+                    return Ok(Served {
+                        data,
+                        tier: if tier == Tier::Origin {
+                            Tier::Origin
+                        } else {
+                            Tier::Peer
+                        },
+                        coalesced: false,
+                    });
+                }
+                Ok(_) => {
+                    tracing::warn!(peer = %addr, "peer sent a chunk of the wrong length");
+                    self.metrics.peer_fallbacks.with_label_values(&["next"]).inc();
+                }
+                Err(PeerError::Answer(e)) => return Err(e),
+                Err(PeerError::Unavailable) => {
+                    self.metrics.peer_fallbacks.with_label_values(&["next"]).inc();
+                }
+            }
+        }
+        // No node could serve it: the origin directly, without caching it here.
+        self.metrics
+            .peer_fallbacks
+            .with_label_values(&["origin"])
+            .inc();
+        let data = fill_from_origin(Arc::clone(&b.origin), self.ask(b, key, etag, size, index, None), Arc::clone(&b.origin_bucket)).await?;
+        Ok(Served {
+            data,
+            tier: Tier::Origin,
+            coalesced: false,
+        })
+    }
+
+    fn ask(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        size: u64,
+        index: u64,
+        via: Option<Arc<str>>,
+    ) -> ChunkAsk {
+        ChunkAsk {
+            bucket: Arc::from(b.name.as_str()),
+            key: Arc::clone(key),
+            etag: Arc::clone(etag),
+            size,
+            index,
+            chunk_size: self.cfg.chunk_size,
+            via,
+        }
+    }
+
+    /// A chunk from this node's store, filled once (for all concurrent callers) from `via` —
+    /// the owner, when this node holds a replica of a hot chunk — or from the origin.
+    async fn local_chunk(
+        &self,
+        b: &BucketBinding,
+        ck: ChunkKey,
+        size: u64,
+        via: Option<Arc<str>>,
+    ) -> Result<Served> {
         let origin = Arc::clone(&b.origin);
-        let (bucket, k, e) = (
-            Arc::clone(&b.origin_bucket),
-            Arc::clone(key),
-            Arc::clone(etag),
-        );
-        let bounds = chunk_bounds(index, self.cfg.chunk_size, size);
-        let expected = (bounds.end - bounds.start) as usize;
+        let origin_bucket = Arc::clone(&b.origin_bucket);
+        let ask = self.ask(b, &ck.key, &ck.etag, size, ck.index, via);
+        let peers = self.peers.clone();
         let served = self
             .store
             .get_or_fill(&self.chunk_flight, ck, move || async move {
-                let r = origin.read(&bucket, &k, bounds, Some(&e)).await?;
-                if r.data.len() != expected {
-                    return Err(Error::new(
-                        ErrorKind::ObjectChanged,
-                        "The object changed at the origin",
-                    ));
+                if let (Some(peers), Some(owner)) = (peers, ask.via.clone()) {
+                    let plain = ChunkAsk {
+                        via: None,
+                        ..ask.clone()
+                    };
+                    match peers.chunk(&owner, &plain).await {
+                        Ok((data, _)) if data.len() == chunk_len(ask.index, ask.chunk_size, ask.size) => {
+                            return Ok(data)
+                        }
+                        Err(PeerError::Answer(e)) => return Err(e),
+                        _ => {}
+                    }
                 }
-                Ok(r.data)
+                fill_from_origin(origin, ask, origin_bucket).await
             })
             .await?;
         if served.coalesced {
@@ -856,21 +1041,63 @@ impl Pipeline {
         Ok(served)
     }
 
+    /// Whether a chunk is (probably) cached where it lives: in this node's store, or —
+    /// owned elsewhere — assumed so until its owner says otherwise.
+    fn probably_cached(&self, ck: &ChunkKey) -> bool {
+        match &self.peers {
+            Some(p) if p.route(ck.placement_hash(), 1).first() != Some(&Node::Here) => true,
+            _ => self.store.resident(ck),
+        }
+    }
+
     /// Metadata under the bucket's policy. A cold lookup that knows which chunk it will read
     /// first fetches that chunk with the metadata in one origin request. Returns whether the
-    /// origin was asked (`cold`).
+    /// origin (or the owner) was asked (`cold`).
     async fn metadata(
         &self,
         b: &BucketBinding,
         key: &Arc<str>,
         want_chunk: Option<u64>,
     ) -> Result<(MetaFill, bool)> {
+        self.metadata_at(b, key, want_chunk, false).await
+    }
+
+    /// [`Pipeline::metadata`]; `here_only` when serving another node (never forwarded, so
+    /// two nodes with different membership views cannot bounce a request between them).
+    async fn metadata_at(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        want_chunk: Option<u64>,
+        here_only: bool,
+    ) -> Result<(MetaFill, bool)> {
         let mk = self.meta_key(b, key);
-        let revalidate = match self.meta.lookup(&mk, b.consistency).await {
-            Lookup::Fresh(meta) => return Ok((MetaFill { meta, chunk: None }, false)),
-            Lookup::Stale(_) => true,
-            Lookup::Missing => false,
+        let route = match &self.peers {
+            Some(p) if !here_only => p.route(mk.placement_hash(), 2),
+            _ => vec![Node::Here],
         };
+        let remote = route.first().is_some_and(|n| *n != Node::Here);
+        // Metadata owned elsewhere is not kept here, so that a write through another front
+        // (which invalidates at the owner) is seen at once — except for immutable buckets,
+        // whose metadata is never revalidated anyway.
+        let keep_here = !remote || b.consistency == Consistency::Immutable;
+        let mut revalidate = false;
+        if keep_here {
+            match self.meta.lookup(&mk, b.consistency).await {
+                Lookup::Fresh(meta) => {
+                    return Ok((
+                        MetaFill {
+                            meta,
+                            chunk: None,
+                            fetched: false,
+                        },
+                        false,
+                    ))
+                }
+                Lookup::Stale(_) => revalidate = true,
+                Lookup::Missing => {}
+            }
+        }
         let origin = Arc::clone(&b.origin);
         let (bucket, k) = (Arc::clone(&b.origin_bucket), Arc::clone(key));
         let cs = self.cfg.chunk_size;
@@ -882,51 +1109,108 @@ impl Pipeline {
             Arc::clone(&self.generations),
             mk.clone(),
         );
+        let peers = self.peers.clone();
+        let front_bucket: Arc<str> = Arc::from(b.name.as_str());
+        let fallbacks = self.metrics.peer_fallbacks.clone();
         let (res, _) = self
             .meta_flight
             .run((mk.clone(), generation), move || async move {
-                let fill = match want_chunk.filter(|_| !revalidate) {
-                    None => {
-                        let meta = Arc::new(origin.head(&bucket, &k).await?);
-                        MetaFill { meta, chunk: None }
+                let mut from_peer = None;
+                if let (true, Some(p)) = (remote, &peers) {
+                    for node in &route {
+                        let Node::Peer(addr) = node else { break };
+                        match p.meta(addr, &front_bucket, &k, want_chunk).await {
+                            Ok(answer) => {
+                                from_peer = Some(MetaFill {
+                                    meta: Arc::new(answer.meta),
+                                    chunk: answer.chunk,
+                                    fetched: answer.fetched,
+                                });
+                                break;
+                            }
+                            Err(PeerError::Answer(e)) => return Err(e),
+                            Err(PeerError::Unavailable) => {
+                                fallbacks.with_label_values(&["next"]).inc();
+                            }
+                        }
                     }
-                    Some(index) => {
-                        let r = origin
-                            .read(&bucket, &k, index * cs..(index + 1) * cs, None)
-                            .await?;
-                        let meta = Arc::new(r.meta);
-                        let bounds = chunk_bounds(index, cs, meta.size);
-                        let chunk = if !r.data.is_empty()
-                            && r.data.len() as u64 == bounds.end - bounds.start
-                        {
-                            store.insert(
-                                ChunkKey {
+                }
+                let fill = match from_peer {
+                    Some(fill) => fill,
+                    None => match want_chunk.filter(|_| !revalidate) {
+                        None => {
+                            let meta = Arc::new(origin.head(&bucket, &k).await?);
+                            MetaFill {
+                                meta,
+                                chunk: None,
+                                fetched: true,
+                            }
+                        }
+                        Some(index) => {
+                            let r = origin
+                                .read(&bucket, &k, index * cs..(index + 1) * cs, None)
+                                .await?;
+                            let meta = Arc::new(r.meta);
+                            let chunk = if !r.data.is_empty()
+                                && r.data.len() == chunk_len(index, cs, meta.size)
+                            {
+                                let ck = ChunkKey {
                                     origin: chunk_key_base.0,
                                     bucket: chunk_key_base.1,
                                     key: Arc::clone(&k),
                                     etag: Arc::from(meta.etag.as_str()),
                                     index,
-                                },
-                                r.data.clone(),
-                            );
-                            Some((index, r.data))
-                        } else {
-                            None
-                        };
-                        MetaFill { meta, chunk }
-                    }
+                                };
+                                // The chunk goes to its owner: kept here, or handed over.
+                                let owner = match &peers {
+                                    Some(p) => p.route(ck.placement_hash(), 1).pop(),
+                                    None => Some(Node::Here),
+                                };
+                                match (owner, &peers) {
+                                    (Some(Node::Peer(addr)), Some(p)) => {
+                                        let ask = ChunkAsk {
+                                            bucket: Arc::clone(&front_bucket),
+                                            key: Arc::clone(&k),
+                                            etag: Arc::clone(&ck.etag),
+                                            size: meta.size,
+                                            index,
+                                            chunk_size: cs,
+                                            via: None,
+                                        };
+                                        // Handed over before the metadata is answered, so that
+                                        // a reader told the ETag finds the chunk at its owner.
+                                        if p.push(&addr, &ask, r.data.clone()).await.is_err() {
+                                            tracing::debug!(peer = %addr, "could not hand a chunk to its owner");
+                                        }
+                                    }
+                                    _ => store.insert(ck, r.data.clone()),
+                                }
+                                Some((index, r.data))
+                            } else {
+                                None
+                            };
+                            MetaFill {
+                                meta,
+                                chunk,
+                                fetched: true,
+                            }
+                        }
+                    },
                 };
                 // Cached before the flight ends, so that a reader arriving as it ends finds
                 // it rather than starting a second fetch; not if a write landed meanwhile
                 // (this answer may predate it).
-                if generation_of(&gens, &mk2) == generation {
+                if keep_here && generation_of(&gens, &mk2) == generation {
                     cache.insert(mk2, Arc::clone(&fill.meta));
                 }
                 Ok(fill)
             })
             .await;
         match res {
-            Ok(fill) => Ok((fill, true)),
+            Ok(fill) => {
+                let fetched = fill.fetched;
+                Ok((fill, fetched))
+            }
             Err(e) => {
                 if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NoSuchBucket) {
                     self.meta.invalidate(&mk);
@@ -935,7 +1219,100 @@ impl Pipeline {
             }
         }
     }
+
+    /// Serves another node's chunk request from this node's store (never forwarded, except
+    /// that a hot chunk's replica fills from the owner named in `ask.via`).
+    pub async fn serve_chunk(&self, ask: ChunkAsk) -> Result<Served> {
+        self.check_geometry(&ask)?;
+        let b = self.catalog.resolve(&ask.bucket).await?;
+        let ck = self.chunk_key(&b, &ask.key, &ask.etag, ask.index);
+        self.local_chunk(&b, ck, ask.size, ask.via).await
+    }
+
+    /// Serves another node's metadata request: this node is the object's metadata owner.
+    pub async fn serve_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+        want: Option<u64>,
+    ) -> Result<MetaAnswer> {
+        let b = self.catalog.resolve(bucket).await?;
+        let key: Arc<str> = Arc::from(key);
+        let (fill, fetched) = self.metadata_at(&b, &key, want, true).await?;
+        Ok(MetaAnswer {
+            meta: Arc::unwrap_or_clone(fill.meta),
+            chunk: fill.chunk,
+            fetched,
+        })
+    }
+
+    /// Forgets an object's metadata on another node's word (it wrote the object).
+    pub async fn serve_invalidate(&self, bucket: &str, key: &str) -> Result<()> {
+        let b = self.catalog.resolve(bucket).await?;
+        self.written_here(&self.meta_key(&b, &Arc::from(key)));
+        Ok(())
+    }
+
+    /// Keeps a chunk another node fetched for this node (its owner).
+    pub async fn accept_chunk(&self, ask: ChunkAsk, data: Bytes) -> Result<()> {
+        self.check_geometry(&ask)?;
+        if data.len() != chunk_len(ask.index, ask.chunk_size, ask.size) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "The chunk has the wrong length",
+            ));
+        }
+        let b = self.catalog.resolve(&ask.bucket).await?;
+        let ck = self.chunk_key(&b, &ask.key, &ask.etag, ask.index);
+        self.store.insert(ck, data);
+        Ok(())
+    }
+
+    fn check_geometry(&self, ask: &ChunkAsk) -> Result<()> {
+        if ask.chunk_size != self.cfg.chunk_size {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "The nodes disagree on the chunk size; every node must run the same configuration",
+            ));
+        }
+        if ask.index.saturating_mul(ask.chunk_size) >= ask.size {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "The chunk lies past the end of the object",
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// Reads one chunk from the origin with `If-Match` on its ETag.
+async fn fill_from_origin(
+    origin: Arc<dyn Origin>,
+    ask: ChunkAsk,
+    origin_bucket: Arc<str>,
+) -> Result<Bytes> {
+    let bounds = chunk_bounds(ask.index, ask.chunk_size, ask.size);
+    let expected = (bounds.end - bounds.start) as usize;
+    let r = origin
+        .read(&origin_bucket, &ask.key, bounds, Some(&ask.etag))
+        .await?;
+    if r.data.len() != expected {
+        return Err(Error::new(
+            ErrorKind::ObjectChanged,
+            "The object changed at the origin",
+        ));
+    }
+    Ok(r.data)
+}
+
+/// The length of chunk `index` of an object of `size` bytes.
+fn chunk_len(index: u64, chunk_size: u64, size: u64) -> usize {
+    let b = chunk_bounds(index, chunk_size, size);
+    (b.end.saturating_sub(b.start)) as usize
+}
+
+/// Rotates hot chunks' readers over their nodes.
+static HOT_TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn generation_of(gens: &Mutex<HashMap<MetaKey, u64>>, mk: &MetaKey) -> u64 {
     gens.lock()

@@ -1,0 +1,262 @@
+//! The peer client: asks other cache nodes for chunks and metadata ([`Peers`] for the
+//! pipeline), and probes them for membership.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes};
+use cistern_auth::{peer as mac, Secret};
+use cistern_cache::{ObjectMeta, Tier};
+
+use super::membership::Membership;
+use super::wire::{self, ErrorBody, Health};
+use crate::error::{Error, ErrorKind};
+use crate::metrics::Metrics;
+use crate::pipeline::peers::{ChunkAsk, MetaAnswer, Node, PeerError, Peers};
+
+/// Talks to the other cache nodes.
+pub struct PeerClient {
+    http: reqwest::Client,
+    secret: Secret,
+    membership: Arc<Membership>,
+    metrics: Metrics,
+    /// This process's instance id, when it is a cache node (to recognise itself).
+    instance: Option<String>,
+}
+
+impl PeerClient {
+    /// A client with `timeout` per request.
+    pub fn new(
+        secret: Secret,
+        membership: Arc<Membership>,
+        metrics: Metrics,
+        timeout: Duration,
+        instance: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500).min(timeout))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self {
+            http,
+            secret,
+            membership,
+            metrics,
+            instance,
+        })
+    }
+
+    /// The membership this client routes over.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// One signed request; the answer's MAC is checked before anything in it is believed.
+    async fn call(
+        &self,
+        op: &'static str,
+        method: reqwest::Method,
+        node: &str,
+        path_and_query: String,
+        body: Option<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, reqwest::header::HeaderMap, Bytes), PeerError> {
+        let start = Instant::now();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (header, request_mac) =
+            mac::sign_request(&self.secret, method.as_str(), &path_and_query, now);
+        let mut req = self
+            .http
+            .request(method, format!("http://{node}{path_and_query}"))
+            .header(mac::HEADER, header);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let result = async {
+            let resp = req.send().await.map_err(|e| ("send", e.to_string()))?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| ("body", e.to_string()))?;
+            let crc = crc32c::crc32c(&body);
+            let sent = headers
+                .get(wire::CRC32C)
+                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok());
+            if sent != Some(crc) {
+                return Err(("crc32c", format!("body CRC32C {crc:08x}, sent {sent:?}")));
+            }
+            let answer = headers.get(mac::HEADER).and_then(|v| v.to_str().ok());
+            mac::verify_answer(
+                &self.secret,
+                &request_mac,
+                status,
+                crc,
+                answer,
+            )
+            .map_err(|e| ("answer", e.to_string()))?;
+            Ok::<_, (&str, String)>((status, headers, body))
+        }
+        .await;
+        self.metrics
+            .peer_seconds
+            .with_label_values(&[op])
+            .observe(start.elapsed().as_secs_f64());
+        match result {
+            Ok((status, headers, body)) => {
+                let label = if status < 300 { "ok" } else { "error" };
+                self.metrics
+                    .peer_requests
+                    .with_label_values(&[op, label])
+                    .inc();
+                if status == 401 {
+                    // The node is not of our cluster (or our clocks disagree): never trust it.
+                    tracing::warn!(peer = node, "peer refused our signature");
+                    self.membership.failed(node);
+                    return Err(PeerError::Unavailable);
+                }
+                Ok((status, headers, body))
+            }
+            Err((stage, msg)) => {
+                self.metrics
+                    .peer_requests
+                    .with_label_values(&[op, "unavailable"])
+                    .inc();
+                // reqwest's texts carry the URL: peer URLs hold object keys, not secrets.
+                tracing::debug!(peer = node, op, stage, error = %msg, "peer request failed");
+                if stage == "answer" || stage == "crc32c" {
+                    tracing::warn!(peer = node, stage, "peer answer failed its check");
+                }
+                self.membership.failed(node);
+                Err(PeerError::Unavailable)
+            }
+        }
+    }
+
+    /// An error answer: final when it is about the object, else ask the next node.
+    fn refusal(&self, node: &str, status: u16, body: &Bytes) -> PeerError {
+        let parsed = serde_json::from_slice::<ErrorBody>(body)
+            .ok()
+            .and_then(|e| Some((ErrorKind::parse(&e.kind)?, e.message)));
+        match parsed {
+            Some((kind, message)) if wire::is_final(kind) => {
+                PeerError::Answer(Error::new(kind, message))
+            }
+            _ => {
+                tracing::warn!(peer = node, status, "peer could not serve the request");
+                PeerError::Unavailable
+            }
+        }
+    }
+
+    /// Probes `node`: its health answer tells its weight and whether it is this process.
+    pub async fn probe(&self, node: &str, timeout: Duration) {
+        let r = self
+            .call(
+                "health",
+                reqwest::Method::GET,
+                node,
+                "/v1/health".into(),
+                None,
+                Some(timeout),
+            )
+            .await;
+        match r {
+            Ok((200, _, body)) => match serde_json::from_slice::<Health>(&body) {
+                Ok(h) => {
+                    let here = self.instance.as_deref() == Some(h.instance.as_str());
+                    self.membership.succeeded(node, Some(h.weight), here);
+                }
+                Err(_) => self.membership.failed(node),
+            },
+            Ok(_) => self.membership.failed(node),
+            Err(_) => {} // already counted
+        }
+    }
+}
+
+#[async_trait]
+impl Peers for PeerClient {
+    fn route(&self, hash: u64, n: usize) -> Vec<Node> {
+        self.membership.route(hash, n)
+    }
+
+    async fn chunk(&self, node: &str, ask: &ChunkAsk) -> Result<(Bytes, Tier), PeerError> {
+        let path = format!("/v1/chunk?{}", wire::chunk_query(ask));
+        let (status, headers, body) = self
+            .call("chunk", reqwest::Method::GET, node, path, None, None)
+            .await?;
+        if status != 200 {
+            return Err(self.refusal(node, status, &body));
+        }
+        let tier = match headers.get(wire::TIER).and_then(|v| v.to_str().ok()) {
+            Some("memory") => Tier::Memory,
+            Some("disk") => Tier::Disk,
+            Some("peer") => Tier::Peer,
+            _ => Tier::Origin,
+        };
+        Ok((body, tier))
+    }
+
+    async fn meta(
+        &self,
+        node: &str,
+        bucket: &str,
+        key: &str,
+        want: Option<u64>,
+    ) -> Result<MetaAnswer, PeerError> {
+        let path = format!("/v1/meta?{}", wire::meta_query(bucket, key, want));
+        let (status, headers, mut body) = self
+            .call("meta", reqwest::Method::GET, node, path, None, None)
+            .await?;
+        if status != 200 {
+            return Err(self.refusal(node, status, &body));
+        }
+        if body.len() < 4 {
+            return Err(PeerError::Unavailable);
+        }
+        let n = body.get_u32() as usize;
+        if body.len() < n {
+            return Err(PeerError::Unavailable);
+        }
+        let meta = ObjectMeta::from_bytes(body.split_to(n)).ok_or(PeerError::Unavailable)?;
+        let chunk = headers
+            .get(wire::CHUNK_INDEX)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .map(|i| (i, body));
+        let fetched = headers.get(wire::FETCHED).is_some();
+        Ok(MetaAnswer {
+            meta,
+            chunk,
+            fetched,
+        })
+    }
+
+    async fn invalidate(&self, node: &str, bucket: &str, key: &str) -> Result<(), PeerError> {
+        let path = format!("/v1/invalidate?{}", wire::meta_query(bucket, key, None));
+        let (status, _, body) = self
+            .call("invalidate", reqwest::Method::POST, node, path, None, None)
+            .await?;
+        if status >= 300 {
+            return Err(self.refusal(node, status, &body));
+        }
+        Ok(())
+    }
+
+    async fn push(&self, node: &str, ask: &ChunkAsk, data: Bytes) -> Result<(), PeerError> {
+        let path = format!("/v1/chunk?{}", wire::chunk_query(ask));
+        let (status, _, body) = self
+            .call("push", reqwest::Method::PUT, node, path, Some(data), None)
+            .await?;
+        if status >= 300 {
+            return Err(self.refusal(node, status, &body));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,59 @@
+//! The cache cluster: membership, the peer protocol's client and server.
+//!
+//! - [`membership`]: members from a static list or DNS, health probes, suspect/dead marking,
+//!   epochs, and the placement ([`cistern_cache::placement`]) over live nodes.
+//! - [`client`]: [`client::PeerClient`] asks other nodes for chunks and metadata; it is the
+//!   pipeline's [`crate::pipeline::peers::Peers`].
+//! - [`server`]: a cache node's peer listener.
+//! - [`wire`]: the protocol's requests and answers.
+//!
+//! Every request and answer is signed with the cluster secret ([`cistern_auth::peer`]).
+
+pub mod client;
+pub mod membership;
+pub mod server;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Members;
+use client::PeerClient;
+
+/// Keeps membership current until `stop` resolves: re-resolves DNS, probes every member.
+pub async fn maintain(
+    client: Arc<PeerClient>,
+    members: Members,
+    interval: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_dns: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => return,
+        }
+        if let Members::Dns { name, port } = &members {
+            if last_dns.is_none_or(|t| t.elapsed() >= membership::DNS_INTERVAL) {
+                last_dns = Some(tokio::time::Instant::now());
+                match membership::resolve(name, *port).await {
+                    Ok(addrs) => client.membership().set_addresses(&addrs),
+                    Err(e) => tracing::warn!(name = %name, error = %e, "cannot resolve the cache nodes"),
+                }
+            }
+        }
+        let timeout = interval.min(Duration::from_secs(2));
+        let probes = client
+            .membership()
+            .addresses()
+            .into_iter()
+            .map(|a| {
+                let c = Arc::clone(&client);
+                async move { c.probe(&a, timeout).await }
+            });
+        futures::future::join_all(probes).await;
+    }
+}

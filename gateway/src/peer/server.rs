@@ -1,0 +1,245 @@
+//! The peer listener of a cache node: answers chunk, metadata, invalidation and health
+//! requests from other nodes, each signed with the cluster secret. Unsigned or mis-signed
+//! requests get 401 and nothing else.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cistern_auth::{peer as mac, Secret};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::membership::Membership;
+use super::wire::{self, ErrorBody, Health, Query};
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+
+/// Serves the peer protocol over this node's pipeline.
+pub struct PeerServer {
+    pipeline: Arc<Pipeline>,
+    secret: Secret,
+    instance: String,
+    weight: f64,
+    membership: Arc<Membership>,
+    metrics: Metrics,
+    max_body: usize,
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+}
+
+impl Answer {
+    fn ok(body: Bytes) -> Self {
+        Self {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            status: 204,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    fn error(e: &Error) -> Self {
+        let status = match e.kind() {
+            ErrorKind::NotFound | ErrorKind::NoSuchBucket => 404,
+            ErrorKind::ObjectChanged | ErrorKind::PreconditionFailed => 412,
+            ErrorKind::InvalidArgument => 400,
+            ErrorKind::AccessDenied => 403,
+            ErrorKind::Throttled | ErrorKind::OriginUnavailable | ErrorKind::OriginTimeout => 503,
+            _ => 500,
+        };
+        let body = serde_json::to_vec(&ErrorBody {
+            kind: e.kind().as_str().to_string(),
+            message: e.message().to_string(),
+        })
+        .unwrap_or_default();
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: Bytes::from(body),
+        }
+    }
+}
+
+impl PeerServer {
+    /// A server for `pipeline`; `instance` is this process's random id (health answers carry
+    /// it, so a node recognises itself among the members).
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        secret: Secret,
+        instance: String,
+        weight: f64,
+        membership: Arc<Membership>,
+        metrics: Metrics,
+        chunk_size: u64,
+    ) -> Self {
+        Self {
+            pipeline,
+            secret,
+            instance,
+            weight,
+            membership,
+            metrics,
+            max_body: usize::try_from(chunk_size).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let signed = req
+            .headers()
+            .get(mac::HEADER)
+            .and_then(|v| v.to_str().ok());
+        let request_mac = match mac::verify_request(
+            &self.secret,
+            req.method().as_str(),
+            &path_and_query,
+            signed,
+            now,
+        ) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics
+                    .peer_served
+                    .with_label_values(&["auth", "401"])
+                    .inc();
+                tracing::warn!(reason = %e, path = req.uri().path(), "peer request refused");
+                let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                    b"peer authentication failed\n",
+                )));
+                *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+                return resp;
+            }
+        };
+        let q = Query::parse(req.uri().query());
+        let (op, result) = match (req.method().as_str(), req.uri().path()) {
+            ("GET", "/v1/chunk") => ("chunk", self.chunk(&q).await),
+            ("PUT", "/v1/chunk") => ("push", self.push(&q, req.into_body()).await),
+            ("GET", "/v1/meta") => ("meta", self.meta(&q).await),
+            ("POST", "/v1/invalidate") => ("invalidate", self.invalidate(&q).await),
+            ("GET", "/v1/health") => ("health", self.health()),
+            _ => (
+                "unknown",
+                Err(Error::new(ErrorKind::InvalidArgument, "no such peer operation")),
+            ),
+        };
+        let answer = result.unwrap_or_else(|e| Answer::error(&e));
+        self.metrics
+            .peer_served
+            .with_label_values(&[op, &answer.status.to_string()])
+            .inc();
+        let crc = crc32c::crc32c(&answer.body);
+        let mut resp = http::Response::new(Full::new(answer.body));
+        *resp.status_mut() =
+            http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::OK);
+        let h = resp.headers_mut();
+        for (name, value) in answer.headers {
+            if let Ok(v) = http::HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        }
+        h.insert(wire::CRC32C, http::HeaderValue::from(crc));
+        if let Ok(v) = http::HeaderValue::from_str(&mac::sign_answer(
+            &self.secret,
+            &request_mac,
+            answer.status,
+            crc,
+        )) {
+            h.insert(mac::HEADER, v);
+        }
+        resp
+    }
+
+    async fn chunk(&self, q: &Query) -> Result<Answer> {
+        let served = self.pipeline.serve_chunk(q.chunk()?).await?;
+        self.metrics
+            .peer_served_bytes
+            .inc_by(served.data.len() as u64);
+        let mut a = Answer::ok(served.data);
+        a.headers.push((wire::TIER, served.tier.as_str().to_string()));
+        Ok(a)
+    }
+
+    async fn push(&self, q: &Query, body: Incoming) -> Result<Answer> {
+        let ask = q.chunk()?;
+        let data = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|_| Error::new(ErrorKind::InvalidArgument, "chunk body unreadable or too long"))?
+            .to_bytes();
+        self.pipeline.accept_chunk(ask, data).await?;
+        Ok(Answer::empty())
+    }
+
+    async fn meta(&self, q: &Query) -> Result<Answer> {
+        let want = q.opt_num("w")?;
+        let answer = self
+            .pipeline
+            .serve_meta(q.get("b")?, q.get("k")?, want)
+            .await?;
+        let record = answer.meta.to_bytes();
+        let chunk = answer.chunk;
+        let extra = chunk.as_ref().map_or(0, |(_, d)| d.len());
+        let mut body = BytesMut::with_capacity(4 + record.len() + extra);
+        body.put_u32(record.len() as u32);
+        body.put_slice(&record);
+        let mut headers = Vec::new();
+        if answer.fetched {
+            headers.push((wire::FETCHED, "1".to_string()));
+        }
+        if let Some((i, data)) = chunk {
+            body.put_slice(&data);
+            headers.push((wire::CHUNK_INDEX, i.to_string()));
+            self.metrics.peer_served_bytes.inc_by(data.len() as u64);
+        }
+        Ok(Answer {
+            status: 200,
+            headers,
+            body: body.freeze(),
+        })
+    }
+
+    async fn invalidate(&self, q: &Query) -> Result<Answer> {
+        self.pipeline
+            .serve_invalidate(q.get("b")?, q.get("k")?)
+            .await?;
+        Ok(Answer::empty())
+    }
+
+    fn health(&self) -> Result<Answer> {
+        let v = self.membership.view();
+        let h = Health {
+            instance: self.instance.clone(),
+            weight: self.weight,
+            epoch: v.epoch,
+            members: v
+                .members()
+                .map(|(a, h)| (a.to_string(), format!("{h:?}").to_lowercase()))
+                .collect(),
+        };
+        let body = serde_json::to_vec(&h)
+            .map_err(|e| Error::new(ErrorKind::Internal, "cannot encode health").with_source(e))?;
+        let mut a = Answer::ok(Bytes::from(body));
+        a.headers.push(("content-type", "application/json".into()));
+        Ok(a)
+    }
+}

@@ -1,0 +1,175 @@
+//! The peer protocol's wire format, shared by client and server.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /v1/chunk?b&k&e&s&i&cs[&via]` | 200, the chunk; `x-cistern-tier` says where the node found it |
+//! | `PUT /v1/chunk?b&k&e&s&i&cs` + chunk | 204: the owner keeps a chunk fetched elsewhere |
+//! | `GET /v1/meta?b&k[&w]` | 200, `u32` length + metadata record [+ chunk `w`, named by `x-cistern-chunk`] |
+//! | `POST /v1/invalidate?b&k` | 204: the owner forgot the object's metadata |
+//! | `GET /v1/health` | 200, JSON: instance id, weight, epoch, members |
+//!
+//! `b` is the bucket as the catalog names it, `k` the key, `e` the ETag, `s` the object size,
+//! `i` the chunk index, `cs` the chunk size. Every request and answer is signed
+//! ([`cistern_auth::peer`]); every answer carries `x-cistern-crc32c`, the CRC32C of its body,
+//! which the receiver checks (and the answer's MAC covers). Errors are JSON `{kind, message}`
+//! with the internal error kind.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::peers::ChunkAsk;
+
+/// The answer header naming the tier a chunk came from.
+pub const TIER: &str = "x-cistern-tier";
+/// The answer header with the CRC32C of the body (decimal).
+pub const CRC32C: &str = "x-cistern-crc32c";
+/// The answer header present when the node asked the origin for the metadata.
+pub const FETCHED: &str = "x-cistern-fetched";
+/// The answer header naming the chunk that follows metadata.
+pub const CHUNK_INDEX: &str = "x-cistern-chunk";
+
+/// An error answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// [`ErrorKind::as_str`].
+    pub kind: String,
+    /// The client-safe message.
+    pub message: String,
+}
+
+/// A health answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    /// The answering process's random instance id.
+    pub instance: String,
+    /// Its weight.
+    pub weight: f64,
+    /// Its membership epoch.
+    pub epoch: u64,
+    /// Its view of the members: address → alive | suspect | dead.
+    pub members: Vec<(String, String)>,
+}
+
+/// Errors about the object itself: the same anywhere in the cluster, so final.
+pub fn is_final(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::NotFound
+            | ErrorKind::NoSuchBucket
+            | ErrorKind::ObjectChanged
+            | ErrorKind::PreconditionFailed
+            | ErrorKind::AccessDenied
+            | ErrorKind::Throttled
+            | ErrorKind::OriginUnavailable
+            | ErrorKind::OriginTimeout
+    )
+}
+
+/// The query of a chunk request.
+pub fn chunk_query(a: &ChunkAsk) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("b", &a.bucket)
+        .append_pair("k", &a.key)
+        .append_pair("e", &a.etag)
+        .append_pair("s", &a.size.to_string())
+        .append_pair("i", &a.index.to_string())
+        .append_pair("cs", &a.chunk_size.to_string());
+    if let Some(v) = &a.via {
+        q.append_pair("via", v);
+    }
+    q.finish()
+}
+
+/// The query of a metadata or invalidation request.
+pub fn meta_query(bucket: &str, key: &str, want: Option<u64>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("b", bucket).append_pair("k", key);
+    if let Some(w) = want {
+        q.append_pair("w", &w.to_string());
+    }
+    q.finish()
+}
+
+/// A request's query parameters.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses a query string.
+    pub fn parse(q: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(q.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn opt(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A required parameter.
+    pub fn get(&self, name: &str) -> Result<&str> {
+        self.opt(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("missing parameter {name}"),
+            )
+        })
+    }
+
+    /// A required number.
+    pub fn num(&self, name: &str) -> Result<u64> {
+        self.get(name)?
+            .parse()
+            .map_err(|_| Error::new(ErrorKind::InvalidArgument, format!("bad number {name}")))
+    }
+
+    /// An optional number.
+    pub fn opt_num(&self, name: &str) -> Result<Option<u64>> {
+        self.opt(name).map(|_| self.num(name)).transpose()
+    }
+
+    /// The chunk a request names.
+    pub fn chunk(&self) -> Result<ChunkAsk> {
+        Ok(ChunkAsk {
+            bucket: Arc::from(self.get("b")?),
+            key: Arc::from(self.get("k")?),
+            etag: Arc::from(self.get("e")?),
+            size: self.num("s")?,
+            index: self.num("i")?,
+            chunk_size: self.num("cs")?,
+            via: self.opt("via").map(Arc::from),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_queries_round_trip_odd_keys() {
+        let a = ChunkAsk {
+            bucket: "b".into(),
+            key: "dir/a b&c=d+é?".into(),
+            etag: "\"x\"".into(),
+            size: 10 << 20,
+            index: 2,
+            chunk_size: 4 << 20,
+            via: Some("10.0.0.1:7070".into()),
+        };
+        let q = Query::parse(Some(&chunk_query(&a)));
+        let b = q.chunk().expect("parses");
+        assert_eq!(
+            (b.bucket, b.key, b.etag, b.size, b.index, b.chunk_size, b.via),
+            (a.bucket, a.key, a.etag, a.size, a.index, a.chunk_size, a.via)
+        );
+        assert!(Query::parse(Some("b=x&k=y")).chunk().is_err());
+        assert!(Query::parse(Some("b=x&k=y&w=z")).opt_num("w").is_err());
+    }
+}
