@@ -122,8 +122,8 @@ pub fn verify_answer(
     body_crc: u32,
     header: Option<&str>,
 ) -> Result<(), PeerAuthError> {
-    let given = hex::decode(header.ok_or(PeerAuthError::Missing)?)
-        .map_err(|_| PeerAuthError::Malformed)?;
+    let given =
+        hex::decode(header.ok_or(PeerAuthError::Missing)?).map_err(|_| PeerAuthError::Malformed)?;
     let want = mac(
         secret,
         &[
@@ -159,7 +159,10 @@ mod tests {
         };
         let p = "/v1/chunk?b=x&i=3";
         assert_eq!(bad("GET", p, None, 1_000_000, &k), PeerAuthError::Missing);
-        assert_eq!(bad("PUT", p, Some(&h), 1_000_000, &k), PeerAuthError::Mismatch);
+        assert_eq!(
+            bad("PUT", p, Some(&h), 1_000_000, &k),
+            PeerAuthError::Mismatch
+        );
         assert_eq!(
             bad("GET", "/v1/chunk?b=x&i=4", Some(&h), 1_000_000, &k),
             PeerAuthError::Mismatch
@@ -168,12 +171,24 @@ mod tests {
             bad("GET", p, Some(&h), 1_000_000, &s("another secret!!")),
             PeerAuthError::Mismatch
         );
-        assert_eq!(bad("GET", p, Some(&h), 1_000_400, &k), PeerAuthError::Skewed);
-        assert_eq!(bad("GET", p, Some("v1 x y"), 1_000_000, &k), PeerAuthError::Malformed);
-        assert_eq!(bad("GET", p, Some("v2 1 00"), 1_000_000, &k), PeerAuthError::Malformed);
+        assert_eq!(
+            bad("GET", p, Some(&h), 1_000_400, &k),
+            PeerAuthError::Skewed
+        );
+        assert_eq!(
+            bad("GET", p, Some("v1 x y"), 1_000_000, &k),
+            PeerAuthError::Malformed
+        );
+        assert_eq!(
+            bad("GET", p, Some("v2 1 00"), 1_000_000, &k),
+            PeerAuthError::Malformed
+        );
         // The time is inside the MAC: changing it breaks the signature.
         let forged = h.replacen("1000000", "1000300", 1);
-        assert_eq!(bad("GET", p, Some(&forged), 1_000_300, &k), PeerAuthError::Mismatch);
+        assert_eq!(
+            bad("GET", p, Some(&forged), 1_000_300, &k),
+            PeerAuthError::Mismatch
+        );
     }
 
     #[test]

@@ -16,7 +16,12 @@ use cistern_cache::placement::{stable_hash, Node, Placement};
 fn nodes(n: usize) -> Vec<Node> {
     (0..n)
         .map(|i| Node {
-            id: Arc::from(format!("10.{}.{}.{}:7070", i >> 16, (i >> 8) & 255, i & 255)),
+            id: Arc::from(format!(
+                "10.{}.{}.{}:7070",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )),
             weight: 1.0,
         })
         .collect()

@@ -19,10 +19,10 @@ use crate::origin::fs::FsOrigin;
 use crate::origin::layers::{Instrumented, Resilient};
 use crate::origin::s3::S3Origin;
 use crate::origin::Origin;
-use crate::pipeline::{AutoExpose, BucketBinding, Catalog, Pipeline, PipelineConfig};
 use crate::peer::client::PeerClient;
 use crate::peer::membership::Membership;
 use crate::peer::server::PeerServer;
+use crate::pipeline::{AutoExpose, BucketBinding, Catalog, Pipeline, PipelineConfig};
 use crate::server::{run_admin, run_blob, run_dual, run_peer, run_s3, Ready};
 
 /// A running Cistern.
@@ -178,7 +178,8 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                 )
                 .context("cannot create the peer client")?,
             );
-            pipeline = pipeline.with_peers(Arc::clone(&client) as Arc<dyn crate::pipeline::peers::Peers>);
+            pipeline =
+                pipeline.with_peers(Arc::clone(&client) as Arc<dyn crate::pipeline::peers::Peers>);
             Some(client)
         }
         None => None,
@@ -302,14 +303,12 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             stopped(rx.clone()),
         )));
     }
-    tasks.extend([
-        tokio::spawn(run_admin(
-            admin_listener,
-            metrics.clone(),
-            ready.clone(),
-            stopped(rx),
-        )),
-    ]);
+    tasks.extend([tokio::spawn(run_admin(
+        admin_listener,
+        metrics.clone(),
+        ready.clone(),
+        stopped(rx),
+    ))]);
     ready.0.store(true, Ordering::Relaxed);
     Ok(Running {
         s3_addr,

@@ -986,10 +986,7 @@ fn cluster_settings(
             .and_then(|(h, port)| (!h.is_empty()).then(|| port.parse::<u16>().ok())?)
             .is_none()
         {
-            return Err(err(
-                "cluster.peers",
-                format!("{p:?} is not HOST:PORT"),
-            ));
+            return Err(err("cluster.peers", format!("{p:?} is not HOST:PORT")));
         }
     }
     let dns = o.peers_dns.as_deref().or(c.peers_dns.as_deref());
@@ -1039,22 +1036,21 @@ fn cluster_settings(
             "a cache node (role all or cache) in a cluster needs --peer-listen",
         ));
     }
-    let secret = match (&o.cluster_secret_file, &c.secret) {
-        (Some(file), _) => read_secret(
-            "--cluster-secret-file",
-            &SecretRef {
-                env: None,
-                file: Some(file.clone()),
-            },
-        )?,
-        (None, Some(r)) => read_secret("cluster.secret", r)?,
-        (None, None) => {
-            return Err(err(
+    let secret =
+        match (&o.cluster_secret_file, &c.secret) {
+            (Some(file), _) => read_secret(
+                "--cluster-secret-file",
+                &SecretRef {
+                    env: None,
+                    file: Some(file.clone()),
+                },
+            )?,
+            (None, Some(r)) => read_secret("cluster.secret", r)?,
+            (None, None) => return Err(err(
                 "cluster.secret",
                 "a cluster needs a secret (--cluster-secret-file): peer traffic is authenticated",
-            ))
-        }
-    };
+            )),
+        };
     if secret.expose().len() < cistern_auth::peer::MIN_SECRET_LEN {
         return Err(err(
             "cluster.secret",
@@ -1071,7 +1067,11 @@ fn cluster_settings(
     let dur = |key: &str, v: &Option<String>, default: &str| {
         parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| err(key, e))
     };
-    let near_default = if role == Role::Front { "256MiB" } else { "64MiB" };
+    let near_default = if role == Role::Front {
+        "256MiB"
+    } else {
+        "64MiB"
+    };
     Ok((
         role,
         Some(ClusterSettings {
@@ -1148,6 +1148,111 @@ mod tests {
         let f: FileConfig = toml::from_str("[buckets.b]\norigin = \"nope\"\n").expect("parse");
         let e = resolve(Some(f), &Overrides::default()).expect_err("unknown origin");
         assert!(e.to_string().contains("buckets.b.origin"), "{e}");
+    }
+
+    #[test]
+    fn cluster_flags_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef-long-enough\n").expect("write");
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tiny\n").expect("write");
+        let base = || Overrides {
+            data: Some(dir.path().join("data")),
+            ..Default::default()
+        };
+        let fail = |o: Overrides, key: &str| {
+            let e = resolve(None, &o).expect_err("refused");
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        };
+        // No cluster: the single-node default.
+        let s = resolve(None, &base()).expect("default");
+        assert_eq!(s.role, Role::All);
+        assert!(s.cluster.is_none());
+        fail(
+            Overrides {
+                role: Some("front".into()),
+                ..base()
+            },
+            "cluster.role",
+        );
+        fail(
+            Overrides {
+                role: Some("edge".into()),
+                ..base()
+            },
+            "cluster.role",
+        );
+        let peers = || Some("127.0.0.1:7001,127.0.0.1:7002".to_string());
+        fail(
+            Overrides {
+                role: Some("cache".into()),
+                peers: peers(),
+                cluster_secret_file: Some(secret.clone()),
+                ..base()
+            },
+            "cluster.peer_listen",
+        );
+        fail(
+            Overrides {
+                role: Some("front".into()),
+                peers: peers(),
+                ..base()
+            },
+            "cluster.secret",
+        );
+        fail(
+            Overrides {
+                role: Some("front".into()),
+                peers: peers(),
+                cluster_secret_file: Some(short.clone()),
+                ..base()
+            },
+            "cluster.secret",
+        );
+        fail(
+            Overrides {
+                role: Some("front".into()),
+                peers: Some("no-port".into()),
+                cluster_secret_file: Some(secret.clone()),
+                ..base()
+            },
+            "cluster.peers",
+        );
+        fail(
+            Overrides {
+                role: Some("front".into()),
+                peers: peers(),
+                peers_dns: Some("cistern.ns.svc:7070".into()),
+                cluster_secret_file: Some(secret.clone()),
+                ..base()
+            },
+            "cluster.peers",
+        );
+        let s = resolve(
+            None,
+            &Overrides {
+                role: Some("cache".into()),
+                peer_listen: Some("127.0.0.1:7001".into()),
+                peers_dns: Some("cistern-cache.ns.svc.cluster.local:7070".into()),
+                cluster_secret_file: Some(secret.clone()),
+                ..base()
+            },
+        )
+        .expect("a cache node");
+        let c = s.cluster.expect("cluster");
+        assert_eq!(s.role, Role::Cache);
+        assert_eq!(
+            c.members,
+            Members::Dns {
+                name: "cistern-cache.ns.svc.cluster.local".into(),
+                port: 7070
+            }
+        );
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "secret in Debug"
+        );
     }
 
     #[test]

@@ -24,3 +24,5 @@ pub mod server;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cluster;

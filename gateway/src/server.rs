@@ -332,8 +332,11 @@ pub async fn run_admin(
 }
 
 /// Accept loop shared by the listeners: HTTP/1.1 and h2c, graceful drain on shutdown.
-pub(crate) async fn serve<F, Fut, B>(listener: TcpListener, shutdown: impl Future<Output = ()>, handler: F)
-where
+pub(crate) async fn serve<F, Fut, B>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    handler: F,
+) where
     F: Fn(http::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<http::Response<B>, Infallible>> + Send + 'static,
     B: http_body::Body<Data = Bytes> + Send + 'static,

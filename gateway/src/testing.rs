@@ -78,6 +78,27 @@ impl MemOrigin {
 
 #[async_trait]
 impl Origin for MemOrigin {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: crate::origin::Upload,
+        _opts: &crate::origin::PutOptions,
+    ) -> Result<crate::origin::PutResult> {
+        use futures::StreamExt;
+        let mut body = upload.body;
+        let mut all = Vec::new();
+        while let Some(piece) = body.next().await {
+            all.extend_from_slice(&piece?);
+        }
+        self.put(bucket, key, all);
+        let version = self.state.lock().expect("state").version;
+        Ok(crate::origin::PutResult {
+            etag: format!("v{version}"),
+            last_modified: None,
+        })
+    }
+
     async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
         let s = self.state.lock().expect("state");
         let mut names: Vec<String> = s.objects.keys().map(|(b, _)| b.clone()).collect();

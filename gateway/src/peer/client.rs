@@ -93,14 +93,8 @@ impl PeerClient {
                 return Err(("crc32c", format!("body CRC32C {crc:08x}, sent {sent:?}")));
             }
             let answer = headers.get(mac::HEADER).and_then(|v| v.to_str().ok());
-            mac::verify_answer(
-                &self.secret,
-                &request_mac,
-                status,
-                crc,
-                answer,
-            )
-            .map_err(|e| ("answer", e.to_string()))?;
+            mac::verify_answer(&self.secret, &request_mac, status, crc, answer)
+                .map_err(|e| ("answer", e.to_string()))?;
             Ok::<_, (&str, String)>((status, headers, body))
         }
         .await;

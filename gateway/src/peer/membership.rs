@@ -176,7 +176,11 @@ impl Membership {
                 Health::Suspect
             };
             if before != m.health {
-                tracing::warn!(peer = addr, health = m.health.as_str(), "cache node health changed");
+                tracing::warn!(
+                    peer = addr,
+                    health = m.health.as_str(),
+                    "cache node health changed"
+                );
             }
             Some(before != Health::Dead && m.health == Health::Dead)
         });

@@ -41,19 +41,17 @@ pub async fn maintain(
                 last_dns = Some(tokio::time::Instant::now());
                 match membership::resolve(name, *port).await {
                     Ok(addrs) => client.membership().set_addresses(&addrs),
-                    Err(e) => tracing::warn!(name = %name, error = %e, "cannot resolve the cache nodes"),
+                    Err(e) => {
+                        tracing::warn!(name = %name, error = %e, "cannot resolve the cache nodes")
+                    }
                 }
             }
         }
         let timeout = interval.min(Duration::from_secs(2));
-        let probes = client
-            .membership()
-            .addresses()
-            .into_iter()
-            .map(|a| {
-                let c = Arc::clone(&client);
-                async move { c.probe(&a, timeout).await }
-            });
+        let probes = client.membership().addresses().into_iter().map(|a| {
+            let c = Arc::clone(&client);
+            async move { c.probe(&a, timeout).await }
+        });
         futures::future::join_all(probes).await;
     }
 }

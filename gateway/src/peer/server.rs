@@ -105,10 +105,7 @@ impl PeerServer {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let signed = req
-            .headers()
-            .get(mac::HEADER)
-            .and_then(|v| v.to_str().ok());
+        let signed = req.headers().get(mac::HEADER).and_then(|v| v.to_str().ok());
         let request_mac = match mac::verify_request(
             &self.secret,
             req.method().as_str(),
@@ -139,7 +136,10 @@ impl PeerServer {
             ("GET", "/v1/health") => ("health", self.health()),
             _ => (
                 "unknown",
-                Err(Error::new(ErrorKind::InvalidArgument, "no such peer operation")),
+                Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "no such peer operation",
+                )),
             ),
         };
         let answer = result.unwrap_or_else(|e| Answer::error(&e));
@@ -175,7 +175,8 @@ impl PeerServer {
             .peer_served_bytes
             .inc_by(served.data.len() as u64);
         let mut a = Answer::ok(served.data);
-        a.headers.push((wire::TIER, served.tier.as_str().to_string()));
+        a.headers
+            .push((wire::TIER, served.tier.as_str().to_string()));
         Ok(a)
     }
 
@@ -184,7 +185,12 @@ impl PeerServer {
         let data = Limited::new(body, self.max_body)
             .collect()
             .await
-            .map_err(|_| Error::new(ErrorKind::InvalidArgument, "chunk body unreadable or too long"))?
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    "chunk body unreadable or too long",
+                )
+            })?
             .to_bytes();
         self.pipeline.accept_chunk(ask, data).await?;
         Ok(Answer::empty())

@@ -166,8 +166,24 @@ mod tests {
         let q = Query::parse(Some(&chunk_query(&a)));
         let b = q.chunk().expect("parses");
         assert_eq!(
-            (b.bucket, b.key, b.etag, b.size, b.index, b.chunk_size, b.via),
-            (a.bucket, a.key, a.etag, a.size, a.index, a.chunk_size, a.via)
+            (
+                b.bucket,
+                b.key,
+                b.etag,
+                b.size,
+                b.index,
+                b.chunk_size,
+                b.via
+            ),
+            (
+                a.bucket,
+                a.key,
+                a.etag,
+                a.size,
+                a.index,
+                a.chunk_size,
+                a.via
+            )
         );
         assert!(Query::parse(Some("b=x&k=y")).chunk().is_err());
         assert!(Query::parse(Some("b=x&k=y&w=z")).opt_num("w").is_err());

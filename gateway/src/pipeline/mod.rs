@@ -962,11 +962,17 @@ impl Pipeline {
                 }
                 Ok(_) => {
                     tracing::warn!(peer = %addr, "peer sent a chunk of the wrong length");
-                    self.metrics.peer_fallbacks.with_label_values(&["next"]).inc();
+                    self.metrics
+                        .peer_fallbacks
+                        .with_label_values(&["next"])
+                        .inc();
                 }
                 Err(PeerError::Answer(e)) => return Err(e),
                 Err(PeerError::Unavailable) => {
-                    self.metrics.peer_fallbacks.with_label_values(&["next"]).inc();
+                    self.metrics
+                        .peer_fallbacks
+                        .with_label_values(&["next"])
+                        .inc();
                 }
             }
         }
@@ -975,7 +981,12 @@ impl Pipeline {
             .peer_fallbacks
             .with_label_values(&["origin"])
             .inc();
-        let data = fill_from_origin(Arc::clone(&b.origin), self.ask(b, key, etag, size, index, None), Arc::clone(&b.origin_bucket)).await?;
+        let data = fill_from_origin(
+            Arc::clone(&b.origin),
+            self.ask(b, key, etag, size, index, None),
+            Arc::clone(&b.origin_bucket),
+        )
+        .await?;
         Ok(Served {
             data,
             tier: Tier::Origin,
@@ -1025,7 +1036,9 @@ impl Pipeline {
                         ..ask.clone()
                     };
                     match peers.chunk(&owner, &plain).await {
-                        Ok((data, _)) if data.len() == chunk_len(ask.index, ask.chunk_size, ask.size) => {
+                        Ok((data, _))
+                            if data.len() == chunk_len(ask.index, ask.chunk_size, ask.size) =>
+                        {
                             return Ok(data)
                         }
                         Err(PeerError::Answer(e)) => return Err(e),
