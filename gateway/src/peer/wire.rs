@@ -2,7 +2,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /v1/chunk?b&k&e&s&i&cs[&via]` | 200, the chunk; `x-cistern-tier` says where the node found it |
+//! | `GET /v1/chunk?b&k&e&s&i&cs[&via][&r]` | 200, the chunk (or its bytes `r`=`start-end`); `x-cistern-tier` says where the node found it |
 //! | `PUT /v1/chunk?b&k&e&s&i&cs` + chunk | 204: the owner keeps a chunk fetched elsewhere |
 //! | `GET /v1/meta?b&k[&w]` | 200, `u32` length + metadata record [+ chunk `w`, named by `x-cistern-chunk`] |
 //! | `POST /v1/invalidate?b&k` | 204: the owner forgot the object's metadata |
@@ -79,6 +79,9 @@ pub fn chunk_query(a: &ChunkAsk) -> String {
     if let Some(v) = &a.via {
         q.append_pair("via", v);
     }
+    if let Some((s, e)) = a.part {
+        q.append_pair("r", &format!("{s}-{e}"));
+    }
     q.finish()
 }
 
@@ -144,6 +147,15 @@ impl Query {
             index: self.num("i")?,
             chunk_size: self.num("cs")?,
             via: self.opt("via").map(Arc::from),
+            part: match self.opt("r") {
+                None => None,
+                Some(r) => Some(
+                    r.split_once('-')
+                        .and_then(|(s, e)| Some((s.parse().ok()?, e.parse().ok()?)))
+                        .filter(|(s, e): &(usize, usize)| s < e)
+                        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "bad part"))?,
+                ),
+            },
         })
     }
 }
@@ -162,6 +174,7 @@ mod tests {
             index: 2,
             chunk_size: 4 << 20,
             via: Some("10.0.0.1:7070".into()),
+            part: Some((4096, 8192)),
         };
         let q = Query::parse(Some(&chunk_query(&a)));
         let b = q.chunk().expect("parses");

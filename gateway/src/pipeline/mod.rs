@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use cistern_cache::range::{chunk_bounds, chunk_spans, RangeSpec};
+use cistern_cache::range::{chunk_bounds, chunk_spans, ChunkSpan, RangeSpec};
 use cistern_cache::{
     ChunkKey, ChunkStore, Consistency, Heat, Lookup, MetaCache, MetaKey, NearCache, ObjectMeta,
     Served, SingleFlight, Tier,
@@ -796,14 +796,16 @@ impl Pipeline {
         // object, an unreachable origin) become proper error responses.
         let first = spans[0];
         let first_served = match fill.chunk {
-            Some((i, data)) if i == first.index => Served {
-                data,
-                tier: Tier::Origin,
-                coalesced: false,
-            },
-            _ => self.chunk(b, key, &etag, meta.size, first.index).await?,
+            Some((i, data)) if i == first.index => sliced(
+                Served {
+                    data,
+                    tier: Tier::Origin,
+                    coalesced: false,
+                },
+                first,
+            )?,
+            _ => self.chunk(b, key, &etag, meta.size, first).await?,
         };
-        check_len(&first_served.data, first.end)?;
         // An owner elsewhere that had to fill from the origin makes this at best partial.
         let status = match (status, first_served.tier) {
             (CacheStatus::Hit, Tier::Origin) if spans.len() == 1 => CacheStatus::Miss,
@@ -819,7 +821,7 @@ impl Pipeline {
             .observe(start.elapsed().as_secs_f64());
 
         if spans.len() == 1 {
-            let slice = first_served.data.slice(first.start..first.end);
+            let slice = first_served.data;
             self.count_served(first_served.tier, slice.len());
             return Ok(ObjectRead {
                 meta,
@@ -839,7 +841,7 @@ impl Pipeline {
         let key = Arc::clone(key);
         let size = meta.size;
         tokio::spawn(async move {
-            let first_slice = first_served.data.slice(first.start..first.end);
+            let first_slice = first_served.data;
             this.count_served(first_served.tier, first_slice.len());
             if !send_or_give_up(&tx, Ok(first_slice)).await {
                 return;
@@ -854,9 +856,8 @@ impl Pipeline {
                         Arc::clone(&etag),
                     );
                     async move {
-                        let served = this.chunk(&b, &key, &etag, size, span.index).await?;
-                        check_len(&served.data, span.end)?;
-                        Ok::<_, Error>((served.data.slice(span.start..span.end), served.tier))
+                        let served = this.chunk(&b, &key, &etag, size, span).await?;
+                        Ok::<_, Error>((served.data, served.tier))
                     }
                 })
                 .buffered(readahead);
@@ -897,33 +898,41 @@ impl Pipeline {
     /// ETag), or from its owner in the cluster, falling back to the next node in placement
     /// order and then to the origin directly. Hot chunks are kept in the near cache and
     /// spread over several nodes.
+    ///
+    /// Returns the bytes of `span` only. An owner elsewhere sends only those (a 4 KiB read
+    /// moves 4 KiB between nodes, not the chunk), except for hot chunks, which are fetched
+    /// whole for the near cache.
     async fn chunk(
         &self,
         b: &BucketBinding,
         key: &Arc<str>,
         etag: &Arc<str>,
         size: u64,
-        index: u64,
+        span: ChunkSpan,
     ) -> Result<Served> {
+        let index = span.index;
         let ck = self.chunk_key(b, key, etag, index);
         let Some(peers) = &self.peers else {
-            return self.local_chunk(b, ck, size, None).await;
+            return sliced(self.local_chunk(b, ck, size, None).await?, span);
         };
         let hash = ck.placement_hash();
         let hot = self.heat.touch(hash);
         let mut order = peers.route(hash, if hot { self.cfg.hot_replicas.max(2) } else { 2 });
         if !hot && order.first() == Some(&Node::Here) {
-            return self.local_chunk(b, ck, size, None).await;
+            return sliced(self.local_chunk(b, ck, size, None).await?, span);
         }
         let mut primary = None;
         if hot {
             if let Some(data) = self.near.get(&ck) {
                 self.metrics.near_hits.inc();
-                return Ok(Served {
-                    data,
-                    tier: Tier::Memory,
-                    coalesced: false,
-                });
+                return sliced(
+                    Served {
+                        data,
+                        tier: Tier::Memory,
+                        coalesced: false,
+                    },
+                    span,
+                );
             }
             if let Some(Node::Peer(p)) = order.first() {
                 primary = Some(Arc::clone(p));
@@ -933,7 +942,10 @@ impl Pipeline {
             let n = order.len().max(1);
             order.rotate_left(turn % n);
         }
-        let expected = chunk_len(index, self.cfg.chunk_size, size);
+        let whole = chunk_len(index, self.cfg.chunk_size, size);
+        // Only the wanted bytes cross the network, unless the chunk is hot (kept whole here).
+        let part = (!hot && (span.start, span.end) != (0, whole)).then_some((span.start, span.end));
+        let expected = part.map_or(whole, |(s, e)| e - s);
         for node in &order {
             // A replica (not the owner) fills from the owner, not from the origin.
             let via = match (node, &primary) {
@@ -941,24 +953,30 @@ impl Pipeline {
                 (_, p) => p.clone(),
             };
             let addr = match node {
-                Node::Here => return self.local_chunk(b, ck, size, via).await,
+                Node::Here => return sliced(self.local_chunk(b, ck, size, via).await?, span),
                 Node::Peer(addr) => addr,
             };
-            let ask = self.ask(b, key, etag, size, index, via);
+            let mut ask = self.ask(b, key, etag, size, index, via);
+            ask.part = part;
             match peers.chunk(addr, &ask).await {
                 Ok((data, tier)) if data.len() == expected => {
-                    if hot {
-                        self.near.insert(ck, data.clone());
-                    }
-                    return Ok(Served {
+                    let tier = if tier == Tier::Origin {
+                        Tier::Origin
+                    } else {
+                        Tier::Peer
+                    };
+                    let served = Served {
                         data,
-                        tier: if tier == Tier::Origin {
-                            Tier::Origin
-                        } else {
-                            Tier::Peer
-                        },
+                        tier,
                         coalesced: false,
-                    });
+                    };
+                    if part.is_some() {
+                        return Ok(served);
+                    }
+                    if hot {
+                        self.near.insert(ck, served.data.clone());
+                    }
+                    return sliced(served, span);
                 }
                 Ok(_) => {
                     tracing::warn!(peer = %addr, "peer sent a chunk of the wrong length");
@@ -987,11 +1005,14 @@ impl Pipeline {
             Arc::clone(&b.origin_bucket),
         )
         .await?;
-        Ok(Served {
-            data,
-            tier: Tier::Origin,
-            coalesced: false,
-        })
+        sliced(
+            Served {
+                data,
+                tier: Tier::Origin,
+                coalesced: false,
+            },
+            span,
+        )
     }
 
     fn ask(
@@ -1011,6 +1032,7 @@ impl Pipeline {
             index,
             chunk_size: self.cfg.chunk_size,
             via,
+            part: None,
         }
     }
 
@@ -1033,6 +1055,7 @@ impl Pipeline {
                 if let (Some(peers), Some(owner)) = (peers, ask.via.clone()) {
                     let plain = ChunkAsk {
                         via: None,
+                        part: None,
                         ..ask.clone()
                     };
                     match peers.chunk(&owner, &plain).await {
@@ -1189,6 +1212,7 @@ impl Pipeline {
                                             index,
                                             chunk_size: cs,
                                             via: None,
+                                            part: None,
                                         };
                                         // Handed over before the metadata is answered, so that
                                         // a reader told the ETag finds the chunk at its owner.
@@ -1239,7 +1263,13 @@ impl Pipeline {
         self.check_geometry(&ask)?;
         let b = self.catalog.resolve(&ask.bucket).await?;
         let ck = self.chunk_key(&b, &ask.key, &ask.etag, ask.index);
-        self.local_chunk(&b, ck, ask.size, ask.via).await
+        let (index, part) = (ask.index, ask.part);
+        let served = self.local_chunk(&b, ck, ask.size, ask.via).await?;
+        match part {
+            None => Ok(served),
+            Some((start, end)) if start < end => sliced(served, ChunkSpan { index, start, end }),
+            Some(_) => Err(Error::new(ErrorKind::InvalidArgument, "empty chunk part")),
+        }
     }
 
     /// Serves another node's metadata request: this node is the object's metadata owner.
@@ -1349,6 +1379,15 @@ async fn send_or_give_up(tx: &mpsc::Sender<Result<Bytes>>, msg: Result<Bytes>) -
             false
         }
     }
+}
+
+/// The `span` of a whole chunk.
+fn sliced(s: Served, span: ChunkSpan) -> Result<Served> {
+    check_len(&s.data, span.end)?;
+    Ok(Served {
+        data: s.data.slice(span.start..span.end),
+        ..s
+    })
 }
 
 fn check_len(data: &Bytes, end: usize) -> Result<()> {

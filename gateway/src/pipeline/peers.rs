@@ -52,6 +52,8 @@ pub struct ChunkAsk {
     pub chunk_size: u64,
     /// For a hot chunk asked of a replica: the owner the replica fills from.
     pub via: Option<Arc<str>>,
+    /// Only these bytes of the chunk (start, end exclusive); the whole chunk when `None`.
+    pub part: Option<(usize, usize)>,
 }
 
 /// Metadata from another node.
