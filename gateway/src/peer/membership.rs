@@ -141,6 +141,11 @@ impl Membership {
             .collect()
     }
 
+    /// Whether `addr` is a member (placed or not).
+    pub fn contains(&self, addr: &str) -> bool {
+        self.view().members.contains_key(addr)
+    }
+
     /// Every member's address (to probe).
     pub fn addresses(&self) -> Vec<Arc<str>> {
         self.view().members.keys().cloned().collect()
@@ -148,6 +153,16 @@ impl Membership {
 
     /// A probe or request to `addr` succeeded; `here` when it answered with our instance id.
     pub fn succeeded(&self, addr: &str, weight: Option<f64>, here: bool) {
+        // The common case, a healthy node still healthy, changes nothing: no new view.
+        let unchanged = self.view().members.get(addr).is_none_or(|m| {
+            m.health == Health::Alive
+                && m.fails == 0
+                && m.here == here
+                && weight.is_none_or(|w| w == m.weight)
+        });
+        if unchanged {
+            return;
+        }
         self.update(|members| {
             let m = members.get_mut(addr)?;
             let placed_before = m.health != Health::Dead;

@@ -170,7 +170,17 @@ impl PeerServer {
     }
 
     async fn chunk(&self, q: &Query) -> Result<Answer> {
-        let served = self.pipeline.serve_chunk(q.chunk()?).await?;
+        let mut ask = q.chunk()?;
+        // A replica fills only from a member of this cluster, never from an address a request
+        // names (the request is signed, but this node's own signature must not go elsewhere).
+        if ask
+            .via
+            .as_deref()
+            .is_some_and(|v| !self.membership.contains(v))
+        {
+            ask.via = None;
+        }
+        let served = self.pipeline.serve_chunk(ask).await?;
         self.metrics
             .peer_served_bytes
             .inc_by(served.data.len() as u64);

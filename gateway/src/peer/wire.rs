@@ -52,12 +52,12 @@ pub struct Health {
     pub members: Vec<(String, String)>,
 }
 
-/// Errors about the object itself: the same anywhere in the cluster, so final.
+/// Errors about the object itself: the same anywhere in the cluster, so final. (A node that
+/// does not know the bucket runs another configuration: ask elsewhere.)
 pub fn is_final(kind: ErrorKind) -> bool {
     matches!(
         kind,
         ErrorKind::NotFound
-            | ErrorKind::NoSuchBucket
             | ErrorKind::ObjectChanged
             | ErrorKind::PreconditionFailed
             | ErrorKind::AccessDenied

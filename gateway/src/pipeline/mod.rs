@@ -647,8 +647,8 @@ impl Pipeline {
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Gone at the origin while cached metadata still named it: forget it now
-                // rather than at the end of the TTL.
-                self.forget(b, &key).await;
+                // rather than at the end of the TTL (here; an owner that fetched forgot it).
+                self.meta.invalidate(&self.meta_key(b, &key));
                 Err(e)
             }
             other => other,
