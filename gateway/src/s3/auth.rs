@@ -42,6 +42,7 @@ pub fn permission_for(op: &str) -> Option<Permission> {
         | "CopyObject"
         | "CreateMultipartUpload"
         | "UploadPart"
+        | "UploadPartCopy"
         | "CompleteMultipartUpload"
         | "AbortMultipartUpload" => Some(Permission::Write),
         "DeleteObject" | "DeleteObjects" | "DeleteBucket" => Some(Permission::Delete),

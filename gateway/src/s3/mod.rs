@@ -358,6 +358,13 @@ impl S3 for S3Front {
         S3Front::upload_part(self, req).await
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        S3Front::upload_part_copy(self, req).await
+    }
+
     async fn complete_multipart_upload(
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,

@@ -13,6 +13,9 @@ use super::error::to_s3;
 use super::S3Front;
 use crate::error::{Error, ErrorKind, Result};
 use crate::origin::{PutOptions, Upload};
+use crate::pipeline::{BucketBinding, Selection};
+use cistern_cache::range::RangeSpec;
+use std::sync::Arc;
 
 /// A checksum algorithm S3 clients declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,36 @@ enum Expected {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct BodyError(String);
+
+/// The largest object (or part) a copy reads: S3's limit.
+const MAX_COPY: u64 = 5 << 30;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
+}
+
+/// `x-amz-copy-source-range`: exactly `bytes=first-last`.
+fn copy_range(r: &str) -> S3Result<RangeSpec> {
+    r.strip_prefix("bytes=")
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(a, b)| a <= b)
+        .map(|(first, last)| RangeSpec::FromTo { first, last })
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+            )
+        })
+}
 
 fn bad_checksum(algo: Algo) -> Error {
     Error::new(
@@ -321,15 +354,7 @@ impl S3Front {
         let trailers = req.trailing_headers.clone();
         let headers = req.headers.clone();
         let mut i = req.input;
-        let part = u32::try_from(i.part_number)
-            .ok()
-            .filter(|n| (1..=10_000).contains(n))
-            .ok_or_else(|| {
-                s3_error!(
-                    InvalidArgument,
-                    "Part number must be an integer between 1 and 10000, inclusive"
-                )
-            })?;
+        let part = part_number(i.part_number)?;
         let b = self.bucket(&i.bucket).await?;
         let len = i
             .content_length
@@ -449,35 +474,7 @@ impl S3Front {
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let caller = req.credentials.as_ref().map(|c| c.access_key.clone());
         let mut i = req.input;
-        let (src_bucket, src_key) = match &i.copy_source {
-            dto::CopySource::Bucket {
-                bucket,
-                key,
-                version_id: None,
-            } => (bucket.to_string(), key.to_string()),
-            dto::CopySource::Bucket { .. } => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Copying a specific version is not implemented yet"
-                ))
-            }
-            _ => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "Access point copy sources are not implemented"
-                ))
-            }
-        };
-        // The access check covered the destination; the source needs read.
-        if self.policy.authorize(
-            caller.as_deref(),
-            &src_bucket,
-            cistern_auth::policy::Permission::Read,
-            false,
-        ) != cistern_auth::policy::Decision::Allow
-        {
-            return Err(s3_error!(AccessDenied, "Access Denied"));
-        }
+        let (src_bucket, src_key) = self.copy_source(caller.as_deref(), &i.copy_source)?;
         let replace = i
             .metadata_directive
             .as_ref()
@@ -497,21 +494,8 @@ impl S3Front {
             i.copy_source_if_unmodified_since.as_ref(),
         );
         let read = self
-            .pipeline
-            .get(&src, &src_key, crate::pipeline::Selection::All, &cond)
-            .await
-            .map_err(|e| {
-                // A copy answers every failed source condition with 412.
-                if e.kind() == ErrorKind::NotModified {
-                    s3_error!(
-                        PreconditionFailed,
-                        "At least one of the pre-conditions you specified did not hold"
-                    )
-                } else {
-                    to_s3(e)
-                }
-            })?;
-        const MAX_COPY: u64 = 5 << 30;
+            .read_source(&src, &src_key, crate::pipeline::Selection::All, &cond)
+            .await?;
         if read.meta.size > MAX_COPY {
             return Err(s3_error!(
                 InvalidRequest,
@@ -555,6 +539,116 @@ impl S3Front {
                 last_modified: Some(dto::Timestamp::from(
                     put.last_modified.unwrap_or_else(std::time::SystemTime::now),
                 )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    /// The bucket and key a copy reads, after checking the caller may read them (the access
+    /// check covered only the destination).
+    fn copy_source(
+        &self,
+        caller: Option<&str>,
+        source: &dto::CopySource,
+    ) -> S3Result<(String, String)> {
+        let (bucket, key) = match source {
+            dto::CopySource::Bucket {
+                bucket,
+                key,
+                version_id: None,
+            } => (bucket.to_string(), key.to_string()),
+            dto::CopySource::Bucket { .. } => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Copying a specific version is not implemented yet"
+                ))
+            }
+            _ => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "Access point copy sources are not implemented"
+                ))
+            }
+        };
+        if self.policy.authorize(
+            caller,
+            &bucket,
+            cistern_auth::policy::Permission::Read,
+            false,
+        ) != cistern_auth::policy::Decision::Allow
+        {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        }
+        Ok((bucket, key))
+    }
+
+    /// Reads a copy source through the cache; every failed source condition is a 412.
+    async fn read_source(
+        &self,
+        src: &Arc<BucketBinding>,
+        key: &str,
+        sel: Selection,
+        cond: &crate::pipeline::Conditions,
+    ) -> S3Result<crate::pipeline::ObjectRead> {
+        self.pipeline.get(src, key, sel, cond).await.map_err(|e| {
+            if e.kind() == ErrorKind::NotModified {
+                s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                )
+            } else {
+                to_s3(e)
+            }
+        })
+    }
+
+    /// UploadPartCopy: a part made of (a range of) another object, read through the cache
+    /// and streamed into the upload, whatever the two origins.
+    pub(super) async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let caller = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let i = req.input;
+        let part = part_number(i.part_number)?;
+        let (src_bucket, src_key) = self.copy_source(caller.as_deref(), &i.copy_source)?;
+        let src = self.bucket(&src_bucket).await?;
+        let dst = self.bucket(&i.bucket).await?;
+        let sel = match i.copy_source_range.as_deref() {
+            None => Selection::All,
+            Some(r) => Selection::Range(copy_range(r)?),
+        };
+        let cond = super::conditions(
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+        );
+        let read = self.read_source(&src, &src_key, sel, &cond).await?;
+        let len = read
+            .range
+            .as_ref()
+            .map_or(read.meta.size, |r| r.end - r.start);
+        if len > MAX_COPY {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: 5368709120"
+            ));
+        }
+        let upload = Upload {
+            len,
+            body: read.body.boxed(),
+        };
+        let etag = dst
+            .origin
+            .put_part(&dst.origin_bucket, &i.key, &i.upload_id, part, upload, None)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(dto::Timestamp::from(std::time::SystemTime::now())),
                 ..Default::default()
             }),
             ..Default::default()
