@@ -200,6 +200,66 @@ def test_blob_put_with_wrong_md5_leaves_the_origin_unchanged(gw_w, bucket):
     assert bc.download_blob().readall() == good
 
 
+@pytest.mark.parametrize("src,dst", [("azw", "fsw"), ("fsw", "azw"), ("motow", "azw")])
+def test_copy_blob_within_the_account_across_origins(gw_w, src, dst):
+    from datetime import datetime, timedelta, timezone
+
+    from azure.core import MatchConditions
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+    from azure.storage.blob import (BlobClient, BlobSasPermissions, ContentSettings,
+                                    generate_blob_sas)
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    c, origins = gw_w
+    svc = blob_writer(c)
+    data = s3util.det_bytes(f"copyblob-{src}", 3 * MIB + 7)
+    sc = svc.get_blob_client(src, "copy/src.bin")
+    sc.upload_blob(data, overwrite=True, metadata={"origin": src},
+                   content_settings=ContentSettings(content_type="application/x-src"))
+    dc = svc.get_blob_client(dst, "copy/dst.bin")
+    out = dc.start_copy_from_url(sc.url)
+    assert out["copy_status"] == "success" and out["copy_id"], out
+    assert origin_bytes(origins, dst, "copy/dst.bin") == data
+    assert dc.download_blob().readall() == data
+    if "fsw" not in (src, dst):  # a directory keeps bytes only
+        props = dc.get_blob_properties()
+        assert props.content_settings.content_type == "application/x-src"
+        assert props.metadata == {"origin": src}
+        dc.start_copy_from_url(sc.url, metadata={"new": "1"})
+        assert dc.get_blob_properties().metadata == {"new": "1"}
+    # Source conditions, a missing source.
+    with pytest.raises(HttpResponseError) as ei:
+        dc.start_copy_from_url(sc.url, source_etag='"not-it"',
+                               source_match_condition=MatchConditions.IfNotModified)
+    assert (ei.value.status_code, ei.value.error_code) == (412, "SourceConditionNotMet")
+    with pytest.raises(ResourceNotFoundError) as ei:
+        dc.start_copy_from_url(svc.get_blob_client(src, "copy/none.bin").url)
+    assert ei.value.error_code == "CannotVerifyCopySource"
+    # Put Blob From URL: the request's own properties; create-only refuses an existing blob.
+    fc = svc.get_blob_client(dst, "copy/from-url.bin")
+    fc.upload_blob_from_url(sc.url, overwrite=True,
+                            content_settings=ContentSettings(content_type="text/x-own"))
+    assert fc.download_blob().readall() == data
+    if dst != "fsw":
+        assert fc.get_blob_properties().content_settings.content_type == "text/x-own"
+    with pytest.raises(HttpResponseError) as ei:
+        fc.upload_blob_from_url(sc.url, overwrite=False)
+    assert ei.value.error_code == "BlobAlreadyExists"
+    # A caller whose SAS may only write the destination cannot read the source with it; the
+    # source URL's own SAS can.
+    expiry = datetime.now(timezone.utc) + timedelta(hours=1)
+    write_only = generate_blob_sas(WRITER_ACCOUNT, dst, "copy/sas.bin", account_key=WRITER_ACCOUNT_KEY,
+                                   permission=BlobSasPermissions(write=True), expiry=expiry)
+    sas_dst = BlobClient.from_blob_url(f"{svc.url}{dst}/copy/sas.bin?{write_only}",
+                                       retry_total=0)
+    with pytest.raises(HttpResponseError) as ei:
+        sas_dst.start_copy_from_url(sc.url)
+    assert (ei.value.status_code, ei.value.error_code) == (403, "CannotVerifyCopySource")
+    read_src = generate_blob_sas(WRITER_ACCOUNT, src, "copy/src.bin", account_key=WRITER_ACCOUNT_KEY,
+                                 permission=BlobSasPermissions(read=True), expiry=expiry)
+    assert sas_dst.start_copy_from_url(f"{sc.url}?{read_src}")["copy_status"] == "success"
+    assert origin_bytes(origins, dst, "copy/sas.bin") == data
+
+
 # ------------------------------------------------------------------ multipart
 
 

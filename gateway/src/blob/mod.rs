@@ -433,7 +433,7 @@ impl BlobFront {
                 None => format!("/{}/", routed.account),
             };
             let mut reply = self
-                .operate(&routed, parts, &query, &endpoint, body)
+                .operate(&routed, (&caller, peer), parts, &query, &endpoint, body)
                 .await?;
             if matches!(routed.op, Operation::GetBlob | Operation::GetBlobProperties)
                 && reply.status.is_success()
@@ -449,6 +449,7 @@ impl BlobFront {
     async fn operate(
         &self,
         r: &Routed,
+        (caller, peer): (&Caller, Option<IpAddr>),
         parts: &http::request::Parts,
         q: &[(String, String)],
         endpoint: &str,
@@ -544,6 +545,12 @@ impl BlobFront {
                 Ok(reply)
             }
             Operation::PutBlob => self.put_blob(container, blob, &parts.headers, body).await,
+            Operation::CopyBlob => {
+                // Copy Blob has no body: whatever came is not read.
+                drop(body);
+                self.copy_blob(r, caller, &parts.headers, peer, SystemTime::now())
+                    .await
+            }
             Operation::PutBlock => {
                 let id = get(q, "blockid").ok_or_else(|| {
                     BlobError::new(
@@ -750,6 +757,186 @@ impl BlobFront {
         }
         set(&mut headers, "x-ms-request-server-encrypted", "false");
         Ok(Reply::empty(StatusCode::CREATED, headers))
+    }
+
+    /// Copy Blob (and Copy Blob From URL), synchronous, within the account: the source — a
+    /// blob of this Cistern, authorized by the SAS in its URL or else by the caller's own
+    /// credentials — is read through the cache and streamed into a write of the destination,
+    /// whatever the two origins. Answers `x-ms-copy-status: success`.
+    async fn copy_blob(
+        &self,
+        r: &Routed,
+        caller: &Caller,
+        h: &HeaderMap,
+        peer: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<Reply, BlobError> {
+        let cannot_verify = |status, message: &'static str| {
+            BlobError::new(status, "CannotVerifyCopySource", message)
+        };
+        let source = header(h, "x-ms-copy-source").unwrap_or("");
+        let uri: http::Uri = source.parse().map_err(|_| {
+            BlobError::invalid_header("x-ms-copy-source", "The copy source is not a URL.")
+        })?;
+        let src_query = query_pairs(uri.query().unwrap_or(""));
+        let host_style = uri
+            .authority()
+            .and_then(|a| router::host_account(a.as_str(), &self.domains));
+        let src = router::route(&Method::GET, host_style, uri.path(), &src_query, false)
+            .ok()
+            .filter(|s| s.op == Operation::GetBlob && s.blob.is_some())
+            .ok_or_else(|| {
+                BlobError::invalid_header(
+                    "x-ms-copy-source",
+                    "The copy source does not name a blob.",
+                )
+            })?;
+        if is_version_read(&src_query) {
+            return Err(BlobError::not_implemented(
+                "Copy Blob of a snapshot or version",
+            ));
+        }
+        if src.account != r.account {
+            return Err(BlobError::not_implemented("Copy Blob from another account"));
+        }
+        // The source's own SAS, when its URL has one; else the caller reads it as itself.
+        let src_caller = if src_query.iter().any(|(k, _)| k == "sig") {
+            let empty = HeaderMap::new();
+            let incoming = Incoming {
+                method: &Method::GET,
+                raw_path: uri.path(),
+                raw_query: uri.query().unwrap_or(""),
+                query: &src_query,
+                headers: &empty,
+                peer,
+            };
+            auth::authenticate(&self.accounts, &src, &incoming, now).map_err(|_| {
+                cannot_verify(
+                    StatusCode::FORBIDDEN,
+                    "The copy source's signature is not valid.",
+                )
+            })?
+        } else {
+            caller.clone()
+        };
+        auth::authorize(
+            &self.policy,
+            &self.pipeline,
+            &self.judgements,
+            &src_caller,
+            &src,
+            peer,
+            now,
+        )
+        .await
+        .map_err(|_| {
+            cannot_verify(
+                StatusCode::FORBIDDEN,
+                "This request is not authorized to read the copy source.",
+            )
+        })?;
+        // Destination conditions: create-only is served, others not yet.
+        let create_only = header(h, "if-none-match").is_some_and(|v| v.trim() == "*");
+        if ["if-match", "if-modified-since", "if-unmodified-since"]
+            .iter()
+            .any(|n| h.contains_key(*n))
+            || (h.contains_key("if-none-match") && !create_only)
+        {
+            return Err(BlobError::not_implemented("conditional Copy Blob"));
+        }
+        let src_container = src.container.as_deref().unwrap_or("");
+        let src_blob = src.blob.as_deref().unwrap_or("");
+        let src_b = self.bucket(src_container).await?;
+        let dst_b = self.bucket(r.container.as_deref().unwrap_or("")).await?;
+        let blob = r.blob.as_deref().unwrap_or("");
+        if create_only && self.pipeline.exists_at_origin(&dst_b, blob).await? {
+            return Err(BlobError::new(
+                StatusCode::CONFLICT,
+                "BlobAlreadyExists",
+                "The specified blob already exists.",
+            ));
+        }
+        let date = |n| header(h, n).and_then(|v| httpdate::parse_http_date(v).ok());
+        let cond = Conditions {
+            if_match: header(h, "x-ms-source-if-match").map(etag_list),
+            if_none_match: header(h, "x-ms-source-if-none-match").map(etag_list),
+            if_modified_since: date("x-ms-source-if-modified-since"),
+            if_unmodified_since: date("x-ms-source-if-unmodified-since"),
+        };
+        let read = match self
+            .pipeline
+            .get(&src_b, src_blob, Selection::All, &cond)
+            .await
+        {
+            Ok(read) => read,
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+                return Err(cannot_verify(
+                    StatusCode::NOT_FOUND,
+                    "The specified blob does not exist.",
+                ))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    crate::error::ErrorKind::PreconditionFailed
+                        | crate::error::ErrorKind::NotModified
+                ) =>
+            {
+                return Err(BlobError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "SourceConditionNotMet",
+                    "The source condition specified using HTTP conditional header(s) is not met.",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let m = &read.meta;
+        let given = put_options(h, false);
+        // Put Blob From URL (`x-ms-blob-type` given): the request's properties, not the
+        // source's, and a plain 201.
+        let from_url = h.contains_key("x-ms-blob-type");
+        if from_url && header(h, "x-ms-blob-type") != Some("BlockBlob") {
+            return Err(BlobError::not_implemented(
+                "Put Blob From URL of a page or append blob",
+            ));
+        }
+        let opts = if from_url {
+            given
+        } else {
+            crate::origin::PutOptions {
+                content_md5: None,
+                content_type: m.content_type.clone(),
+                content_encoding: m.content_encoding.clone(),
+                content_language: m.content_language.clone(),
+                cache_control: m.cache_control.clone(),
+                content_disposition: m.content_disposition.clone(),
+                // Metadata given with the copy replaces the source's; else the source's is kept.
+                user_metadata: if given.user_metadata.is_empty() {
+                    m.user_metadata.clone()
+                } else {
+                    given.user_metadata
+                },
+            }
+        };
+        let upload = crate::origin::Upload {
+            len: m.size,
+            body: read.body.boxed(),
+        };
+        let put = self.pipeline.put(&dst_b, blob, upload, &opts).await?;
+        let mut headers = HeaderMap::new();
+        set(&mut headers, "etag", &quoted(&put.etag));
+        set(
+            &mut headers,
+            "last-modified",
+            &xml::http_date(put.last_modified.unwrap_or(now)),
+        );
+        set(&mut headers, "x-ms-request-server-encrypted", "false");
+        if from_url {
+            return Ok(Reply::empty(StatusCode::CREATED, headers));
+        }
+        set(&mut headers, "x-ms-copy-id", &copy_id(now, blob));
+        set(&mut headers, "x-ms-copy-status", "success");
+        Ok(Reply::empty(StatusCode::ACCEPTED, headers))
     }
 
     async fn get_blob(
@@ -1049,6 +1236,26 @@ fn put_options(h: &HeaderMap, body_is_blob: bool) -> crate::origin::PutOptions {
         content_disposition: opt("x-ms-blob-content-disposition", "content-disposition"),
         user_metadata,
     }
+}
+
+/// A copy id (a GUID, as Azure's): the copy is over when answered, so it only names it.
+fn copy_id(now: SystemTime, blob: &str) -> String {
+    use sha2::Digest;
+    let nanos = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = sha2::Sha256::digest(format!("{nanos}/{seq}/{blob}"));
+    let x = hex::encode(&d[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 /// Block ids: base64 of at most 64 bytes, as Azure requires.

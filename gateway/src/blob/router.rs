@@ -40,6 +40,9 @@ pub enum Operation {
     PutBlockList,
     /// `DELETE /container/blob`.
     DeleteBlob,
+    /// `PUT /container/blob` with `x-ms-copy-source` (Copy Blob, and Copy Blob From URL with
+    /// `x-ms-requires-sync`).
+    CopyBlob,
     /// A recognised operation Cistern does not implement (named for logs and metrics).
     Unsupported(&'static str),
 }
@@ -63,6 +66,7 @@ impl Operation {
             Self::PutBlock => "PutBlock",
             Self::PutBlockList => "PutBlockList",
             Self::DeleteBlob => "DeleteBlob",
+            Self::CopyBlob => "CopyBlob",
             Self::Unsupported(name) => name,
         }
     }
@@ -257,7 +261,7 @@ fn operation(
         Level::Blob => match (comp, m) {
             (None, "GET") => GetBlob,
             (None, "HEAD") => GetBlobProperties,
-            (None, "PUT") if copy_source => U("CopyBlob"),
+            (None, "PUT") if copy_source => CopyBlob,
             (None, "PUT") => PutBlob,
             (None, "DELETE") => DeleteBlob,
             (Some("metadata"), "GET" | "HEAD") => GetBlobMetadata,
@@ -532,7 +536,7 @@ mod tests {
     #[test]
     fn copy_source_turns_put_into_copy() {
         let r = route(&Method::PUT, None, "/acct/c/b", &[], true).expect("route");
-        assert_eq!(r.op, Operation::Unsupported("CopyBlob"));
+        assert_eq!(r.op, Operation::CopyBlob);
     }
 
     #[test]
