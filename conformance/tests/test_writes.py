@@ -38,6 +38,16 @@ origin = "moto"
 
 [buckets.azw]
 origin = "azurite"
+
+[buckets.motop]
+origin = "moto"
+origin_bucket = "motow"
+populate_on_write = true
+
+[buckets.azp]
+origin = "azurite"
+origin_bucket = "azw"
+populate_on_write = true
 """
     c = cistern_factory.with_azurite("writes", extra=extra)
     return c, {"fsw": root / "fsw", "motow": moto, "azw": az}
@@ -258,6 +268,27 @@ def test_copy_blob_within_the_account_across_origins(gw_w, src, dst):
                                  permission=BlobSasPermissions(read=True), expiry=expiry)
     assert sas_dst.start_copy_from_url(f"{sc.url}?{read_src}")["copy_status"] == "success"
     assert origin_bytes(origins, dst, "copy/sas.bin") == data
+
+
+@pytest.mark.parametrize("bucket", ["motop", "azp"])
+def test_populate_on_write_serves_a_checkpoint_read_right_back(gw_w, bucket):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    data = s3util.det_bytes(f"populate-{bucket}", 6 * MIB + 77)
+    gets = c.origin_requests(operation="get")
+    s3.put_object(Bucket=bucket, Key="ckpt/populated.bin", Body=data)
+    r = c.get(bucket, "ckpt/populated.bin", creds=WRITER)
+    assert r.status == 200 and r.body == data, r
+    assert r.h("x-cistern-cache") == "hit", r.headers
+    assert c.origin_requests(operation="get") == gets, "the written object was read back"
+    assert c.metric("cistern_populated_bytes_total") >= len(data)
+    # The same through the Blob dialect's Put Blob, read through S3.
+    bc = blob_writer(c).get_blob_client(bucket, "ckpt/blob-populated.bin")
+    bc.upload_blob(data, overwrite=True)
+    r = c.get(bucket, "ckpt/blob-populated.bin", creds=WRITER, headers={"Range": "bytes=0-99"})
+    assert r.status == 206 and r.body == data[:100], r
+    assert r.h("x-cistern-cache") == "hit", r.headers
+    assert c.origin_requests(operation="get") == gets
 
 
 # ------------------------------------------------------------------ multipart

@@ -123,6 +123,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                 origin_name: Arc::clone(&name),
                 consistency: s.default_consistency,
                 public_read: s.default_public_read,
+                populate_on_write: s.default_populate_on_write,
             });
         }
         origins.insert(o.name.clone(), origin);
@@ -139,9 +140,12 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             origin_bucket: Arc::from(b.origin_bucket.as_str()),
             consistency: b.consistency,
             public_read: b.public_read,
+            populate_on_write: b.populate_on_write,
         });
     }
     let mut pipeline_cfg = PipelineConfig::new(s.chunk_size, s.readahead);
+    // What one written object may hold of the RAM cache while it is sent (populate_on_write).
+    pipeline_cfg.populate_max_bytes = (s.memory_bytes / 4).min(1 << 30);
     if let Some(c) = &s.cluster {
         pipeline_cfg.near_cache_bytes = usize::try_from(c.near_cache_bytes).unwrap_or(usize::MAX);
         pipeline_cfg.hot_threshold = c.hot_threshold;

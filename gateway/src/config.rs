@@ -146,6 +146,8 @@ pub struct PolicySection {
     pub ttl: Option<String>,
     /// Anonymous read and list allowed. Default: false.
     pub public_read: Option<bool>,
+    /// Keep what is written through Cistern in the cache. Default: false.
+    pub populate_on_write: Option<bool>,
 }
 
 /// `[origins.NAME]`.
@@ -248,6 +250,8 @@ pub struct BucketSection {
     pub ttl: Option<String>,
     /// Anonymous read and list allowed.
     pub public_read: Option<bool>,
+    /// Keep what is written through Cistern in the cache (checkpoints read right back).
+    pub populate_on_write: Option<bool>,
 }
 
 /// `[[principals]]`.
@@ -385,6 +389,8 @@ pub struct BucketSettings {
     pub consistency: Consistency,
     /// Anonymous read and list.
     pub public_read: bool,
+    /// Populate the cache on write.
+    pub populate_on_write: bool,
 }
 
 /// Everything the binary needs to start.
@@ -426,6 +432,8 @@ pub struct Settings {
     pub default_consistency: Consistency,
     /// Whether auto-exposed buckets are public-read.
     pub default_public_read: bool,
+    /// Whether auto-exposed buckets populate the cache on write.
+    pub default_populate_on_write: bool,
     /// Principals.
     pub principals: Vec<Principal>,
     /// Whether the development credentials are active.
@@ -748,6 +756,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
 
     let default_consistency = policy("defaults", &f.defaults, Consistency::default())?;
     let default_public_read = f.defaults.public_read.unwrap_or(false);
+    let default_populate_on_write = f.defaults.populate_on_write.unwrap_or(false);
 
     let mut origins = Vec::new();
     for (name, sec) in &f.origins {
@@ -856,6 +865,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             consistency: b.consistency.clone(),
             ttl: b.ttl.clone(),
             public_read: b.public_read,
+            populate_on_write: b.populate_on_write,
         };
         buckets.push(BucketSettings {
             name: name.clone(),
@@ -863,6 +873,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             origin_bucket: b.origin_bucket.clone().unwrap_or_else(|| name.clone()),
             consistency: policy(&key, &p, default_consistency)?,
             public_read: b.public_read.unwrap_or(default_public_read),
+            populate_on_write: b.populate_on_write.unwrap_or(default_populate_on_write),
         });
     }
 
@@ -945,6 +956,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         buckets,
         default_consistency,
         default_public_read,
+        default_populate_on_write,
         principals,
         dev_credentials,
         created_data_dir,

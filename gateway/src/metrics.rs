@@ -42,6 +42,8 @@ pub struct Metrics {
     pub peer_invalidations_failed: IntCounter,
     /// Hot chunks served from the near cache.
     pub near_hits: IntCounter,
+    /// Bytes of written objects put in the cache (buckets with `populate_on_write`).
+    pub populated_bytes: IntCounter,
     /// Cache nodes by state (alive, suspect, dead).
     pub cluster_members: IntGaugeVec,
     /// The membership view's epoch (bumped when the set of live nodes changes).
@@ -157,6 +159,10 @@ impl Metrics {
                 "cistern_peer_invalidations_failed_total",
                 "Writes whose metadata invalidation did not reach an owner",
             )?,
+            populated_bytes: IntCounter::new(
+                "cistern_populated_bytes_total",
+                "Bytes of objects written through Cistern that were kept in the cache",
+            )?,
             near_hits: IntCounter::new(
                 "cistern_near_cache_hits_total",
                 "Hot chunks served from this front's near cache",
@@ -197,6 +203,7 @@ impl Metrics {
         m.registry
             .register(Box::new(m.peer_invalidations_failed.clone()))?;
         m.registry.register(Box::new(m.near_hits.clone()))?;
+        m.registry.register(Box::new(m.populated_bytes.clone()))?;
         m.registry.register(Box::new(m.cluster_members.clone()))?;
         m.registry.register(Box::new(m.cluster_epoch.clone()))?;
         m.registry.register(Box::new(m.placement_changes.clone()))?;

@@ -40,6 +40,10 @@ struct Setup {
 }
 
 async fn setup(chunk: usize, consistency: Consistency) -> Setup {
+    setup_with(chunk, consistency, false).await
+}
+
+async fn setup_with(chunk: usize, consistency: Consistency, populate_on_write: bool) -> Setup {
     let origin = MemOrigin::default();
     let metrics = Metrics::new().expect("metrics");
     let store = ChunkStore::open(
@@ -68,6 +72,7 @@ async fn setup(chunk: usize, consistency: Consistency) -> Setup {
         origin_bucket: Arc::from("data"),
         consistency,
         public_read: false,
+        populate_on_write,
     };
     let pipeline = Arc::new(Pipeline::new(
         Catalog::new(vec![binding], vec![]),
@@ -533,5 +538,50 @@ async fn the_blob_front_serves_hits_without_the_origin_and_maps_failures() {
     assert!(
         !String::from_utf8_lossy(&b).contains("injected"),
         "internals never leak"
+    );
+}
+
+#[tokio::test]
+async fn populate_on_write_serves_the_written_object_without_reading_it_back() {
+    let s = setup_with(MIB, Consistency::Ttl(Duration::from_secs(60)), true).await;
+    let data = pattern(5 * MIB + 100, 9);
+    // Pieces of odd sizes, as a client sends them.
+    let pieces: Vec<Result<Bytes, crate::error::Error>> = data
+        .chunks(300_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    s.pipeline
+        .put(
+            &s.bucket,
+            "ckpt",
+            crate::origin::Upload {
+                body: futures::stream::iter(pieces).boxed(),
+                len: data.len() as u64,
+            },
+            &crate::origin::PutOptions::default(),
+        )
+        .await
+        .expect("put");
+    let heads = s.origin.heads.load(Ordering::SeqCst);
+    assert!(
+        heads <= 1,
+        "one HEAD for the new version's metadata, got {heads}"
+    );
+    let r = s
+        .pipeline
+        .get(&s.bucket, "ckpt", Selection::All, &Conditions::default())
+        .await
+        .expect("get");
+    assert_eq!(r.cache, CacheStatus::Hit);
+    assert_eq!(body(r).await, &data[..]);
+    assert_eq!(
+        s.origin.reads.load(Ordering::SeqCst),
+        0,
+        "nothing read back"
+    );
+    assert_eq!(
+        s.metrics.populated_bytes.get(),
+        data.len() as u64,
+        "every chunk kept"
     );
 }

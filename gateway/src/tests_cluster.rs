@@ -153,6 +153,7 @@ async fn pipeline(
         origin_bucket: Arc::from("data"),
         consistency: Consistency::Ttl(Duration::from_secs(60)),
         public_read: false,
+        populate_on_write: false,
     };
     let peers = Arc::new(Loopback {
         fabric: Arc::clone(fabric),

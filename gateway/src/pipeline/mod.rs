@@ -39,6 +39,8 @@ pub struct BucketBinding {
     pub consistency: Consistency,
     /// Whether anonymous callers may read and list.
     pub public_read: bool,
+    /// Whether objects written through Cistern are kept in the cache.
+    pub populate_on_write: bool,
 }
 
 /// An origin whose every bucket is exposed under its own name.
@@ -51,6 +53,8 @@ pub struct AutoExpose {
     pub consistency: Consistency,
     /// Whether its buckets are public-read.
     pub public_read: bool,
+    /// Whether its buckets populate the cache on write.
+    pub populate_on_write: bool,
 }
 
 type ResolvedNames = HashMap<String, (Option<Arc<BucketBinding>>, Instant)>;
@@ -122,6 +126,7 @@ impl Catalog {
                     origin_bucket: Arc::from(bucket),
                     consistency: a.consistency,
                     public_read: a.public_read,
+                    populate_on_write: a.populate_on_write,
                 }));
                 break;
             }
@@ -372,6 +377,8 @@ pub struct PipelineConfig {
     pub hot_threshold: u32,
     /// How many nodes serve a hot chunk.
     pub hot_replicas: usize,
+    /// The most of one written object kept for the cache (buckets with `populate_on_write`).
+    pub populate_max_bytes: u64,
 }
 
 impl PipelineConfig {
@@ -383,6 +390,7 @@ impl PipelineConfig {
             near_cache_bytes: 0,
             hot_threshold: 0,
             hot_replicas: 1,
+            populate_max_bytes: 256 << 20,
         }
     }
 }
@@ -475,10 +483,86 @@ impl Pipeline {
         opts: &PutOptions,
     ) -> Result<PutResult> {
         let key: Arc<str> = Arc::from(key);
+        let kept = Arc::new(Mutex::new(Kept::default()));
+        let upload = if b.populate_on_write {
+            keep_while_sending(upload, Arc::clone(&kept), self.cfg.populate_max_bytes)
+        } else {
+            upload
+        };
         let result = b.origin.put(&b.origin_bucket, &key, upload, opts).await;
         // Also after a failure: the origin may have committed before the connection broke.
         self.written(b, &key).await;
+        if let (true, Ok(put)) = (b.populate_on_write, &result) {
+            let kept = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
+            self.populate(b, &key, &put.etag, kept).await;
+        }
         result
+    }
+
+    /// Caches what was just written: the object's metadata as the origin now reports it
+    /// (asked here, or by its owner in a cluster), and the chunks of the kept bytes under the
+    /// new ETag, at their owners. Skipped when another write got in between.
+    async fn populate(&self, b: &BucketBinding, key: &Arc<str>, etag: &str, kept: Kept) {
+        let Ok((fill, _)) = self.metadata(b, key, None).await else {
+            return;
+        };
+        let size = fill.meta.size;
+        if fill.meta.etag != etag || kept.len > size {
+            return;
+        }
+        let etag: Arc<str> = Arc::from(etag);
+        let cs = self.cfg.chunk_size;
+        let mut index = 0u64;
+        let mut buf = bytes::BytesMut::new();
+        for mut piece in kept.pieces {
+            while !piece.is_empty() {
+                let want = chunk_len(index, cs, size);
+                if want == 0 {
+                    return;
+                }
+                if buf.is_empty() && piece.len() >= want {
+                    // A piece holding the whole chunk is sliced, not copied.
+                    let chunk = piece.split_to(want);
+                    self.place(b, key, &etag, size, index, chunk).await;
+                    index += 1;
+                    continue;
+                }
+                let take = (want - buf.len()).min(piece.len());
+                buf.extend_from_slice(&piece.split_to(take));
+                if buf.len() == want {
+                    self.place(b, key, &etag, size, index, buf.split().freeze())
+                        .await;
+                    index += 1;
+                }
+            }
+        }
+    }
+
+    /// Puts a chunk where it lives: this node's store, or its owner's.
+    async fn place(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        size: u64,
+        index: u64,
+        data: Bytes,
+    ) {
+        let ck = self.chunk_key(b, key, etag, index);
+        self.metrics.populated_bytes.inc_by(data.len() as u64);
+        let owner = self
+            .peers
+            .as_ref()
+            .and_then(|p| p.route(ck.placement_hash(), 1).pop());
+        match (owner, &self.peers) {
+            (Some(Node::Peer(addr)), Some(p)) => {
+                let ask = self.ask(b, key, etag, size, index, None);
+                if p.push(&addr, &ask, data).await.is_err() {
+                    tracing::debug!(peer = %addr, "could not hand a written chunk to its owner");
+                }
+            }
+            _ => self.store.insert(ck, data),
+        }
     }
 
     /// Completes an upload in parts at the origin, then forgets the object's cached metadata.
@@ -1352,6 +1436,36 @@ async fn fill_from_origin(
 fn chunk_len(index: u64, chunk_size: u64, size: u64) -> usize {
     let b = chunk_bounds(index, chunk_size, size);
     (b.end.saturating_sub(b.start)) as usize
+}
+
+/// The bytes of an upload kept for the cache, up to a bound.
+#[derive(Default)]
+struct Kept {
+    pieces: Vec<Bytes>,
+    len: u64,
+}
+
+/// Passes an upload through, keeping (references to) its first `max` bytes.
+fn keep_while_sending(upload: Upload, kept: Arc<Mutex<Kept>>, max: u64) -> Upload {
+    let body = upload
+        .body
+        .map(move |item| {
+            if let Ok(piece) = &item {
+                let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+                let room = max.saturating_sub(k.len) as usize;
+                if room > 0 {
+                    let piece = piece.slice(..piece.len().min(room));
+                    k.len += piece.len() as u64;
+                    k.pieces.push(piece);
+                }
+            }
+            item
+        })
+        .boxed();
+    Upload {
+        body,
+        len: upload.len,
+    }
 }
 
 /// Rotates hot chunks' readers over their nodes.
