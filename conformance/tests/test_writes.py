@@ -291,6 +291,45 @@ def test_populate_on_write_serves_a_checkpoint_read_right_back(gw_w, bucket):
     assert c.origin_requests(operation="get") == gets
 
 
+@pytest.mark.parametrize("bucket", ["azw", "motow"])
+def test_set_blob_metadata_and_properties(gw_w, bucket):
+    from azure.core import MatchConditions
+    from azure.core.exceptions import HttpResponseError
+    from azure.storage.blob import ContentSettings
+    c, origins = gw_w
+    bc = blob_writer(c).get_blob_client(bucket, "props/obj.bin")
+    data = s3util.det_bytes(f"props-{bucket}", MIB + 1)
+    bc.upload_blob(data, overwrite=True, metadata={"a": "1"},
+                   content_settings=ContentSettings(content_type="application/x-first"))
+    assert bc.get_blob_properties().metadata == {"a": "1"}  # cached now
+    bc.set_blob_metadata({"step": "200", "b": "two"})
+    p = bc.get_blob_properties()
+    assert p.metadata == {"step": "200", "b": "two"}
+    assert p.content_settings.content_type == "application/x-first"
+    bc.set_http_headers(ContentSettings(content_type="text/x-second", cache_control="no-cache"))
+    p = bc.get_blob_properties()
+    assert p.content_settings.content_type == "text/x-second"
+    assert p.content_settings.cache_control == "no-cache"
+    assert p.metadata == {"step": "200", "b": "two"}
+    # Through S3 as well, and the bytes are untouched.
+    h = c.client(WRITER).head_object(Bucket=bucket, Key="props/obj.bin")
+    assert h["ContentType"] == "text/x-second" and h["Metadata"] == {"step": "200", "b": "two"}
+    assert origin_bytes(origins, bucket, "props/obj.bin") == data
+    with pytest.raises(HttpResponseError) as ei:
+        bc.set_blob_metadata({"x": "y"}, etag='"not-it"', match_condition=MatchConditions.IfNotModified)
+    assert (ei.value.status_code, ei.value.error_code) == (412, "ConditionNotMet")
+
+
+def test_set_blob_metadata_on_a_directory_is_not_implemented(gw_w):
+    from azure.core.exceptions import HttpResponseError
+    c, _ = gw_w
+    bc = blob_writer(c).get_blob_client("fsw", "props/plain.bin")
+    bc.upload_blob(b"bytes only", overwrite=True)
+    with pytest.raises(HttpResponseError) as ei:
+        bc.set_blob_metadata({"a": "1"})
+    assert (ei.value.status_code, ei.value.error_code) == (501, "NotImplemented")
+
+
 # ------------------------------------------------------------------ multipart
 
 

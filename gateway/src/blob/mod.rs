@@ -545,6 +545,10 @@ impl BlobFront {
                 Ok(reply)
             }
             Operation::PutBlob => self.put_blob(container, blob, &parts.headers, body).await,
+            Operation::SetBlobMetadata | Operation::SetBlobProperties => {
+                self.set_properties(r.op, container, blob, &parts.headers)
+                    .await
+            }
             Operation::CopyBlob => {
                 // Copy Blob has no body: whatever came is not read.
                 drop(body);
@@ -937,6 +941,71 @@ impl BlobFront {
         set(&mut headers, "x-ms-copy-id", &copy_id(now, blob));
         set(&mut headers, "x-ms-copy-status", "success");
         Ok(Reply::empty(StatusCode::ACCEPTED, headers))
+    }
+
+    /// Set Blob Metadata (the `x-ms-meta-*` given replace all metadata) and Set Blob
+    /// Properties (the `x-ms-blob-content-*` and cache control given replace them all; one not
+    /// given is cleared, as Azure does), without rewriting the bytes.
+    async fn set_properties(
+        &self,
+        op: Operation,
+        container: &str,
+        blob: &str,
+        h: &HeaderMap,
+    ) -> Result<Reply, BlobError> {
+        use crate::origin::PropertyKind;
+        if [
+            "x-ms-blob-content-length",
+            "x-ms-sequence-number-action",
+            "x-ms-lease-id",
+        ]
+        .iter()
+        .any(|n| h.contains_key(*n))
+        {
+            return Err(BlobError::not_implemented(
+                "Set Blob Properties of a page blob, or under a lease",
+            ));
+        }
+        let b = self.bucket(container).await?;
+        let given = put_options(h, false);
+        let md5 = header(h, "x-ms-blob-content-md5").map(str::to_string);
+        let which = if op == Operation::SetBlobMetadata {
+            PropertyKind::Metadata
+        } else {
+            PropertyKind::Headers
+        };
+        let put = self
+            .pipeline
+            .set_properties(
+                &b,
+                blob,
+                &conditions(h),
+                |m| match which {
+                    PropertyKind::Metadata => crate::origin::PutOptions {
+                        content_md5: None,
+                        content_type: m.content_type.clone(),
+                        content_encoding: m.content_encoding.clone(),
+                        content_language: m.content_language.clone(),
+                        cache_control: m.cache_control.clone(),
+                        content_disposition: m.content_disposition.clone(),
+                        user_metadata: given.user_metadata,
+                    },
+                    PropertyKind::Headers => crate::origin::PutOptions {
+                        content_md5: md5,
+                        user_metadata: m.user_metadata.clone(),
+                        ..given
+                    },
+                },
+                which,
+            )
+            .await?;
+        let mut headers = HeaderMap::new();
+        set(&mut headers, "etag", &quoted(&put.etag));
+        if let Some(t) = put.last_modified {
+            set(&mut headers, "last-modified", &xml::http_date(t));
+        }
+        set(&mut headers, "x-ms-request-server-encrypted", "false");
+        Ok(Reply::empty(StatusCode::OK, headers))
     }
 
     async fn get_blob(

@@ -40,6 +40,10 @@ pub enum Operation {
     PutBlockList,
     /// `DELETE /container/blob`.
     DeleteBlob,
+    /// `PUT /container/blob?comp=metadata`.
+    SetBlobMetadata,
+    /// `PUT /container/blob?comp=properties`.
+    SetBlobProperties,
     /// `PUT /container/blob` with `x-ms-copy-source` (Copy Blob, and Copy Blob From URL with
     /// `x-ms-requires-sync`).
     CopyBlob,
@@ -67,6 +71,8 @@ impl Operation {
             Self::PutBlockList => "PutBlockList",
             Self::DeleteBlob => "DeleteBlob",
             Self::CopyBlob => "CopyBlob",
+            Self::SetBlobMetadata => "SetBlobMetadata",
+            Self::SetBlobProperties => "SetBlobProperties",
             Self::Unsupported(name) => name,
         }
     }
@@ -265,8 +271,8 @@ fn operation(
             (None, "PUT") => PutBlob,
             (None, "DELETE") => DeleteBlob,
             (Some("metadata"), "GET" | "HEAD") => GetBlobMetadata,
-            (Some("metadata"), "PUT") => U("SetBlobMetadata"),
-            (Some("properties"), "PUT") => U("SetBlobProperties"),
+            (Some("metadata"), "PUT") => SetBlobMetadata,
+            (Some("properties"), "PUT") => SetBlobProperties,
             (Some("block"), "PUT") if copy_source => U("PutBlockFromURL"),
             (Some("block"), "PUT") => PutBlock,
             (Some("blocklist"), "PUT") => PutBlockList,
@@ -460,20 +466,10 @@ mod tests {
                 Ok(GetBlob),
             ),
             ("HEAD", b, "", Ok(GetBlobProperties)),
-            (
-                "PUT",
-                b,
-                "comp=properties",
-                Ok(Unsupported("SetBlobProperties")),
-            ),
+            ("PUT", b, "comp=properties", Ok(SetBlobProperties)),
             ("GET", b, "comp=metadata", Ok(GetBlobMetadata)),
             ("HEAD", b, "comp=metadata", Ok(GetBlobMetadata)),
-            (
-                "PUT",
-                b,
-                "comp=metadata",
-                Ok(Unsupported("SetBlobMetadata")),
-            ),
+            ("PUT", b, "comp=metadata", Ok(SetBlobMetadata)),
             ("DELETE", b, "", Ok(DeleteBlob)),
             ("PUT", b, "comp=lease", Ok(Unsupported("LeaseBlob"))),
             ("PUT", b, "comp=snapshot", Ok(Unsupported("SnapshotBlob"))),

@@ -283,20 +283,8 @@ impl AzureOrigin {
     ) -> Result<PutResult> {
         let mut owned: Vec<(String, String)> =
             vec![("content-length".into(), xml.len().to_string())];
-        for (name, v) in [
-            ("x-ms-blob-content-type", &opts.content_type),
-            ("x-ms-blob-content-encoding", &opts.content_encoding),
-            ("x-ms-blob-content-language", &opts.content_language),
-            ("x-ms-blob-cache-control", &opts.cache_control),
-            ("x-ms-blob-content-disposition", &opts.content_disposition),
-        ] {
-            if let Some(v) = v {
-                owned.push((name.to_string(), v.clone()));
-            }
-        }
-        for (k, v) in &opts.user_metadata {
-            owned.push((format!("x-ms-meta-{k}"), v.clone()));
-        }
+        owned.extend(content_headers(opts));
+        owned.extend(metadata_headers(opts));
         let headers: Vec<(&str, &str)> = owned
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -614,20 +602,11 @@ impl Origin for AzureOrigin {
             ("content-length".into(), len),
             ("x-ms-blob-type".into(), "BlockBlob".into()),
         ];
-        let mut push = |name: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                owned.push((name.to_string(), v.clone()));
-            }
-        };
-        push("content-md5", &opts.content_md5);
-        push("x-ms-blob-content-type", &opts.content_type);
-        push("x-ms-blob-content-encoding", &opts.content_encoding);
-        push("x-ms-blob-content-language", &opts.content_language);
-        push("x-ms-blob-cache-control", &opts.cache_control);
-        push("x-ms-blob-content-disposition", &opts.content_disposition);
-        for (k, v) in &opts.user_metadata {
-            owned.push((format!("x-ms-meta-{k}"), v.clone()));
+        if let Some(m) = &opts.content_md5 {
+            owned.push(("content-md5".into(), m.clone()));
         }
+        owned.extend(content_headers(opts));
+        owned.extend(metadata_headers(opts));
         let headers: Vec<(&str, &str)> = owned
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -642,6 +621,49 @@ impl Origin for AzureOrigin {
                 &[],
                 None,
                 Some(reqwest::Body::wrap_stream(upload.body)),
+            )
+            .await?;
+        let h = resp.headers();
+        Ok(PutResult {
+            etag: header(h, "etag").map(unquote).unwrap_or_default(),
+            last_modified: http_time(header(h, "last-modified")),
+        })
+    }
+
+    /// Set Blob Properties (content headers; unset ones are cleared, as Azure does) or Set
+    /// Blob Metadata, with `If-Match` on the version.
+    async fn set_properties(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        opts: &PutOptions,
+        which: super::PropertyKind,
+    ) -> Result<PutResult> {
+        let (comp, mut owned) = match which {
+            super::PropertyKind::Headers => {
+                let mut h = content_headers(opts);
+                if let Some(m) = &opts.content_md5 {
+                    h.push(("x-ms-blob-content-md5".into(), m.clone()));
+                }
+                ("properties", h)
+            }
+            super::PropertyKind::Metadata => ("metadata", metadata_headers(opts)),
+        };
+        owned.push(("if-match".into(), format!("\"{etag}\"")));
+        owned.push(("content-length".into(), "0".into()));
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send(
+                Method::PUT,
+                Some(bucket),
+                Some(key),
+                &[("comp", comp)],
+                &headers,
+                &[],
             )
             .await?;
         let h = resp.headers();
@@ -1085,6 +1107,28 @@ mod parts_id {
     pub(super) fn block(nonce: &str, n: u32) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{nonce}-{n:05}"))
     }
+}
+
+/// `x-ms-blob-content-*` and cache control from the object's properties.
+fn content_headers(opts: &PutOptions) -> Vec<(String, String)> {
+    [
+        ("x-ms-blob-content-type", &opts.content_type),
+        ("x-ms-blob-content-encoding", &opts.content_encoding),
+        ("x-ms-blob-content-language", &opts.content_language),
+        ("x-ms-blob-cache-control", &opts.cache_control),
+        ("x-ms-blob-content-disposition", &opts.content_disposition),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| Some((name.to_string(), v.clone()?)))
+    .collect()
+}
+
+/// `x-ms-meta-*` from the object's user metadata.
+fn metadata_headers(opts: &PutOptions) -> Vec<(String, String)> {
+    opts.user_metadata
+        .iter()
+        .map(|(k, v)| (format!("x-ms-meta-{k}"), v.clone()))
+        .collect()
 }
 
 #[cfg(test)]

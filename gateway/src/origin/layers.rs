@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cistern_cache::ObjectMeta;
 
-use super::BlockRef;
 use super::{
     Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
     Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
+use super::{BlockRef, PropertyKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 
@@ -206,6 +206,21 @@ impl<O: Origin> Origin for Instrumented<O> {
         self.observe(
             "commit_blocks",
             self.inner.commit_blocks(bucket, key, blocks, opts),
+        )
+        .await
+    }
+
+    async fn set_properties(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        opts: &PutOptions,
+        which: PropertyKind,
+    ) -> Result<PutResult> {
+        self.observe(
+            "set_properties",
+            self.inner.set_properties(bucket, key, etag, opts, which),
         )
         .await
     }
@@ -414,6 +429,19 @@ impl<O: Origin> Origin for Resilient<O> {
     ) -> Result<PutResult> {
         self.inner.commit_blocks(bucket, key, blocks, opts).await
     }
+
+    async fn set_properties(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        opts: &PutOptions,
+        which: PropertyKind,
+    ) -> Result<PutResult> {
+        // Idempotent for one version (If-Match): retried like a read.
+        self.attempt(|| self.inner.set_properties(bucket, key, etag, opts, which))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -563,6 +591,16 @@ mod tests {
         ) -> Result<PutResult> {
             Ok(done())
         }
+        async fn set_properties(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &PutOptions,
+            _: PropertyKind,
+        ) -> Result<PutResult> {
+            Ok(done())
+        }
     }
 
     fn upload() -> Upload {
@@ -622,5 +660,8 @@ mod tests {
         o.commit_blocks("b", "k", &[BlockRef::Latest("AA==".into())], &opts)
             .await
             .expect("commit_blocks");
+        o.set_properties("b", "k", "e", &opts, PropertyKind::Metadata)
+            .await
+            .expect("set_properties");
     }
 }

@@ -217,6 +217,15 @@ pub struct PutResult {
     pub last_modified: Option<SystemTime>,
 }
 
+/// Which properties [`Origin::set_properties`] replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyKind {
+    /// Content type, encoding, language, disposition, cache control.
+    Headers,
+    /// User metadata.
+    Metadata,
+}
+
 /// One entry of a block list (Azure's Put Block List): which staged or committed block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockRef {
@@ -349,6 +358,25 @@ pub trait Origin: Send + Sync + 'static {
     ) -> Result<PutResult> {
         let _ = (bucket, key, blocks, opts);
         Err(not_writable())
+    }
+
+    /// Replaces an object's properties without rewriting its bytes: its content headers
+    /// (`Headers`) or its user metadata (`Metadata`) become those of `opts`, the other kind
+    /// stays as `opts` also gives it (callers pass the current values). Applies only to the
+    /// version `etag` (`PreconditionFailed` otherwise).
+    async fn set_properties(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        opts: &PutOptions,
+        which: PropertyKind,
+    ) -> Result<PutResult> {
+        let _ = (bucket, key, etag, opts, which);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin keeps no object properties (a directory stores bytes only)",
+        ))
     }
 
     /// Deletes an object; deleting a missing one succeeds (as S3 and idempotent retries want).

@@ -581,6 +581,49 @@ impl Origin for S3Origin {
         })
     }
 
+    /// S3 has no property update: the object is copied onto itself with
+    /// `x-amz-metadata-directive: REPLACE`, only if it is still version `etag`.
+    async fn set_properties(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: &str,
+        opts: &PutOptions,
+        _which: super::PropertyKind,
+    ) -> Result<PutResult> {
+        let mut owned = object_headers(opts);
+        owned.push((
+            "x-amz-copy-source".into(),
+            format!(
+                "/{}/{}",
+                sigv4::uri_encode(bucket, false),
+                sigv4::uri_encode(key, true)
+            ),
+        ));
+        owned.push(("x-amz-metadata-directive".into(), "REPLACE".into()));
+        owned.push(("x-amz-copy-source-if-match".into(), format!("\"{etag}\"")));
+        let headers: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let resp = self
+            .send(Method::PUT, Some(bucket), Some(key), &[], &headers, &[])
+            .await?;
+        let body = read_text(resp).await?;
+        let etag = xml_field(&body, "ETag")
+            .map(|e| unquote(&e.replace("&quot;", "\"")).to_string())
+            .unwrap_or_default();
+        let last_modified = xml_field(&body, "LastModified").and_then(|t| {
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(SystemTime::from)
+        });
+        Ok(PutResult {
+            etag,
+            last_modified,
+        })
+    }
+
     /// S3's own multipart upload, passed through: the upload id and part ETags are S3's.
     async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
         let owned = object_headers(opts);

@@ -599,6 +599,40 @@ impl Pipeline {
         result
     }
 
+    /// Replaces an object's content headers or user metadata at the origin. The current
+    /// version is asked of the origin (not the cache), `cond` is evaluated against it (any
+    /// failure is `PreconditionFailed`: this is a write), `build` makes the new properties
+    /// from it, and the change applies to that version only. Then the cached metadata is
+    /// forgotten, as after any write.
+    pub async fn set_properties(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        cond: &Conditions,
+        build: impl FnOnce(&ObjectMeta) -> PutOptions,
+        which: crate::origin::PropertyKind,
+    ) -> Result<PutResult> {
+        let key: Arc<str> = Arc::from(key);
+        let current = b.origin.head(&b.origin_bucket, &key).await?;
+        cond.evaluate(&current).map_err(|e| {
+            if e.kind() == ErrorKind::NotModified {
+                Error::new(
+                    ErrorKind::PreconditionFailed,
+                    "The condition specified using HTTP conditional header(s) is not met.",
+                )
+            } else {
+                e
+            }
+        })?;
+        let opts = build(&current);
+        let result = b
+            .origin
+            .set_properties(&b.origin_bucket, &key, &current.etag, &opts, which)
+            .await;
+        self.written(b, &key).await;
+        result
+    }
+
     /// Whether the object exists at the origin now (asked there, not the cache). Used for
     /// create-only writes; the check and the write are two requests, so a concurrent writer
     /// elsewhere can still slip in between.
