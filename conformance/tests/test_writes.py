@@ -383,6 +383,58 @@ def test_aborted_multipart_leaves_nothing(gw_w, bucket):
         assert ei.value.response["Error"]["Code"] == "NoSuchUpload"
 
 
+@pytest.mark.parametrize("bucket", ["fsw", "motow"])
+def test_list_parts_and_multipart_uploads(gw_w, bucket):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    ids = {k: s3.create_multipart_upload(Bucket=bucket, Key=f"lmu/{k}")["UploadId"]
+           for k in ("a.bin", "b.bin", "dir/c.bin")}
+    p1 = s3util.det_bytes("lmu-1", 5 * MIB)
+    p2 = s3util.det_bytes("lmu-2", 1024)
+    e1 = s3.upload_part(Bucket=bucket, Key="lmu/a.bin", UploadId=ids["a.bin"], PartNumber=1,
+                        Body=p1)["ETag"]
+    e2 = s3.upload_part(Bucket=bucket, Key="lmu/a.bin", UploadId=ids["a.bin"], PartNumber=2,
+                        Body=p2)["ETag"]
+    lp = s3.list_parts(Bucket=bucket, Key="lmu/a.bin", UploadId=ids["a.bin"])
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in lp["Parts"]] == \
+        [(1, e1, len(p1)), (2, e2, len(p2))]
+    first = s3.list_parts(Bucket=bucket, Key="lmu/a.bin", UploadId=ids["a.bin"], MaxParts=1)
+    assert first["IsTruncated"] and [p["PartNumber"] for p in first["Parts"]] == [1]
+    rest = s3.list_parts(Bucket=bucket, Key="lmu/a.bin", UploadId=ids["a.bin"],
+                         PartNumberMarker=first["NextPartNumberMarker"])
+    assert [p["PartNumber"] for p in rest["Parts"]] == [2] and not rest["IsTruncated"]
+    lu = s3.list_multipart_uploads(Bucket=bucket, Prefix="lmu/")
+    assert sorted((u["Key"], u["UploadId"]) for u in lu["Uploads"]) == \
+        sorted((f"lmu/{k}", v) for k, v in ids.items())
+    grouped = s3.list_multipart_uploads(Bucket=bucket, Prefix="lmu/", Delimiter="/")
+    assert [u["Key"] for u in grouped["Uploads"]] == ["lmu/a.bin", "lmu/b.bin"]
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["lmu/dir/"]
+    page = s3.list_multipart_uploads(Bucket=bucket, Prefix="lmu/", MaxUploads=1)
+    assert page["IsTruncated"] and [u["Key"] for u in page["Uploads"]] == ["lmu/a.bin"]
+    nxt = s3.list_multipart_uploads(Bucket=bucket, Prefix="lmu/", MaxUploads=5,
+                                    KeyMarker=page["NextKeyMarker"],
+                                    UploadIdMarker=page["NextUploadIdMarker"])
+    assert [u["Key"] for u in nxt["Uploads"]] == ["lmu/b.bin", "lmu/dir/c.bin"]
+    with pytest.raises(ClientError) as ei:
+        c.client(TESTER).list_parts(Bucket=bucket, Key="lmu/a.bin", UploadId=ids["a.bin"])
+    assert ei.value.response["Error"]["Code"] == "AccessDenied"
+    for k, v in ids.items():
+        s3.abort_multipart_upload(Bucket=bucket, Key=f"lmu/{k}", UploadId=v)
+    assert not s3.list_multipart_uploads(Bucket=bucket, Prefix="lmu/").get("Uploads")
+
+
+def test_list_parts_onto_azure_is_not_implemented(gw_w):
+    c, _ = gw_w
+    s3 = c.client(WRITER)
+    up = s3.create_multipart_upload(Bucket="azw", Key="lmu/x.bin")["UploadId"]
+    with pytest.raises(ClientError) as ei:
+        s3.list_parts(Bucket="azw", Key="lmu/x.bin", UploadId=up)
+    assert ei.value.response["Error"]["Code"] == "NotImplemented"
+    with pytest.raises(ClientError) as ei:
+        s3.list_multipart_uploads(Bucket="azw")
+    assert ei.value.response["Error"]["Code"] == "NotImplemented"
+
+
 @pytest.mark.parametrize("bucket", ["fsw", "azw"])
 def test_blob_uploaded_in_blocks_read_back_through_s3(gw_w, bucket):
     from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY

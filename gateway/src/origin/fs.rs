@@ -142,6 +142,10 @@ const UPLOADS_DIR: &str = ".cistern-uploads";
 
 static UPLOAD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+fn read_failed(e: std::io::Error) -> Error {
+    Error::new(ErrorKind::OriginUnavailable, "The origin failed to read").with_source(e)
+}
+
 fn write_failed(e: std::io::Error) -> Error {
     Error::new(
         ErrorKind::OriginUnavailable,
@@ -502,6 +506,11 @@ impl Origin for FsOrigin {
             }
             check.finish()?;
             file.sync_data().await.map_err(write_failed)?;
+            // The ETag beside the part, for ListParts (recomputed if this is lost).
+            let etag = hex::encode(md5.clone().finalize());
+            tokio::fs::write(dir.join(format!("{part:05}.etag")), &etag)
+                .await
+                .map_err(write_failed)?;
             tokio::fs::rename(&tmp, dir.join(format!("{part:05}")))
                 .await
                 .map_err(write_failed)
@@ -562,6 +571,82 @@ impl Origin for FsOrigin {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
         })
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<super::PartEntry>> {
+        use md5::Digest as _;
+        let dir = self.owned_staging(bucket, key, upload_id).await?;
+        let mut entries = tokio::fs::read_dir(&dir).await.map_err(read_failed)?;
+        let mut out = Vec::new();
+        while let Some(e) = entries.next_entry().await.map_err(read_failed)? {
+            let name = e.file_name();
+            let Some(number) = name
+                .to_str()
+                .filter(|n| n.len() == 5 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let md = e.metadata().await.map_err(read_failed)?;
+            let etag = match tokio::fs::read_to_string(dir.join(format!("{number:05}.etag"))).await
+            {
+                Ok(t) if t.len() == 32 => t,
+                _ => {
+                    let bytes = tokio::fs::read(e.path()).await.map_err(read_failed)?;
+                    hex::encode(md5::Md5::digest(&bytes))
+                }
+            };
+            out.push(super::PartEntry {
+                number,
+                etag,
+                size: md.len(),
+                last_modified: md.modified().ok(),
+            });
+        }
+        out.sort_by_key(|p| p.number);
+        Ok(out)
+    }
+
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<super::UploadEntry>> {
+        let dir = self.root.join(UPLOADS_DIR);
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(read_failed(e)),
+        };
+        let mut out = Vec::new();
+        while let Some(e) = entries.next_entry().await.map_err(read_failed)? {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_prefix("mp-")) else {
+                continue;
+            };
+            let target = e.path().join("target");
+            let Ok(recorded) = tokio::fs::read_to_string(&target).await else {
+                continue;
+            };
+            let Some((b, k)) = recorded.split_once('\n') else {
+                continue;
+            };
+            if b != bucket || !k.starts_with(prefix) {
+                continue;
+            }
+            let initiated = tokio::fs::metadata(&target)
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok());
+            out.push(super::UploadEntry {
+                key: k.to_string(),
+                upload_id: id.to_string(),
+                initiated,
+            });
+        }
+        out.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
+        Ok(out)
     }
 
     async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {

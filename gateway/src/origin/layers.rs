@@ -13,7 +13,7 @@ use super::{
     Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
     Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
-use super::{BlockRef, PropertyKind};
+use super::{BlockRef, PartEntry, PropertyKind, UploadEntry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 
@@ -208,6 +208,16 @@ impl<O: Origin> Origin for Instrumented<O> {
             self.inner.commit_blocks(bucket, key, blocks, opts),
         )
         .await
+    }
+
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
+        self.observe("list_parts", self.inner.list_parts(bucket, key, upload_id))
+            .await
+    }
+
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadEntry>> {
+        self.observe("list_uploads", self.inner.list_uploads(bucket, prefix))
+            .await
     }
 
     async fn set_properties(
@@ -442,6 +452,16 @@ impl<O: Origin> Origin for Resilient<O> {
         self.attempt(|| self.inner.set_properties(bucket, key, etag, opts, which))
             .await
     }
+
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
+        self.attempt(|| self.inner.list_parts(bucket, key, upload_id))
+            .await
+    }
+
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadEntry>> {
+        self.attempt(|| self.inner.list_uploads(bucket, prefix))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -601,6 +621,12 @@ mod tests {
         ) -> Result<PutResult> {
             Ok(done())
         }
+        async fn list_parts(&self, _: &str, _: &str, _: &str) -> Result<Vec<PartEntry>> {
+            Ok(vec![])
+        }
+        async fn list_uploads(&self, _: &str, _: &str) -> Result<Vec<UploadEntry>> {
+            Ok(vec![])
+        }
     }
 
     fn upload() -> Upload {
@@ -663,5 +689,7 @@ mod tests {
         o.set_properties("b", "k", "e", &opts, PropertyKind::Metadata)
             .await
             .expect("set_properties");
+        o.list_parts("b", "k", "u").await.expect("list_parts");
+        o.list_uploads("b", "").await.expect("list_uploads");
     }
 }

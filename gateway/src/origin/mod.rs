@@ -217,6 +217,30 @@ pub struct PutResult {
     pub last_modified: Option<SystemTime>,
 }
 
+/// One part of an upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartEntry {
+    /// Part number.
+    pub number: u32,
+    /// Its ETag (unquoted).
+    pub etag: String,
+    /// Its size.
+    pub size: u64,
+    /// When it was uploaded.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// One upload in parts in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadEntry {
+    /// The object key.
+    pub key: String,
+    /// The upload id.
+    pub upload_id: String,
+    /// When it began.
+    pub initiated: Option<SystemTime>,
+}
+
 /// Which properties [`Origin::set_properties`] replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PropertyKind {
@@ -358,6 +382,24 @@ pub trait Origin: Send + Sync + 'static {
     ) -> Result<PutResult> {
         let _ = (bucket, key, blocks, opts);
         Err(not_writable())
+    }
+
+    /// The parts uploaded so far to an upload in parts, by part number.
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
+        let _ = (bucket, key, upload_id);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin cannot list the parts of an upload",
+        ))
+    }
+
+    /// The uploads in parts in progress under `prefix`, by key then start time.
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadEntry>> {
+        let _ = (bucket, prefix);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin cannot list uploads in progress",
+        ))
     }
 
     /// Replaces an object's properties without rewriting its bytes: its content headers

@@ -391,6 +391,46 @@ fn parse_time(s: &str) -> SystemTime {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct XmlParts {
+    #[serde(default)]
+    part: Vec<XmlPart>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_part_number_marker: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlPart {
+    part_number: u32,
+    #[serde(rename = "ETag", default)]
+    etag: String,
+    #[serde(default)]
+    size: u64,
+    last_modified: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlUploads {
+    #[serde(default)]
+    upload: Vec<XmlUpload>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_upload_id_marker: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlUpload {
+    key: String,
+    upload_id: String,
+    initiated: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct XmlListResult {
     #[serde(default)]
     contents: Vec<XmlObject>,
@@ -579,6 +619,70 @@ impl Origin for S3Origin {
             last_modified: header(h, "last-modified")
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
         })
+    }
+
+    /// ListParts, passed through (every page).
+    async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<super::PartEntry>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut query = vec![("uploadId".to_string(), upload_id.to_string())];
+            if let Some(m) = &marker {
+                query.push(("part-number-marker".into(), m.clone()));
+            }
+            let resp = self
+                .send(Method::GET, Some(bucket), Some(key), &query, &[], &[])
+                .await?;
+            let body = read_text(resp).await?;
+            let page: XmlParts = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+            out.extend(page.part.into_iter().map(|p| super::PartEntry {
+                number: p.part_number,
+                etag: unquote(&p.etag).to_string(),
+                size: p.size,
+                last_modified: p.last_modified.as_deref().map(parse_time),
+            }));
+            match page.next_part_number_marker {
+                Some(m) if page.is_truncated && out.len() < 10_000 => marker = Some(m),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// ListMultipartUploads, passed through (every page, at most 100 000 uploads).
+    async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<super::UploadEntry>> {
+        let mut out = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut query = vec![
+                ("uploads".to_string(), String::new()),
+                ("prefix".to_string(), prefix.to_string()),
+            ];
+            if let Some((k, u)) = &markers {
+                query.push(("key-marker".into(), k.clone()));
+                query.push(("upload-id-marker".into(), u.clone()));
+            }
+            let resp = self
+                .send(Method::GET, Some(bucket), None, &query, &[], &[])
+                .await?;
+            let body = read_text(resp).await?;
+            let page: XmlUploads = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+            out.extend(page.upload.into_iter().map(|u| super::UploadEntry {
+                key: u.key,
+                upload_id: u.upload_id,
+                initiated: u.initiated.as_deref().map(parse_time),
+            }));
+            match (page.next_key_marker, page.next_upload_id_marker) {
+                (Some(k), Some(u)) if page.is_truncated && out.len() < 100_000 => {
+                    markers = Some((k, u));
+                }
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// S3 has no property update: the object is copied onto itself with

@@ -43,12 +43,16 @@ pub fn permission_for(op: &str) -> Option<Permission> {
         | "CreateMultipartUpload"
         | "UploadPart"
         | "UploadPartCopy"
+        | "ListParts"
         | "CompleteMultipartUpload"
         | "AbortMultipartUpload" => Some(Permission::Write),
         "DeleteObject" | "DeleteObjects" | "DeleteBucket" => Some(Permission::Delete),
-        "ListObjects" | "ListObjectsV2" | "HeadBucket" | "GetBucketLocation" | "ListBuckets" => {
-            Some(Permission::List)
-        }
+        "ListObjects"
+        | "ListObjectsV2"
+        | "HeadBucket"
+        | "GetBucketLocation"
+        | "ListBuckets"
+        | "ListMultipartUploads" => Some(Permission::List),
         _ => None,
     }
 }

@@ -98,6 +98,19 @@ fn part_number(n: i32) -> S3Result<u32> {
         })
 }
 
+/// A page size parameter: 0–1000 (default 1000), as S3 caps them.
+fn page_size(v: Option<i32>, name: &str) -> S3Result<usize> {
+    match v {
+        None => Ok(1000),
+        Some(n) if n >= 0 => Ok((n as usize).min(1000)),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "Argument {} must be an integer between 0 and 2147483647",
+            name
+        )),
+    }
+}
+
 /// `x-amz-copy-source-range`: exactly `bytes=first-last`.
 fn copy_range(r: &str) -> S3Result<RangeSpec> {
     r.strip_prefix("bytes=")
@@ -651,6 +664,156 @@ impl S3Front {
                 last_modified: Some(dto::Timestamp::from(std::time::SystemTime::now())),
                 ..Default::default()
             }),
+            ..Default::default()
+        }))
+    }
+
+    /// ListParts: the origin's parts of the upload, paged here (`max-parts` ≤ 1000,
+    /// `part-number-marker`).
+    pub(super) async fn list_parts(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        let i = req.input;
+        let max = page_size(i.max_parts, "max-parts")?;
+        let b = self.bucket(&i.bucket).await?;
+        let marker = i.part_number_marker.unwrap_or(0);
+        let mut parts: Vec<_> = b
+            .origin
+            .list_parts(&b.origin_bucket, &i.key, &i.upload_id)
+            .await
+            .map_err(to_s3)?
+            .into_iter()
+            .filter(|p| i64::from(p.number) > i64::from(marker))
+            .collect();
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        let next = parts.last().map(|p| p.number as i32).filter(|_| truncated);
+        Ok(S3Response::new(dto::ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: Some(marker),
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            parts: Some(
+                parts
+                    .into_iter()
+                    .map(|p| dto::Part {
+                        part_number: Some(p.number as i32),
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        size: Some(p.size as i64),
+                        last_modified: p.last_modified.map(dto::Timestamp::from),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    /// ListMultipartUploads: the origin's uploads in progress under the prefix, grouped by
+    /// the delimiter and paged here (`max-uploads` ≤ 1000, `key-marker`, `upload-id-marker`).
+    pub(super) async fn list_uploads(
+        &self,
+        req: S3Request<dto::ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let max = page_size(i.max_uploads, "max-uploads")?;
+        let url = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let enc = |s: String| {
+            if url {
+                cistern_auth::sigv4::uri_encode(&s, true)
+            } else {
+                s
+            }
+        };
+        let b = self.bucket(&i.bucket).await?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
+        let key_marker = i.key_marker.clone().unwrap_or_default();
+        let id_marker = i
+            .upload_id_marker
+            .clone()
+            .filter(|_| !key_marker.is_empty());
+        let all = b
+            .origin
+            .list_uploads(&b.origin_bucket, &prefix)
+            .await
+            .map_err(to_s3)?;
+        // Entries in key order: uploads, and the common prefixes that stand for many.
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut taken = 0usize;
+        let mut truncated = false;
+        let mut last: Option<(String, Option<String>)> = None;
+        for u in all {
+            let after_marker = match &id_marker {
+                Some(id) => u.key > key_marker || (u.key == key_marker && u.upload_id > *id),
+                None => key_marker.is_empty() || u.key > key_marker,
+            };
+            if !after_marker {
+                continue;
+            }
+            let rolled = delimiter.as_deref().and_then(|d| {
+                let rest = &u.key[prefix.len().min(u.key.len())..];
+                rest.find(d)
+                    .map(|at| format!("{prefix}{}", &rest[..at + d.len()]))
+            });
+            if let Some(p) = &rolled {
+                if prefixes.last() == Some(p) {
+                    continue;
+                }
+            }
+            if taken == max {
+                truncated = true;
+                break;
+            }
+            taken += 1;
+            match rolled {
+                Some(p) => {
+                    last = Some((p.clone(), None));
+                    prefixes.push(p);
+                }
+                None => {
+                    last = Some((u.key.clone(), Some(u.upload_id.clone())));
+                    uploads.push(dto::MultipartUpload {
+                        key: Some(enc(u.key)),
+                        upload_id: Some(u.upload_id),
+                        initiated: u.initiated.map(dto::Timestamp::from),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let (next_key, next_id) = match last.filter(|_| truncated) {
+            Some((k, id)) => (Some(enc(k)), id),
+            None => (None, None),
+        };
+        Ok(S3Response::new(dto::ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: Some(enc(prefix)),
+            delimiter: delimiter.map(enc),
+            key_marker: Some(enc(key_marker)),
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            uploads: Some(uploads),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| dto::CommonPrefix {
+                        prefix: Some(enc(p)),
+                    })
+                    .collect(),
+            ),
+            encoding_type: i.encoding_type,
             ..Default::default()
         }))
     }
