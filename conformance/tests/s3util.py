@@ -6,7 +6,9 @@ directly or Cistern, for differential comparison.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import hmac
 import http.client
 import random
 import re
@@ -259,3 +261,50 @@ def metric_sum(samples, name: str, **labels) -> float:
         if all(lab.get(k) == str(want) for k, want in labels.items()):
             total += v
     return total
+
+
+# --------------------------------------------------------------------------- signed streaming
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def streaming_put(endpoint: str, path: str, creds: Creds, data: bytes, chunk: int = 64 * 1024,
+                  bad_chunk: int | None = None, region: str = REGION) -> Resp:
+    """PUT with a SigV4 *signed* aws-chunked body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), as
+    the AWS SDKs send it: each chunk signed, chained from the header signature. `bad_chunk`
+    replaces that chunk's signature (the last one is the empty final chunk)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = amz_date[:8]
+    scope = f"{day}/{region}/s3/aws4_request"
+    pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)] + [b""]
+    encoded_len = sum(len(f"{len(p):x};chunk-signature=") + 64 + 2 + len(p) + 2 for p in pieces)
+    streaming = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+    signed = {"content-encoding": "aws-chunked", "content-length": str(encoded_len),
+              "host": endpoint, "x-amz-content-sha256": streaming, "x-amz-date": amz_date,
+              "x-amz-decoded-content-length": str(len(data))}
+    names = sorted(signed)
+    canonical = "\n".join(["PUT", path, "", *(f"{n}:{signed[n]}" for n in names), "",
+                           ";".join(names), streaming])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                     hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + creds.secret).encode(), day), region), "s3"),
+                "aws4_request")
+    prev = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    auth = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+            f"SignedHeaders={';'.join(names)}, Signature={prev}")
+    empty = hashlib.sha256(b"").hexdigest()
+    body = b""
+    for i, p in enumerate(pieces):
+        csts = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", amz_date, scope, prev, empty,
+                          hashlib.sha256(p).hexdigest()])
+        sig = hmac.new(key, csts.encode(), hashlib.sha256).hexdigest()
+        if i == bad_chunk:
+            sig = ("0" if sig[0] != "0" else "1") + sig[1:]
+        body += f"{len(p):x};chunk-signature={sig}\r\n".encode() + p + b"\r\n"
+        prev = sig
+    headers = {k: v for k, v in signed.items() if k not in ("host", "content-length")}
+    headers["authorization"] = auth
+    return request(endpoint, "PUT", path, headers=headers, body=body)

@@ -24,6 +24,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The caller may not do this.
     AccessDenied,
+    /// A signature inside the request (a signed body chunk) does not match.
+    SignatureMismatch,
     /// An upload's body does not match its Content-MD5 (or checksum).
     BadDigest,
     /// An upload's body was cut short or ran long.
@@ -52,7 +54,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for [`ErrorKind::parse`].
-    const ALL: [ErrorKind; 20] = [
+    const ALL: [ErrorKind; 21] = [
         Self::NoSuchBucket,
         Self::NotFound,
         Self::PreconditionFailed,
@@ -61,6 +63,7 @@ impl ErrorKind {
         Self::InvalidPartNumber,
         Self::InvalidArgument,
         Self::AccessDenied,
+        Self::SignatureMismatch,
         Self::BadDigest,
         Self::IncompleteBody,
         Self::NoSuchUpload,
@@ -91,6 +94,7 @@ impl ErrorKind {
             Self::InvalidPartNumber => "invalid_part_number",
             Self::InvalidArgument => "invalid_argument",
             Self::AccessDenied => "access_denied",
+            Self::SignatureMismatch => "signature_mismatch",
             Self::BadDigest => "bad_digest",
             Self::IncompleteBody => "incomplete_body",
             Self::NoSuchUpload => "no_such_upload",

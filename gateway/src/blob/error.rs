@@ -206,6 +206,11 @@ impl From<Error> for BlobError {
                 "AuthorizationFailure",
                 "This request is not authorized to perform this operation.",
             ),
+            ErrorKind::SignatureMismatch => (
+                StatusCode::FORBIDDEN,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature.",
+            ),
             ErrorKind::Throttled | ErrorKind::OriginUnavailable | ErrorKind::ObjectChanged => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServerBusy",

@@ -16,6 +16,7 @@ pub fn to_s3(e: Error) -> S3Error {
         ErrorKind::InvalidPartNumber => S3ErrorCode::Custom("InvalidPartNumber".into()),
         ErrorKind::InvalidArgument => S3ErrorCode::InvalidArgument,
         ErrorKind::AccessDenied => S3ErrorCode::AccessDenied,
+        ErrorKind::SignatureMismatch => S3ErrorCode::SignatureDoesNotMatch,
         ErrorKind::BadDigest => S3ErrorCode::BadDigest,
         ErrorKind::IncompleteBody => S3ErrorCode::IncompleteBody,
         ErrorKind::NoSuchUpload => S3ErrorCode::NoSuchUpload,

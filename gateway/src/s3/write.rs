@@ -157,14 +157,26 @@ fn body_stream(
                     }
                     Some((Ok(chunk), (body, checksum, hasher, false)))
                 }
-                Some(Err(e)) => Some((
-                    Err(Error::new(
-                        ErrorKind::IncompleteBody,
-                        "The request body could not be read completely.",
-                    )
-                    .with_source(BodyError(e.to_string()))),
-                    (body, checksum, hasher, true),
-                )),
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    // s3s's aws-chunked decoder (private type, pinned version) names a chunk
+                    // whose signature does not match.
+                    let err = if text.contains("SignatureMismatch") {
+                        Error::new(
+                            ErrorKind::SignatureMismatch,
+                            "The request signature we calculated does not match the signature you provided.",
+                        )
+                    } else {
+                        Error::new(
+                            ErrorKind::IncompleteBody,
+                            "The request body could not be read completely.",
+                        )
+                    };
+                    Some((
+                        Err(err.with_source(BodyError(text))),
+                        (body, checksum, hasher, true),
+                    ))
+                }
                 None => {
                     let (algo, expected) = checksum?;
                     let got = hasher.and_then(|h| algo.pick(h.finalize()));
