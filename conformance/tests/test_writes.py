@@ -473,6 +473,25 @@ def test_blob_uploaded_in_blocks_read_back_through_s3(gw_w, bucket):
     assert s3.get_object(Bucket=bucket, Key="blocks/model.pt")["Body"].read() == new
 
 
+@pytest.mark.parametrize("dst", ["fsw", "azw"])
+def test_put_block_from_url_assembles_a_blob(gw_w, dst):
+    from azure.storage.blob import BlobBlock
+    c, origins = gw_w
+    svc = blob_writer(c)
+    data = s3util.det_bytes("pbfu-src", 3 * MIB + 3)
+    c.client(WRITER).put_object(Bucket="motow", Key="pbfu/src.bin", Body=data)
+    src_url = svc.get_blob_client("motow", "pbfu/src.bin").url
+    bc = svc.get_blob_client(dst, "pbfu/assembled.bin")
+    ids = [base64.b64encode(f"blk-{i:04d}".encode()).decode() for i in range(3)]
+    bc.stage_block_from_url(ids[0], src_url, source_offset=2 * MIB, source_length=MIB + 3)
+    bc.stage_block(ids[1], b"-own bytes-")
+    bc.stage_block_from_url(ids[2], src_url, source_offset=0, source_length=2 * MIB)
+    bc.commit_block_list([BlobBlock(block_id=i) for i in ids])
+    want = data[2 * MIB:] + b"-own bytes-" + data[:2 * MIB]
+    assert origin_bytes(origins, dst, "pbfu/assembled.bin") == want
+    assert c.client(WRITER).get_object(Bucket=dst, Key="pbfu/assembled.bin")["Body"].read() == want
+
+
 def test_blocks_onto_an_s3_origin_say_not_implemented(gw_w):
     from azure.core.exceptions import HttpResponseError
     from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY

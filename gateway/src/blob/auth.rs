@@ -170,9 +170,8 @@ pub fn needs(op: Operation) -> Option<Needs> {
             n(Some(Permission::Read), Some("r"), ResourceType::Object)
         }
         // A create-only SAS (`c` without `w`) could overwrite through these: `w` is needed.
-        PutBlob | PutBlock | PutBlockList | CopyBlob | SetBlobMetadata | SetBlobProperties => {
-            n(Some(Permission::Write), Some("w"), ResourceType::Object)
-        }
+        PutBlob | PutBlock | PutBlockFromUrl | PutBlockList | CopyBlob | SetBlobMetadata
+        | SetBlobProperties => n(Some(Permission::Write), Some("w"), ResourceType::Object),
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         Unsupported(_) => None,
     }

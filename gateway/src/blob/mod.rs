@@ -588,6 +588,10 @@ impl BlobFront {
                 }
                 Ok(Reply::empty(StatusCode::CREATED, h))
             }
+            Operation::PutBlockFromUrl => {
+                self.put_block_from_url(r, caller, &parts.headers, q, peer)
+                    .await
+            }
             Operation::PutBlockList => {
                 let blocks = read_block_list(body).await?;
                 let b = self.bucket(container).await?;
@@ -763,21 +767,16 @@ impl BlobFront {
         Ok(Reply::empty(StatusCode::CREATED, headers))
     }
 
-    /// Copy Blob (and Copy Blob From URL), synchronous, within the account: the source — a
-    /// blob of this Cistern, authorized by the SAS in its URL or else by the caller's own
-    /// credentials — is read through the cache and streamed into a write of the destination,
-    /// whatever the two origins. Answers `x-ms-copy-status: success`.
-    async fn copy_blob(
+    /// The blob a copy reads (`x-ms-copy-source`): a blob of this Cistern in the caller's
+    /// account, authorized by the SAS in its URL or else by the caller's own credentials.
+    async fn copy_source(
         &self,
         r: &Routed,
         caller: &Caller,
         h: &HeaderMap,
         peer: Option<IpAddr>,
         now: SystemTime,
-    ) -> Result<Reply, BlobError> {
-        let cannot_verify = |status, message: &'static str| {
-            BlobError::new(status, "CannotVerifyCopySource", message)
-        };
+    ) -> Result<(Arc<BucketBinding>, String), BlobError> {
         let source = header(h, "x-ms-copy-source").unwrap_or("");
         let uri: http::Uri = source.parse().map_err(|_| {
             BlobError::invalid_header("x-ms-copy-source", "The copy source is not a URL.")
@@ -839,6 +838,123 @@ impl BlobFront {
                 "This request is not authorized to read the copy source.",
             )
         })?;
+        let container = src.container.clone().unwrap_or_default();
+        let blob = src.blob.clone().unwrap_or_default();
+        Ok((self.bucket(&container).await?, blob))
+    }
+
+    /// Put Block From URL: a block made of (`x-ms-source-range` of) another blob of the
+    /// account, read through the cache and staged like Put Block.
+    async fn put_block_from_url(
+        &self,
+        r: &Routed,
+        caller: &Caller,
+        h: &HeaderMap,
+        q: &[(String, String)],
+        peer: Option<IpAddr>,
+    ) -> Result<Reply, BlobError> {
+        let now = SystemTime::now();
+        let id = get(q, "blockid")
+            .filter(|id| valid_block_id(id))
+            .ok_or_else(|| {
+                BlobError::invalid_query(
+                    "blockid",
+                    get(q, "blockid").unwrap_or(""),
+                    "The specified blob or block content is invalid.",
+                )
+            })?;
+        let (src_b, src_blob) = self.copy_source(r, caller, h, peer, now).await?;
+        let sel = match header(h, "x-ms-source-range") {
+            None => Selection::All,
+            Some(v) => match parse_range(v) {
+                Some(spec @ RangeSpec::FromTo { .. }) => Selection::Range(spec),
+                _ => {
+                    return Err(BlobError::invalid_header(
+                        "x-ms-source-range",
+                        "The source range must be bytes=start-end.",
+                    ))
+                }
+            },
+        };
+        let date = |n| header(h, n).and_then(|v| httpdate::parse_http_date(v).ok());
+        let cond = Conditions {
+            if_match: header(h, "x-ms-source-if-match").map(etag_list),
+            if_none_match: header(h, "x-ms-source-if-none-match").map(etag_list),
+            if_modified_since: date("x-ms-source-if-modified-since"),
+            if_unmodified_since: date("x-ms-source-if-unmodified-since"),
+        };
+        let read = self.read_copy_source(&src_b, &src_blob, sel, &cond).await?;
+        let len = read
+            .range
+            .as_ref()
+            .map_or(read.meta.size, |rg| rg.end - rg.start);
+        let dst = self.bucket(r.container.as_deref().unwrap_or("")).await?;
+        let md5 = header(h, "x-ms-source-content-md5");
+        dst.origin
+            .put_block(
+                &dst.origin_bucket,
+                r.blob.as_deref().unwrap_or(""),
+                id,
+                crate::origin::Upload {
+                    len,
+                    body: read.body.boxed(),
+                },
+                md5,
+            )
+            .await?;
+        let mut headers = HeaderMap::new();
+        if let Some(m) = md5 {
+            set(&mut headers, "content-md5", m);
+        }
+        set(&mut headers, "x-ms-request-server-encrypted", "false");
+        Ok(Reply::empty(StatusCode::CREATED, headers))
+    }
+
+    /// Reads a copy source through the cache: missing is `404 CannotVerifyCopySource`, a
+    /// failed source condition `412 SourceConditionNotMet`.
+    async fn read_copy_source(
+        &self,
+        src: &Arc<BucketBinding>,
+        blob: &str,
+        sel: Selection,
+        cond: &Conditions,
+    ) -> Result<crate::pipeline::ObjectRead, BlobError> {
+        match self.pipeline.get(src, blob, sel, cond).await {
+            Ok(read) => Ok(read),
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => Err(cannot_verify(
+                StatusCode::NOT_FOUND,
+                "The specified blob does not exist.",
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    crate::error::ErrorKind::PreconditionFailed
+                        | crate::error::ErrorKind::NotModified
+                ) =>
+            {
+                Err(BlobError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "SourceConditionNotMet",
+                    "The source condition specified using HTTP conditional header(s) is not met.",
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Copy Blob (and Copy Blob From URL), synchronous, within the account: the source — a
+    /// blob of this Cistern, authorized by the SAS in its URL or else by the caller's own
+    /// credentials — is read through the cache and streamed into a write of the destination,
+    /// whatever the two origins. Answers `x-ms-copy-status: success`.
+    async fn copy_blob(
+        &self,
+        r: &Routed,
+        caller: &Caller,
+        h: &HeaderMap,
+        peer: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<Reply, BlobError> {
+        let (src_b, src_blob) = self.copy_source(r, caller, h, peer, now).await?;
         // Destination conditions: create-only is served, others not yet.
         let create_only = header(h, "if-none-match").is_some_and(|v| v.trim() == "*");
         if ["if-match", "if-modified-since", "if-unmodified-since"]
@@ -848,9 +964,6 @@ impl BlobFront {
         {
             return Err(BlobError::not_implemented("conditional Copy Blob"));
         }
-        let src_container = src.container.as_deref().unwrap_or("");
-        let src_blob = src.blob.as_deref().unwrap_or("");
-        let src_b = self.bucket(src_container).await?;
         let dst_b = self.bucket(r.container.as_deref().unwrap_or("")).await?;
         let blob = r.blob.as_deref().unwrap_or("");
         if create_only && self.pipeline.exists_at_origin(&dst_b, blob).await? {
@@ -867,33 +980,9 @@ impl BlobFront {
             if_modified_since: date("x-ms-source-if-modified-since"),
             if_unmodified_since: date("x-ms-source-if-unmodified-since"),
         };
-        let read = match self
-            .pipeline
-            .get(&src_b, src_blob, Selection::All, &cond)
-            .await
-        {
-            Ok(read) => read,
-            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
-                return Err(cannot_verify(
-                    StatusCode::NOT_FOUND,
-                    "The specified blob does not exist.",
-                ))
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    crate::error::ErrorKind::PreconditionFailed
-                        | crate::error::ErrorKind::NotModified
-                ) =>
-            {
-                return Err(BlobError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "SourceConditionNotMet",
-                    "The source condition specified using HTTP conditional header(s) is not met.",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let read = self
+            .read_copy_source(&src_b, &src_blob, Selection::All, &cond)
+            .await?;
         let m = &read.meta;
         let given = put_options(h, false);
         // Put Blob From URL (`x-ms-blob-type` given): the request's properties, not the
@@ -1305,6 +1394,11 @@ fn put_options(h: &HeaderMap, body_is_blob: bool) -> crate::origin::PutOptions {
         content_disposition: opt("x-ms-blob-content-disposition", "content-disposition"),
         user_metadata,
     }
+}
+
+/// 403/404 CannotVerifyCopySource: the copy source is missing or may not be read.
+fn cannot_verify(status: StatusCode, message: &'static str) -> BlobError {
+    BlobError::new(status, "CannotVerifyCopySource", message)
 }
 
 /// A copy id (a GUID, as Azure's): the copy is over when answered, so it only names it.

@@ -40,6 +40,8 @@ pub enum Operation {
     PutBlockList,
     /// `DELETE /container/blob`.
     DeleteBlob,
+    /// `PUT /container/blob?comp=block&blockid=…` with `x-ms-copy-source`.
+    PutBlockFromUrl,
     /// `PUT /container/blob?comp=metadata`.
     SetBlobMetadata,
     /// `PUT /container/blob?comp=properties`.
@@ -72,6 +74,7 @@ impl Operation {
             Self::DeleteBlob => "DeleteBlob",
             Self::CopyBlob => "CopyBlob",
             Self::SetBlobMetadata => "SetBlobMetadata",
+            Self::PutBlockFromUrl => "PutBlockFromURL",
             Self::SetBlobProperties => "SetBlobProperties",
             Self::Unsupported(name) => name,
         }
@@ -273,7 +276,7 @@ fn operation(
             (Some("metadata"), "GET" | "HEAD") => GetBlobMetadata,
             (Some("metadata"), "PUT") => SetBlobMetadata,
             (Some("properties"), "PUT") => SetBlobProperties,
-            (Some("block"), "PUT") if copy_source => U("PutBlockFromURL"),
+            (Some("block"), "PUT") if copy_source => PutBlockFromUrl,
             (Some("block"), "PUT") => PutBlock,
             (Some("blocklist"), "PUT") => PutBlockList,
             (Some("blocklist"), "GET") => GetBlockList,
