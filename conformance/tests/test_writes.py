@@ -760,6 +760,28 @@ def test_create_only_writes(gw_w, bucket):
     assert origin_bytes(origins, bucket, "once.txt") == b"first"
 
 
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_racing_create_only_writes_have_one_winner(gw_w, bucket):
+    """Eight clients create the same new key with `If-None-Match: *` at once: the origin
+    decides (a hard link, Azure's and S3's own conditional writes), so exactly one wins."""
+    from conftest import run_threads
+    c, origins = gw_w
+    key = f"race/{bucket}.bin"
+
+    def one(i):
+        body = f"writer {i} ".encode() * 50_000
+        try:
+            c.client(WRITER).put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+            return body
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "PreconditionFailed", e.response
+            return None
+
+    won = [b for b in run_threads(8, one) if b is not None]
+    assert len(won) == 1, f"{len(won)} create-only writes succeeded"
+    assert origin_bytes(origins, bucket, key) == won[0]
+
+
 def test_an_upload_cut_off_by_the_client_leaves_nothing(gw_w):
     """A client that disconnects mid-body: no object, and no temporary file left behind (the
     body's read error removes it; a request future dropped outright is covered by a guard)."""

@@ -750,11 +750,13 @@ impl BlobFront {
                 "The specified blob already exists.",
             ));
         }
-        let opts = put_options(h, true);
+        let mut opts = put_options(h, true);
+        opts.create_only = create_only;
         let put = self
             .pipeline
             .put(&b, blob, crate::origin::Upload { body, len }, &opts)
-            .await?;
+            .await
+            .map_err(|e| already_exists(e, create_only))?;
         let mut headers = HeaderMap::new();
         set(&mut headers, "etag", &quoted(&put.etag));
         if let Some(t) = put.last_modified {
@@ -993,7 +995,7 @@ impl BlobFront {
                 "Put Blob From URL of a page or append blob",
             ));
         }
-        let opts = if from_url {
+        let mut opts = if from_url {
             given
         } else {
             crate::origin::PutOptions {
@@ -1009,13 +1011,19 @@ impl BlobFront {
                 } else {
                     given.user_metadata
                 },
+                create_only: false,
             }
         };
+        opts.create_only = create_only;
         let upload = crate::origin::Upload {
             len: m.size,
             body: read.body.boxed(),
         };
-        let put = self.pipeline.put(&dst_b, blob, upload, &opts).await?;
+        let put = self
+            .pipeline
+            .put(&dst_b, blob, upload, &opts)
+            .await
+            .map_err(|e| already_exists(e, create_only))?;
         let mut headers = HeaderMap::new();
         set(&mut headers, "etag", &quoted(&put.etag));
         set(
@@ -1078,6 +1086,7 @@ impl BlobFront {
                         cache_control: m.cache_control.clone(),
                         content_disposition: m.content_disposition.clone(),
                         user_metadata: given.user_metadata,
+                        create_only: false,
                     },
                     PropertyKind::Headers => crate::origin::PutOptions {
                         content_md5: md5,
@@ -1393,6 +1402,20 @@ fn put_options(h: &HeaderMap, body_is_blob: bool) -> crate::origin::PutOptions {
         cache_control: opt("x-ms-blob-cache-control", "cache-control"),
         content_disposition: opt("x-ms-blob-content-disposition", "content-disposition"),
         user_metadata,
+        create_only: false,
+    }
+}
+
+/// A create-only write the origin refused because the blob exists: Azure's 409.
+fn already_exists(e: crate::error::Error, create_only: bool) -> BlobError {
+    if create_only && e.kind() == crate::error::ErrorKind::PreconditionFailed {
+        BlobError::new(
+            StatusCode::CONFLICT,
+            "BlobAlreadyExists",
+            "The specified blob already exists.",
+        )
+    } else {
+        e.into()
     }
 }
 

@@ -320,6 +320,10 @@ fn classify(status: StatusCode, code: &str) -> Error {
         (409, "ContainerAlreadyExists") => {
             (ErrorKind::BucketExists, "The container already exists")
         }
+        (409, "BlobAlreadyExists") => (
+            ErrorKind::PreconditionFailed,
+            "An object already has this key",
+        ),
         (400, "Md5Mismatch" | "InvalidMd5") => (
             ErrorKind::BadDigest,
             "The MD5 value specified in the request did not match the body",
@@ -604,6 +608,9 @@ impl Origin for AzureOrigin {
         ];
         if let Some(m) = &opts.content_md5 {
             owned.push(("content-md5".into(), m.clone()));
+        }
+        if opts.create_only {
+            owned.push(("if-none-match".into(), "*".into()));
         }
         owned.extend(content_headers(opts));
         owned.extend(metadata_headers(opts));

@@ -156,7 +156,7 @@ fn write_failed(e: std::io::Error) -> Error {
 
 /// Renames a finished upload into `<bucket>/<key>`, creating parent directories inside the
 /// bucket only (a symlinked directory must not lead out).
-async fn place(tmp: &Path, bucket_real: &Path, key: &str) -> Result<PathBuf> {
+async fn place(tmp: &Path, bucket_real: &Path, key: &str, create_only: bool) -> Result<PathBuf> {
     // Parents inside the bucket only (a symlinked directory must not lead out).
     let target = bucket_real.join(key);
     let parent = target.parent().unwrap_or(bucket_real).to_path_buf();
@@ -178,9 +178,25 @@ async fn place(tmp: &Path, bucket_real: &Path, key: &str) -> Result<PathBuf> {
             "A directory already has this key's name",
         ));
     }
-    tokio::fs::rename(tmp, &target)
-        .await
-        .map_err(write_failed)?;
+    if create_only {
+        // A hard link fails when the name exists: create-only without a window.
+        match tokio::fs::hard_link(tmp, &target).await {
+            Ok(()) => {
+                let _ = tokio::fs::remove_file(tmp).await;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    "An object already has this key",
+                ))
+            }
+            Err(e) => return Err(write_failed(e)),
+        }
+    } else {
+        tokio::fs::rename(tmp, &target)
+            .await
+            .map_err(write_failed)?;
+    }
     Ok(target)
 }
 
@@ -436,7 +452,7 @@ impl Origin for FsOrigin {
             check.finish()?;
             file.sync_data().await.map_err(write_failed)?;
             drop(file);
-            place(&tmp, &bucket_real, key).await
+            place(&tmp, &bucket_real, key, opts.create_only).await
         }
         .await;
         let target = result?;
@@ -561,7 +577,7 @@ impl Origin for FsOrigin {
             }
             out.sync_data().await.map_err(write_failed)?;
             drop(out);
-            place(&tmp, &bucket_real, key).await
+            place(&tmp, &bucket_real, key, false).await
         }
         .await;
         let target = result?;
@@ -758,7 +774,7 @@ impl Origin for FsOrigin {
             }
             out.sync_data().await.map_err(write_failed)?;
             drop(out);
-            place(&tmp, &bucket_real, key).await
+            place(&tmp, &bucket_real, key, false).await
         }
         .await;
         let target = result?;

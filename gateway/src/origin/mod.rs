@@ -206,6 +206,9 @@ pub struct PutOptions {
     pub content_disposition: Option<String>,
     /// User metadata (names without a dialect prefix).
     pub user_metadata: Vec<(String, String)>,
+    /// Create only (`If-None-Match: *`): `PreconditionFailed` when an object has the key —
+    /// decided atomically by the origin where it can (a directory, Azure, S3).
+    pub create_only: bool,
 }
 
 /// What a completed upload created.

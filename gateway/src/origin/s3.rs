@@ -598,6 +598,10 @@ impl Origin for S3Origin {
         if let Some(m) = &opts.content_md5 {
             owned.push(("content-md5".into(), m.clone()));
         }
+        if opts.create_only {
+            // S3's conditional write: 412 when the key exists.
+            owned.push(("if-none-match".into(), "*".into()));
+        }
         let headers: Vec<(&str, &str)> = owned
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -612,7 +616,14 @@ impl Origin for S3Origin {
                 &[],
                 Some(reqwest::Body::wrap_stream(upload.body)),
             )
-            .await?;
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::ObjectChanged if opts.create_only => Error::new(
+                    ErrorKind::PreconditionFailed,
+                    "An object already has this key",
+                ),
+                _ => e,
+            })?;
         let h = resp.headers();
         Ok(PutResult {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),

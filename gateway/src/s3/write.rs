@@ -310,6 +310,7 @@ impl S3Front {
                     v
                 })
                 .unwrap_or_default(),
+            create_only,
         };
         let upload = Upload {
             body: body_stream(body, checksum),
@@ -358,6 +359,7 @@ impl S3Front {
             cache_control: i.cache_control.clone(),
             content_disposition: i.content_disposition.clone(),
             user_metadata: metadata(i.metadata.take()),
+            create_only: false,
         };
         let id = b
             .origin
@@ -537,6 +539,7 @@ impl S3Front {
                 cache_control: i.cache_control.clone(),
                 content_disposition: i.content_disposition.clone(),
                 user_metadata: metadata(i.metadata.take()),
+                create_only: false,
             }
         } else {
             PutOptions {
@@ -547,6 +550,7 @@ impl S3Front {
                 cache_control: m.cache_control.clone(),
                 content_disposition: m.content_disposition.clone(),
                 user_metadata: m.user_metadata.clone(),
+                create_only: false,
             }
         };
         let upload = Upload {
