@@ -31,13 +31,23 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Debug, Clone)]
 pub struct FsOrigin {
     root: PathBuf,
+    /// When abandoned uploads were last swept (seconds since the epoch).
+    last_sweep: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Staged parts and blocks, and temporary files of writes a crash cut short, are removed once
+/// untouched this long (as Azure drops uncommitted blocks after 7 days).
+pub const STAGING_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// How often the uploads directory is swept (by the next write that starts).
+const SWEEP_EVERY_SECS: u64 = 3600;
 
 impl FsOrigin {
     /// Serves `root`, which must exist.
     pub fn new(root: &Path) -> std::io::Result<Self> {
         Ok(Self {
             root: root.canonicalize()?,
+            last_sweep: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
 
@@ -47,7 +57,35 @@ impl FsOrigin {
         tokio::fs::create_dir_all(&uploads)
             .await
             .map_err(write_failed)?;
+        self.maybe_sweep();
         Ok(uploads.join(unique_name("up")))
+    }
+
+    /// Starts a sweep of abandoned uploads in the background, at most once an hour.
+    fn maybe_sweep(&self) {
+        use std::sync::atomic::Ordering;
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY_SECS
+            || self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let dir = self.root.join(UPLOADS_DIR);
+        tokio::spawn(async move {
+            match sweep(&dir, STAGING_TTL).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, dir = %dir.display(), "removed abandoned uploads")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot sweep abandoned uploads"),
+            }
+        });
     }
 
     /// The staging directory of an upload in parts, after checking the id is one of ours
@@ -152,6 +190,39 @@ fn write_failed(e: std::io::Error) -> Error {
         "The origin failed to store the object",
     )
     .with_source(e)
+}
+
+/// Removes the entries of the uploads directory untouched for `ttl` (staged uploads are
+/// touched by each part or block added). Returns how many went.
+async fn sweep(dir: &Path, ttl: std::time::Duration) -> std::io::Result<usize> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    while let Some(e) = entries.next_entry().await? {
+        let Ok(md) = tokio::fs::symlink_metadata(e.path()).await else {
+            continue;
+        };
+        let old = md
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ttl);
+        if !old {
+            continue;
+        }
+        let gone = if md.is_dir() {
+            tokio::fs::remove_dir_all(e.path()).await
+        } else {
+            tokio::fs::remove_file(e.path()).await
+        };
+        if gone.is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Renames a finished upload into `<bucket>/<key>`, creating parent directories inside the
@@ -468,6 +539,7 @@ impl Origin for FsOrigin {
     /// place.
     async fn start_parts(&self, bucket: &str, key: &str, _opts: &PutOptions) -> Result<String> {
         writable(self, bucket, key).await?;
+        self.maybe_sweep();
         let mut h = Sha256::new();
         h.update(std::process::id().to_le_bytes());
         h.update(
@@ -895,6 +967,37 @@ fn walk(root: &Path, dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn abandoned_uploads_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let uploads = dir.path().join(super::UPLOADS_DIR);
+        let old_mp = uploads.join("mp-00000000000000000000000000000001");
+        let fresh_mp = uploads.join("mp-00000000000000000000000000000002");
+        std::fs::create_dir_all(&old_mp).expect("mkdir");
+        std::fs::create_dir_all(&fresh_mp).expect("mkdir");
+        std::fs::write(old_mp.join("00001"), b"part").expect("write");
+        std::fs::write(uploads.join("up-stale"), b"tmp").expect("write");
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 24 * 3600);
+        for p in [&old_mp, &uploads.join("up-stale")] {
+            std::fs::File::open(p)
+                .expect("open")
+                .set_modified(past)
+                .expect("set mtime");
+        }
+        let n = super::sweep(&uploads, super::STAGING_TTL)
+            .await
+            .expect("sweep");
+        assert_eq!(n, 2);
+        assert!(!old_mp.exists() && !uploads.join("up-stale").exists());
+        assert!(fresh_mp.exists());
+        assert_eq!(
+            super::sweep(&dir.path().join("none"), super::STAGING_TTL)
+                .await
+                .expect("missing dir"),
+            0
+        );
+    }
+
     use super::*;
 
     fn setup() -> (tempfile::TempDir, FsOrigin) {
