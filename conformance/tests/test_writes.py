@@ -349,6 +349,41 @@ def test_set_blob_metadata_on_a_directory_is_not_implemented(gw_w):
     assert (ei.value.status_code, ei.value.error_code) == (501, "NotImplemented")
 
 
+@pytest.mark.parametrize("bucket", ["azw", "fsw"])
+def test_append_blob_grows_all_or_nothing(gw_w, bucket):
+    import requests
+    from azure.core.exceptions import HttpResponseError
+    from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
+    from test_blob import _date, _shared_key
+    c, origins = gw_w
+    bc = blob_writer(c).get_blob_client(bucket, "logs/app.log")
+    bc.create_append_blob()
+    first = bc.append_block(b"line one\n")
+    assert int(first["blob_append_offset"]) == 0
+    assert bc.download_blob().readall() == b"line one\n"  # cached now
+    second = bc.append_block(b"line two\n")
+    assert int(second["blob_append_offset"]) == 9
+    assert bc.download_blob().readall() == b"line one\nline two\n"  # never the cached one
+    if bucket == "azw":
+        assert bc.get_blob_properties().blob_type == "AppendBlob"
+    for kw in ({"appendpos_condition": 3}, {"maxsize_condition": 20}):
+        with pytest.raises(HttpResponseError) as ei:
+            bc.append_block(b"x" * 10, **kw)
+        assert ei.value.status_code == 412, kw
+    url = f"http://127.0.0.1:{c.blob_port}/{WRITER_ACCOUNT}/{bucket}/logs/app.log?comp=appendblock"
+    body = b"never appended\n"
+    headers = {"x-ms-version": "2025-11-05", "x-ms-date": _date(),
+               "Content-Length": str(len(body)),
+               "Content-MD5": base64.b64encode(hashlib.md5(b"other").digest()).decode()}
+    r = requests.put(url, data=body,
+                     headers=_shared_key("PUT", url, headers, WRITER_ACCOUNT, WRITER_ACCOUNT_KEY),
+                     timeout=60)
+    assert (r.status_code, r.headers.get("x-ms-error-code")) == (400, "Md5Mismatch"), r.text
+    assert origin_bytes(origins, bucket, "logs/app.log") == b"line one\nline two\n"
+    assert c.client(WRITER).get_object(Bucket=bucket, Key="logs/app.log")["Body"].read() == \
+        b"line one\nline two\n"
+
+
 # ------------------------------------------------------------------ multipart
 
 

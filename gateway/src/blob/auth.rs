@@ -173,6 +173,7 @@ pub fn needs(op: Operation) -> Option<Needs> {
         PutBlob | PutBlock | PutBlockFromUrl | PutBlockList | CopyBlob | SetBlobMetadata
         | SetBlobProperties => n(Some(Permission::Write), Some("w"), ResourceType::Object),
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
+        AppendBlock => n(Some(Permission::Write), Some("aw"), ResourceType::Object),
         Unsupported(_) => None,
     }
 }

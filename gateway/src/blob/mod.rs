@@ -588,6 +588,10 @@ impl BlobFront {
                 }
                 Ok(Reply::empty(StatusCode::CREATED, h))
             }
+            Operation::AppendBlock => {
+                self.append_block(container, blob, &parts.headers, body)
+                    .await
+            }
             Operation::PutBlockFromUrl => {
                 self.put_block_from_url(r, caller, &parts.headers, q, peer)
                     .await
@@ -715,13 +719,10 @@ impl BlobFront {
         h: &HeaderMap,
         body: RequestBody,
     ) -> Result<Reply, BlobError> {
-        match header(h, "x-ms-blob-type") {
-            Some("BlockBlob") => {}
-            Some("PageBlob" | "AppendBlob") => {
-                return Err(BlobError::not_implemented(
-                    "Put Blob of a page or append blob",
-                ))
-            }
+        let append_blob = match header(h, "x-ms-blob-type") {
+            Some("BlockBlob") => false,
+            Some("AppendBlob") => true,
+            Some("PageBlob") => return Err(BlobError::not_implemented("Put Blob of a page blob")),
             _ => {
                 return Err(BlobError::new(
                     StatusCode::BAD_REQUEST,
@@ -730,7 +731,7 @@ impl BlobFront {
                 )
                 .with_detail("HeaderName", "x-ms-blob-type"))
             }
-        }
+        };
         // `If-None-Match: *` (create only, what the SDKs send without overwrite) is served;
         // other conditions on writes are not yet.
         let create_only = header(h, "if-none-match").is_some_and(|v| v.trim() == "*");
@@ -752,11 +753,22 @@ impl BlobFront {
         }
         let mut opts = put_options(h, true);
         opts.create_only = create_only;
-        let put = self
-            .pipeline
-            .put(&b, blob, crate::origin::Upload { body, len }, &opts)
-            .await
-            .map_err(|e| already_exists(e, create_only))?;
+        let put = if append_blob {
+            // An append blob starts empty; Append Block grows it.
+            if len != 0 {
+                return Err(BlobError::invalid_header(
+                    "content-length",
+                    "Put Blob of an append blob takes no body.",
+                ));
+            }
+            drop(body);
+            self.pipeline.create_appendable(&b, blob, &opts).await
+        } else {
+            self.pipeline
+                .put(&b, blob, crate::origin::Upload { body, len }, &opts)
+                .await
+        }
+        .map_err(|e| already_exists(e, create_only))?;
         let mut headers = HeaderMap::new();
         set(&mut headers, "etag", &quoted(&put.etag));
         if let Some(t) = put.last_modified {
@@ -843,6 +855,77 @@ impl BlobFront {
         let container = src.container.clone().unwrap_or_default();
         let blob = src.blob.clone().unwrap_or_default();
         Ok((self.bucket(&container).await?, blob))
+    }
+
+    /// Append Block: the body is added to the end of an append blob, all or nothing, with
+    /// the append-position and max-size conditions.
+    async fn append_block(
+        &self,
+        container: &str,
+        blob: &str,
+        h: &HeaderMap,
+        body: RequestBody,
+    ) -> Result<Reply, BlobError> {
+        if [
+            "if-match",
+            "if-none-match",
+            "if-modified-since",
+            "if-unmodified-since",
+        ]
+        .iter()
+        .any(|n| h.contains_key(*n))
+        {
+            return Err(BlobError::not_implemented("conditional Append Block"));
+        }
+        let len = content_length(h)?;
+        if len > MAX_APPEND_BLOCK {
+            return Err(BlobError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit (100 MiB).",
+            ));
+        }
+        let number = |name: &'static str| -> Result<Option<u64>, BlobError> {
+            header(h, name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| BlobError::invalid_header(name, "Not a number."))
+                })
+                .transpose()
+        };
+        let opts = crate::origin::AppendOptions {
+            content_md5: header(h, "content-md5").map(str::to_string),
+            append_position: number("x-ms-blob-condition-appendpos")?,
+            max_size: number("x-ms-blob-condition-maxsize")?,
+        };
+        let b = self.bucket(container).await?;
+        let done = self
+            .pipeline
+            .append(&b, blob, crate::origin::Upload { body, len }, &opts)
+            .await?;
+        let mut headers = HeaderMap::new();
+        set(&mut headers, "etag", &quoted(&done.etag));
+        if let Some(t) = done.last_modified {
+            set(&mut headers, "last-modified", &xml::http_date(t));
+        }
+        set(
+            &mut headers,
+            "x-ms-blob-append-offset",
+            &done.offset.to_string(),
+        );
+        if let Some(n) = done.blocks {
+            set(
+                &mut headers,
+                "x-ms-blob-committed-block-count",
+                &n.to_string(),
+            );
+        }
+        if let Some(m) = &opts.content_md5 {
+            set(&mut headers, "content-md5", m);
+        }
+        set(&mut headers, "x-ms-request-server-encrypted", "false");
+        Ok(Reply::empty(StatusCode::CREATED, headers))
     }
 
     /// Put Block From URL: a block made of (`x-ms-source-range` of) another blob of the
@@ -1405,6 +1488,9 @@ fn put_options(h: &HeaderMap, body_is_blob: bool) -> crate::origin::PutOptions {
         create_only: false,
     }
 }
+
+/// The largest Append Block body (Azure's limit since 2022-11-02).
+const MAX_APPEND_BLOCK: u64 = 100 << 20;
 
 /// A create-only write the origin refused because the blob exists: Azure's 409.
 fn already_exists(e: crate::error::Error, create_only: bool) -> BlobError {

@@ -42,6 +42,8 @@ pub enum Operation {
     DeleteBlob,
     /// `PUT /container/blob?comp=block&blockid=…` with `x-ms-copy-source`.
     PutBlockFromUrl,
+    /// `PUT /container/blob?comp=appendblock`.
+    AppendBlock,
     /// `PUT /container/blob?comp=metadata`.
     SetBlobMetadata,
     /// `PUT /container/blob?comp=properties`.
@@ -74,6 +76,7 @@ impl Operation {
             Self::DeleteBlob => "DeleteBlob",
             Self::CopyBlob => "CopyBlob",
             Self::SetBlobMetadata => "SetBlobMetadata",
+            Self::AppendBlock => "AppendBlock",
             Self::PutBlockFromUrl => "PutBlockFromURL",
             Self::SetBlobProperties => "SetBlobProperties",
             Self::Unsupported(name) => name,
@@ -282,7 +285,7 @@ fn operation(
             (Some("blocklist"), "GET") => GetBlockList,
             (Some("page"), "PUT") => U("PutPage"),
             (Some("pagelist"), "GET") => U("GetPageRanges"),
-            (Some("appendblock"), "PUT") => U("AppendBlock"),
+            (Some("appendblock"), "PUT") => AppendBlock,
             (Some("seal"), "PUT") => U("AppendBlobSeal"),
             (Some("lease"), "PUT") => U("LeaseBlob"),
             (Some("snapshot"), "PUT") => U("SnapshotBlob"),
@@ -460,7 +463,7 @@ mod tests {
                 Ok(GetBlockList),
             ),
             ("PUT", b, "comp=page", Ok(Unsupported("PutPage"))),
-            ("PUT", b, "comp=appendblock", Ok(Unsupported("AppendBlock"))),
+            ("PUT", b, "comp=appendblock", Ok(AppendBlock)),
             ("GET", b, "", Ok(GetBlob)),
             (
                 "GET",

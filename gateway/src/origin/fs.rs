@@ -661,6 +661,91 @@ impl Origin for FsOrigin {
         })
     }
 
+    /// An empty file: any file of a directory can be appended to.
+    async fn create_appendable(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let empty = Upload {
+            body: Box::pin(futures::stream::empty()),
+            len: 0,
+        };
+        self.put(bucket, key, empty, opts).await
+    }
+
+    /// The bytes are staged and checked first, then appended under a lock (appends through
+    /// this process are serialized); a failure while appending truncates the file back, so an
+    /// append is all or nothing.
+    async fn append(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &super::AppendOptions,
+    ) -> Result<super::Appended> {
+        use tokio::io::AsyncWriteExt;
+        let bucket_real = writable(self, bucket, key).await?;
+        let target = tokio::fs::canonicalize(bucket_real.join(key))
+            .await
+            .map_err(|e| not_found_or_io(&e))?;
+        if !target.starts_with(&bucket_real) {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                "The key resolves outside its bucket",
+            ));
+        }
+        let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
+        let tmp = self.temp_file().await?;
+        let _cleanup = TempGuard(tmp.clone());
+        let mut staged = create_new(&tmp).await?;
+        let mut body = upload.body;
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            let chunk = chunk?;
+            check.update(&chunk)?;
+            staged.write_all(&chunk).await.map_err(write_failed)?;
+        }
+        check.finish()?;
+        staged.flush().await.map_err(write_failed)?;
+        drop(staged);
+
+        static APPENDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one_at_a_time = APPENDS.lock().await;
+        let mut file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&target)
+            .await
+            .map_err(|e| not_found_or_io(&e))?;
+        let start = file.metadata().await.map_err(write_failed)?.len();
+        let precondition = |msg: &'static str| Error::new(ErrorKind::PreconditionFailed, msg);
+        if opts.append_position.is_some_and(|p| p != start) {
+            return Err(precondition("The append position condition was not met"));
+        }
+        if opts.max_size.is_some_and(|m| start + upload.len > m) {
+            return Err(precondition("The maximum size condition was not met"));
+        }
+        let copied: Result<()> = async {
+            let mut from = tokio::fs::File::open(&tmp).await.map_err(write_failed)?;
+            tokio::io::copy(&mut from, &mut file)
+                .await
+                .map_err(write_failed)?;
+            file.sync_data().await.map_err(write_failed)
+        }
+        .await;
+        if let Err(e) = copied {
+            let _ = file.set_len(start).await;
+            return Err(e);
+        }
+        let md = file.metadata().await.map_err(write_failed)?;
+        Ok(super::Appended {
+            etag: etag_of(&md),
+            last_modified: md.modified().ok(),
+            offset: start,
+            blocks: None,
+        })
+    }
+
     async fn list_parts(
         &self,
         bucket: &str,

@@ -13,7 +13,7 @@ use super::{
     Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
     Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
-use super::{BlockRef, PartEntry, PropertyKind, UploadEntry};
+use super::{AppendOptions, Appended, BlockRef, PartEntry, PropertyKind, UploadEntry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 
@@ -212,6 +212,30 @@ impl<O: Origin> Origin for Instrumented<O> {
 
     async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
         self.observe("list_parts", self.inner.list_parts(bucket, key, upload_id))
+            .await
+    }
+
+    async fn create_appendable(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        self.observe(
+            "create_appendable",
+            self.inner.create_appendable(bucket, key, opts),
+        )
+        .await
+    }
+
+    async fn append(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &AppendOptions,
+    ) -> Result<Appended> {
+        self.observe("append", self.inner.append(bucket, key, upload, opts))
             .await
     }
 
@@ -458,6 +482,27 @@ impl<O: Origin> Origin for Resilient<O> {
             .await
     }
 
+    async fn create_appendable(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        // A write: not retried (a retry after a lost answer would empty what was appended).
+        self.inner.create_appendable(bucket, key, opts).await
+    }
+
+    async fn append(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &AppendOptions,
+    ) -> Result<Appended> {
+        // The body is consumed by the first attempt: never retried.
+        self.inner.append(bucket, key, upload, opts).await
+    }
+
     async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadEntry>> {
         self.attempt(|| self.inner.list_uploads(bucket, prefix))
             .await
@@ -624,6 +669,17 @@ mod tests {
         async fn list_parts(&self, _: &str, _: &str, _: &str) -> Result<Vec<PartEntry>> {
             Ok(vec![])
         }
+        async fn create_appendable(&self, _: &str, _: &str, _: &PutOptions) -> Result<PutResult> {
+            Ok(done())
+        }
+        async fn append(&self, _: &str, _: &str, _: Upload, _: &AppendOptions) -> Result<Appended> {
+            Ok(Appended {
+                etag: String::new(),
+                last_modified: None,
+                offset: 0,
+                blocks: None,
+            })
+        }
         async fn list_uploads(&self, _: &str, _: &str) -> Result<Vec<UploadEntry>> {
             Ok(vec![])
         }
@@ -691,5 +747,11 @@ mod tests {
             .expect("set_properties");
         o.list_parts("b", "k", "u").await.expect("list_parts");
         o.list_uploads("b", "").await.expect("list_uploads");
+        o.create_appendable("b", "k", &opts)
+            .await
+            .expect("create_appendable");
+        o.append("b", "k", upload(), &AppendOptions::default())
+            .await
+            .expect("append");
     }
 }

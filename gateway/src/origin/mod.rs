@@ -220,6 +220,30 @@ pub struct PutResult {
     pub last_modified: Option<SystemTime>,
 }
 
+/// The checks of one append (Azure's Append Block conditions).
+#[derive(Debug, Clone, Default)]
+pub struct AppendOptions {
+    /// Base64 MD5 of the appended bytes.
+    pub content_md5: Option<String>,
+    /// Append only if the object is exactly this long now.
+    pub append_position: Option<u64>,
+    /// Append only if the object stays at most this long.
+    pub max_size: Option<u64>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The object's new ETag (unquoted).
+    pub etag: String,
+    /// Its modification time, when known.
+    pub last_modified: Option<SystemTime>,
+    /// Where the appended bytes begin.
+    pub offset: u64,
+    /// How many appends the object has had, when the origin counts them.
+    pub blocks: Option<u64>,
+}
+
 /// One part of an upload in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartEntry {
@@ -385,6 +409,37 @@ pub trait Origin: Send + Sync + 'static {
     ) -> Result<PutResult> {
         let _ = (bucket, key, blocks, opts);
         Err(not_writable())
+    }
+
+    /// Creates an empty object that [`Origin::append`] grows (an Azure append blob),
+    /// replacing any object with the key (unless `opts.create_only`).
+    async fn create_appendable(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let _ = (bucket, key, opts);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin has no append blobs",
+        ))
+    }
+
+    /// Appends `upload` to an appendable object, all or nothing: a body that fails its
+    /// checks adds nothing.
+    async fn append(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &AppendOptions,
+    ) -> Result<Appended> {
+        let _ = (bucket, key, upload, opts);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin has no append blobs",
+        ))
     }
 
     /// The parts uploaded so far to an upload in parts, by part number.

@@ -599,6 +599,37 @@ impl Pipeline {
         result
     }
 
+    /// Creates an empty appendable object (an append blob), then forgets cached metadata.
+    pub async fn create_appendable(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b
+            .origin
+            .create_appendable(&b.origin_bucket, &key, opts)
+            .await;
+        self.written(b, &key).await;
+        result
+    }
+
+    /// Appends to an appendable object, then forgets its cached metadata (the new length and
+    /// ETag are read on the next access; chunks of the old version are never served).
+    pub async fn append(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        upload: Upload,
+        opts: &crate::origin::AppendOptions,
+    ) -> Result<crate::origin::Appended> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b.origin.append(&b.origin_bucket, &key, upload, opts).await;
+        self.written(b, &key).await;
+        result
+    }
+
     /// Replaces an object's content headers or user metadata at the origin. The current
     /// version is asked of the origin (not the cache), `cond` is evaluated against it (any
     /// failure is `PreconditionFailed`: this is a write), `build` makes the new properties
