@@ -19,6 +19,9 @@ def gw_w(cistern_factory, tmp_path):
     (moto) and azw (Azurite)."""
     moto = cistern_factory.moto
     moto.client().create_bucket(Bucket="motow")
+    moto.client().create_bucket(Bucket="motov")
+    moto.client().put_bucket_versioning(Bucket="motov",
+                                        VersioningConfiguration={"Status": "Enabled"})
     az = cistern_factory.request.getfixturevalue("azurite")
     svc = az.service()
     if not svc.get_container_client("azw").exists():
@@ -38,6 +41,9 @@ origin = "moto"
 
 [buckets.azw]
 origin = "azurite"
+
+[buckets.motov]
+origin = "moto"
 
 [buckets.motop]
 origin = "moto"
@@ -146,6 +152,56 @@ def test_signed_streaming_uploads_and_bad_chunk_signatures(gw_w, bucket):
         r = s3util.streaming_put(c.endpoint, f"/{bucket}/{key}", WRITER, new, bad_chunk=bad)
         assert r.status == 403 and r.error_code() == "SignatureDoesNotMatch", (bad, r)
         assert origin_bytes(origins, bucket, key) == data, f"bad chunk {bad} reached the origin"
+
+
+def test_object_tagging_is_passed_to_an_s3_origin(gw_w):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    s3.put_object(Bucket="motow", Key="tags/obj", Body=b"tagged")
+    tags = [{"Key": "team", "Value": "ml co+1"}, {"Key": "tier", "Value": "hot"}]
+    s3.put_object_tagging(Bucket="motow", Key="tags/obj", Tagging={"TagSet": tags})
+    got = c.client(TESTER).get_object_tagging(Bucket="motow", Key="tags/obj")["TagSet"]
+    direct = origins["motow"].client().get_object_tagging(Bucket="motow", Key="tags/obj")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in got) == \
+        sorted((t["Key"], t["Value"]) for t in direct) == [("team", "ml co+1"), ("tier", "hot")]
+    with pytest.raises(ClientError) as ei:
+        c.client(TESTER).put_object_tagging(Bucket="motow", Key="tags/obj",
+                                            Tagging={"TagSet": []})
+    assert ei.value.response["Error"]["Code"] == "AccessDenied"
+    s3.delete_object_tagging(Bucket="motow", Key="tags/obj")
+    assert s3.get_object_tagging(Bucket="motow", Key="tags/obj")["TagSet"] == []
+    for bucket in ("fsw", "azw"):
+        s3.put_object(Bucket=bucket, Key="tags/obj", Body=b"x")
+        with pytest.raises(ClientError) as ei:
+            s3.get_object_tagging(Bucket=bucket, Key="tags/obj")
+        assert ei.value.response["Error"]["Code"] == "NotImplemented", bucket
+
+
+def test_list_object_versions_differential_and_on_a_directory(gw_w):
+    c, origins = gw_w
+    s3 = c.client(WRITER)
+    for body in (b"v1", b"v2"):
+        s3.put_object(Bucket="motov", Key="ver/obj", Body=body)
+    s3.put_object(Bucket="motov", Key="ver/other", Body=b"o")
+    s3.delete_object(Bucket="motov", Key="ver/other")
+
+    def shape(r):
+        return ([(v["Key"], v["VersionId"], v["IsLatest"], v["ETag"], v["Size"])
+                 for v in r.get("Versions", [])],
+                [(d["Key"], d["VersionId"], d["IsLatest"]) for d in r.get("DeleteMarkers", [])])
+
+    through = s3.list_object_versions(Bucket="motov", Prefix="ver/")
+    direct = origins["motow"].client().list_object_versions(Bucket="motov", Prefix="ver/")
+    assert shape(through) == shape(direct)
+    assert len(through["Versions"]) == 3 and len(through["DeleteMarkers"]) == 1
+    page = s3.list_object_versions(Bucket="motov", Prefix="ver/", MaxKeys=1)
+    assert page["IsTruncated"] and page["NextKeyMarker"]
+    # A directory keeps no versions: each object is its one `null` version.
+    s3.put_object(Bucket="fsw", Key="ver/a", Body=b"a")
+    s3.put_object(Bucket="fsw", Key="ver/b", Body=b"bb")
+    fs = s3.list_object_versions(Bucket="fsw", Prefix="ver/")
+    assert [(v["Key"], v["VersionId"], v["IsLatest"], v["Size"]) for v in fs["Versions"]] == \
+        [("ver/a", "null", True, 1), ("ver/b", "null", True, 2)]
 
 
 def test_writes_need_the_write_permission(gw_w):

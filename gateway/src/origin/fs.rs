@@ -661,6 +661,58 @@ impl Origin for FsOrigin {
         })
     }
 
+    /// A directory keeps no versions: each object is its one version, `null`, as S3 lists an
+    /// unversioned bucket.
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        q: &super::VersionQuery,
+    ) -> Result<super::VersionPage> {
+        if q.version_id_marker.as_deref().is_some_and(|v| v != "null") {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "Invalid version id specified",
+            ));
+        }
+        let page = self
+            .list(
+                bucket,
+                &super::ListQuery {
+                    prefix: q.prefix.clone(),
+                    delimiter: q.delimiter.clone(),
+                    max_keys: q.max_keys as usize,
+                    cursor: super::ListCursor::V1 {
+                        marker: q.key_marker.clone(),
+                    },
+                },
+            )
+            .await?;
+        let next = page.next.clone().or_else(|| {
+            page.truncated
+                .then(|| page.entries.last().map(|e| e.key.clone()))
+                .flatten()
+        });
+        Ok(super::VersionPage {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|e| super::VersionEntry {
+                    key: e.key,
+                    version_id: "null".into(),
+                    is_latest: true,
+                    last_modified: Some(e.last_modified),
+                    etag: Some(e.etag),
+                    size: Some(e.size),
+                    delete_marker: false,
+                })
+                .collect(),
+            prefixes: page.common_prefixes,
+            truncated: page.truncated,
+            next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
+            next_key_marker: next,
+        })
+    }
+
     /// An empty file: any file of a directory can be appended to.
     async fn create_appendable(
         &self,

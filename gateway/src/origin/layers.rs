@@ -13,7 +13,10 @@ use super::{
     Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
     Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
-use super::{AppendOptions, Appended, BlockRef, PartEntry, PropertyKind, UploadEntry};
+use super::{
+    AppendOptions, Appended, BlockRef, PartEntry, PropertyKind, UploadEntry, VersionPage,
+    VersionQuery,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 
@@ -212,6 +215,26 @@ impl<O: Origin> Origin for Instrumented<O> {
 
     async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
         self.observe("list_parts", self.inner.list_parts(bucket, key, upload_id))
+            .await
+    }
+
+    async fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
+        self.observe("get_tags", self.inner.get_tags(bucket, key))
+            .await
+    }
+
+    async fn put_tags(&self, bucket: &str, key: &str, tags: &[(String, String)]) -> Result<()> {
+        self.observe("put_tags", self.inner.put_tags(bucket, key, tags))
+            .await
+    }
+
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        self.observe("delete_tags", self.inner.delete_tags(bucket, key))
+            .await
+    }
+
+    async fn list_versions(&self, bucket: &str, q: &VersionQuery) -> Result<VersionPage> {
+        self.observe("list_versions", self.inner.list_versions(bucket, q))
             .await
     }
 
@@ -482,6 +505,24 @@ impl<O: Origin> Origin for Resilient<O> {
             .await
     }
 
+    async fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
+        self.attempt(|| self.inner.get_tags(bucket, key)).await
+    }
+
+    async fn put_tags(&self, bucket: &str, key: &str, tags: &[(String, String)]) -> Result<()> {
+        // Replacing a tag set is idempotent.
+        self.attempt(|| self.inner.put_tags(bucket, key, tags))
+            .await
+    }
+
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        self.attempt(|| self.inner.delete_tags(bucket, key)).await
+    }
+
+    async fn list_versions(&self, bucket: &str, q: &VersionQuery) -> Result<VersionPage> {
+        self.attempt(|| self.inner.list_versions(bucket, q)).await
+    }
+
     async fn create_appendable(
         &self,
         bucket: &str,
@@ -672,6 +713,18 @@ mod tests {
         async fn create_appendable(&self, _: &str, _: &str, _: &PutOptions) -> Result<PutResult> {
             Ok(done())
         }
+        async fn get_tags(&self, _: &str, _: &str) -> Result<Vec<(String, String)>> {
+            Ok(vec![])
+        }
+        async fn put_tags(&self, _: &str, _: &str, _: &[(String, String)]) -> Result<()> {
+            Ok(())
+        }
+        async fn delete_tags(&self, _: &str, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn list_versions(&self, _: &str, _: &VersionQuery) -> Result<VersionPage> {
+            Ok(VersionPage::default())
+        }
         async fn append(&self, _: &str, _: &str, _: Upload, _: &AppendOptions) -> Result<Appended> {
             Ok(Appended {
                 etag: String::new(),
@@ -747,6 +800,12 @@ mod tests {
             .expect("set_properties");
         o.list_parts("b", "k", "u").await.expect("list_parts");
         o.list_uploads("b", "").await.expect("list_uploads");
+        o.get_tags("b", "k").await.expect("get_tags");
+        o.put_tags("b", "k", &[]).await.expect("put_tags");
+        o.delete_tags("b", "k").await.expect("delete_tags");
+        o.list_versions("b", &VersionQuery::default())
+            .await
+            .expect("list_versions");
         o.create_appendable("b", "k", &opts)
             .await
             .expect("create_appendable");

@@ -220,6 +220,62 @@ pub struct PutResult {
     pub last_modified: Option<SystemTime>,
 }
 
+fn no_tags() -> crate::error::Error {
+    crate::error::Error::new(
+        crate::error::ErrorKind::NotImplemented,
+        "This origin keeps no object tags",
+    )
+}
+
+/// A ListObjectVersions page request, passed to the origin as asked.
+#[derive(Debug, Clone, Default)]
+pub struct VersionQuery {
+    /// Key prefix.
+    pub prefix: String,
+    /// Delimiter.
+    pub delimiter: Option<String>,
+    /// Key marker.
+    pub key_marker: Option<String>,
+    /// Version id marker.
+    pub version_id_marker: Option<String>,
+    /// Page size (≤ 1000).
+    pub max_keys: u32,
+}
+
+/// One object version, or a delete marker.
+#[derive(Debug, Clone)]
+pub struct VersionEntry {
+    /// Key.
+    pub key: String,
+    /// Version id (`null` for an unversioned object).
+    pub version_id: String,
+    /// Whether this is the current version.
+    pub is_latest: bool,
+    /// Modification time.
+    pub last_modified: Option<SystemTime>,
+    /// ETag (unquoted); none for a delete marker.
+    pub etag: Option<String>,
+    /// Size; none for a delete marker.
+    pub size: Option<u64>,
+    /// A delete marker rather than a version.
+    pub delete_marker: bool,
+}
+
+/// One page of versions.
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    /// Versions and delete markers, in the origin's order.
+    pub entries: Vec<VersionEntry>,
+    /// Common prefixes.
+    pub prefixes: Vec<String>,
+    /// More follow.
+    pub truncated: bool,
+    /// Where the next page starts.
+    pub next_key_marker: Option<String>,
+    /// Where the next page starts.
+    pub next_version_id_marker: Option<String>,
+}
+
 /// The checks of one append (Azure's Append Block conditions).
 #[derive(Debug, Clone, Default)]
 pub struct AppendOptions {
@@ -409,6 +465,33 @@ pub trait Origin: Send + Sync + 'static {
     ) -> Result<PutResult> {
         let _ = (bucket, key, blocks, opts);
         Err(not_writable())
+    }
+
+    /// An object's tags (S3 object tagging).
+    async fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
+        let _ = (bucket, key);
+        Err(no_tags())
+    }
+
+    /// Replaces an object's tags.
+    async fn put_tags(&self, bucket: &str, key: &str, tags: &[(String, String)]) -> Result<()> {
+        let _ = (bucket, key, tags);
+        Err(no_tags())
+    }
+
+    /// Removes an object's tags.
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        let _ = (bucket, key);
+        Err(no_tags())
+    }
+
+    /// One page of an origin's object versions (S3 ListObjectVersions).
+    async fn list_versions(&self, bucket: &str, q: &VersionQuery) -> Result<VersionPage> {
+        let _ = (bucket, q);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin does not list object versions",
+        ))
     }
 
     /// Creates an empty object that [`Origin::append`] grows (an Azure append blob),

@@ -391,6 +391,67 @@ fn parse_time(s: &str) -> SystemTime {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
+struct XmlTagging {
+    #[serde(default)]
+    tag_set: XmlTagSet,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlTagSet {
+    #[serde(default)]
+    tag: Vec<XmlTag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlTag {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlVersions {
+    #[serde(default)]
+    version: Vec<XmlVersion>,
+    #[serde(default)]
+    delete_marker: Vec<XmlDeleteMarker>,
+    #[serde(default)]
+    common_prefixes: Vec<XmlPrefix>,
+    #[serde(default)]
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_version_id_marker: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlVersion {
+    key: String,
+    version_id: String,
+    #[serde(default)]
+    is_latest: bool,
+    last_modified: String,
+    #[serde(rename = "ETag", default)]
+    etag: String,
+    #[serde(default)]
+    size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlDeleteMarker {
+    key: String,
+    version_id: String,
+    #[serde(default)]
+    is_latest: bool,
+    last_modified: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
 struct XmlParts {
     #[serde(default)]
     part: Vec<XmlPart>,
@@ -629,6 +690,119 @@ impl Origin for S3Origin {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: header(h, "last-modified")
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
+        })
+    }
+
+    /// GetObjectTagging, passed through.
+    async fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
+        let query = [("tagging".to_string(), String::new())];
+        let resp = self
+            .send(Method::GET, Some(bucket), Some(key), &query, &[], &[])
+            .await?;
+        let body = read_text(resp).await?;
+        let parsed: XmlTagging = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        Ok(parsed
+            .tag_set
+            .tag
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect())
+    }
+
+    /// PutObjectTagging, passed through (with the Content-MD5 S3 requires).
+    async fn put_tags(&self, bucket: &str, key: &str, tags: &[(String, String)]) -> Result<()> {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        let mut xml = String::from("<Tagging><TagSet>");
+        for (k, v) in tags {
+            xml.push_str(&format!(
+                "<Tag><Key>{}</Key><Value>{}</Value></Tag>",
+                quick_xml::escape::escape(k.as_str()),
+                quick_xml::escape::escape(v.as_str())
+            ));
+        }
+        xml.push_str("</TagSet></Tagging>");
+        let md5 =
+            base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(xml.as_bytes()));
+        let len = xml.len().to_string();
+        let query = [("tagging".to_string(), String::new())];
+        self.send_body(
+            Method::PUT,
+            Some(bucket),
+            Some(key),
+            &query,
+            &[
+                ("content-md5", md5.as_str()),
+                ("content-length", len.as_str()),
+            ],
+            &[],
+            Some(reqwest::Body::from(xml)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// DeleteObjectTagging, passed through.
+    async fn delete_tags(&self, bucket: &str, key: &str) -> Result<()> {
+        let query = [("tagging".to_string(), String::new())];
+        self.send(Method::DELETE, Some(bucket), Some(key), &query, &[], &[])
+            .await?;
+        Ok(())
+    }
+
+    /// ListObjectVersions, one page passed through.
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        q: &super::VersionQuery,
+    ) -> Result<super::VersionPage> {
+        let mut query = vec![
+            ("versions".to_string(), String::new()),
+            ("prefix".to_string(), q.prefix.clone()),
+            ("max-keys".to_string(), q.max_keys.to_string()),
+        ];
+        if let Some(d) = &q.delimiter {
+            query.push(("delimiter".into(), d.clone()));
+        }
+        if let Some(m) = &q.key_marker {
+            query.push(("key-marker".into(), m.clone()));
+        }
+        if let Some(m) = &q.version_id_marker {
+            query.push(("version-id-marker".into(), m.clone()));
+        }
+        let resp = self
+            .send(Method::GET, Some(bucket), None, &query, &[], &[])
+            .await?;
+        let body = read_text(resp).await?;
+        let page: XmlVersions = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        let mut entries: Vec<super::VersionEntry> = page
+            .version
+            .into_iter()
+            .map(|v| super::VersionEntry {
+                key: v.key,
+                version_id: v.version_id,
+                is_latest: v.is_latest,
+                last_modified: Some(parse_time(&v.last_modified)),
+                etag: Some(unquote(&v.etag).to_string()),
+                size: Some(v.size),
+                delete_marker: false,
+            })
+            .collect();
+        entries.extend(page.delete_marker.into_iter().map(|d| super::VersionEntry {
+            key: d.key,
+            version_id: d.version_id,
+            is_latest: d.is_latest,
+            last_modified: Some(parse_time(&d.last_modified)),
+            etag: None,
+            size: None,
+            delete_marker: true,
+        }));
+        Ok(super::VersionPage {
+            entries,
+            prefixes: page.common_prefixes.into_iter().map(|p| p.prefix).collect(),
+            truncated: page.is_truncated,
+            next_key_marker: page.next_key_marker,
+            next_version_id_marker: page.next_version_id_marker,
         })
     }
 

@@ -36,7 +36,7 @@ impl S3Auth for Secrets {
 /// (they answer NotImplemented to authenticated callers).
 pub fn permission_for(op: &str) -> Option<Permission> {
     match op {
-        "GetObject" | "HeadObject" => Some(Permission::Read),
+        "GetObject" | "HeadObject" | "GetObjectTagging" => Some(Permission::Read),
         "PutObject"
         | "CreateBucket"
         | "CopyObject"
@@ -44,6 +44,8 @@ pub fn permission_for(op: &str) -> Option<Permission> {
         | "UploadPart"
         | "UploadPartCopy"
         | "ListParts"
+        | "PutObjectTagging"
+        | "DeleteObjectTagging"
         | "CompleteMultipartUpload"
         | "AbortMultipartUpload" => Some(Permission::Write),
         "DeleteObject" | "DeleteObjects" | "DeleteBucket" => Some(Permission::Delete),
@@ -52,7 +54,8 @@ pub fn permission_for(op: &str) -> Option<Permission> {
         | "HeadBucket"
         | "GetBucketLocation"
         | "ListBuckets"
-        | "ListMultipartUploads" => Some(Permission::List),
+        | "ListMultipartUploads"
+        | "ListObjectVersions" => Some(Permission::List),
         _ => None,
     }
 }

@@ -98,6 +98,17 @@ fn part_number(n: i32) -> S3Result<u32> {
         })
 }
 
+/// Tagging of a specific version is not served (versioned reads are not either).
+fn no_version(v: &Option<String>) -> S3Result<()> {
+    match v {
+        Some(_) => Err(s3_error!(
+            NotImplemented,
+            "Tags of a specific version are not implemented yet"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A page size parameter: 0–1000 (default 1000), as S3 caps them.
 fn page_size(v: Option<i32>, name: &str) -> S3Result<usize> {
     match v {
@@ -823,6 +834,157 @@ impl S3Front {
             uploads: Some(uploads),
             common_prefixes: Some(
                 prefixes
+                    .into_iter()
+                    .map(|p| dto::CommonPrefix {
+                        prefix: Some(enc(p)),
+                    })
+                    .collect(),
+            ),
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    /// GetObjectTagging, asked of the origin (current versions only).
+    pub(super) async fn get_tagging(
+        &self,
+        req: S3Request<dto::GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::GetObjectTaggingOutput>> {
+        let i = req.input;
+        no_version(&i.version_id)?;
+        let b = self.bucket(&i.bucket).await?;
+        let tags = b
+            .origin
+            .get_tags(&b.origin_bucket, &i.key)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::GetObjectTaggingOutput {
+            tag_set: tags
+                .into_iter()
+                .map(|(k, v)| dto::Tag {
+                    key: Some(k),
+                    value: Some(v),
+                })
+                .collect(),
+            version_id: None,
+        }))
+    }
+
+    /// PutObjectTagging, passed to the origin (≤ 10 tags, as S3 allows).
+    pub(super) async fn put_tagging(
+        &self,
+        req: S3Request<dto::PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::PutObjectTaggingOutput>> {
+        let i = req.input;
+        no_version(&i.version_id)?;
+        let tags: Vec<(String, String)> = i
+            .tagging
+            .tag_set
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect();
+        if tags.len() > 10 {
+            return Err(s3_error!(
+                InvalidTag,
+                "Object tags cannot be greater than 10"
+            ));
+        }
+        let b = self.bucket(&i.bucket).await?;
+        b.origin
+            .put_tags(&b.origin_bucket, &i.key, &tags)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
+    }
+
+    /// DeleteObjectTagging, passed to the origin.
+    pub(super) async fn delete_tagging(
+        &self,
+        req: S3Request<dto::DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectTaggingOutput>> {
+        let i = req.input;
+        no_version(&i.version_id)?;
+        let b = self.bucket(&i.bucket).await?;
+        b.origin
+            .delete_tags(&b.origin_bucket, &i.key)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteObjectTaggingOutput::default()))
+    }
+
+    /// ListObjectVersions: an S3 origin's page passed through; a directory's objects as their
+    /// one `null` version each.
+    pub(super) async fn list_versions(
+        &self,
+        req: S3Request<dto::ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
+        let i = req.input;
+        let max = page_size(i.max_keys, "max-keys")?;
+        let url = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let enc = |s: String| {
+            if url {
+                cistern_auth::sigv4::uri_encode(&s, true)
+            } else {
+                s
+            }
+        };
+        let b = self.bucket(&i.bucket).await?;
+        let q = crate::origin::VersionQuery {
+            prefix: i.prefix.clone().unwrap_or_default(),
+            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
+            key_marker: i.key_marker.clone().filter(|m| !m.is_empty()),
+            version_id_marker: i.version_id_marker.clone().filter(|m| !m.is_empty()),
+            max_keys: max as u32,
+        };
+        let page = b
+            .origin
+            .list_versions(&b.origin_bucket, &q)
+            .await
+            .map_err(to_s3)?;
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        for e in page.entries {
+            let last_modified = e.last_modified.map(dto::Timestamp::from);
+            if e.delete_marker {
+                markers.push(dto::DeleteMarkerEntry {
+                    key: Some(enc(e.key)),
+                    version_id: Some(e.version_id),
+                    is_latest: Some(e.is_latest),
+                    last_modified,
+                    owner: None,
+                });
+            } else {
+                versions.push(dto::ObjectVersion {
+                    key: Some(enc(e.key)),
+                    version_id: Some(e.version_id),
+                    is_latest: Some(e.is_latest),
+                    last_modified,
+                    e_tag: e.etag.map(ETag::Strong),
+                    size: e.size.map(|s| s as i64),
+                    storage_class: Some(dto::ObjectVersionStorageClass::from_static(
+                        dto::ObjectVersionStorageClass::STANDARD,
+                    )),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(S3Response::new(dto::ListObjectVersionsOutput {
+            name: Some(i.bucket),
+            prefix: Some(enc(q.prefix)),
+            delimiter: q.delimiter.map(enc),
+            key_marker: Some(enc(i.key_marker.unwrap_or_default())),
+            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_key_marker: page.next_key_marker.map(enc),
+            next_version_id_marker: page.next_version_id_marker,
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            common_prefixes: Some(
+                page.prefixes
                     .into_iter()
                     .map(|p| dto::CommonPrefix {
                         prefix: Some(enc(p)),
