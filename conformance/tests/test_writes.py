@@ -583,17 +583,37 @@ def test_put_block_from_url_assembles_a_blob(gw_w, dst):
     assert c.client(WRITER).get_object(Bucket=dst, Key="pbfu/assembled.bin")["Body"].read() == want
 
 
-def test_blocks_onto_an_s3_origin_say_not_implemented(gw_w):
-    from azure.core.exceptions import HttpResponseError
+def test_blob_blocks_onto_an_s3_origin_become_a_multipart_upload(gw_w):
+    """Blocks of any size onto S3, whose parts must be at least 5 MiB: staged as objects,
+    grouped into parts at commit (a lone big block copied at the origin), staging removed."""
+    from azure.storage.blob import BlobBlock
     from conftest import WRITER_ACCOUNT, WRITER_ACCOUNT_KEY
     from test_blob import service
     c, origins = gw_w
     svc = service(c.connection_string(WRITER_ACCOUNT, WRITER_ACCOUNT_KEY),
                   max_single_put_size=MIB, max_block_size=MIB)
-    with pytest.raises(HttpResponseError) as ei:
-        svc.get_blob_client("motow", "blocks.bin").upload_blob(b"x" * (2 * MIB), overwrite=True)
-    assert (ei.value.status_code, ei.value.error_code) == (501, "NotImplemented")
-    assert origin_bytes(origins, "motow", "blocks.bin") is None
+    small = s3util.det_bytes("blocks-small", 12 * MIB + 5)
+    svc.get_blob_client("motow", "blocks/sdk.bin").upload_blob(small, overwrite=True,
+                                                                max_concurrency=4)
+    assert origin_bytes(origins, "motow", "blocks/sdk.bin") == small
+    # By hand: a big block (copied at the origin), a tiny one and a big one (streamed
+    # together as one part), and a staged block left out of the list.
+    bc = blob_writer(c).get_blob_client("motow", "blocks/mixed.bin")
+    pieces = [s3util.det_bytes(f"blk-{i}", n) for i, n in enumerate((6 * MIB, 1024, 7 * MIB))]
+    ids = [base64.b64encode(f"block-{i:03d}".encode()).decode() for i in range(4)]
+    for i, p in zip(ids, pieces + [b"left out"]):
+        bc.stage_block(i, p)
+    listed = c.client(WRITER).list_objects_v2(Bucket="motow")
+    assert not any(o["Key"].startswith(".cistern-blocks/") for o in listed.get("Contents", []))
+    assert not any(p["Prefix"].startswith(".cistern")
+                   for p in c.client(WRITER).list_objects_v2(
+                       Bucket="motow", Delimiter="/").get("CommonPrefixes", []))
+    bc.commit_block_list([BlobBlock(block_id=i) for i in ids[:3]])
+    want = b"".join(pieces)
+    assert origin_bytes(origins, "motow", "blocks/mixed.bin") == want
+    assert bc.download_blob().readall() == want
+    direct = origins["motow"].client().list_objects_v2(Bucket="motow", Prefix=".cistern-blocks/")
+    assert direct["KeyCount"] == 0, "staged blocks were left at the origin"
 
 
 # ------------------------------------------------------------------ copies and batch deletes

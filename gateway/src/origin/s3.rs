@@ -47,7 +47,7 @@ pub struct S3OriginConfig {
 }
 
 /// An S3-compatible origin.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct S3Origin {
     client: reqwest::Client,
     scheme: String,
@@ -389,6 +389,199 @@ fn parse_time(s: &str) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
+impl S3Origin {
+    /// One listing page as the origin answers it.
+    async fn list_raw(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        let mut query: Vec<(String, String)> = Vec::new();
+        let mut push = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                query.push((k.to_string(), v.to_string()));
+            }
+        };
+        let v2 = matches!(q.cursor, ListCursor::V2 { .. });
+        if v2 {
+            push("list-type", Some("2"));
+        }
+        push("prefix", Some(q.prefix.as_str()).filter(|p| !p.is_empty()));
+        push("delimiter", q.delimiter.as_deref());
+        push("max-keys", Some(&q.max_keys.to_string()));
+        match &q.cursor {
+            ListCursor::V1 { marker } => push("marker", marker.as_deref()),
+            ListCursor::V2 {
+                continuation,
+                start_after,
+            } => {
+                push("continuation-token", continuation.as_deref());
+                push("start-after", start_after.as_deref());
+            }
+        }
+        let resp = self
+            .send(Method::GET, Some(bucket), None, &query, &[], &[])
+            .await?;
+        let body = resp.text().await.map_err(|e| {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin's response broke off",
+            )
+            .with_source(e.without_url())
+        })?;
+        let parsed: XmlListResult = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        let entries: Vec<ListEntry> = parsed
+            .contents
+            .into_iter()
+            .map(|o| ListEntry {
+                last_modified: parse_time(&o.last_modified),
+                etag: unquote(&o.etag),
+                key: o.key,
+                size: o.size,
+            })
+            .collect();
+        let common_prefixes: Vec<String> = parsed
+            .common_prefixes
+            .into_iter()
+            .map(|p| p.prefix)
+            .collect();
+        let next = if !parsed.is_truncated {
+            None
+        } else if v2 {
+            parsed.next_continuation_token
+        } else {
+            // Without a delimiter S3 omits NextMarker; the last key is the marker then.
+            parsed.next_marker.or_else(|| {
+                let last_key = entries.last().map(|e| e.key.clone());
+                let last_prefix = common_prefixes.last().cloned();
+                last_key.max(last_prefix)
+            })
+        };
+        Ok(ListPage {
+            entries,
+            common_prefixes,
+            truncated: parsed.is_truncated,
+            next,
+        })
+    }
+}
+
+/// Where Blob blocks bound for an S3 origin are staged, inside the blob's bucket. Cistern's
+/// listings of S3 origins leave this prefix out; at the origin a lifecycle rule on it cleans
+/// up blocks that were never committed.
+pub const BLOCK_STAGING: &str = ".cistern-blocks/";
+
+/// The staging prefix of one blob's blocks.
+fn staged_prefix(key: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(key.as_bytes());
+    format!("{BLOCK_STAGING}{}/", hex::encode(&d[..16]))
+}
+
+/// The staging object of one block.
+fn staged_block(key: &str, block_id: &str) -> String {
+    format!("{}{}", staged_prefix(key), hex::encode(block_id.as_bytes()))
+}
+
+impl S3Origin {
+    /// The blob's staged blocks and their sizes (every listing page).
+    async fn staged_blocks(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<std::collections::HashMap<String, u64>> {
+        let mut out = std::collections::HashMap::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .list_raw(
+                    bucket,
+                    &ListQuery {
+                        prefix: staged_prefix(key),
+                        delimiter: None,
+                        max_keys: 1000,
+                        cursor: ListCursor::V1 { marker },
+                    },
+                )
+                .await?;
+            out.extend(page.entries.into_iter().map(|e| (e.key, e.size)));
+            match page.next {
+                Some(m) if page.truncated && out.len() < 100_000 => marker = Some(m),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// UploadPartCopy of a whole object of the same bucket.
+    async fn copy_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        source: &str,
+    ) -> Result<String> {
+        let src = format!(
+            "/{}/{}",
+            sigv4::uri_encode(bucket, false),
+            sigv4::uri_encode(source, true)
+        );
+        let resp = self
+            .send(
+                Method::PUT,
+                Some(bucket),
+                Some(key),
+                &[
+                    ("partNumber".to_string(), part.to_string()),
+                    ("uploadId".to_string(), upload_id.to_string()),
+                ],
+                &[("x-amz-copy-source", src.as_str())],
+                &[],
+            )
+            .await?;
+        let body = read_text(resp).await?;
+        xml_field(&body, "ETag")
+            .map(|e| unquote(&e.replace("&quot;", "\"")).to_string())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::OriginUnavailable,
+                    "The origin did not return the copied part's ETag",
+                )
+            })
+    }
+
+    /// The staged blocks' bytes, one after the other, in ranged reads of at most 8 MiB.
+    fn staged_stream(
+        &self,
+        bucket: &str,
+        group: Vec<(String, u64)>,
+    ) -> futures::stream::BoxStream<'static, Result<Bytes>> {
+        use futures::StreamExt as _;
+        const STEP: u64 = 8 << 20;
+        let this = self.clone();
+        let bucket = bucket.to_string();
+        let ranges: Vec<(String, std::ops::Range<u64>)> = group
+            .into_iter()
+            .flat_map(|(name, n)| {
+                (0..n.div_ceil(STEP))
+                    .map(move |i| (name.clone(), i * STEP..((i + 1) * STEP).min(n)))
+            })
+            .collect();
+        futures::stream::iter(ranges)
+            .then(move |(name, range)| {
+                let (this, bucket) = (this.clone(), bucket.clone());
+                async move {
+                    let want = range.end - range.start;
+                    let r = this.read(&bucket, &name, range, None).await?;
+                    if r.data.len() as u64 != want {
+                        return Err(Error::new(
+                            ErrorKind::InvalidPart,
+                            "A staged block changed while it was committed",
+                        ));
+                    }
+                    Ok(r.data)
+                }
+            })
+            .boxed()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct XmlTagging {
@@ -691,6 +884,112 @@ impl Origin for S3Origin {
             last_modified: header(h, "last-modified")
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
         })
+    }
+
+    /// Blob blocks onto S3: each block is staged as an object of the same bucket under
+    /// [`BLOCK_STAGING`] (by a digest of the blob's key and the block id).
+    async fn put_block(
+        &self,
+        bucket: &str,
+        key: &str,
+        block_id: &str,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<()> {
+        let opts = PutOptions {
+            content_md5: content_md5.map(str::to_string),
+            ..PutOptions::default()
+        };
+        self.put(bucket, &staged_block(key, block_id), upload, &opts)
+            .await
+            .map(|_| ())
+    }
+
+    /// Put Block List onto S3: the listed blocks become one multipart upload. Consecutive
+    /// blocks are grouped into parts of at least 5 MiB (S3's minimum for every part but the
+    /// last); a part that is one staged block is copied at the origin (UploadPartCopy), others
+    /// are streamed through in ranged reads of at most 8 MiB. Afterwards every staged block of
+    /// the blob is removed (Azure discards uncommitted blocks on commit); on failure the
+    /// upload is aborted and the staged blocks stay for a retry.
+    async fn commit_blocks(
+        &self,
+        bucket: &str,
+        key: &str,
+        blocks: &[super::BlockRef],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        const MIN_PART: u64 = 5 << 20;
+        const MAX_PART: u64 = 5 << 30;
+        let invalid = |why: &'static str| Error::new(ErrorKind::InvalidPart, why);
+        let staged = self.staged_blocks(bucket, key).await?;
+        let mut resolved = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            let id = match b {
+                super::BlockRef::Latest(id) | super::BlockRef::Uncommitted(id) => id,
+                super::BlockRef::Committed(_) => {
+                    return Err(invalid("An S3 origin keeps no committed blocks"))
+                }
+            };
+            let name = staged_block(key, id);
+            let size = *staged
+                .get(&name)
+                .ok_or_else(|| invalid("A listed block was not staged"))?;
+            resolved.push((name, size));
+        }
+        let mut groups: Vec<Vec<(String, u64)>> = Vec::new();
+        let mut size = 0u64;
+        for (name, n) in resolved {
+            let full = groups
+                .last()
+                .is_none_or(|_| size >= MIN_PART || size + n > MAX_PART);
+            if full {
+                groups.push(Vec::new());
+                size = 0;
+            }
+            size += n;
+            if let Some(g) = groups.last_mut() {
+                g.push((name, n));
+            }
+        }
+        let upload_id = self.start_parts(bucket, key, opts).await?;
+        let assembled: Result<PutResult> = async {
+            let mut etags = Vec::with_capacity(groups.len());
+            if groups.is_empty() {
+                // An empty block list makes an empty object: one empty part.
+                groups.push(Vec::new());
+            }
+            for (i, group) in groups.iter().enumerate() {
+                let part = i as u32 + 1;
+                let etag = match group.as_slice() {
+                    [(name, n)] if *n >= MIN_PART => {
+                        self.copy_part(bucket, key, &upload_id, part, name).await?
+                    }
+                    _ => {
+                        let len = group.iter().map(|(_, n)| n).sum();
+                        let body = self.staged_stream(bucket, group.clone());
+                        self.put_part(bucket, key, &upload_id, part, Upload { body, len }, None)
+                            .await?
+                    }
+                };
+                etags.push((part, etag));
+            }
+            self.complete_parts(bucket, key, &upload_id, &etags).await
+        }
+        .await;
+        match assembled {
+            Ok(put) => {
+                for name in staged.keys() {
+                    if let Err(e) = self.delete(bucket, name).await {
+                        tracing::warn!(error = %e, "cannot remove a staged block");
+                    }
+                }
+                Ok(put)
+            }
+            Err(e) => {
+                let _ = self.abort_parts(bucket, key, &upload_id).await;
+                Err(e)
+            }
+        }
     }
 
     /// GetObjectTagging, passed through.
@@ -1066,74 +1365,13 @@ impl Origin for S3Origin {
         part_from_headers(resp.status(), resp.headers())
     }
 
+    /// A listing without Cistern's block staging area (see [`BLOCK_STAGING`]).
     async fn list(&self, bucket: &str, q: &ListQuery) -> Result<ListPage> {
-        let mut query: Vec<(String, String)> = Vec::new();
-        let mut push = |k: &str, v: Option<&str>| {
-            if let Some(v) = v {
-                query.push((k.to_string(), v.to_string()));
-            }
-        };
-        let v2 = matches!(q.cursor, ListCursor::V2 { .. });
-        if v2 {
-            push("list-type", Some("2"));
-        }
-        push("prefix", Some(q.prefix.as_str()).filter(|p| !p.is_empty()));
-        push("delimiter", q.delimiter.as_deref());
-        push("max-keys", Some(&q.max_keys.to_string()));
-        match &q.cursor {
-            ListCursor::V1 { marker } => push("marker", marker.as_deref()),
-            ListCursor::V2 {
-                continuation,
-                start_after,
-            } => {
-                push("continuation-token", continuation.as_deref());
-                push("start-after", start_after.as_deref());
-            }
-        }
-        let resp = self
-            .send(Method::GET, Some(bucket), None, &query, &[], &[])
-            .await?;
-        let body = resp.text().await.map_err(|e| {
-            Error::new(
-                ErrorKind::OriginUnavailable,
-                "The origin's response broke off",
-            )
-            .with_source(e.without_url())
-        })?;
-        let parsed: XmlListResult = quick_xml::de::from_str(&body).map_err(bad_xml)?;
-        let entries: Vec<ListEntry> = parsed
-            .contents
-            .into_iter()
-            .map(|o| ListEntry {
-                last_modified: parse_time(&o.last_modified),
-                etag: unquote(&o.etag),
-                key: o.key,
-                size: o.size,
-            })
-            .collect();
-        let common_prefixes: Vec<String> = parsed
-            .common_prefixes
-            .into_iter()
-            .map(|p| p.prefix)
-            .collect();
-        let next = if !parsed.is_truncated {
-            None
-        } else if v2 {
-            parsed.next_continuation_token
-        } else {
-            // Without a delimiter S3 omits NextMarker; the last key is the marker then.
-            parsed.next_marker.or_else(|| {
-                let last_key = entries.last().map(|e| e.key.clone());
-                let last_prefix = common_prefixes.last().cloned();
-                last_key.max(last_prefix)
-            })
-        };
-        Ok(ListPage {
-            entries,
-            common_prefixes,
-            truncated: parsed.is_truncated,
-            next,
-        })
+        let mut page = self.list_raw(bucket, q).await?;
+        page.entries.retain(|e| !e.key.starts_with(BLOCK_STAGING));
+        page.common_prefixes
+            .retain(|p| !p.starts_with(BLOCK_STAGING) && !BLOCK_STAGING.starts_with(p.as_str()));
+        Ok(page)
     }
 }
 
