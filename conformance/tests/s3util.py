@@ -308,3 +308,41 @@ def streaming_put(endpoint: str, path: str, creds: Creds, data: bytes, chunk: in
     headers = {k: v for k, v in signed.items() if k not in ("host", "content-length")}
     headers["authorization"] = auth
     return request(endpoint, "PUT", path, headers=headers, body=body)
+
+
+def unsigned_trailer_put(endpoint: str, path: str, creds: Creds, data: bytes,
+                         chunk: int = 64 * 1024, crc: str | None = None) -> Resp:
+    """PUT with an unsigned aws-chunked body and an `x-amz-checksum-crc32` trailer
+    (STREAMING-UNSIGNED-PAYLOAD-TRAILER), as the AWS SDKs send uploads over HTTPS. `crc`
+    replaces the right CRC32 (base64)."""
+    import base64
+    import zlib
+    if crc is None:
+        crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = b""
+    for i in range(0, len(data), chunk):
+        piece = data[i:i + chunk]
+        body += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    body += b"0\r\n" + f"x-amz-checksum-crc32:{crc}\r\n".encode() + b"\r\n"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    day = amz_date[:8]
+    region = REGION
+    scope = f"{day}/{region}/s3/aws4_request"
+    payload = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    signed = {"content-encoding": "aws-chunked", "content-length": str(len(body)),
+              "host": endpoint, "x-amz-content-sha256": payload, "x-amz-date": amz_date,
+              "x-amz-decoded-content-length": str(len(data)),
+              "x-amz-trailer": "x-amz-checksum-crc32"}
+    names = sorted(signed)
+    canonical = "\n".join(["PUT", path, "", *(f"{n}:{signed[n]}" for n in names), "",
+                           ";".join(names), payload])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                     hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(_hmac(_hmac(_hmac(("AWS4" + creds.secret).encode(), day), region), "s3"),
+                "aws4_request")
+    sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    headers = {k: v for k, v in signed.items() if k not in ("host", "content-length")}
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+                                f"SignedHeaders={';'.join(names)}, Signature={sig}")
+    return request(endpoint, "PUT", path, headers=headers, body=body)

@@ -154,6 +154,22 @@ def test_signed_streaming_uploads_and_bad_chunk_signatures(gw_w, bucket):
         assert origin_bytes(origins, bucket, key) == data, f"bad chunk {bad} reached the origin"
 
 
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_unsigned_streaming_upload_with_a_checksum_trailer(gw_w, bucket):
+    """STREAMING-UNSIGNED-PAYLOAD-TRAILER with `x-amz-checksum-crc32` in the trailer (what the
+    SDKs send over HTTPS): the right CRC stores the object, a wrong one stores nothing."""
+    c, origins = gw_w
+    key = "trailer/obj.bin"
+    data = s3util.det_bytes(f"trailer-{bucket}", 200 * 1024 + 3)
+    r = s3util.unsigned_trailer_put(c.endpoint, f"/{bucket}/{key}", WRITER, data)
+    assert r.status == 200, r
+    assert origin_bytes(origins, bucket, key) == data
+    other = s3util.det_bytes("trailer-other", len(data))
+    r = s3util.unsigned_trailer_put(c.endpoint, f"/{bucket}/{key}", WRITER, other, crc="AAAAAA==")
+    assert r.status == 400 and r.error_code() == "BadDigest", r
+    assert origin_bytes(origins, bucket, key) == data
+
+
 def test_object_tagging_is_passed_to_an_s3_origin(gw_w):
     c, origins = gw_w
     s3 = c.client(WRITER)
