@@ -1257,9 +1257,10 @@ impl Pipeline {
         here_only: bool,
     ) -> Result<(MetaFill, bool)> {
         let mk = self.meta_key(b, key);
+        // Single node (or serving another node): no routing, and no allocation for it.
         let route = match &self.peers {
             Some(p) if !here_only => p.route(mk.placement_hash(), 2),
-            _ => vec![Node::Here],
+            _ => Vec::new(),
         };
         let remote = route.first().is_some_and(|n| *n != Node::Here);
         // Metadata owned elsewhere is not kept here, so that a write through another front
