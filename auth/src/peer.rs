@@ -1,10 +1,13 @@
 //! Authentication of peer traffic between Cistern nodes: HMAC-SHA256 with the cluster secret.
 //!
 //! A request carries `x-cistern-peer: v1 <unix seconds> <hex mac>`, the MAC over the method,
-//! the path with its query, and the time; a receiver accepts it within [`MAX_SKEW_SECS`] of its
-//! own clock. The answer carries a MAC over the request's MAC and the CRC32C of its body, so a
-//! front also knows the bytes came from a member of its own cluster (a recycled pod address
-//! now held by another cluster's node is refused, not trusted).
+//! the path with its query, the time and the SHA-256 of its body; a receiver accepts it within
+//! [`MAX_SKEW_SECS`] of its own clock. The answer carries a MAC over the request's MAC, its
+//! status, the SHA-256 of its body and the answer headers that say what the body is, so a
+//! front knows the bytes came, unaltered, from a member of its own cluster (a recycled pod
+//! address now held by another cluster's node is refused, not trusted). Traffic is not
+//! encrypted, and a captured request can be replayed within the skew window (it can only
+//! repeat what it asked: no bytes can be changed).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -49,37 +52,53 @@ fn mac(secret: &Secret, parts: &[&[u8]]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
-fn request_mac(secret: &Secret, method: &str, path_and_query: &str, secs: u64) -> [u8; 32] {
+/// The SHA-256 of a body, as the MACs cover it.
+pub fn body_digest(body: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    Sha256::digest(body).into()
+}
+
+fn request_mac(
+    secret: &Secret,
+    method: &str,
+    path_and_query: &str,
+    secs: u64,
+    body: &[u8; 32],
+) -> [u8; 32] {
     mac(
         secret,
         &[
-            b"cistern-peer-v1 request",
+            b"cistern-peer-v2 request",
             method.as_bytes(),
             path_and_query.as_bytes(),
             secs.to_string().as_bytes(),
+            body,
         ],
     )
 }
 
-/// The header value for a request sent at `now_secs`, and its MAC (to check the answer with).
+/// The header value for a request sent at `now_secs` with a body of digest `body`
+/// ([`body_digest`]), and its MAC (to check the answer with).
 pub fn sign_request(
     secret: &Secret,
     method: &str,
     path_and_query: &str,
     now_secs: u64,
+    body: &[u8; 32],
 ) -> (String, [u8; 32]) {
-    let m = request_mac(secret, method, path_and_query, now_secs);
+    let m = request_mac(secret, method, path_and_query, now_secs, body);
     (format!("v1 {now_secs} {}", hex::encode(m)), m)
 }
 
-/// Checks a request's header value. On success returns the request MAC, which the answer's
-/// MAC binds to.
+/// Checks a request's header value against its body's digest. On success returns the request
+/// MAC, which the answer's MAC binds to.
 pub fn verify_request(
     secret: &Secret,
     method: &str,
     path_and_query: &str,
     header: Option<&str>,
     now_secs: u64,
+    body: &[u8; 32],
 ) -> Result<[u8; 32], PeerAuthError> {
     let header = header.ok_or(PeerAuthError::Missing)?;
     let mut it = header.split(' ');
@@ -92,7 +111,7 @@ pub fn verify_request(
     if secs.abs_diff(now_secs) > MAX_SKEW_SECS {
         return Err(PeerAuthError::Skewed);
     }
-    let want = request_mac(secret, method, path_and_query, secs);
+    let want = request_mac(secret, method, path_and_query, secs, body);
     if bool::from(want.as_slice().ct_eq(&given)) {
         Ok(want)
     } else {
@@ -100,18 +119,36 @@ pub fn verify_request(
     }
 }
 
-/// The header value for an answer to the request whose MAC is `request`, with `body_crc` the
-/// CRC32C of the answer's body (0 for no body).
-pub fn sign_answer(secret: &Secret, request: &[u8; 32], status: u16, body_crc: u32) -> String {
-    hex::encode(mac(
+fn answer_mac(
+    secret: &Secret,
+    request: &[u8; 32],
+    status: u16,
+    body: &[u8; 32],
+    described: &str,
+) -> [u8; 32] {
+    mac(
         secret,
         &[
-            b"cistern-peer-v1 answer",
+            b"cistern-peer-v2 answer",
             request,
             &status.to_be_bytes(),
-            &body_crc.to_be_bytes(),
+            body,
+            described.as_bytes(),
         ],
-    ))
+    )
+}
+
+/// The header value for an answer to the request whose MAC is `request`: its status, its
+/// body's digest, and `described` — the answer headers that say what the body is, in a fixed
+/// order (the receiver rebuilds the same string from what it got).
+pub fn sign_answer(
+    secret: &Secret,
+    request: &[u8; 32],
+    status: u16,
+    body: &[u8; 32],
+    described: &str,
+) -> String {
+    hex::encode(answer_mac(secret, request, status, body, described))
 }
 
 /// Checks an answer's header value.
@@ -119,20 +156,13 @@ pub fn verify_answer(
     secret: &Secret,
     request: &[u8; 32],
     status: u16,
-    body_crc: u32,
+    body: &[u8; 32],
+    described: &str,
     header: Option<&str>,
 ) -> Result<(), PeerAuthError> {
     let given =
         hex::decode(header.ok_or(PeerAuthError::Missing)?).map_err(|_| PeerAuthError::Malformed)?;
-    let want = mac(
-        secret,
-        &[
-            b"cistern-peer-v1 answer",
-            request,
-            &status.to_be_bytes(),
-            &body_crc.to_be_bytes(),
-        ],
-    );
+    let want = answer_mac(secret, request, status, body, described);
     if bool::from(want.as_slice().ct_eq(&given)) {
         Ok(())
     } else {
@@ -149,65 +179,107 @@ mod tests {
     }
 
     #[test]
-    fn requests_verify_only_with_the_same_secret_path_and_time() {
+    fn requests_verify_only_with_the_same_secret_path_time_and_body() {
         let k = s("0123456789abcdef0123");
-        let (h, sent) = sign_request(&k, "GET", "/v1/chunk?b=x&i=3", 1_000_000);
-        let m = verify_request(&k, "GET", "/v1/chunk?b=x&i=3", Some(&h), 1_000_100).expect("ok");
-        assert_eq!(sent, m);
-        let bad = |m: &str, p: &str, h: Option<&str>, now: u64, k: &Secret| {
-            verify_request(k, m, p, h, now).expect_err("refused")
-        };
+        let empty = body_digest(b"");
         let p = "/v1/chunk?b=x&i=3";
-        assert_eq!(bad("GET", p, None, 1_000_000, &k), PeerAuthError::Missing);
+        let (h, sent) = sign_request(&k, "GET", p, 1_000_000, &empty);
+        let m = verify_request(&k, "GET", p, Some(&h), 1_000_100, &empty).expect("ok");
+        assert_eq!(sent, m);
+        let bad = |m: &str, p: &str, h: Option<&str>, now: u64, k: &Secret, b: &[u8; 32]| {
+            verify_request(k, m, p, h, now, b).expect_err("refused")
+        };
         assert_eq!(
-            bad("PUT", p, Some(&h), 1_000_000, &k),
+            bad("GET", p, None, 1_000_000, &k, &empty),
+            PeerAuthError::Missing
+        );
+        assert_eq!(
+            bad("PUT", p, Some(&h), 1_000_000, &k, &empty),
             PeerAuthError::Mismatch
         );
         assert_eq!(
-            bad("GET", "/v1/chunk?b=x&i=4", Some(&h), 1_000_000, &k),
+            bad("GET", "/v1/chunk?b=x&i=4", Some(&h), 1_000_000, &k, &empty),
             PeerAuthError::Mismatch
         );
         assert_eq!(
-            bad("GET", p, Some(&h), 1_000_000, &s("another secret!!")),
+            bad(
+                "GET",
+                p,
+                Some(&h),
+                1_000_000,
+                &s("another secret!!"),
+                &empty
+            ),
             PeerAuthError::Mismatch
         );
         assert_eq!(
-            bad("GET", p, Some(&h), 1_000_400, &k),
+            bad(
+                "GET",
+                p,
+                Some(&h),
+                1_000_000,
+                &k,
+                &body_digest(b"other bytes")
+            ),
+            PeerAuthError::Mismatch
+        );
+        assert_eq!(
+            bad("GET", p, Some(&h), 1_000_400, &k, &empty),
             PeerAuthError::Skewed
         );
         assert_eq!(
-            bad("GET", p, Some("v1 x y"), 1_000_000, &k),
+            bad("GET", p, Some("v1 x y"), 1_000_000, &k, &empty),
             PeerAuthError::Malformed
         );
         assert_eq!(
-            bad("GET", p, Some("v2 1 00"), 1_000_000, &k),
+            bad("GET", p, Some("v2 1 00"), 1_000_000, &k, &empty),
             PeerAuthError::Malformed
         );
         // The time is inside the MAC: changing it breaks the signature.
         let forged = h.replacen("1000000", "1000300", 1);
         assert_eq!(
-            bad("GET", p, Some(&forged), 1_000_300, &k),
+            bad("GET", p, Some(&forged), 1_000_300, &k, &empty),
             PeerAuthError::Mismatch
         );
     }
 
     #[test]
-    fn answers_bind_request_status_and_body() {
+    fn answers_bind_request_status_body_and_description() {
         let k = s("0123456789abcdef0123");
+        let empty = body_digest(b"");
         let req = verify_request(
             &k,
             "GET",
             "/v1/meta",
-            Some(&sign_request(&k, "GET", "/v1/meta", 5).0),
+            Some(&sign_request(&k, "GET", "/v1/meta", 5, &empty).0),
             5,
+            &empty,
         )
         .expect("ok");
-        let a = sign_answer(&k, &req, 200, 77);
-        verify_answer(&k, &req, 200, 77, Some(&a)).expect("ok");
-        assert!(verify_answer(&k, &req, 200, 78, Some(&a)).is_err());
-        assert!(verify_answer(&k, &req, 404, 77, Some(&a)).is_err());
-        assert!(verify_answer(&k, &[0; 32], 200, 77, Some(&a)).is_err());
-        assert!(verify_answer(&s("another secret!!"), &req, 200, 77, Some(&a)).is_err());
-        assert!(verify_answer(&k, &req, 200, 77, None).is_err());
+        let body = body_digest(b"chunk bytes");
+        let a = sign_answer(&k, &req, 200, &body, "memory|3|");
+        verify_answer(&k, &req, 200, &body, "memory|3|", Some(&a)).expect("ok");
+        assert!(verify_answer(
+            &k,
+            &req,
+            200,
+            &body_digest(b"chunk bytez"),
+            "memory|3|",
+            Some(&a)
+        )
+        .is_err());
+        assert!(verify_answer(&k, &req, 200, &body, "memory|4|", Some(&a)).is_err());
+        assert!(verify_answer(&k, &req, 404, &body, "memory|3|", Some(&a)).is_err());
+        assert!(verify_answer(&k, &[0; 32], 200, &body, "memory|3|", Some(&a)).is_err());
+        assert!(verify_answer(
+            &s("another secret!!"),
+            &req,
+            200,
+            &body,
+            "memory|3|",
+            Some(&a)
+        )
+        .is_err());
+        assert!(verify_answer(&k, &req, 200, &body, "memory|3|", None).is_err());
     }
 }

@@ -39,9 +39,9 @@ impl Heat {
         if self.threshold == 0 {
             return false;
         }
-        let now = self.start.elapsed().as_secs();
         let seen = self.second.load(Ordering::Relaxed);
-        if now != seen
+        let now = self.start.elapsed().as_secs();
+        if now > seen
             && self
                 .second
                 .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)

@@ -197,10 +197,11 @@ def test_a_cache_node_killed_under_load_costs_no_errors_and_rejoins(cluster):
     assert victim.metric("cistern_peer_served_bytes_total") > 0
 
 
-def peer_sign(secret: str, method: str, path_and_query: str, secs: int) -> str:
+def peer_sign(secret: str, method: str, path_and_query: str, secs: int, body: bytes = b"") -> str:
+    """The peer request MAC (auth/src/peer.rs), computed independently."""
     m = hmac.new(secret.encode(), digestmod=hashlib.sha256)
-    for part in (b"cistern-peer-v1 request", method.encode(), path_and_query.encode(),
-                 str(secs).encode()):
+    for part in (b"cistern-peer-v2 request", method.encode(), path_and_query.encode(),
+                 str(secs).encode(), hashlib.sha256(body).digest()):
         m.update(len(part).to_bytes(4, "big"))
         m.update(part)
     return f"v1 {secs} {m.hexdigest()}"

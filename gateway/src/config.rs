@@ -1077,7 +1077,15 @@ fn cluster_settings(
         return Err(err("cluster.weight", "must be a positive number"));
     }
     let dur = |key: &str, v: &Option<String>, default: &str| {
-        parse_duration(v.as_deref().unwrap_or(default)).map_err(|e| err(key, e))
+        parse_duration(v.as_deref().unwrap_or(default))
+            .map_err(|e| err(key, e))
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err(err(key, "must be longer than zero"))
+                } else {
+                    Ok(d)
+                }
+            })
     };
     let near_default = if role == Role::Front {
         "256MiB"

@@ -597,13 +597,35 @@ impl BlobFront {
                     .await
             }
             Operation::PutBlockList => {
+                let h = &parts.headers;
+                // `If-None-Match: *` (what the SDKs send for a large upload without
+                // overwrite) is served; other conditions are not yet.
+                let create_only = header(h, "if-none-match").is_some_and(|v| v.trim() == "*");
+                if ["if-match", "if-modified-since", "if-unmodified-since"]
+                    .iter()
+                    .any(|n| h.contains_key(*n))
+                    || (h.contains_key("if-none-match") && !create_only)
+                {
+                    return Err(BlobError::not_implemented("conditional Put Block List"));
+                }
                 let blocks = read_block_list(body).await?;
                 let b = self.bucket(container).await?;
-                let opts = put_options(&parts.headers, false);
+                if create_only && self.pipeline.exists_at_origin(&b, blob).await? {
+                    return Err(already_exists(
+                        crate::error::Error::new(
+                            crate::error::ErrorKind::PreconditionFailed,
+                            "The blob exists",
+                        ),
+                        true,
+                    ));
+                }
+                let mut opts = put_options(h, false);
+                opts.create_only = create_only;
                 let put = self
                     .pipeline
                     .commit_blocks(&b, blob, &blocks, &opts)
-                    .await?;
+                    .await
+                    .map_err(|e| already_exists(e, create_only))?;
                 let mut h = HeaderMap::new();
                 set(&mut h, "etag", &quoted(&put.etag));
                 if let Some(t) = put.last_modified {
@@ -834,6 +856,20 @@ impl BlobFront {
                 )
             })?
         } else {
+            // The caller reads the source as itself. A SAS was verified for the destination
+            // only: it may read the source only where its grant reaches — an account SAS
+            // anywhere in the account, a container SAS within its own container; a blob SAS
+            // names one blob, the destination.
+            if let Caller::Sas(s) = caller {
+                let same_container = src.container.is_some() && src.container == r.container;
+                let reaches = s.resource.is_empty() || (s.resource == "c" && same_container);
+                if !reaches {
+                    return Err(cannot_verify(
+                        StatusCode::FORBIDDEN,
+                        "The copy source is outside this SAS's resource; give the source its own SAS.",
+                    ));
+                }
+            }
             caller.clone()
         };
         auth::authorize(

@@ -285,6 +285,7 @@ fn operation(
             (Some("blocklist"), "GET") => GetBlockList,
             (Some("page"), "PUT") => U("PutPage"),
             (Some("pagelist"), "GET") => U("GetPageRanges"),
+            (Some("appendblock"), "PUT") if copy_source => U("AppendBlockFromURL"),
             (Some("appendblock"), "PUT") => AppendBlock,
             (Some("seal"), "PUT") => U("AppendBlobSeal"),
             (Some("lease"), "PUT") => U("LeaseBlob"),

@@ -283,6 +283,9 @@ impl AzureOrigin {
     ) -> Result<PutResult> {
         let mut owned: Vec<(String, String)> =
             vec![("content-length".into(), xml.len().to_string())];
+        if opts.create_only {
+            owned.push(("if-none-match".into(), "*".into()));
+        }
         owned.extend(content_headers(opts));
         owned.extend(metadata_headers(opts));
         let headers: Vec<(&str, &str)> = owned

@@ -594,12 +594,13 @@ impl Origin for FsOrigin {
             }
             check.finish()?;
             file.sync_data().await.map_err(write_failed)?;
-            // The ETag beside the part, for ListParts (recomputed if this is lost).
-            let etag = hex::encode(md5.clone().finalize());
-            tokio::fs::write(dir.join(format!("{part:05}.etag")), &etag)
+            tokio::fs::rename(&tmp, dir.join(format!("{part:05}")))
                 .await
                 .map_err(write_failed)?;
-            tokio::fs::rename(&tmp, dir.join(format!("{part:05}")))
+            // The ETag beside the part, for ListParts (recomputed when missing; completion
+            // checks the data itself).
+            let etag = hex::encode(md5.clone().finalize());
+            tokio::fs::write(dir.join(format!("{part:05}.etag")), &etag)
                 .await
                 .map_err(write_failed)
         }
@@ -822,8 +823,18 @@ impl Origin for FsOrigin {
             {
                 Ok(t) if t.len() == 32 => t,
                 _ => {
-                    let bytes = tokio::fs::read(e.path()).await.map_err(read_failed)?;
-                    hex::encode(md5::Md5::digest(&bytes))
+                    use tokio::io::AsyncReadExt as _;
+                    let mut f = tokio::fs::File::open(e.path()).await.map_err(read_failed)?;
+                    let mut h = md5::Md5::new();
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = f.read(&mut buf).await.map_err(read_failed)?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                    }
+                    hex::encode(h.finalize())
                 }
             };
             out.push(super::PartEntry {
@@ -955,7 +966,7 @@ impl Origin for FsOrigin {
         bucket: &str,
         key: &str,
         blocks: &[BlockRef],
-        _opts: &PutOptions,
+        opts: &PutOptions,
     ) -> Result<PutResult> {
         let bucket_real = writable(self, bucket, key).await?;
         let dir = self.block_staging(bucket, key);
@@ -983,7 +994,7 @@ impl Origin for FsOrigin {
             }
             out.sync_data().await.map_err(write_failed)?;
             drop(out);
-            place(&tmp, &bucket_real, key, false).await
+            place(&tmp, &bucket_real, key, opts.create_only).await
         }
         .await;
         let target = result?;

@@ -918,8 +918,8 @@ impl Origin for S3Origin {
         blocks: &[super::BlockRef],
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        const MIN_PART: u64 = 5 << 20;
         const MAX_PART: u64 = 5 << 30;
+        const MAX_PARTS: u64 = 10_000;
         let invalid = |why: &'static str| Error::new(ErrorKind::InvalidPart, why);
         let staged = self.staged_blocks(bucket, key).await?;
         let mut resolved = Vec::with_capacity(blocks.len());
@@ -936,12 +936,15 @@ impl Origin for S3Origin {
                 .ok_or_else(|| invalid("A listed block was not staged"))?;
             resolved.push((name, size));
         }
+        // Parts of at least 5 MiB (S3's minimum), and large enough that 10 000 suffice.
+        let total: u64 = resolved.iter().map(|(_, n)| n).sum();
+        let min_part = (5u64 << 20).max(total.div_ceil(MAX_PARTS));
         let mut groups: Vec<Vec<(String, u64)>> = Vec::new();
         let mut size = 0u64;
         for (name, n) in resolved {
             let full = groups
                 .last()
-                .is_none_or(|_| size >= MIN_PART || size + n > MAX_PART);
+                .is_none_or(|_| size >= min_part || size + n > MAX_PART);
             if full {
                 groups.push(Vec::new());
                 size = 0;
@@ -950,6 +953,12 @@ impl Origin for S3Origin {
             if let Some(g) = groups.last_mut() {
                 g.push((name, n));
             }
+        }
+        if groups.len() as u64 > MAX_PARTS {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "The block list makes more than 10 000 parts of at most 5 GiB",
+            ));
         }
         let upload_id = self.start_parts(bucket, key, opts).await?;
         let assembled: Result<PutResult> = async {
@@ -961,7 +970,7 @@ impl Origin for S3Origin {
             for (i, group) in groups.iter().enumerate() {
                 let part = i as u32 + 1;
                 let etag = match group.as_slice() {
-                    [(name, n)] if *n >= MIN_PART => {
+                    [(name, n)] if *n >= (5 << 20) => {
                         self.copy_part(bucket, key, &upload_id, part, name).await?
                     }
                     _ => {
@@ -1096,9 +1105,15 @@ impl Origin for S3Origin {
             size: None,
             delete_marker: true,
         }));
+        entries.retain(|e| !e.key.starts_with(BLOCK_STAGING));
         Ok(super::VersionPage {
             entries,
-            prefixes: page.common_prefixes.into_iter().map(|p| p.prefix).collect(),
+            prefixes: page
+                .common_prefixes
+                .into_iter()
+                .map(|p| p.prefix)
+                .filter(|p| !p.starts_with(BLOCK_STAGING))
+                .collect(),
             truncated: page.is_truncated,
             next_key_marker: page.next_key_marker,
             next_version_id_marker: page.next_version_id_marker,
@@ -1198,9 +1213,16 @@ impl Origin for S3Origin {
             .send(Method::PUT, Some(bucket), Some(key), &[], &headers, &[])
             .await?;
         let body = read_text(resp).await?;
+        // A copy can fail after its 200 (an <Error> body): no ETag means no copy.
         let etag = xml_field(&body, "ETag")
             .map(|e| unquote(&e.replace("&quot;", "\"")).to_string())
-            .unwrap_or_default();
+            .filter(|e| !e.is_empty() && !body.contains("<Error>"))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::OriginUnavailable,
+                    "The origin did not complete the property update",
+                )
+            })?;
         let last_modified = xml_field(&body, "LastModified").and_then(|t| {
             time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
                 .ok()
@@ -1370,7 +1392,7 @@ impl Origin for S3Origin {
         let mut page = self.list_raw(bucket, q).await?;
         page.entries.retain(|e| !e.key.starts_with(BLOCK_STAGING));
         page.common_prefixes
-            .retain(|p| !p.starts_with(BLOCK_STAGING) && !BLOCK_STAGING.starts_with(p.as_str()));
+            .retain(|p| !p.starts_with(BLOCK_STAGING));
         Ok(page)
     }
 }

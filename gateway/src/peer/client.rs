@@ -35,6 +35,9 @@ impl PeerClient {
         instance: Option<String>,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
+            // A peer never redirects, and peer traffic never goes through a proxy.
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .connect_timeout(Duration::from_millis(500).min(timeout))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
@@ -68,8 +71,9 @@ impl PeerClient {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let digest = mac::body_digest(body.as_deref().unwrap_or(&[]));
         let (header, request_mac) =
-            mac::sign_request(&self.secret, method.as_str(), &path_and_query, now);
+            mac::sign_request(&self.secret, method.as_str(), &path_and_query, now, &digest);
         let mut req = self
             .http
             .request(method, format!("http://{node}{path_and_query}"))
@@ -93,8 +97,21 @@ impl PeerClient {
                 return Err(("crc32c", format!("body CRC32C {crc:08x}, sent {sent:?}")));
             }
             let answer = headers.get(mac::HEADER).and_then(|v| v.to_str().ok());
-            mac::verify_answer(&self.secret, &request_mac, status, crc, answer)
-                .map_err(|e| ("answer", e.to_string()))?;
+            let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+            let described = wire::described(
+                text(wire::TIER),
+                text(wire::CHUNK_INDEX),
+                text(wire::FETCHED),
+            );
+            mac::verify_answer(
+                &self.secret,
+                &request_mac,
+                status,
+                &mac::body_digest(&body),
+                &described,
+                answer,
+            )
+            .map_err(|e| ("answer", e.to_string()))?;
             Ok::<_, (&str, String)>((status, headers, body))
         }
         .await;
@@ -109,12 +126,6 @@ impl PeerClient {
                     .peer_requests
                     .with_label_values(&[op, label])
                     .inc();
-                if status == 401 {
-                    // The node is not of our cluster (or our clocks disagree): never trust it.
-                    tracing::warn!(peer = node, "peer refused our signature");
-                    self.membership.failed(node);
-                    return Err(PeerError::Unavailable);
-                }
                 Ok((status, headers, body))
             }
             Err((stage, msg)) => {
@@ -127,7 +138,11 @@ impl PeerClient {
                 if stage == "answer" || stage == "crc32c" {
                     tracing::warn!(peer = node, stage, "peer answer failed its check");
                 }
-                self.membership.failed(node);
+                if op == "health" {
+                    self.membership.failed(node);
+                } else {
+                    self.membership.suspect(node);
+                }
                 Err(PeerError::Unavailable)
             }
         }
@@ -179,6 +194,10 @@ impl PeerClient {
 impl Peers for PeerClient {
     fn route(&self, hash: u64, n: usize) -> Vec<Node> {
         self.membership.route(hash, n)
+    }
+
+    fn owners(&self, hash: u64, n: usize) -> Vec<Node> {
+        self.membership.owners(hash, n)
     }
 
     async fn chunk(&self, node: &str, ask: &ChunkAsk) -> Result<(Bytes, Tier), PeerError> {

@@ -57,6 +57,9 @@ pub struct View {
     placement: Placement,
     /// Per placement index: this process.
     here: Vec<bool>,
+    /// Placement over every member, dead or alive: where a key's owners are by everyone's
+    /// reckoning, for invalidations (a node this process thinks dead may still serve others).
+    everyone: Placement,
 }
 
 impl View {
@@ -75,11 +78,21 @@ impl View {
             .iter()
             .map(|n| members.get(&n.id).is_some_and(|m| m.here))
             .collect();
+        let everyone = Placement::new(
+            members
+                .iter()
+                .map(|(id, m)| PlacementNode {
+                    id: Arc::clone(id),
+                    weight: m.weight,
+                })
+                .collect(),
+        );
         Self {
             epoch,
             members,
             placement,
             here,
+            everyone,
         }
     }
 
@@ -141,6 +154,46 @@ impl Membership {
             .collect()
     }
 
+    /// Up to `n` members for `hash` by the placement over every member (dead ones included),
+    /// owner first.
+    pub fn owners(&self, hash: u64, n: usize) -> Vec<Node> {
+        let v = self.view();
+        v.everyone
+            .ranked(hash, n)
+            .into_iter()
+            .map(|i| {
+                let id = &v.everyone.nodes()[i].id;
+                if v.members.get(id).is_some_and(|m| m.here) {
+                    Node::Here
+                } else {
+                    Node::Peer(Arc::clone(id))
+                }
+            })
+            .collect()
+    }
+
+    /// A request to `addr` failed: it is suspect (still placed). Only probes mark a node
+    /// dead, so one front's network blip does not move its keys while the others still
+    /// place them there.
+    pub fn suspect(&self, addr: &str) {
+        let already = self
+            .view()
+            .members
+            .get(addr)
+            .is_none_or(|m| m.health != Health::Alive);
+        if already {
+            return;
+        }
+        self.update(|members| {
+            let m = members.get_mut(addr)?;
+            if m.health == Health::Alive {
+                m.health = Health::Suspect;
+                tracing::warn!(peer = addr, "cache node suspect after a failed request");
+            }
+            Some(false)
+        });
+    }
+
     /// Whether `addr` is a member (placed or not).
     pub fn contains(&self, addr: &str) -> bool {
         self.view().members.contains_key(addr)
@@ -179,8 +232,16 @@ impl Membership {
         });
     }
 
-    /// A probe or request to `addr` failed.
+    /// A probe of `addr` failed.
     pub fn failed(&self, addr: &str) {
+        if self
+            .view()
+            .members
+            .get(addr)
+            .is_none_or(|m| m.health == Health::Dead)
+        {
+            return; // unknown, or dead already: nothing changes
+        }
         self.update(|members| {
             let m = members.get_mut(addr)?;
             m.fails = m.fails.saturating_add(1);
@@ -235,8 +296,11 @@ impl Membership {
         };
         let epoch = guard.epoch + u64::from(placement_changed);
         let next = Arc::new(View::build(epoch, members));
+        let before = std::mem::replace(&mut *guard, Arc::clone(&next));
+        drop(guard);
         if placement_changed {
-            let moved = moved_share(&guard.placement, &next.placement);
+            // Measured outside the lock: routing never waits for it.
+            let moved = moved_share(&before.placement, &next.placement);
             self.metrics.placement_changes.inc();
             self.metrics.placement_moved_ratio.set(moved);
             tracing::info!(
@@ -246,8 +310,6 @@ impl Membership {
                 "cluster membership changed"
             );
         }
-        *guard = Arc::clone(&next);
-        drop(guard);
         self.publish(&next);
     }
 

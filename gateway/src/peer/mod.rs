@@ -17,6 +17,8 @@ pub mod wire;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
+
 use crate::config::Members;
 use client::PeerClient;
 
@@ -48,10 +50,12 @@ pub async fn maintain(
             }
         }
         let timeout = interval.min(Duration::from_secs(2));
-        let probes = client.membership().addresses().into_iter().map(|a| {
-            let c = Arc::clone(&client);
-            async move { c.probe(&a, timeout).await }
-        });
-        futures::future::join_all(probes).await;
+        // At most 64 probes at once (many members: a bounded burst).
+        futures::stream::iter(client.membership().addresses())
+            .for_each_concurrent(64, |a| {
+                let c = Arc::clone(&client);
+                async move { c.probe(&a, timeout).await }
+            })
+            .await;
     }
 }

@@ -72,6 +72,17 @@ impl Answer {
     }
 }
 
+/// 401 with no data (unsigned: the caller is not of this cluster).
+fn refused(metrics: &Metrics, why: &'static str) -> http::Response<Full<Bytes>> {
+    metrics
+        .peer_served
+        .with_label_values(&["auth", "401"])
+        .inc();
+    let mut resp = http::Response::new(Full::new(Bytes::from(format!("{why}\n"))));
+    *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+    resp
+}
+
 impl PeerServer {
     /// A server for `pipeline`; `instance` is this process's random id (health answers carry
     /// it, so a node recognises itself among the members).
@@ -95,42 +106,41 @@ impl PeerServer {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request: its body (at most one chunk) is read first, since the request's
+    /// MAC covers it.
     pub async fn handle(&self, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let path_and_query = req
-            .uri()
+        let (parts, body) = req.into_parts();
+        let path_and_query = parts
+            .uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let signed = req.headers().get(mac::HEADER).and_then(|v| v.to_str().ok());
+        let body = match Limited::new(body, self.max_body).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return refused(&self.metrics, "body unreadable or too long"),
+        };
+        let signed = parts.headers.get(mac::HEADER).and_then(|v| v.to_str().ok());
         let request_mac = match mac::verify_request(
             &self.secret,
-            req.method().as_str(),
+            parts.method.as_str(),
             &path_and_query,
             signed,
             now,
+            &mac::body_digest(&body),
         ) {
             Ok(m) => m,
             Err(e) => {
-                self.metrics
-                    .peer_served
-                    .with_label_values(&["auth", "401"])
-                    .inc();
-                tracing::warn!(reason = %e, path = req.uri().path(), "peer request refused");
-                let mut resp = http::Response::new(Full::new(Bytes::from_static(
-                    b"peer authentication failed\n",
-                )));
-                *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
-                return resp;
+                tracing::warn!(reason = %e, path = parts.uri.path(), "peer request refused");
+                return refused(&self.metrics, "peer authentication failed");
             }
         };
-        let q = Query::parse(req.uri().query());
-        let (op, result) = match (req.method().as_str(), req.uri().path()) {
+        let q = Query::parse(parts.uri.query());
+        let (op, result) = match (parts.method.as_str(), parts.uri.path()) {
             ("GET", "/v1/chunk") => ("chunk", self.chunk(&q).await),
-            ("PUT", "/v1/chunk") => ("push", self.push(&q, req.into_body()).await),
+            ("PUT", "/v1/chunk") => ("push", self.push(&q, body).await),
             ("GET", "/v1/meta") => ("meta", self.meta(&q).await),
             ("POST", "/v1/invalidate") => ("invalidate", self.invalidate(&q).await),
             ("GET", "/v1/health") => ("health", self.health()),
@@ -148,6 +158,26 @@ impl PeerServer {
             .with_label_values(&[op, &answer.status.to_string()])
             .inc();
         let crc = crc32c::crc32c(&answer.body);
+        let digest = mac::body_digest(&answer.body);
+        let header_of = |name: &str| {
+            answer
+                .headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let described = wire::described(
+            header_of(wire::TIER),
+            header_of(wire::CHUNK_INDEX),
+            header_of(wire::FETCHED),
+        );
+        let signature = mac::sign_answer(
+            &self.secret,
+            &request_mac,
+            answer.status,
+            &digest,
+            &described,
+        );
         let mut resp = http::Response::new(Full::new(answer.body));
         *resp.status_mut() =
             http::StatusCode::from_u16(answer.status).unwrap_or(http::StatusCode::OK);
@@ -158,12 +188,7 @@ impl PeerServer {
             }
         }
         h.insert(wire::CRC32C, http::HeaderValue::from(crc));
-        if let Ok(v) = http::HeaderValue::from_str(&mac::sign_answer(
-            &self.secret,
-            &request_mac,
-            answer.status,
-            crc,
-        )) {
+        if let Ok(v) = http::HeaderValue::from_str(&signature) {
             h.insert(mac::HEADER, v);
         }
         resp
@@ -190,18 +215,8 @@ impl PeerServer {
         Ok(a)
     }
 
-    async fn push(&self, q: &Query, body: Incoming) -> Result<Answer> {
+    async fn push(&self, q: &Query, data: Bytes) -> Result<Answer> {
         let ask = q.chunk()?;
-        let data = Limited::new(body, self.max_body)
-            .collect()
-            .await
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    "chunk body unreadable or too long",
-                )
-            })?
-            .to_bytes();
         self.pipeline.accept_chunk(ask, data).await?;
         Ok(Answer::empty())
     }

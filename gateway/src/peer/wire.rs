@@ -30,6 +30,17 @@ pub const FETCHED: &str = "x-cistern-fetched";
 /// The answer header naming the chunk that follows metadata.
 pub const CHUNK_INDEX: &str = "x-cistern-chunk";
 
+/// The answer headers the answer's MAC covers, in a fixed order: the tier, the chunk that
+/// follows metadata, and whether the origin was asked.
+pub fn described(tier: Option<&str>, chunk: Option<&str>, fetched: Option<&str>) -> String {
+    format!(
+        "{}|{}|{}",
+        tier.unwrap_or(""),
+        chunk.unwrap_or(""),
+        fetched.unwrap_or("")
+    )
+}
+
 /// An error answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

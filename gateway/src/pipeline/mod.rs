@@ -423,6 +423,8 @@ pub struct Pipeline {
     metrics: Metrics,
     /// The cache cluster, when this node is part of one.
     peers: Option<Arc<dyn Peers>>,
+    /// Bytes of uploads kept for the cache right now, across all uploads.
+    populating: Arc<std::sync::atomic::AtomicU64>,
     heat: Heat,
     near: NearCache,
 }
@@ -453,6 +455,7 @@ impl Pipeline {
             cfg,
             metrics,
             peers: None,
+            populating: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -483,7 +486,11 @@ impl Pipeline {
         opts: &PutOptions,
     ) -> Result<PutResult> {
         let key: Arc<str> = Arc::from(key);
-        let kept = Arc::new(Mutex::new(Kept::default()));
+        let kept = Arc::new(Mutex::new(Kept {
+            pieces: Vec::new(),
+            len: 0,
+            budget: Arc::clone(&self.populating),
+        }));
         let upload = if b.populate_on_write {
             keep_while_sending(upload, Arc::clone(&kept), self.cfg.populate_max_bytes)
         } else {
@@ -493,7 +500,14 @@ impl Pipeline {
         // Also after a failure: the origin may have committed before the connection broke.
         self.written(b, &key).await;
         if let (true, Ok(put)) = (b.populate_on_write, &result) {
-            let kept = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
+            let kept = {
+                let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+                Kept {
+                    pieces: std::mem::take(&mut k.pieces),
+                    len: std::mem::take(&mut k.len),
+                    budget: Arc::clone(&k.budget),
+                }
+            };
             self.populate(b, &key, &put.etag, kept).await;
         }
         result
@@ -502,7 +516,7 @@ impl Pipeline {
     /// Caches what was just written: the object's metadata as the origin now reports it
     /// (asked here, or by its owner in a cluster), and the chunks of the kept bytes under the
     /// new ETag, at their owners. Skipped when another write got in between.
-    async fn populate(&self, b: &BucketBinding, key: &Arc<str>, etag: &str, kept: Kept) {
+    async fn populate(&self, b: &BucketBinding, key: &Arc<str>, etag: &str, mut kept: Kept) {
         let Ok((fill, _)) = self.metadata(b, key, None).await else {
             return;
         };
@@ -514,7 +528,7 @@ impl Pipeline {
         let cs = self.cfg.chunk_size;
         let mut index = 0u64;
         let mut buf = bytes::BytesMut::new();
-        for mut piece in kept.pieces {
+        for mut piece in std::mem::take(&mut kept.pieces) {
             while !piece.is_empty() {
                 let want = chunk_len(index, cs, size);
                 if want == 0 {
@@ -820,8 +834,15 @@ impl Pipeline {
 
     async fn forget_at_owners(&self, b: &BucketBinding, key: &Arc<str>) {
         let Some(peers) = &self.peers else { return };
-        // The owner and the node that would take over from it (fallback reads cache there).
-        let nodes = peers.route(self.meta_key(b, key).placement_hash(), 2);
+        // The owner and the node that would take over from it (fallback reads cache there),
+        // by live and by all members: a node this process thinks dead may still serve others.
+        let h = self.meta_key(b, key).placement_hash();
+        let mut nodes = peers.route(h, 2);
+        for n in peers.owners(h, 2) {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
         let asks = nodes.iter().filter_map(|n| match n {
             Node::Peer(addr) => Some(peers.invalidate(addr, &b.name, key)),
             Node::Here => None,
@@ -953,7 +974,15 @@ impl Pipeline {
                 },
                 first,
             )?,
-            _ => self.chunk(b, key, &etag, meta.size, first).await?,
+            _ => match self.chunk(b, key, &etag, meta.size, first).await {
+                Ok(s) => s,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    // Gone at the origin while the owner's metadata still names it.
+                    self.forget(b, key).await;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            },
         };
         // An owner elsewhere that had to fill from the origin makes this at best partial.
         let status = match (status, first_served.tier) {
@@ -1067,7 +1096,8 @@ impl Pipeline {
         let hash = ck.placement_hash();
         let hot = self.heat.touch(hash);
         let mut order = peers.route(hash, if hot { self.cfg.hot_replicas.max(2) } else { 2 });
-        if !hot && order.first() == Some(&Node::Here) {
+        if order.first() == Some(&Node::Here) {
+            // The owner serves its own copy, hot or not.
             return sliced(self.local_chunk(b, ck, size, None).await?, span);
         }
         let mut primary = None;
@@ -1298,9 +1328,17 @@ impl Pipeline {
         let peers = self.peers.clone();
         let front_bucket: Arc<str> = Arc::from(b.name.as_str());
         let fallbacks = self.metrics.peer_fallbacks.clone();
+        // Metadata asked of its owner is not coalesced here: a reader must not join a fetch
+        // that began before a write through another front (the owner coalesces anyway).
+        let flight_key = if keep_here {
+            generation
+        } else {
+            static UNSHARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            (1 << 63) | UNSHARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
         let (res, _) = self
             .meta_flight
-            .run((mk.clone(), generation), move || async move {
+            .run((mk.clone(), flight_key), move || async move {
                 let mut from_peer = None;
                 if let (true, Some(p)) = (remote, &peers) {
                     for node in &route {
@@ -1334,7 +1372,12 @@ impl Pipeline {
                         }
                         Some(index) => {
                             let r = origin
-                                .read(&bucket, &k, index * cs..(index + 1) * cs, None)
+                                .read(
+                                    &bucket,
+                                    &k,
+                                    index.saturating_mul(cs)..index.saturating_add(1).saturating_mul(cs),
+                                    None,
+                                )
                                 .await?;
                             let meta = Arc::new(r.meta);
                             let chunk = if !r.data.is_empty()
@@ -1504,25 +1547,38 @@ fn chunk_len(index: u64, chunk_size: u64, size: u64) -> usize {
     (b.end.saturating_sub(b.start)) as usize
 }
 
-/// The bytes of an upload kept for the cache, up to a bound.
-#[derive(Default)]
+/// The bytes of an upload kept for the cache. They count against a budget shared by all
+/// uploads (`budget`), given back when dropped.
 struct Kept {
     pieces: Vec<Bytes>,
     len: u64,
+    budget: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Passes an upload through, keeping (references to) its first `max` bytes.
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_sub(self.len, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Passes an upload through, keeping (references to) its first bytes while the budget shared
+/// by all uploads stays under `max`; once a piece does not fit, nothing more is kept.
 fn keep_while_sending(upload: Upload, kept: Arc<Mutex<Kept>>, max: u64) -> Upload {
+    use std::sync::atomic::Ordering;
+    let mut full = false;
     let body = upload
         .body
         .map(move |item| {
-            if let Ok(piece) = &item {
+            if let (Ok(piece), false) = (&item, full) {
                 let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
-                let room = max.saturating_sub(k.len) as usize;
-                if room > 0 {
-                    let piece = piece.slice(..piece.len().min(room));
-                    k.len += piece.len() as u64;
-                    k.pieces.push(piece);
+                let n = piece.len() as u64;
+                if k.budget.fetch_add(n, Ordering::Relaxed) + n <= max {
+                    k.len += n;
+                    k.pieces.push(piece.clone());
+                } else {
+                    k.budget.fetch_sub(n, Ordering::Relaxed);
+                    full = true;
                 }
             }
             item

@@ -73,6 +73,12 @@ pub trait Peers: Send + Sync {
     /// Up to `n` live nodes for a placement hash, owner first.
     fn route(&self, hash: u64, n: usize) -> Vec<Node>;
 
+    /// Up to `n` nodes for a placement hash counting every member, dead or alive (where other
+    /// nodes may place it): invalidations go there.
+    fn owners(&self, hash: u64, n: usize) -> Vec<Node> {
+        self.route(hash, n)
+    }
+
     /// A chunk from `node`, and the tier the node served it from.
     async fn chunk(&self, node: &str, ask: &ChunkAsk) -> Result<(Bytes, Tier), PeerError>;
 

@@ -666,6 +666,14 @@ impl S3Front {
             i.copy_source_if_unmodified_since.as_ref(),
         );
         let read = self.read_source(&src, &src_key, sel, &cond).await?;
+        if let Selection::Range(RangeSpec::FromTo { last, .. }) = sel {
+            if last >= read.meta.size {
+                return Err(s3_error!(
+                    InvalidRange,
+                    "The x-amz-copy-source-range value runs past the end of the source"
+                ));
+            }
+        }
         let len = read
             .range
             .as_ref()
@@ -713,7 +721,7 @@ impl S3Front {
             .into_iter()
             .filter(|p| i64::from(p.number) > i64::from(marker))
             .collect();
-        let truncated = parts.len() > max;
+        let truncated = max > 0 && parts.len() > max;
         parts.truncate(max);
         let next = parts.last().map(|p| p.number as i32).filter(|_| truncated);
         Ok(S3Response::new(dto::ListPartsOutput {
@@ -778,26 +786,30 @@ impl S3Front {
         let mut taken = 0usize;
         let mut truncated = false;
         let mut last: Option<(String, Option<String>)> = None;
-        for u in all {
-            let after_marker = match &id_marker {
-                Some(id) => u.key > key_marker || (u.key == key_marker && u.upload_id > *id),
-                None => key_marker.is_empty() || u.key > key_marker,
-            };
-            if !after_marker {
-                continue;
-            }
+        // The origin lists a key's uploads in start order: resume just after the marker's
+        // position (upload ids do not sort by start time).
+        let resume_at = match &id_marker {
+            Some(id) => all
+                .iter()
+                .position(|u| u.key == key_marker && u.upload_id == *id)
+                .map_or_else(|| all.partition_point(|u| u.key <= key_marker), |i| i + 1),
+            None if key_marker.is_empty() => 0,
+            None => all.partition_point(|u| u.key <= key_marker),
+        };
+        for u in all.into_iter().skip(resume_at) {
             let rolled = delimiter.as_deref().and_then(|d| {
-                let rest = &u.key[prefix.len().min(u.key.len())..];
+                let rest = u.key.strip_prefix(prefix.as_str())?;
                 rest.find(d)
                     .map(|at| format!("{prefix}{}", &rest[..at + d.len()]))
             });
             if let Some(p) = &rolled {
-                if prefixes.last() == Some(p) {
+                // A prefix already given (on this page, or ending an earlier one).
+                if prefixes.last() == Some(p) || (!key_marker.is_empty() && *p <= key_marker) {
                     continue;
                 }
             }
             if taken == max {
-                truncated = true;
+                truncated = max > 0;
                 break;
             }
             taken += 1;
