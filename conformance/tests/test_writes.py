@@ -624,6 +624,15 @@ def test_blob_blocks_onto_an_s3_origin_become_a_multipart_upload(gw_w):
     assert not any(p["Prefix"].startswith(".cistern")
                    for p in c.client(WRITER).list_objects_v2(
                        Bucket="motow", Delimiter="/").get("CommonPrefixes", []))
+    staged = origins["motow"].client().list_objects_v2(Bucket="motow",
+                                                       Prefix=".cistern-blocks/")["Contents"]
+    assert len(staged) == 4
+    # The staging area is Cistern's own: clients neither read nor write it.
+    r = c.get("motow", staged[0]["Key"], creds=WRITER)
+    assert r.status == 404, r
+    with pytest.raises(ClientError) as ei:
+        c.client(WRITER).put_object(Bucket="motow", Key=staged[0]["Key"], Body=b"overwrite")
+    assert ei.value.response["Error"]["Code"] == "InvalidArgument"
     bc.commit_block_list([BlobBlock(block_id=i) for i in ids[:3]])
     want = b"".join(pieces)
     assert origin_bytes(origins, "motow", "blocks/mixed.bin") == want

@@ -467,6 +467,17 @@ impl S3Origin {
 /// up blocks that were never committed.
 pub const BLOCK_STAGING: &str = ".cistern-blocks/";
 
+/// Keys in the staging area are Cistern's own: clients neither read nor write them.
+fn not_staging(key: &str, kind: ErrorKind) -> Result<()> {
+    if key.starts_with(BLOCK_STAGING) {
+        return Err(Error::new(
+            kind,
+            "This key is in Cistern's block staging area",
+        ));
+    }
+    Ok(())
+}
+
 /// The staging prefix of one blob's blocks.
 fn staged_prefix(key: &str) -> String {
     use sha2::Digest as _;
@@ -568,17 +579,78 @@ impl S3Origin {
                 let (this, bucket) = (this.clone(), bucket.clone());
                 async move {
                     let want = range.end - range.start;
-                    let r = this.read(&bucket, &name, range, None).await?;
-                    if r.data.len() as u64 != want {
+                    let data = this.read_staged(&bucket, &name, range).await?;
+                    if data.len() as u64 != want {
                         return Err(Error::new(
                             ErrorKind::InvalidPart,
                             "A staged block changed while it was committed",
                         ));
                     }
-                    Ok(r.data)
+                    Ok(data)
                 }
             })
             .boxed()
+    }
+
+    /// DeleteObject of any key (missing ones succeed).
+    async fn delete_any(&self, bucket: &str, key: &str) -> Result<()> {
+        match self
+            .send(Method::DELETE, Some(bucket), Some(key), &[], &[], &[])
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores a staged block (a key of the staging area, which the trait's put refuses).
+    async fn put_staged(
+        &self,
+        bucket: &str,
+        name: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<()> {
+        let upload = super::upload::settled(upload, opts.content_md5.as_deref()).await?;
+        let len = upload.len.to_string();
+        let mut headers = vec![("content-length", len.as_str())];
+        if let Some(m) = &opts.content_md5 {
+            headers.push(("content-md5", m.as_str()));
+        }
+        self.send_body(
+            Method::PUT,
+            Some(bucket),
+            Some(name),
+            &[],
+            &headers,
+            &[],
+            Some(reqwest::Body::wrap_stream(upload.body)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A range of a staged block.
+    async fn read_staged(&self, bucket: &str, name: &str, range: Range<u64>) -> Result<Bytes> {
+        let value = format!("bytes={}-{}", range.start, range.end.saturating_sub(1));
+        let resp = self
+            .send(
+                Method::GET,
+                Some(bucket),
+                Some(name),
+                &[],
+                &[("range", value.as_str())],
+                &[],
+            )
+            .await?;
+        resp.bytes().await.map_err(|e| {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin's response broke off",
+            )
+            .with_source(e.without_url())
+        })
     }
 }
 
@@ -778,6 +850,7 @@ impl Origin for S3Origin {
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        not_staging(key, ErrorKind::NotFound)?;
         let resp = self
             .send(Method::HEAD, Some(bucket), Some(key), &[], &[], &[])
             .await?;
@@ -794,6 +867,7 @@ impl Origin for S3Origin {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<RangeRead> {
+        not_staging(key, ErrorKind::NotFound)?;
         if range.is_empty() {
             let meta = self.head(bucket, key).await?;
             return Ok(RangeRead {
@@ -846,6 +920,7 @@ impl Origin for S3Origin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
+        not_staging(key, ErrorKind::InvalidArgument)?;
         let upload = super::upload::settled(upload, opts.content_md5.as_deref()).await?;
         let mut owned = object_headers(opts);
         owned.push(("content-length".into(), upload.len.to_string()));
@@ -900,9 +975,9 @@ impl Origin for S3Origin {
             content_md5: content_md5.map(str::to_string),
             ..PutOptions::default()
         };
-        self.put(bucket, &staged_block(key, block_id), upload, &opts)
+        not_staging(key, ErrorKind::InvalidArgument)?;
+        self.put_staged(bucket, &staged_block(key, block_id), upload, &opts)
             .await
-            .map(|_| ())
     }
 
     /// Put Block List onto S3: the listed blocks become one multipart upload. Consecutive
@@ -988,7 +1063,7 @@ impl Origin for S3Origin {
         match assembled {
             Ok(put) => {
                 for name in staged.keys() {
-                    if let Err(e) = self.delete(bucket, name).await {
+                    if let Err(e) = self.delete_any(bucket, name).await {
                         tracing::warn!(error = %e, "cannot remove a staged block");
                     }
                 }
@@ -1236,6 +1311,7 @@ impl Origin for S3Origin {
 
     /// S3's own multipart upload, passed through: the upload id and part ETags are S3's.
     async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        not_staging(key, ErrorKind::InvalidArgument)?;
         let owned = object_headers(opts);
         let headers: Vec<(&str, &str)> = owned
             .iter()
@@ -1362,14 +1438,8 @@ impl Origin for S3Origin {
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        match self
-            .send(Method::DELETE, Some(bucket), Some(key), &[], &[], &[])
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        not_staging(key, ErrorKind::InvalidArgument)?;
+        self.delete_any(bucket, key).await
     }
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
