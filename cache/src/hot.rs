@@ -13,8 +13,10 @@ use foyer::{Cache, CacheBuilder};
 
 use crate::key::ChunkKey;
 
-/// Approximate per-key read rates in a fixed table indexed by the key's hash. Collisions only
-/// ever make a cold key look hot, which costs a little RAM, never correctness.
+/// Approximate per-key read rates: a count-min sketch (two rows of counters indexed by two
+/// halves of the key's hash; a key's count is the smaller of its two). Collisions only ever
+/// make a cold key look hot — which costs a little RAM and bandwidth, never correctness — and
+/// need a collision in both rows.
 pub struct Heat {
     counts: Box<[AtomicU32]>,
     second: AtomicU64,
@@ -23,11 +25,11 @@ pub struct Heat {
 }
 
 impl Heat {
-    /// A table of `slots` counters; a key is hot once its count reaches `threshold` (0 turns
+    /// Two rows of `slots` counters; a key is hot once its count reaches `threshold` (0 turns
     /// detection off).
     pub fn new(slots: usize, threshold: u32) -> Self {
         Self {
-            counts: (0..slots.max(1)).map(|_| AtomicU32::new(0)).collect(),
+            counts: (0..slots.max(1) * 2).map(|_| AtomicU32::new(0)).collect(),
             second: AtomicU64::new(0),
             start: Instant::now(),
             threshold,
@@ -47,15 +49,22 @@ impl Heat {
                 .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            // One caller per second decays the table (4096 slots: a few microseconds).
+            // One caller per second decays the table (8192 counters: a few microseconds).
             let shift = (now - seen).min(31) as u32;
             for c in self.counts.iter() {
                 let v = c.load(Ordering::Relaxed);
                 c.store(v >> shift, Ordering::Relaxed);
             }
         }
-        let slot = &self.counts[(hash % self.counts.len() as u64) as usize];
-        slot.fetch_add(1, Ordering::Relaxed).saturating_add(1) >= self.threshold
+        let row = (self.counts.len() / 2) as u64;
+        let a = &self.counts[(hash % row) as usize];
+        // The second row takes the high bits of a multiplicative hash: independent of the
+        // low bits the first row uses.
+        let b =
+            &self.counts[(row + (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % row) as usize];
+        let ca = a.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let cb = b.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        ca.min(cb) >= self.threshold
     }
 }
 
@@ -100,6 +109,12 @@ mod tests {
         assert!((0..4).all(|_| !h.touch(7)));
         assert!(h.touch(7));
         assert!(!h.touch(8));
+        // A key sharing one row's counter with a hot key is not hot itself.
+        let h = Heat::new(64, 5);
+        for _ in 0..10 {
+            h.touch(3);
+        }
+        assert!(!h.touch(3 + 64));
         assert!(!Heat::new(64, 0).touch(7));
     }
 
