@@ -384,6 +384,31 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_request_only_makes_a_node_suspect_and_owners_count_the_dead() {
+        let ms = m(&["a:1", "b:1", "c:1"]);
+        let e0 = ms.view().epoch;
+        ms.suspect("b:1");
+        ms.suspect("b:1");
+        let v = ms.view();
+        assert_eq!(v.epoch, e0, "requests alone never move keys");
+        assert!(v.members().any(|(a, h)| a == "b:1" && h == Health::Suspect));
+        // Probes decide: two failures, dead; routing skips it, owners still name it.
+        ms.failed("b:1");
+        ms.failed("b:1");
+        let mut named_dead = false;
+        for k in 0..500u64 {
+            let key = stable_hash(&[&k.to_le_bytes()]);
+            assert!(!ms.route(key, 3).contains(&Node::Peer("b:1".into())));
+            if ms.owners(key, 1) == vec![Node::Peer("b:1".into())] {
+                named_dead = true;
+            }
+        }
+        assert!(named_dead, "owners() places over every member");
+        ms.succeeded("b:1", None, false);
+        assert!(ms.view().members().all(|(_, h)| h == Health::Alive));
+    }
+
+    #[test]
     fn a_node_that_recognises_itself_routes_here() {
         let ms = m(&["a:1", "b:1"]);
         ms.succeeded("a:1", None, true);
