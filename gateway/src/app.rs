@@ -179,6 +179,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                     metrics.clone(),
                     c.peer_timeout,
                     (s.role != Role::Front).then(|| instance.clone()),
+                    s.chunk_size,
                 )
                 .context("cannot create the peer client")?,
             );

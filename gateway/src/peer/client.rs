@@ -23,6 +23,9 @@ pub struct PeerClient {
     metrics: Metrics,
     /// This process's instance id, when it is a cache node (to recognise itself).
     instance: Option<String>,
+    /// The time allowed for an answer that may need an origin fill first (a chunk or metadata
+    /// with a chunk): the peer timeout plus a chunk at 20 MB/s.
+    fill_timeout: Duration,
 }
 
 impl PeerClient {
@@ -33,6 +36,7 @@ impl PeerClient {
         metrics: Metrics,
         timeout: Duration,
         instance: Option<String>,
+        chunk_size: u64,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             // A peer never redirects, and peer traffic never goes through a proxy.
@@ -49,6 +53,7 @@ impl PeerClient {
             membership,
             metrics,
             instance,
+            fill_timeout: timeout + Duration::from_secs_f64(chunk_size as f64 / 20e6),
         })
     }
 
@@ -203,7 +208,14 @@ impl Peers for PeerClient {
     async fn chunk(&self, node: &str, ask: &ChunkAsk) -> Result<(Bytes, Tier), PeerError> {
         let path = format!("/v1/chunk?{}", wire::chunk_query(ask));
         let (status, headers, body) = self
-            .call("chunk", reqwest::Method::GET, node, path, None, None)
+            .call(
+                "chunk",
+                reqwest::Method::GET,
+                node,
+                path,
+                None,
+                Some(self.fill_timeout),
+            )
             .await?;
         if status != 200 {
             return Err(self.refusal(node, status, &body));
@@ -226,7 +238,14 @@ impl Peers for PeerClient {
     ) -> Result<MetaAnswer, PeerError> {
         let path = format!("/v1/meta?{}", wire::meta_query(bucket, key, want));
         let (status, headers, mut body) = self
-            .call("meta", reqwest::Method::GET, node, path, None, None)
+            .call(
+                "meta",
+                reqwest::Method::GET,
+                node,
+                path,
+                None,
+                Some(self.fill_timeout),
+            )
             .await?;
         if status != 200 {
             return Err(self.refusal(node, status, &body));
