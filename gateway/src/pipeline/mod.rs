@@ -843,16 +843,47 @@ impl Pipeline {
                 nodes.push(n);
             }
         }
-        let asks = nodes.iter().filter_map(|n| match n {
-            Node::Peer(addr) => Some(peers.invalidate(addr, &b.name, key)),
-            Node::Here => None,
-        });
-        for r in futures::future::join_all(asks).await {
-            if r.is_err() {
-                self.metrics.peer_invalidations_failed.inc();
-                tracing::warn!(bucket = %b.name, key = %key, "could not invalidate metadata at its owner");
-            }
+        let addrs: Vec<Arc<str>> = nodes
+            .into_iter()
+            .filter_map(|n| match n {
+                Node::Peer(addr) => Some(addr),
+                Node::Here => None,
+            })
+            .collect();
+        let asks = addrs.iter().map(|a| peers.invalidate(a, &b.name, key));
+        let results = futures::future::join_all(asks).await;
+        let failed: Vec<Arc<str>> = addrs
+            .into_iter()
+            .zip(results)
+            .filter_map(|(a, r)| r.is_err().then_some(a))
+            .collect();
+        if failed.is_empty() {
+            return;
         }
+        self.metrics
+            .peer_invalidations_failed
+            .inc_by(failed.len() as u64);
+        tracing::warn!(bucket = %b.name, key = %key, nodes = failed.len(), "could not invalidate metadata at its owner; retrying in the background");
+        // A node that missed it (a blip) must not serve the old version for a whole TTL: try
+        // again a few times, after the answer.
+        let (peers, bucket, key) = (Arc::clone(peers), b.name.clone(), Arc::clone(key));
+        tokio::spawn(async move {
+            let mut left = failed;
+            for delay in [1u64, 2, 4] {
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+                let mut still = Vec::new();
+                for a in left {
+                    if peers.invalidate(&a, &bucket, &key).await.is_err() {
+                        still.push(a);
+                    }
+                }
+                if still.is_empty() {
+                    return;
+                }
+                left = still;
+            }
+            tracing::warn!(bucket = %bucket, key = %key, "gave up invalidating metadata at an owner");
+        });
     }
 
     /// The object's metadata is forgotten here and its generation moves on, so that fetches
