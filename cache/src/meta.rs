@@ -137,6 +137,9 @@ struct Entry {
 pub struct MetaCache {
     entries: Cache<MetaKey, Entry>,
     store: Option<ChunkStore>,
+    /// When objects were last forgotten. A record validated before that is not believed even
+    /// if the SSD still holds it: removing a record can race with its pending write to SSD.
+    forgotten: Cache<MetaKey, SystemTime>,
 }
 
 impl MetaCache {
@@ -146,6 +149,7 @@ impl MetaCache {
         Self {
             entries: CacheBuilder::new(capacity.max(16)).build(),
             store,
+            forgotten: CacheBuilder::new(capacity.clamp(16, 1 << 16)).build(),
         }
     }
 
@@ -161,6 +165,16 @@ impl MetaCache {
             return Lookup::Missing;
         };
         match decode(record) {
+            Some(entry)
+                if self
+                    .forgotten
+                    .get(key)
+                    .is_some_and(|t| entry.validated_at <= *t.value()) =>
+            {
+                // Written before the object was forgotten: a record the removal missed.
+                store.remove(&record_key(key));
+                Lookup::Missing
+            }
             Some(entry) => {
                 let out = classify(&entry, policy);
                 self.entries.insert(key.clone(), entry);
@@ -184,6 +198,7 @@ impl MetaCache {
 
     /// Forgets an object (after a write, or when the origin says it is gone).
     pub fn invalidate(&self, key: &MetaKey) {
+        self.forgotten.insert(key.clone(), SystemTime::now());
         self.entries.remove(key);
         if let Some(store) = &self.store {
             store.remove(&record_key(key));
@@ -401,6 +416,42 @@ mod tests {
             c.lookup(&key(), Consistency::Immutable).await,
             Lookup::Missing
         ));
+    }
+
+    #[tokio::test]
+    async fn a_record_written_before_an_invalidation_is_not_believed() {
+        let registry = prometheus::Registry::new();
+        let store = crate::ChunkStore::open(
+            &crate::StoreConfig {
+                dir: None,
+                memory_bytes: 1 << 20,
+                disk_bytes: 0,
+                chunk_size: 64 * 1024,
+            },
+            &registry,
+        )
+        .await
+        .expect("store");
+        let c = MetaCache::new(100, Some(store.clone()));
+        let old = Entry {
+            meta: meta("old"),
+            validated_at: SystemTime::now() - Duration::from_secs(1),
+        };
+        c.invalidate(&key());
+        // The old version's record reaches the store after the removal (a pending write).
+        store.insert(record_key(&key()), encode(&old));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Immutable).await,
+            Lookup::Missing
+        ));
+        // A record validated after the invalidation is believed (records keep milliseconds).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        c.insert(key(), meta("new"));
+        c.entries.remove(&key());
+        match c.lookup(&key(), Consistency::Immutable).await {
+            Lookup::Fresh(m) => assert_eq!(m.etag, "new"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
