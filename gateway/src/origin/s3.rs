@@ -478,6 +478,14 @@ fn not_staging(key: &str, kind: ErrorKind) -> Result<()> {
     Ok(())
 }
 
+/// One staged block as listed when a commit began.
+#[derive(Debug, Clone)]
+struct Staged {
+    name: String,
+    size: u64,
+    etag: String,
+}
+
 /// The staging prefix of one blob's blocks.
 fn staged_prefix(key: &str) -> String {
     use sha2::Digest as _;
@@ -496,7 +504,7 @@ impl S3Origin {
         &self,
         bucket: &str,
         key: &str,
-    ) -> Result<std::collections::HashMap<String, u64>> {
+    ) -> Result<std::collections::HashMap<String, (u64, String)>> {
         let mut out = std::collections::HashMap::new();
         let mut marker = None;
         loop {
@@ -511,7 +519,7 @@ impl S3Origin {
                     },
                 )
                 .await?;
-            out.extend(page.entries.into_iter().map(|e| (e.key, e.size)));
+            out.extend(page.entries.into_iter().map(|e| (e.key, (e.size, e.etag))));
             match page.next {
                 Some(m) if page.truncated && out.len() < 100_000 => marker = Some(m),
                 _ => return Ok(out),
@@ -526,13 +534,14 @@ impl S3Origin {
         key: &str,
         upload_id: &str,
         part: u32,
-        source: &str,
+        source: &Staged,
     ) -> Result<String> {
         let src = format!(
             "/{}/{}",
             sigv4::uri_encode(bucket, false),
-            sigv4::uri_encode(source, true)
+            sigv4::uri_encode(&source.name, true)
         );
+        let pinned = format!("\"{}\"", source.etag);
         let resp = self
             .send(
                 Method::PUT,
@@ -542,7 +551,10 @@ impl S3Origin {
                     ("partNumber".to_string(), part.to_string()),
                     ("uploadId".to_string(), upload_id.to_string()),
                 ],
-                &[("x-amz-copy-source", src.as_str())],
+                &[
+                    ("x-amz-copy-source", src.as_str()),
+                    ("x-amz-copy-source-if-match", pinned.as_str()),
+                ],
                 &[],
             )
             .await?;
@@ -561,25 +573,25 @@ impl S3Origin {
     fn staged_stream(
         &self,
         bucket: &str,
-        group: Vec<(String, u64)>,
+        group: Vec<Staged>,
     ) -> futures::stream::BoxStream<'static, Result<Bytes>> {
         use futures::StreamExt as _;
         const STEP: u64 = 8 << 20;
         let this = self.clone();
         let bucket = bucket.to_string();
-        let ranges: Vec<(String, std::ops::Range<u64>)> = group
+        let ranges: Vec<(Staged, std::ops::Range<u64>)> = group
             .into_iter()
-            .flat_map(|(name, n)| {
-                (0..n.div_ceil(STEP))
-                    .map(move |i| (name.clone(), i * STEP..((i + 1) * STEP).min(n)))
+            .flat_map(|b| {
+                let n = b.size;
+                (0..n.div_ceil(STEP)).map(move |i| (b.clone(), i * STEP..((i + 1) * STEP).min(n)))
             })
             .collect();
         futures::stream::iter(ranges)
-            .then(move |(name, range)| {
+            .then(move |(block, range)| {
                 let (this, bucket) = (this.clone(), bucket.clone());
                 async move {
                     let want = range.end - range.start;
-                    let data = this.read_staged(&bucket, &name, range).await?;
+                    let data = this.read_staged(&bucket, &block, range).await?;
                     if data.len() as u64 != want {
                         return Err(Error::new(
                             ErrorKind::InvalidPart,
@@ -631,16 +643,18 @@ impl S3Origin {
         Ok(())
     }
 
-    /// A range of a staged block.
-    async fn read_staged(&self, bucket: &str, name: &str, range: Range<u64>) -> Result<Bytes> {
+    /// A range of a staged block, of the version listed when the commit began (a block
+    /// staged again meanwhile fails the commit rather than mixing bytes).
+    async fn read_staged(&self, bucket: &str, block: &Staged, range: Range<u64>) -> Result<Bytes> {
         let value = format!("bytes={}-{}", range.start, range.end.saturating_sub(1));
+        let pinned = format!("\"{}\"", block.etag);
         let resp = self
             .send(
                 Method::GET,
                 Some(bucket),
-                Some(name),
+                Some(&block.name),
                 &[],
-                &[("range", value.as_str())],
+                &[("range", value.as_str()), ("if-match", pinned.as_str())],
                 &[],
             )
             .await?;
@@ -1006,17 +1020,19 @@ impl Origin for S3Origin {
                 }
             };
             let name = staged_block(key, id);
-            let size = *staged
+            let (size, etag) = staged
                 .get(&name)
+                .cloned()
                 .ok_or_else(|| invalid("A listed block was not staged"))?;
-            resolved.push((name, size));
+            resolved.push(Staged { name, size, etag });
         }
         // Parts of at least 5 MiB (S3's minimum), and large enough that 10 000 suffice.
-        let total: u64 = resolved.iter().map(|(_, n)| n).sum();
+        let total: u64 = resolved.iter().map(|b| b.size).sum();
         let min_part = (5u64 << 20).max(total.div_ceil(MAX_PARTS));
-        let mut groups: Vec<Vec<(String, u64)>> = Vec::new();
+        let mut groups: Vec<Vec<Staged>> = Vec::new();
         let mut size = 0u64;
-        for (name, n) in resolved {
+        for block in resolved {
+            let n = block.size;
             let full = groups
                 .last()
                 .is_none_or(|_| size >= min_part || size + n > MAX_PART);
@@ -1026,7 +1042,7 @@ impl Origin for S3Origin {
             }
             size += n;
             if let Some(g) = groups.last_mut() {
-                g.push((name, n));
+                g.push(block);
             }
         }
         if groups.len() as u64 > MAX_PARTS {
@@ -1045,11 +1061,11 @@ impl Origin for S3Origin {
             for (i, group) in groups.iter().enumerate() {
                 let part = i as u32 + 1;
                 let etag = match group.as_slice() {
-                    [(name, n)] if *n >= (5 << 20) => {
-                        self.copy_part(bucket, key, &upload_id, part, name).await?
+                    [block] if block.size >= (5 << 20) => {
+                        self.copy_part(bucket, key, &upload_id, part, block).await?
                     }
                     _ => {
-                        let len = group.iter().map(|(_, n)| n).sum();
+                        let len = group.iter().map(|b| b.size).sum();
                         let body = self.staged_stream(bucket, group.clone());
                         self.put_part(bucket, key, &upload_id, part, Upload { body, len }, None)
                             .await?
