@@ -30,7 +30,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::wire::{header, ranged_answer, read_text, unquote, xml_code};
+use super::wire::{header, header_pairs, ranged_answer, read_text, unquote, xml_code};
 use super::BlockRef;
 use super::{
     Access, BucketEntry, ForeignCredential, ListCursor, ListEntry, ListPage, ListQuery, Origin,
@@ -288,10 +288,7 @@ impl AzureOrigin {
         }
         owned.extend(content_headers(opts));
         owned.extend(metadata_headers(opts));
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send_as(
                 Method::PUT,
@@ -622,10 +619,7 @@ impl Origin for AzureOrigin {
         }
         owned.extend(content_headers(opts));
         owned.extend(metadata_headers(opts));
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send_as(
                 Method::PUT,
@@ -661,10 +655,7 @@ impl Origin for AzureOrigin {
         }
         owned.extend(content_headers(opts));
         owned.extend(metadata_headers(opts));
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send(Method::PUT, Some(bucket), Some(key), &[], &headers, &[])
             .await?;
@@ -695,10 +686,7 @@ impl Origin for AzureOrigin {
         if let Some(m) = opts.max_size {
             owned.push(("x-ms-blob-condition-maxsize".into(), m.to_string()));
         }
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send_as(
                 Method::PUT,
@@ -744,10 +732,7 @@ impl Origin for AzureOrigin {
         };
         owned.push(("if-match".into(), format!("\"{etag}\"")));
         owned.push(("content-length".into(), "0".into()));
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send(
                 Method::PUT,

@@ -26,7 +26,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::wire::{header, ranged_answer, read_text, unquote, xml_code};
+use super::wire::{header, header_pairs, ranged_answer, read_text, unquote, xml_code};
 use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use super::{PutOptions, PutResult, Upload};
 use crate::error::{Error, ErrorKind, Result};
@@ -945,10 +945,7 @@ impl Origin for S3Origin {
             // S3's conditional write: 412 when the key exists.
             owned.push(("if-none-match".into(), "*".into()));
         }
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send_body(
                 Method::PUT,
@@ -1296,10 +1293,7 @@ impl Origin for S3Origin {
         ));
         owned.push(("x-amz-metadata-directive".into(), "REPLACE".into()));
         owned.push(("x-amz-copy-source-if-match".into(), format!("\"{etag}\"")));
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send(Method::PUT, Some(bucket), Some(key), &[], &headers, &[])
             .await?;
@@ -1329,10 +1323,7 @@ impl Origin for S3Origin {
     async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
         not_staging(key, ErrorKind::InvalidArgument)?;
         let owned = object_headers(opts);
-        let headers: Vec<(&str, &str)> = owned
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers = header_pairs(&owned);
         let resp = self
             .send(
                 Method::POST,

@@ -164,3 +164,11 @@ pub(crate) async fn ranged_answer(
 pub(crate) fn changed() -> Error {
     Error::new(ErrorKind::ObjectChanged, "The object changed at the origin")
 }
+
+/// Owned header names and values as the pairs the clients' senders take.
+pub fn header_pairs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
+    owned
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}

@@ -756,17 +756,8 @@ impl S3Front {
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
         let i = req.input;
         let max = page_size(i.max_uploads, "max-uploads")?;
-        let url = i
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
-        let enc = |s: String| {
-            if url {
-                cistern_auth::sigv4::uri_encode(&s, true)
-            } else {
-                s
-            }
-        };
+        let url = super::wants_url(i.encoding_type.as_ref())?;
+        let enc = |s: String| super::enc(s, url);
         let b = self.bucket(&i.bucket).await?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
@@ -932,17 +923,8 @@ impl S3Front {
     ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
         let i = req.input;
         let max = page_size(i.max_keys, "max-keys")?;
-        let url = i
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
-        let enc = |s: String| {
-            if url {
-                cistern_auth::sigv4::uri_encode(&s, true)
-            } else {
-                s
-            }
-        };
+        let url = super::wants_url(i.encoding_type.as_ref())?;
+        let enc = |s: String| super::enc(s, url);
         let b = self.bucket(&i.bucket).await?;
         let q = crate::origin::VersionQuery {
             prefix: i.prefix.clone().unwrap_or_default(),
