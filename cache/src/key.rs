@@ -36,6 +36,16 @@ impl ChunkKey {
     }
 }
 
+/// One piece of a chunk as stored on SSD (see `ChunkStore`), or — with piece `u32::MAX` — a
+/// small record kept beside the chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PieceKey {
+    /// The chunk.
+    pub chunk: ChunkKey,
+    /// Piece number within the chunk.
+    pub piece: u32,
+}
+
 /// A chunk's bytes and their CRC32C.
 #[derive(Debug, Clone)]
 pub struct Chunk {
@@ -121,6 +131,36 @@ impl Code for ChunkKey {
     }
 }
 
+/// Leads every encoded [`PieceKey`], so that entries of an older layout (whole chunks under
+/// a bare chunk key) never decode as pieces.
+const PIECE_KEY_MAGIC: u32 = 0xC157_E402;
+
+impl Code for PieceKey {
+    fn encode(&self, w: &mut impl Write) -> foyer::Result<()> {
+        w.write_all(&PIECE_KEY_MAGIC.to_le_bytes()).map_err(io)?;
+        self.chunk.encode(w)?;
+        w.write_all(&self.piece.to_le_bytes()).map_err(io)
+    }
+
+    fn decode(r: &mut impl Read) -> foyer::Result<Self> {
+        if read_u32(r).map_err(io)? != PIECE_KEY_MAGIC {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a chunk piece key",
+            )));
+        }
+        let chunk = ChunkKey::decode(r)?;
+        Ok(Self {
+            chunk,
+            piece: read_u32(r).map_err(io)?,
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        8 + self.chunk.estimated_size()
+    }
+}
+
 impl Code for Chunk {
     fn encode(&self, w: &mut impl Write) -> foyer::Result<()> {
         w.write_all(&CHUNK_MAGIC.to_le_bytes()).map_err(io)?;
@@ -177,6 +217,20 @@ mod tests {
         key().encode(&mut buf).expect("encode");
         let back = ChunkKey::decode(&mut buf.as_slice()).expect("decode");
         assert_eq!(back, key());
+    }
+
+    #[test]
+    fn piece_key_round_trips_and_refuses_a_bare_chunk_key() {
+        let pk = PieceKey {
+            chunk: key(),
+            piece: 7,
+        };
+        let mut buf = Vec::new();
+        pk.encode(&mut buf).expect("encode");
+        assert_eq!(PieceKey::decode(&mut buf.as_slice()).expect("decode"), pk);
+        let mut old = Vec::new();
+        key().encode(&mut old).expect("encode");
+        assert!(PieceKey::decode(&mut old.as_slice()).is_err());
     }
 
     #[test]

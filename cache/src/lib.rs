@@ -25,6 +25,6 @@ mod store;
 
 pub use flight::SingleFlight;
 pub use hot::{Heat, NearCache};
-pub use key::{Chunk, ChunkKey};
+pub use key::{Chunk, ChunkKey, PieceKey};
 pub use meta::{Consistency, Lookup, MetaCache, MetaKey, ObjectMeta};
 pub use store::{ChunkStore, Served, StoreConfig, Tier};

@@ -172,7 +172,7 @@ impl MetaCache {
                     .is_some_and(|t| entry.validated_at <= *t.value()) =>
             {
                 // Written before the object was forgotten: a record the removal missed.
-                store.remove(&record_key(key));
+                store.remove_record(&record_key(key));
                 Lookup::Missing
             }
             Some(entry) => {
@@ -191,7 +191,7 @@ impl MetaCache {
             validated_at: SystemTime::now(),
         };
         if let Some(store) = &self.store {
-            store.insert(record_key(&key), encode(&entry));
+            store.insert_record(record_key(&key), encode(&entry));
         }
         self.entries.insert(key, entry);
     }
@@ -201,7 +201,7 @@ impl MetaCache {
         self.forgotten.insert(key.clone(), SystemTime::now());
         self.entries.remove(key);
         if let Some(store) = &self.store {
-            store.remove(&record_key(key));
+            store.remove_record(&record_key(key));
         }
     }
 }
@@ -427,6 +427,7 @@ mod tests {
                 memory_bytes: 1 << 20,
                 disk_bytes: 0,
                 chunk_size: 64 * 1024,
+                piece_size: 64 * 1024,
             },
             &registry,
         )
@@ -439,7 +440,7 @@ mod tests {
         };
         c.invalidate(&key());
         // The old version's record reaches the store after the removal (a pending write).
-        store.insert(record_key(&key()), encode(&old));
+        store.insert_record(record_key(&key()), encode(&old));
         assert!(matches!(
             c.lookup(&key(), Consistency::Immutable).await,
             Lookup::Missing

@@ -4,16 +4,20 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use std::ops::Range;
+
+use tokio::sync::Semaphore;
+
+use bytes::{Bytes, BytesMut};
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, Source,
+    BlockEngineConfig, Cache, CacheBuilder, DeviceBuilder, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, HybridCachePolicy, Load, PsyncIoEngineConfig, RecoverMode,
 };
 use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
 use prometheus::{IntCounter, Registry};
 
 use crate::flight::SingleFlight;
-use crate::key::{Chunk, ChunkKey};
+use crate::key::{Chunk, ChunkKey, PieceKey};
 
 /// Where a chunk's bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +60,15 @@ pub struct Served {
 pub struct StoreConfig {
     /// Directory for the SSD cache; `None` or a zero `disk_bytes` keeps chunks in RAM only.
     pub dir: Option<PathBuf>,
-    /// RAM cache capacity in bytes.
+    /// RAM capacity in bytes: whole chunks, plus a small share for SSD pieces read back.
     pub memory_bytes: usize,
     /// SSD cache capacity in bytes.
     pub disk_bytes: usize,
-    /// Chunk size in bytes (the largest entry the store must hold).
+    /// Chunk size in bytes.
     pub chunk_size: usize,
+    /// The unit chunks are stored on SSD in (a multiple of 4 KiB, at most `chunk_size`): an
+    /// SSD hit reads only the pieces the wanted range touches.
+    pub piece_size: usize,
 }
 
 /// Why the store could not open.
@@ -76,6 +83,11 @@ pub enum OpenError {
         chunk: usize,
         min: usize,
     },
+    /// The piece size does not fit the chunk size.
+    #[error(
+        "piece size {piece} must be a multiple of 4096 between 4096 and the chunk size {chunk}"
+    )]
+    BadPiece { piece: usize, chunk: usize },
     /// foyer refused to open.
     #[error("cannot open the chunk cache: {0}")]
     Foyer(#[from] foyer::Error),
@@ -86,48 +98,94 @@ pub enum OpenError {
 
 type Fill<E> = Result<(Bytes, Tier), E>;
 
+/// The piece number small records (see [`ChunkStore::insert_record`]) are kept under.
+const RECORD: u32 = u32::MAX;
+
 /// Chunks in RAM and on SSD, filled once per key however many callers ask at once.
+///
+/// RAM holds whole chunks (a memory hit is one lookup and a zero-copy slice). The SSD holds
+/// each chunk as pieces of `piece_size`, written once when the chunk is filled, so an SSD hit
+/// reads only the pieces its range touches (a 4 KiB read costs one piece, not the chunk).
+/// A read of a whole chunk from SSD brings it back into RAM; pieces read for a part of a
+/// chunk are kept in a small piece cache (the hybrid cache's own RAM tier).
 #[derive(Clone)]
 pub struct ChunkStore {
-    hybrid: HybridCache<ChunkKey, Chunk>,
+    ram: Cache<ChunkKey, Bytes>,
+    /// SSD pieces (and metadata records); RAM-only when no disk is configured, then holding
+    /// records only.
+    pieces: HybridCache<PieceKey, Chunk>,
     inner: Arc<Inner>,
 }
 
 struct Inner {
     corrupt: IntCounter,
+    piece_size: usize,
+    disk: bool,
+    /// SSD reads in flight at once. Each holds two piece-sized buffers (the aligned read and
+    /// the decoded piece): unbounded, 256 concurrent 4 KiB misses held 128 MiB.
+    reads: Semaphore,
 }
+
+/// SSD piece reads in flight at once: deep enough to keep an NVMe device busy.
+const SSD_READS_IN_FLIGHT: usize = 32;
 
 impl ChunkStore {
     /// Opens (and, with a disk directory, recovers) the store. foyer's metrics and the
     /// store's own are registered in `registry`.
     ///
-    /// Policy: `WriteOnInsertion` — a chunk is written to SSD once, when it is filled, so a
-    /// crash keeps what was fetched. Memory hits are served by a pure RAM lookup that never
-    /// touches the storage engine, so they cause no rewrites.
+    /// Policy: `WriteOnInsertion` — a chunk's pieces are written to SSD once, when it is
+    /// filled, so a crash keeps what was fetched. Memory hits never touch the storage engine.
     pub async fn open(cfg: &StoreConfig, registry: &Registry) -> Result<Self, OpenError> {
+        if cfg.piece_size < 4096
+            || !cfg.piece_size.is_multiple_of(4096)
+            || cfg.piece_size > cfg.chunk_size.max(4096)
+        {
+            return Err(OpenError::BadPiece {
+                piece: cfg.piece_size,
+                chunk: cfg.chunk_size,
+            });
+        }
         let corrupt = IntCounter::new(
             "cistern_cache_corrupt_chunks_total",
-            "Chunks read back from SSD whose CRC32C did not match; dropped and refetched",
+            "Chunk pieces read back from SSD whose CRC32C did not match; dropped and refetched",
         )?;
         registry.register(Box::new(corrupt.clone()))?;
+        let foyer_metrics = PrometheusMetricsRegistry::new(registry.clone());
+
+        let disk = cfg.dir.is_some() && cfg.disk_bytes > 0;
+        let memory = cfg.memory_bytes.max(1);
+        // The piece cache: SSD pieces read back for part of a chunk, and metadata records.
+        let piece_memory = if disk {
+            (memory / 16).clamp(cfg.piece_size * 4, 256 << 20)
+        } else {
+            (memory / 32).clamp(1 << 20, 16 << 20)
+        }
+        .min(memory / 2)
+        .max(1);
+        let ram = CacheBuilder::new((memory - piece_memory).max(1))
+            .with_name("cistern-ram")
+            .with_shards(8)
+            .with_weighter(|_k: &ChunkKey, v: &Bytes| v.len() + 128)
+            .with_metrics_registry(Box::new(foyer_metrics.clone()))
+            .build();
 
         let builder = HybridCacheBuilder::new()
             .with_name("cistern")
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .with_flush_on_close(true)
-            .with_metrics_registry(Box::new(PrometheusMetricsRegistry::new(registry.clone())))
-            .memory(cfg.memory_bytes.max(1))
+            .with_metrics_registry(Box::new(foyer_metrics))
+            .memory(piece_memory)
             .with_shards(8)
-            .with_weighter(|_k: &ChunkKey, v: &Chunk| v.data.len() + 128)
+            .with_weighter(|_k: &PieceKey, v: &Chunk| v.data.len() + 128)
             .storage();
 
-        let hybrid = match &cfg.dir {
-            Some(dir) if cfg.disk_bytes > 0 => {
-                // A block holds several chunks; an entry must fit in a block minus 4 KiB.
-                // 64 MiB blocks for 4 MiB chunks (16 chunks a block), at least two chunks a block.
-                let block = (cfg.chunk_size * 16)
-                    .clamp(16 << 20, 256 << 20)
-                    .max(cfg.chunk_size * 2 + 64 * 1024)
+        let pieces = match &cfg.dir {
+            Some(dir) if disk => {
+                // A block holds many pieces; an entry must fit in a block minus 4 KiB. The
+                // write buffer is one block and up to two more queue, so blocks are kept
+                // small (16 MiB): that memory is outside the RAM cache.
+                let block = (16 << 20)
+                    .max(cfg.piece_size * 2 + 64 * 1024)
                     .next_multiple_of(4096);
                 let min = block * 2;
                 if cfg.disk_bytes < min {
@@ -163,18 +221,28 @@ impl ChunkStore {
         };
 
         Ok(Self {
-            hybrid,
-            inner: Arc::new(Inner { corrupt }),
+            ram,
+            pieces,
+            inner: Arc::new(Inner {
+                corrupt,
+                piece_size: cfg.piece_size,
+                disk,
+                reads: Semaphore::new(SSD_READS_IN_FLIGHT),
+            }),
         })
     }
 
-    /// Returns the chunk for `key`: from RAM, else from SSD, else by running `fill` (once for
-    /// all concurrent callers of the same key) and caching its result. A chunk whose CRC32C
-    /// does not match on read-back is dropped and refilled, never served.
+    /// Returns bytes `want` of the chunk `key` (whose full length is `len`): from RAM, else
+    /// from the SSD pieces `want` touches, else by running `fill` — once for all concurrent
+    /// callers of the same key — and caching the whole chunk. A piece whose CRC32C does not
+    /// match on read-back is dropped and the chunk refilled, never served. The result is
+    /// shorter than `want` only when the chunk is (the caller treats that as a changed object).
     pub async fn get_or_fill<F, Fut, E>(
         &self,
         flight: &SingleFlight<ChunkKey, Fill<E>>,
         key: ChunkKey,
+        len: usize,
+        want: Range<usize>,
         fill: F,
     ) -> Result<Served, E>
     where
@@ -182,86 +250,204 @@ impl ChunkStore {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Clone + Send + Sync + 'static,
     {
-        if let Some(entry) = self.hybrid.memory().get(&key) {
-            if entry.value().intact {
+        if let Some(entry) = self.ram.get(&key) {
+            return Ok(Served {
+                data: clamp(entry.value(), &want),
+                tier: Tier::Memory,
+                coalesced: false,
+            });
+        }
+        let whole = want.start == 0 && want.end >= len;
+        if self.inner.disk && !whole && !want.is_empty() {
+            if let Some(data) = self.read_pieces(&key, len, want.clone()).await {
                 return Ok(Served {
-                    data: entry.value().data.clone(),
-                    tier: Tier::Memory,
+                    data,
+                    tier: Tier::Disk,
                     coalesced: false,
                 });
             }
         }
-        let hybrid = self.hybrid.clone();
-        let inner = Arc::clone(&self.inner);
+        let this = self.clone();
         let task_key = key.clone();
         let (res, leader) = flight
             .run(key, move || {
                 let fill = fill();
                 async move {
-                    match hybrid.get(&task_key).await {
-                        Ok(Some(entry)) if entry.value().intact => {
-                            let tier = match entry.source() {
-                                Source::Memory => Tier::Memory,
-                                _ => Tier::Disk,
-                            };
-                            return Ok((entry.value().data.clone(), tier));
-                        }
-                        Ok(Some(_)) => {
-                            inner.corrupt.inc();
-                            tracing::warn!(key = ?task_key, "corrupt chunk on ssd, dropping and refetching");
-                            hybrid.remove(&task_key);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "ssd cache read failed, treating as a miss");
+                    if this.inner.disk && len > 0 {
+                        if let Some(data) = this.read_pieces(&task_key, len, 0..len).await {
+                            // A whole chunk read from SSD comes back into RAM.
+                            this.ram.insert(task_key, data.clone());
+                            return Ok((data, Tier::Disk));
                         }
                     }
                     let data = fill.await?;
-                    hybrid.insert(task_key, Chunk::new(data.clone()));
+                    this.insert(task_key, data.clone());
                     Ok((data, Tier::Origin))
                 }
             })
             .await;
         res.map(|(data, tier)| Served {
-            data,
+            data: clamp(&data, &want),
             tier,
             coalesced: !leader,
         })
     }
 
-    /// Inserts a chunk obtained elsewhere (e.g. alongside a metadata fetch).
+    /// Reads bytes `want` of a chunk of `len` bytes from its SSD pieces; `None` when a piece
+    /// is missing, unreadable or corrupt (a corrupt piece is removed).
+    async fn read_pieces(&self, key: &ChunkKey, len: usize, want: Range<usize>) -> Option<Bytes> {
+        let p = self.inner.piece_size;
+        let (first, last) = (want.start / p, (want.end - 1) / p);
+        let piece_key = |i: usize| PieceKey {
+            chunk: key.clone(),
+            piece: i as u32,
+        };
+        // Cheap index checks first, so that a miss costs no read.
+        let storage = self.pieces.storage();
+        if !(first..=last).all(|i| {
+            let k = piece_key(i);
+            self.pieces.memory().contains(&k) || storage.may_contains(&k)
+        }) {
+            return None;
+        }
+        // One piece goes through the piece cache (small reads of one piece repeat); several
+        // are read straight from SSD, as they are copied into one buffer below.
+        let single = first == last;
+        let reads = (first..=last).map(|i| {
+            let k = piece_key(i);
+            async move {
+                let _reading = self.inner.reads.acquire().await;
+                let got = if single {
+                    self.pieces
+                        .get(&k)
+                        .await
+                        .map(|e| e.map(|e| e.value().clone()))
+                } else if let Some(e) = self.pieces.memory().get(&k) {
+                    Ok(Some(e.value().clone()))
+                } else {
+                    match self.pieces.storage().load(&k).await {
+                        Ok(Load::Entry { value, .. }) => Ok(Some(value)),
+                        Ok(Load::Piece { piece, .. }) => Ok(Some(piece.value().clone())),
+                        Ok(_) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                };
+                (got, k)
+            }
+        });
+        let mut parts = Vec::with_capacity(last - first + 1);
+        for (i, (got, k)) in (first..).zip(futures::future::join_all(reads).await) {
+            let expected = ((i + 1) * p).min(len).saturating_sub(i * p);
+            match got {
+                Ok(Some(c)) if c.intact && c.data.len() == expected => parts.push(c.data),
+                Ok(Some(c)) => {
+                    if c.intact {
+                        tracing::warn!(key = ?key, piece = i, "chunk piece of the wrong length on ssd, dropping");
+                    } else {
+                        self.inner.corrupt.inc();
+                        tracing::warn!(key = ?key, piece = i, "corrupt chunk piece on ssd, dropping and refetching");
+                    }
+                    self.pieces.remove(&k);
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ssd cache read failed, treating as a miss");
+                    return None;
+                }
+            }
+        }
+        let base = first * p;
+        if let [one] = parts.as_slice() {
+            return Some(one.slice(want.start - base..want.end - base));
+        }
+        let mut out = BytesMut::with_capacity(want.len());
+        let mut at = base;
+        for part in &parts {
+            let from = want.start.max(at) - at;
+            let to = want.end.min(at + part.len()) - at;
+            out.extend_from_slice(&part[from..to]);
+            at += part.len();
+        }
+        Some(out.freeze())
+    }
+
+    /// Inserts a chunk obtained elsewhere (a fill, a write, another node): into RAM, and its
+    /// pieces onto SSD.
     pub fn insert(&self, key: ChunkKey, data: Bytes) {
-        self.hybrid.insert(key, Chunk::new(data));
+        if self.inner.disk {
+            let p = self.inner.piece_size;
+            for (i, start) in (0..data.len()).step_by(p).enumerate() {
+                let piece = data.slice(start..(start + p).min(data.len()));
+                // Straight to SSD: the RAM copy is the whole chunk below.
+                self.pieces
+                    .storage_writer(PieceKey {
+                        chunk: key.clone(),
+                        piece: i as u32,
+                    })
+                    .insert(Chunk::new(piece));
+            }
+        }
+        self.ram.insert(key, data);
+    }
+
+    /// Whether the chunk is in RAM.
+    pub fn in_memory(&self, key: &ChunkKey) -> bool {
+        self.ram.contains(key)
     }
 
     /// Whether the chunk is in RAM or (probably) on SSD, without reading it.
     pub fn resident(&self, key: &ChunkKey) -> bool {
-        self.hybrid.memory().contains(key) || self.hybrid.storage().may_contains(key)
+        self.ram.contains(key)
+            || (self.inner.disk
+                && self.pieces.storage().may_contains(&PieceKey {
+                    chunk: key.clone(),
+                    piece: 0,
+                }))
     }
 
-    /// Reads a small record stored with [`ChunkStore::insert`] from RAM or SSD, never filling.
+    /// Keeps a small record (e.g. object metadata) under `key`, in RAM and on SSD.
+    pub fn insert_record(&self, key: ChunkKey, data: Bytes) {
+        self.pieces.insert(record(key), Chunk::new(data));
+    }
+
+    /// Reads a record stored with [`ChunkStore::insert_record`], never filling.
     pub async fn get_record(&self, key: &ChunkKey) -> Option<Bytes> {
-        match self.hybrid.get(key).await {
+        match self.pieces.get(&record(key.clone())).await {
             Ok(Some(e)) if e.value().intact => Some(e.value().data.clone()),
             _ => None,
         }
     }
 
-    /// Removes an entry from RAM and SSD.
-    pub fn remove(&self, key: &ChunkKey) {
-        self.hybrid.remove(key);
+    /// Removes a record.
+    pub fn remove_record(&self, key: &ChunkKey) {
+        self.pieces.remove(&record(key.clone()));
     }
 
-    /// Flushes RAM-resident chunks to SSD (with a disk) and closes the store.
+    /// Flushes what is still queued for SSD and closes the store.
     pub async fn close(&self) -> Result<(), foyer::Error> {
-        self.hybrid.close().await
+        self.pieces.close().await
     }
 
-    /// Drops every chunk from RAM only (tests use it to exercise the SSD tier).
+    /// Drops every chunk and piece from RAM only (tests use it to exercise the SSD tier).
     #[doc(hidden)]
     pub fn clear_memory(&self) {
-        self.hybrid.memory().clear();
+        self.ram.clear();
+        self.pieces.memory().clear();
     }
+}
+
+fn record(chunk: ChunkKey) -> PieceKey {
+    PieceKey {
+        chunk,
+        piece: RECORD,
+    }
+}
+
+/// `data[want]`, cut short where `data` is.
+fn clamp(data: &Bytes, want: &Range<usize>) -> Bytes {
+    let end = want.end.min(data.len());
+    data.slice(want.start.min(end)..end)
 }
 
 #[cfg(test)]
@@ -286,6 +472,7 @@ mod tests {
                 memory_bytes: 8 << 20,
                 disk_bytes: 64 << 20,
                 chunk_size: 1 << 20,
+                piece_size: 64 << 10,
             },
             &Registry::new(),
         )
@@ -307,7 +494,7 @@ mod tests {
                 let flight = &flight;
                 tasks.push(async move {
                     store
-                        .get_or_fill(flight, key(0), move || async move {
+                        .get_or_fill(flight, key(0), 1 << 20, 0..1 << 20, move || async move {
                             fills.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                             Ok::<_, String>(data)
@@ -325,7 +512,7 @@ mod tests {
                 15
             );
             let hit = store
-                .get_or_fill(&flight, key(0), || async {
+                .get_or_fill(&flight, key(0), 1 << 20, 0..1 << 20, || async {
                     Err::<Bytes, _>("must not fill".to_string())
                 })
                 .await
@@ -335,7 +522,7 @@ mod tests {
         }
         let store = open(dir.path()).await;
         let hit = store
-            .get_or_fill(&flight, key(0), || async {
+            .get_or_fill(&flight, key(0), 1 << 20, 0..1 << 20, || async {
                 Err::<Bytes, _>("must not fill".to_string())
             })
             .await
@@ -343,6 +530,77 @@ mod tests {
         assert_eq!(hit.tier, Tier::Disk);
         assert_eq!(hit.data, data);
         store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn an_ssd_hit_reads_only_the_pieces_its_range_touches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flight = SingleFlight::default();
+        let data = Bytes::from(
+            (0..(1 << 20))
+                .map(|i: u32| (i % 253) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        {
+            let store = open(dir.path()).await;
+            let d = data.clone();
+            store
+                .get_or_fill(&flight, key(3), 1 << 20, 0..1 << 20, move || async move {
+                    Ok::<_, String>(d)
+                })
+                .await
+                .expect("fill");
+            store.close().await.expect("close");
+        }
+        let store = open(dir.path()).await;
+        let never = || async { Err::<Bytes, _>("must not fill".to_string()) };
+        // Within one 64 KiB piece, and across three pieces.
+        for want in [300_000..304_096, 60_000..200_000] {
+            let got = store
+                .get_or_fill(&flight, key(3), 1 << 20, want.clone(), never)
+                .await
+                .expect("ssd hit");
+            assert_eq!(got.tier, Tier::Disk);
+            assert_eq!(got.data, data.slice(want));
+        }
+        assert!(
+            !store.ram.contains(&key(3)),
+            "a partial read does not bring the whole chunk into RAM"
+        );
+        assert!(
+            store.pieces.memory().usage() < 512 << 10,
+            "only the touched pieces were read: {} bytes",
+            store.pieces.memory().usage()
+        );
+        // A whole-chunk read assembles every piece and brings the chunk back into RAM.
+        let whole = store
+            .get_or_fill(&flight, key(3), 1 << 20, 0..1 << 20, never)
+            .await
+            .expect("ssd hit");
+        assert_eq!((whole.tier, whole.data), (Tier::Disk, data.clone()));
+        let again = store
+            .get_or_fill(&flight, key(3), 1 << 20, 5..9, never)
+            .await
+            .expect("memory hit");
+        assert_eq!((again.tier, again.data), (Tier::Memory, data.slice(5..9)));
+        store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_bad_piece_size_is_refused() {
+        for piece_size in [0, 1000, 2 << 20] {
+            let cfg = StoreConfig {
+                dir: None,
+                memory_bytes: 8 << 20,
+                disk_bytes: 0,
+                chunk_size: 1 << 20,
+                piece_size,
+            };
+            assert!(matches!(
+                ChunkStore::open(&cfg, &Registry::new()).await,
+                Err(OpenError::BadPiece { .. })
+            ));
+        }
     }
 
     /// Flips one byte of a chunk's bytes inside the SSD cache files.
@@ -375,7 +633,9 @@ mod tests {
             let store = open(dir.path()).await;
             let d = data.clone();
             store
-                .get_or_fill(&flight, key(9), move || async move { Ok::<_, String>(d) })
+                .get_or_fill(&flight, key(9), 1 << 20, 0..1 << 20, move || async move {
+                    Ok::<_, String>(d)
+                })
                 .await
                 .expect("fill");
             store.close().await.expect("close");
@@ -387,11 +647,9 @@ mod tests {
         let store = open(dir.path()).await;
         let fresh = data.clone();
         let got = store
-            .get_or_fill(
-                &flight,
-                key(9),
-                move || async move { Ok::<_, String>(fresh) },
-            )
+            .get_or_fill(&flight, key(9), 1 << 20, 0..1 << 20, move || async move {
+                Ok::<_, String>(fresh)
+            })
             .await
             .expect("refetch");
         assert_eq!(got.tier, Tier::Origin, "the corrupt copy is not served");
@@ -408,20 +666,21 @@ mod tests {
                 memory_bytes: 8 << 20,
                 disk_bytes: 0,
                 chunk_size: 1 << 20,
+                piece_size: 64 << 10,
             },
             &Registry::new(),
         )
         .await
         .expect("open");
         let err = store
-            .get_or_fill(&flight, key(1), || async {
+            .get_or_fill(&flight, key(1), 1, 0..1, || async {
                 Err::<Bytes, _>("origin down".to_string())
             })
             .await
             .expect_err("error");
         assert_eq!(err, "origin down");
         let ok = store
-            .get_or_fill(&flight, key(1), || async {
+            .get_or_fill(&flight, key(1), 1, 0..1, || async {
                 Ok::<_, String>(Bytes::from_static(b"x"))
             })
             .await

@@ -104,6 +104,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             memory_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
             disk_bytes: usize::try_from(s.disk_bytes).unwrap_or(usize::MAX),
             chunk_size: usize::try_from(s.chunk_size).unwrap_or(usize::MAX),
+            piece_size: usize::try_from(s.piece_size).unwrap_or(usize::MAX),
         },
         &metrics.registry,
     )
@@ -144,6 +145,8 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         });
     }
     let mut pipeline_cfg = PipelineConfig::new(s.chunk_size, s.readahead);
+    pipeline_cfg.stream_memory = usize::try_from(s.stream_memory).unwrap_or(usize::MAX);
+    pipeline_cfg.piece_size = usize::try_from(s.piece_size).unwrap_or(usize::MAX);
     // What one written object may hold of the RAM cache while it is sent (populate_on_write).
     pipeline_cfg.populate_max_bytes = (s.memory_bytes / 4).min(1 << 30);
     if let Some(c) = &s.cluster {

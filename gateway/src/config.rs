@@ -109,8 +109,14 @@ pub struct CacheSection {
     pub disk: Option<String>,
     /// Chunk size. Default: `4MiB`.
     pub chunk_size: Option<String>,
+    /// The unit chunks are stored on SSD in: an SSD hit reads only the pieces its range
+    /// touches. Default: `256KiB` (or the chunk size, when smaller).
+    pub piece_size: Option<String>,
     /// Chunks fetched ahead of the one being sent. Default: 4.
     pub readahead: Option<usize>,
+    /// RAM that responses may hold outside the RAM cache at once (bytes read from SSD, a
+    /// peer or the origin and not yet written to the client). Default: `32MiB`.
+    pub stream_memory: Option<String>,
 }
 
 /// `[s3]`.
@@ -412,6 +418,10 @@ pub struct Settings {
     pub disk_bytes: u64,
     /// Chunk bytes.
     pub chunk_size: u64,
+    /// SSD piece bytes.
+    pub piece_size: u64,
+    /// Response bytes held outside the RAM cache at once.
+    pub stream_memory: u64,
     /// Read-ahead window in chunks.
     pub readahead: usize,
     /// This process's role.
@@ -741,6 +751,25 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     if !(64 * 1024..=256 << 20).contains(&chunk_size) {
         return Err(err("cache.chunk_size", "must be between 64KiB and 256MiB"));
     }
+    let piece_size = match &f.cache.piece_size {
+        Some(v) => parse_size(v).map_err(|e| err("cache.piece_size", e))?,
+        None => (256 * 1024).min(chunk_size / 4096 * 4096),
+    };
+    if piece_size < 4096 || piece_size % 4096 != 0 || piece_size > chunk_size {
+        return Err(err(
+            "cache.piece_size",
+            "must be a multiple of 4KiB between 4KiB and the chunk size",
+        ));
+    }
+    let stream_memory = size(
+        "cache.stream_memory",
+        &None,
+        &f.cache.stream_memory,
+        "32MiB",
+    )?;
+    if stream_memory < 1 << 20 {
+        return Err(err("cache.stream_memory", "must be at least 1MiB"));
+    }
     if memory_bytes < chunk_size * 2 {
         return Err(err("cache.memory", "must hold at least two chunks"));
     }
@@ -948,6 +977,8 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         memory_bytes,
         disk_bytes,
         chunk_size,
+        piece_size,
+        stream_memory,
         readahead,
         virtual_host_domains: f.s3.virtual_host_domains,
         blob_host_domains: f.blob.host_domains,

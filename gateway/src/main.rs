@@ -9,6 +9,11 @@ use cistern_gateway::config::{
 };
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's allocator: under SSD-hit load at concurrency 256, glibc kept
+/// freed chunk and piece buffers in its arenas (peak RSS 550–590 MiB with a 128 MiB RAM cache).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cistern",

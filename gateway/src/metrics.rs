@@ -42,6 +42,8 @@ pub struct Metrics {
     pub peer_invalidations_failed: IntCounter,
     /// Hot chunks served from the near cache.
     pub near_hits: IntCounter,
+    /// Reads that found the response memory budget spent (`[cache] stream_memory`).
+    pub budget_waits: IntCounter,
     /// Bytes of written objects put in the cache (buckets with `populate_on_write`).
     pub populated_bytes: IntCounter,
     /// Cache nodes by state (alive, suspect, dead).
@@ -167,6 +169,10 @@ impl Metrics {
                 "cistern_near_cache_hits_total",
                 "Hot chunks served from this front's near cache",
             )?,
+            budget_waits: IntCounter::new(
+                "cistern_stream_budget_waits_total",
+                "Reads that found the response memory budget (cache.stream_memory) spent, and waited or went on a piece at a time",
+            )?,
             cluster_members: IntGaugeVec::new(
                 Opts::new("cistern_cluster_members", "Cache nodes by state"),
                 &["state"],
@@ -203,6 +209,7 @@ impl Metrics {
         m.registry
             .register(Box::new(m.peer_invalidations_failed.clone()))?;
         m.registry.register(Box::new(m.near_hits.clone()))?;
+        m.registry.register(Box::new(m.budget_waits.clone()))?;
         m.registry.register(Box::new(m.populated_bytes.clone()))?;
         m.registry.register(Box::new(m.cluster_members.clone()))?;
         m.registry.register(Box::new(m.cluster_epoch.clone()))?;

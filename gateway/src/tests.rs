@@ -44,6 +44,20 @@ async fn setup(chunk: usize, consistency: Consistency) -> Setup {
 }
 
 async fn setup_with(chunk: usize, consistency: Consistency, populate_on_write: bool) -> Setup {
+    setup_cfg(
+        PipelineConfig::new(chunk as u64, 4),
+        consistency,
+        populate_on_write,
+    )
+    .await
+}
+
+async fn setup_cfg(
+    cfg: PipelineConfig,
+    consistency: Consistency,
+    populate_on_write: bool,
+) -> Setup {
+    let chunk = cfg.chunk_size as usize;
     let origin = MemOrigin::default();
     let metrics = Metrics::new().expect("metrics");
     let store = ChunkStore::open(
@@ -52,6 +66,7 @@ async fn setup_with(chunk: usize, consistency: Consistency, populate_on_write: b
             memory_bytes: 256 * MIB,
             disk_bytes: 0,
             chunk_size: chunk,
+            piece_size: 4096,
         },
         &metrics.registry,
     )
@@ -77,7 +92,7 @@ async fn setup_with(chunk: usize, consistency: Consistency, populate_on_write: b
     let pipeline = Arc::new(Pipeline::new(
         Catalog::new(vec![binding], vec![]),
         store,
-        PipelineConfig::new(chunk as u64, 4),
+        cfg,
         metrics.clone(),
     ));
     let bucket = pipeline.catalog().resolve("data").await.expect("bucket");
@@ -96,6 +111,51 @@ async fn body(read: ObjectRead) -> Vec<u8> {
         out.extend_from_slice(&chunk.expect("body chunk"));
     }
     out
+}
+
+/// Responses hold at most `stream_memory` outside the RAM cache, and a client that opens many
+/// responses and reads them one after another is never stalled by the ones it has not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_budget_bounds_held_bytes_without_stalling_a_sequential_reader() {
+    let mut cfg = PipelineConfig::new(256 * 1024, 4);
+    cfg.stream_memory = MIB;
+    cfg.piece_size = 64 * 1024;
+    let s = setup_cfg(cfg, Consistency::Immutable, false).await;
+    let objects: Vec<Bytes> = (0..8).map(|i| pattern(2 * MIB + 1000, i)).collect();
+    for (i, d) in objects.iter().enumerate() {
+        s.origin.put("data", &format!("o{i}"), d.clone());
+    }
+    let reading = async {
+        let mut open = Vec::new();
+        for i in 0..objects.len() {
+            let r = s
+                .pipeline
+                .get(
+                    &s.bucket,
+                    &format!("o{i}"),
+                    crate::pipeline::Selection::All,
+                    &Conditions::default(),
+                )
+                .await
+                .expect("get");
+            open.push(r);
+        }
+        let mut bodies = Vec::new();
+        for r in open {
+            bodies.push(body(r).await);
+        }
+        bodies
+    };
+    let bodies = tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .expect("a sequential reader of open responses is never stalled");
+    for (got, want) in bodies.iter().zip(&objects) {
+        assert_eq!(got.as_slice(), want.as_ref());
+    }
+    assert!(
+        s.metrics.budget_waits.get() > 0,
+        "the budget was spent and respected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,6 +133,7 @@ async fn pipeline(
             memory_bytes: 64 * MIB,
             disk_bytes: 0,
             chunk_size: MIB,
+            piece_size: 4096,
         },
         &metrics.registry,
     )

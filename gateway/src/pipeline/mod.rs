@@ -1,7 +1,7 @@
 //! The dialect-neutral read pipeline: bucket catalog → metadata (policy-governed) →
 //! conditional checks → chunk reads through the cache with bounded read-ahead → a body stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,15 +14,18 @@ use cistern_cache::{
     ChunkKey, ChunkStore, Consistency, Heat, Lookup, MetaCache, MetaKey, NearCache, ObjectMeta,
     Served, SingleFlight, Tier,
 };
+use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 use crate::origin::{ListPage, ListQuery, Origin, PartInfo, PutOptions, PutResult, Upload};
 
+mod budget;
 pub mod peers;
 
+use budget::{Budget, Grant, Held};
 use peers::{ChunkAsk, MetaAnswer, Node, PeerError, Peers};
 
 /// An exposed bucket and where it really lives.
@@ -379,6 +382,10 @@ pub struct PipelineConfig {
     pub hot_replicas: usize,
     /// The most of one written object kept for the cache (buckets with `populate_on_write`).
     pub populate_max_bytes: u64,
+    /// Bytes that responses may hold outside the RAM cache at once (see `budget`).
+    pub stream_memory: usize,
+    /// The SSD piece size: the unit a response without budget advances by.
+    pub piece_size: usize,
 }
 
 impl PipelineConfig {
@@ -391,6 +398,8 @@ impl PipelineConfig {
             hot_threshold: 0,
             hot_replicas: 1,
             populate_max_bytes: 256 << 20,
+            stream_memory: 32 << 20,
+            piece_size: 256 << 10,
         }
     }
 }
@@ -427,6 +436,8 @@ pub struct Pipeline {
     populating: Arc<std::sync::atomic::AtomicU64>,
     heat: Heat,
     near: NearCache,
+    /// Bytes responses hold outside the RAM cache.
+    budget: Budget,
 }
 
 /// Part placement by (object, ETag, part number).
@@ -452,6 +463,11 @@ impl Pipeline {
             parts: Mutex::new(HashMap::new()),
             heat: Heat::new(4096, cfg.hot_threshold),
             near: NearCache::new(cfg.near_cache_bytes),
+            budget: Budget::new(
+                cfg.stream_memory,
+                cfg.piece_size,
+                metrics.budget_waits.clone(),
+            ),
             cfg,
             metrics,
             peers: None,
@@ -993,31 +1009,44 @@ impl Pipeline {
                 _ => CacheStatus::Partial,
             }
         };
-        // The first chunk is read before answering, so that errors (a vanished or changed
+        // The first bytes are read before answering, so that errors (a vanished or changed
         // object, an unreachable origin) become proper error responses.
-        let first = spans[0];
-        let first_served = match fill.chunk {
-            Some((i, data)) if i == first.index => sliced(
-                Served {
+        let held = Arc::new(Held::default());
+        let mut pending: VecDeque<ChunkSpan> = spans.into();
+        let first = pending[0];
+        let (first_served, first_permit) = match fill.chunk {
+            Some((i, data)) if i == first.index => {
+                pending.pop_front();
+                let served = Served {
                     data,
                     tier: Tier::Origin,
                     coalesced: false,
-                },
-                first,
-            )?,
-            _ => match self.chunk(b, key, &etag, meta.size, first).await {
-                Ok(s) => s,
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    // Gone at the origin while the owner's metadata still names it.
-                    self.forget(b, key).await;
-                    return Err(e);
+                };
+                (sliced(served, first)?, None)
+            }
+            _ => {
+                let grant = self
+                    .admit(b, key, &etag, meta.size, first, &held, true)
+                    .await
+                    .unwrap_or(Grant {
+                        span: first,
+                        permit: None,
+                    });
+                advance(&mut pending, grant.span);
+                match self.chunk(b, key, &etag, meta.size, grant.span).await {
+                    Ok(s) => (s, grant.permit),
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        // Gone at the origin while the owner's metadata still names it.
+                        self.forget(b, key).await;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
         };
         // An owner elsewhere that had to fill from the origin makes this at best partial.
         let status = match (status, first_served.tier) {
-            (CacheStatus::Hit, Tier::Origin) if spans.len() == 1 => CacheStatus::Miss,
+            (CacheStatus::Hit, Tier::Origin) if pending.is_empty() => CacheStatus::Miss,
             (CacheStatus::Hit, Tier::Origin) => CacheStatus::Partial,
             (s, _) => s,
         };
@@ -1028,16 +1057,16 @@ impl Pipeline {
         self.metrics
             .first_byte_seconds
             .observe(start.elapsed().as_secs_f64());
+        self.count_served(first_served.tier, first_served.data.len());
+        let first_bytes = frame(&held, first_served, first_permit);
 
-        if spans.len() == 1 {
-            let slice = first_served.data;
-            self.count_served(first_served.tier, slice.len());
+        if pending.is_empty() {
             return Ok(ObjectRead {
                 meta,
                 range: shown_range,
                 parts_count,
                 cache: status,
-                body: Body::ready(slice),
+                body: Body::ready(first_bytes),
             });
         }
         let (tx, rx) = mpsc::channel(2);
@@ -1050,31 +1079,39 @@ impl Pipeline {
         let key = Arc::clone(key);
         let size = meta.size;
         tokio::spawn(async move {
-            let first_slice = first_served.data;
-            this.count_served(first_served.tier, first_slice.len());
-            if !send_or_give_up(&tx, Ok(first_slice)).await {
+            if !send_or_give_up(&tx, Ok(first_bytes)).await {
                 return;
             }
+            // Up to `readahead` reads in flight, each admitted by the response budget.
             let readahead = this.cfg.readahead.max(1);
-            let mut rest = futures::stream::iter(spans.into_iter().skip(1))
-                .map(|span| {
+            let mut inflight = FuturesOrdered::new();
+            loop {
+                while inflight.len() < readahead {
+                    let Some(&span) = pending.front() else { break };
+                    let wait = inflight.is_empty();
+                    let Some(grant) = this.admit(&b, &key, &etag, size, span, &held, wait).await
+                    else {
+                        break;
+                    };
+                    advance(&mut pending, grant.span);
                     let (this, b, key, etag) = (
                         Arc::clone(&this),
                         Arc::clone(&b),
                         Arc::clone(&key),
                         Arc::clone(&etag),
                     );
-                    async move {
-                        let served = this.chunk(&b, &key, &etag, size, span).await?;
-                        Ok::<_, Error>((served.data, served.tier))
-                    }
-                })
-                .buffered(readahead);
-            while let Some(item) = rest.next().await {
+                    inflight.push_back(async move {
+                        let served = this.chunk(&b, &key, &etag, size, grant.span).await?;
+                        Ok::<_, Error>((served, grant.permit))
+                    });
+                }
+                let Some(item) = inflight.next().await else {
+                    return;
+                };
                 let msg = match item {
-                    Ok((slice, tier)) => {
-                        this.count_served(tier, slice.len());
-                        Ok(slice)
+                    Ok((served, permit)) => {
+                        this.count_served(served.tier, served.data.len());
+                        Ok(frame(&held, served, permit))
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "object stream failed after headers were sent");
@@ -1094,6 +1131,41 @@ impl Pipeline {
             cache: status,
             body,
         })
+    }
+
+    /// Admits reading `span` under the response budget: at once when it is small or in RAM.
+    /// Part of a chunk that is not in RAM and lives here is read a piece at a time (each
+    /// piece one SSD read, sent as it comes, never copied into one buffer); a whole chunk is
+    /// read whole, and comes back into RAM.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        &self,
+        b: &BucketBinding,
+        key: &Arc<str>,
+        etag: &Arc<str>,
+        size: u64,
+        span: ChunkSpan,
+        held: &Held,
+        wait: bool,
+    ) -> Option<Grant> {
+        if let Some(g) = self.budget.small(span, held) {
+            return Some(g);
+        }
+        let ck = self.chunk_key(b, key, etag, span.index);
+        if self.store.in_memory(&ck) {
+            return Some(Grant { span, permit: None });
+        }
+        let whole = span.start == 0 && span.end == chunk_len(span.index, self.cfg.chunk_size, size);
+        let here = match &self.peers {
+            None => true,
+            Some(p) => p.route(ck.placement_hash(), 1).first() == Some(&Node::Here),
+        };
+        let span = if whole || !here {
+            span
+        } else {
+            self.budget.first_piece(span)
+        };
+        self.budget.admit(span, held, wait).await
     }
 
     fn count_served(&self, tier: Tier, n: usize) {
@@ -1122,14 +1194,14 @@ impl Pipeline {
         let index = span.index;
         let ck = self.chunk_key(b, key, etag, index);
         let Some(peers) = &self.peers else {
-            return sliced(self.local_chunk(b, ck, size, None).await?, span);
+            return self.local_chunk(b, ck, size, span, None).await;
         };
         let hash = ck.placement_hash();
         let hot = self.heat.touch(hash);
         let mut order = peers.route(hash, if hot { self.cfg.hot_replicas.max(2) } else { 2 });
         if order.first() == Some(&Node::Here) {
             // The owner serves its own copy, hot or not.
-            return sliced(self.local_chunk(b, ck, size, None).await?, span);
+            return self.local_chunk(b, ck, size, span, None).await;
         }
         let mut primary = None;
         if hot {
@@ -1163,7 +1235,7 @@ impl Pipeline {
                 (_, p) => p.clone(),
             };
             let addr = match node {
-                Node::Here => return sliced(self.local_chunk(b, ck, size, via).await?, span),
+                Node::Here => return self.local_chunk(b, ck, size, span, via).await,
                 Node::Peer(addr) => addr,
             };
             let mut ask = self.ask(b, key, etag, size, index, via);
@@ -1246,44 +1318,54 @@ impl Pipeline {
         }
     }
 
-    /// A chunk from this node's store, filled once (for all concurrent callers) from `via` —
-    /// the owner, when this node holds a replica of a hot chunk — or from the origin.
+    /// The bytes of `span` of a chunk from this node's store (an SSD hit reads only the pieces
+    /// they touch), the chunk filled once (for all concurrent callers) from `via` — the
+    /// owner, when this node holds a replica of a hot chunk — or from the origin.
     async fn local_chunk(
         &self,
         b: &BucketBinding,
         ck: ChunkKey,
         size: u64,
+        span: ChunkSpan,
         via: Option<Arc<str>>,
     ) -> Result<Served> {
         let origin = Arc::clone(&b.origin);
         let origin_bucket = Arc::clone(&b.origin_bucket);
         let ask = self.ask(b, &ck.key, &ck.etag, size, ck.index, via);
         let peers = self.peers.clone();
+        let len = chunk_len(ck.index, self.cfg.chunk_size, size);
         let served = self
             .store
-            .get_or_fill(&self.chunk_flight, ck, move || async move {
-                if let (Some(peers), Some(owner)) = (peers, ask.via.clone()) {
-                    let plain = ChunkAsk {
-                        via: None,
-                        part: None,
-                        ..ask.clone()
-                    };
-                    match peers.chunk(&owner, &plain).await {
-                        Ok((data, _))
-                            if data.len() == chunk_len(ask.index, ask.chunk_size, ask.size) =>
-                        {
-                            return Ok(data)
+            .get_or_fill(
+                &self.chunk_flight,
+                ck,
+                len,
+                span.start..span.end,
+                move || async move {
+                    if let (Some(peers), Some(owner)) = (peers, ask.via.clone()) {
+                        let plain = ChunkAsk {
+                            via: None,
+                            part: None,
+                            ..ask.clone()
+                        };
+                        match peers.chunk(&owner, &plain).await {
+                            Ok((data, _))
+                                if data.len() == chunk_len(ask.index, ask.chunk_size, ask.size) =>
+                            {
+                                return Ok(data)
+                            }
+                            Err(PeerError::Answer(e)) => return Err(e),
+                            _ => {}
                         }
-                        Err(PeerError::Answer(e)) => return Err(e),
-                        _ => {}
                     }
-                }
-                fill_from_origin(origin, ask, origin_bucket).await
-            })
+                    fill_from_origin(origin, ask, origin_bucket).await
+                },
+            )
             .await?;
         if served.coalesced {
             self.metrics.coalesced_waiters.inc();
         }
+        check_len(&served.data, span.end - span.start)?;
         Ok(served)
     }
 
@@ -1487,13 +1569,23 @@ impl Pipeline {
         self.check_geometry(&ask)?;
         let b = self.catalog.resolve(&ask.bucket).await?;
         let ck = self.chunk_key(&b, &ask.key, &ask.etag, ask.index);
-        let (index, part) = (ask.index, ask.part);
-        let served = self.local_chunk(&b, ck, ask.size, ask.via).await?;
-        match part {
-            None => Ok(served),
-            Some((start, end)) if start < end => sliced(served, ChunkSpan { index, start, end }),
-            Some(_) => Err(Error::new(ErrorKind::InvalidArgument, "empty chunk part")),
-        }
+        let len = chunk_len(ask.index, ask.chunk_size, ask.size);
+        let (start, end) = match ask.part {
+            None => (0, len),
+            Some((start, end)) if start < end && end <= len => (start, end),
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "The chunk part is empty or lies past the end of the chunk",
+                ))
+            }
+        };
+        let span = ChunkSpan {
+            index: ask.index,
+            start,
+            end,
+        };
+        self.local_chunk(&b, ck, ask.size, span, ask.via).await
     }
 
     /// Serves another node's metadata request: this node is the object's metadata owner.
@@ -1655,6 +1747,27 @@ fn sliced(s: Served, span: ChunkSpan) -> Result<Served> {
         data: s.data.slice(span.start..span.end),
         ..s
     })
+}
+
+/// The bytes of one read as handed to the connection: bytes shared with the RAM cache as
+/// they are; any other bytes counted as held by the response (with their budget) until the
+/// connection has written them.
+fn frame(held: &Arc<Held>, s: Served, permit: Option<OwnedSemaphorePermit>) -> Bytes {
+    match (s.tier, permit) {
+        (Tier::Memory, _) => s.data,
+        (_, permit) => held.track(s.data, permit),
+    }
+}
+
+/// Removes the bytes of `taken` (the front of `pending`'s first span) from `pending`.
+fn advance(pending: &mut VecDeque<ChunkSpan>, taken: ChunkSpan) {
+    match pending.front_mut() {
+        Some(front) if taken.end < front.end => front.start = taken.end,
+        Some(_) => {
+            pending.pop_front();
+        }
+        None => {}
+    }
 }
 
 fn check_len(data: &Bytes, end: usize) -> Result<()> {
