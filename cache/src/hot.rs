@@ -56,15 +56,29 @@ impl Heat {
                 c.store(v >> shift, Ordering::Relaxed);
             }
         }
-        let row = (self.counts.len() / 2) as u64;
-        let a = &self.counts[(hash % row) as usize];
-        // The second row takes the high bits of a multiplicative hash: independent of the
-        // low bits the first row uses.
-        let b =
-            &self.counts[(row + (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % row) as usize];
+        let (a, b) = self.slots(hash);
         let ca = a.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         let cb = b.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         ca.min(cb) >= self.threshold
+    }
+
+    /// Whether `hash` is hot, without counting a read.
+    pub fn is_hot(&self, hash: u64) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        let (a, b) = self.slots(hash);
+        a.load(Ordering::Relaxed).min(b.load(Ordering::Relaxed)) >= self.threshold
+    }
+
+    fn slots(&self, hash: u64) -> (&AtomicU32, &AtomicU32) {
+        let row = (self.counts.len() / 2) as u64;
+        // The second row takes the high bits of a multiplicative hash: independent of the
+        // low bits the first row uses.
+        (
+            &self.counts[(hash % row) as usize],
+            &self.counts[(row + (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % row) as usize],
+        )
     }
 }
 

@@ -162,7 +162,7 @@ impl ChunkStore {
         }
         .min(memory / 2)
         .max(1);
-        let ram = CacheBuilder::new((memory - piece_memory).max(1))
+        let ram = CacheBuilder::new((memory - piece_memory).max(cfg.chunk_size * 2))
             .with_name("cistern-ram")
             .with_shards(8)
             .with_weighter(|_k: &ChunkKey, v: &Bytes| v.len() + 128)
@@ -175,7 +175,8 @@ impl ChunkStore {
             .with_flush_on_close(true)
             .with_metrics_registry(Box::new(foyer_metrics))
             .memory(piece_memory)
-            .with_shards(8)
+            // Shards split the capacity: each must hold a few pieces.
+            .with_shards((piece_memory / (cfg.piece_size * 4)).clamp(1, 8))
             .with_weighter(|_k: &PieceKey, v: &Chunk| v.data.len() + 128)
             .storage();
 
@@ -359,7 +360,7 @@ impl ChunkStore {
         }
         let base = first * p;
         if let [one] = parts.as_slice() {
-            return Some(one.slice(want.start - base..want.end - base));
+            return Some(one.slice(want.start - base..(want.end - base).min(one.len())));
         }
         let mut out = BytesMut::with_capacity(want.len());
         let mut at = base;
@@ -389,6 +390,11 @@ impl ChunkStore {
             }
         }
         self.ram.insert(key, data);
+    }
+
+    /// Whether chunks are kept on SSD (as pieces).
+    pub fn has_disk(&self) -> bool {
+        self.inner.disk
     }
 
     /// Whether the chunk is in RAM.

@@ -199,12 +199,16 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         Arc::clone(&policy),
         s.blob_host_domains.clone(),
     ));
-    let svc = Arc::new(crate::s3::service(
+    let mut svc = crate::s3::service(
         Arc::clone(&pipeline),
         policy,
         s.virtual_host_domains.clone(),
         s.region.clone(),
-    ));
+    );
+    if !s.s3_fast_path {
+        svc.fast = None;
+    }
+    let svc = Arc::new(svc);
 
     let fronts = s.role != Role::Cache;
     let s3_listener = match fronts {

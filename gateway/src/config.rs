@@ -130,6 +130,8 @@ pub struct S3Section {
     /// The region clients sign for; requests signed for another are refused as S3 does.
     /// Default: `us-east-1`.
     pub region: Option<String>,
+    /// Serve plain GetObject/HeadObject ahead of s3s (see `s3/fast.rs`). Default: `true`.
+    pub fast_path: Option<bool>,
 }
 
 /// `[blob]`.
@@ -434,6 +436,8 @@ pub struct Settings {
     pub blob_host_domains: Vec<String>,
     /// Region clients sign for.
     pub region: String,
+    /// Whether plain object reads skip s3s.
+    pub s3_fast_path: bool,
     /// Origins.
     pub origins: Vec<OriginSettings>,
     /// Buckets.
@@ -983,6 +987,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         virtual_host_domains: f.s3.virtual_host_domains,
         blob_host_domains: f.blob.host_domains,
         region: f.s3.region.unwrap_or_else(|| "us-east-1".into()),
+        s3_fast_path: f.s3.fast_path.unwrap_or(true),
         origins,
         buckets,
         default_consistency,

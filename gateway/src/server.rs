@@ -66,14 +66,23 @@ async fn handle_s3(
     let slot = OpSlot::default();
     req.extensions_mut().insert(slot.clone());
 
-    let mut resp = match refuse_early(
+    let early = refuse_early(
         req.method(),
         req.headers(),
         req.uri().query(),
         &front.region,
-    ) {
-        Some((status, code, msg)) => early_response(status, code, &msg, &rid),
-        None => match front.service.call(req.map(s3s::Body::from)).await {
+    );
+    let fast = match (&early, &front.fast) {
+        (None, Some(fast)) => fast.serve(&req).await,
+        _ => None,
+    };
+    let mut resp = match (early, fast) {
+        (Some((status, code, msg)), _) => early_response(status, code, &msg, &rid),
+        (None, Some((op, resp))) => {
+            let _ = slot.0.set(op.to_string());
+            resp
+        }
+        (None, None) => match front.service.call(req.map(s3s::Body::from)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = ?e, "s3 service failed");

@@ -348,6 +348,20 @@ async fn missing_objects_and_bad_ranges_are_errors() {
 
 /// Serves the S3 front over HTTP on port 0 with one principal that may read bucket `data`.
 async fn serve_s3(s: &Setup) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (addr, stop, _) = serve_s3_with(s, true).await;
+    (addr, stop)
+}
+
+/// As [`serve_s3`], with or without the object read fast path ahead of s3s; returns the
+/// endpoint too, to count what the fast path served.
+async fn serve_s3_with(
+    s: &Setup,
+    fast: bool,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<crate::s3::S3Endpoint>,
+) {
     let policy = Arc::new(Policy::new([Principal {
         access_key: "reader".into(),
         secret: Secret::new("reader-secret"),
@@ -356,7 +370,11 @@ async fn serve_s3(s: &Setup) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
             .into_iter()
             .collect::<Permissions>(),
     }]));
-    let svc = crate::s3::service(Arc::clone(&s.pipeline), policy, vec![], "us-east-1".into());
+    let mut svc = crate::s3::service(Arc::clone(&s.pipeline), policy, vec![], "us-east-1".into());
+    if !fast {
+        svc.fast = None;
+    }
+    let svc = Arc::new(svc);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -364,13 +382,233 @@ async fn serve_s3(s: &Setup) -> (std::net::SocketAddr, tokio::sync::oneshot::Sen
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(crate::server::run_s3(
         listener,
-        Arc::new(svc),
+        Arc::clone(&svc),
         s.metrics.clone(),
         async move {
             let _ = rx.await;
         },
     ));
-    (addr, tx)
+    (addr, tx, svc)
+}
+
+/// Sends `method path` to `addr`, signed for `reader` with `secret` at `at` (unsigned when
+/// `secret` is `None`), with `headers` (signed too).
+async fn send_s3(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    secret: Option<&str>,
+    headers: &[(&str, &str)],
+    at: time::OffsetDateTime,
+) -> (u16, Vec<(String, String)>, String) {
+    let host = addr.to_string();
+    let m = http::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = reqwest::Client::new().request(m, format!("http://{host}{path}"));
+    if let Some(secret) = secret {
+        let sig = sigv4::sign(
+            &sigv4::Request {
+                method,
+                host: &host,
+                encoded_path: path,
+                query: &[],
+                headers,
+                payload_sha256: sigv4::EMPTY_SHA256,
+                time: at,
+            },
+            &sigv4::Credentials {
+                access_key_id: "reader".into(),
+                secret_access_key: Secret::new(secret),
+                region: "us-east-1".into(),
+                service: "s3".into(),
+            },
+        );
+        req = req
+            .header("authorization", sig.authorization)
+            .header("x-amz-date", sig.amz_date)
+            .header("x-amz-content-sha256", sigv4::EMPTY_SHA256);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.expect("send");
+    let status = r.status().as_u16();
+    let mut hs: Vec<(String, String)> = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "x-amz-request-id" | "date"))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+        .collect();
+    hs.sort();
+    let body = r.bytes().await.expect("body");
+    let summary = if status >= 400 {
+        // Error documents carry the request id: compare the code only.
+        let text = String::from_utf8_lossy(&body).to_string();
+        text.split("<Code>")
+            .nth(1)
+            .and_then(|c| c.split("</Code>").next())
+            .unwrap_or("")
+            .to_string()
+    } else {
+        format!("{} bytes, crc32c {:08x}", body.len(), crc32c::crc32c(&body))
+    };
+    (status, hs, summary)
+}
+
+/// One request of the fast-path matrix: method, path, secret (`None`: anonymous), headers,
+/// signing time, and the status expected (0: whatever s3s answers).
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    time::OffsetDateTime,
+    u16,
+);
+
+/// The fast path answers exactly as the s3s path does — status, headers and bytes — for
+/// everything it serves, and leaves everything else (errors included) to s3s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_fast_path_answers_exactly_as_the_s3s_path() {
+    let s = setup(MIB, Consistency::Ttl(Duration::from_secs(60))).await;
+    let data = pattern(2 * MIB + 5, 3);
+    s.origin.put("data", "obj", data.clone());
+    s.origin.put("data", "dir/a b+é", pattern(1000, 4));
+    let (fast_addr, _stop_fast, fast) = serve_s3_with(&s, true).await;
+    let (slow_addr, _stop_slow, _) = serve_s3_with(&s, false).await;
+    // Warm the cache, so that both paths see hits.
+    for path in ["/data/obj", "/data/dir/a%20b%2B%C3%A9"] {
+        let at = time::OffsetDateTime::now_utc();
+        assert_eq!(
+            send_s3(slow_addr, "GET", path, Some("reader-secret"), &[], at)
+                .await
+                .0,
+            200
+        );
+    }
+    let etag = {
+        let (_, hs, _) = send_s3(
+            slow_addr,
+            "HEAD",
+            "/data/obj",
+            Some("reader-secret"),
+            &[],
+            time::OffsetDateTime::now_utc(),
+        )
+        .await;
+        hs.into_iter().find(|(k, _)| k == "etag").expect("etag").1
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let stale = now - time::Duration::minutes(20);
+    let ok = Some("reader-secret");
+    let cases: Vec<Case> = vec![
+        ("GET", "/data/obj", ok, vec![], now, 200),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("range", "bytes=0-9")],
+            now,
+            206,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("range", "bytes=1048570-")],
+            now,
+            206,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("range", "bytes=-3")],
+            now,
+            206,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("range", "bytes=0-1,5-6")],
+            now,
+            0,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("range", "bytes=9999999-")],
+            now,
+            416,
+        ),
+        ("GET", "/data/obj", ok, vec![("if-match", &etag)], now, 200),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("if-match", "\"nope\"")],
+            now,
+            412,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("if-none-match", &etag)],
+            now,
+            304,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("if-none-match", "*")],
+            now,
+            304,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("if-modified-since", "yesterday")],
+            now,
+            0,
+        ),
+        ("HEAD", "/data/obj", ok, vec![], now, 200),
+        (
+            "HEAD",
+            "/data/obj",
+            ok,
+            vec![("range", "bytes=5-9")],
+            now,
+            206,
+        ),
+        ("GET", "/data/dir/a%20b%2B%C3%A9", ok, vec![], now, 200),
+        ("GET", "/data/missing", ok, vec![], now, 404),
+        ("GET", "/data/obj", Some("wrong-secret"), vec![], now, 403),
+        ("GET", "/data/obj", ok, vec![], stale, 403),
+        ("GET", "/data/obj", None, vec![], now, 403),
+        ("GET", "/other/obj", ok, vec![], now, 403),
+    ];
+    let mut served = 0;
+    for (method, path, secret, headers, at, want) in &cases {
+        let before = fast.fast.as_ref().expect("fast").served();
+        let a = send_s3(fast_addr, method, path, *secret, headers, *at).await;
+        let b = send_s3(slow_addr, method, path, *secret, headers, *at).await;
+        let label = format!("{method} {path} {headers:?} secret={secret:?}");
+        if *want != 0 {
+            assert_eq!(a.0, *want, "{label}");
+        }
+        assert_eq!(a, b, "{label}: the fast path must answer as s3s does");
+        let took = fast.fast.as_ref().expect("fast").served() - before;
+        served += took;
+        assert!(
+            took == 0 || a.0 < 300,
+            "{label}: only successes are answered by the fast path"
+        );
+    }
+    assert!(served >= 8, "the plain reads took the fast path ({served})");
 }
 
 /// Sends a GET signed with our own SigV4 signer, so s3s's verifier checks the signer too.

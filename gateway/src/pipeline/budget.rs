@@ -46,17 +46,17 @@ impl Budget {
         }
     }
 
-    /// Admits a small read (at most a piece) by a response that holds nothing, without
-    /// budget: the same a spent budget would allow it.
-    pub fn small(&self, span: ChunkSpan, held: &Held) -> Option<Grant> {
-        (span.end - span.start <= self.piece && held.is_drained())
+    /// Admits a small read (at most a piece) without budget by a response that holds
+    /// nothing and has nothing in flight (`alone`): the same a spent budget would allow it.
+    pub fn small(&self, span: ChunkSpan, held: &Held, alone: bool) -> Option<Grant> {
+        (alone && span.end - span.start <= self.piece && held.is_drained())
             .then_some(Grant { span, permit: None })
     }
 
     /// Admits reading `span`, which is not in RAM. `wait`: whether to wait when the budget is
     /// spent (else `None` comes back at once, and the caller sends what it has first).
     pub async fn admit(&self, span: ChunkSpan, held: &Held, wait: bool) -> Option<Grant> {
-        if let Some(g) = self.small(span, held) {
+        if let Some(g) = self.small(span, held, wait) {
             return Some(g);
         }
         let want = (span.end - span.start).min(self.total);
@@ -67,10 +67,10 @@ impl Budget {
                 permit: Some(p),
             });
         }
-        self.waits.inc();
         if !wait {
             return None;
         }
+        self.waits.inc();
         tokio::select! {
             p = Arc::clone(&self.permits).acquire_many_owned(n) => Some(Grant {
                 span,
@@ -172,9 +172,10 @@ mod tests {
         let g = budget.admit(span(250, 900), &b, true).await.expect("grant");
         assert_eq!((g.span.start, g.span.end), (250, 300));
         assert!(g.permit.is_none());
-        // Small reads by a drained response need no budget at all.
-        let g = budget.admit(span(0, 50), &b, false).await.expect("grant");
+        // Small reads by a drained response with nothing in flight need no budget at all.
+        let g = budget.admit(span(0, 50), &b, true).await.expect("grant");
         assert!(g.permit.is_none());
+        assert!(budget.small(span(0, 50), &b, false).is_none());
 
         // The holder's wait ends when its bytes are written (dropped), through either path.
         let waiting = tokio::spawn({
@@ -196,7 +197,7 @@ mod tests {
             end == 1600 || end == 900,
             "the whole span or its first piece"
         );
-        assert_eq!(waits.get(), 3);
+        assert_eq!(waits.get(), 2);
     }
 
     #[test]

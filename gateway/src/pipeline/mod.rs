@@ -1012,6 +1012,7 @@ impl Pipeline {
         // The first bytes are read before answering, so that errors (a vanished or changed
         // object, an unreachable origin) become proper error responses.
         let held = Arc::new(Held::default());
+        let one_chunk = spans.len() == 1;
         let mut pending: VecDeque<ChunkSpan> = spans.into();
         let first = pending[0];
         let (first_served, first_permit) = match fill.chunk {
@@ -1033,7 +1034,7 @@ impl Pipeline {
                         permit: None,
                     });
                 advance(&mut pending, grant.span);
-                match self.chunk(b, key, &etag, meta.size, grant.span).await {
+                match self.chunk(b, key, &etag, meta.size, grant.span, true).await {
                     Ok(s) => (s, grant.permit),
                     Err(e) if e.kind() == ErrorKind::NotFound => {
                         // Gone at the origin while the owner's metadata still names it.
@@ -1046,7 +1047,7 @@ impl Pipeline {
         };
         // An owner elsewhere that had to fill from the origin makes this at best partial.
         let status = match (status, first_served.tier) {
-            (CacheStatus::Hit, Tier::Origin) if pending.is_empty() => CacheStatus::Miss,
+            (CacheStatus::Hit, Tier::Origin) if one_chunk => CacheStatus::Miss,
             (CacheStatus::Hit, Tier::Origin) => CacheStatus::Partial,
             (s, _) => s,
         };
@@ -1085,6 +1086,7 @@ impl Pipeline {
             // Up to `readahead` reads in flight, each admitted by the response budget.
             let readahead = this.cfg.readahead.max(1);
             let mut inflight = FuturesOrdered::new();
+            let mut last_index = Some(first.index);
             loop {
                 while inflight.len() < readahead {
                     let Some(&span) = pending.front() else { break };
@@ -1094,20 +1096,30 @@ impl Pipeline {
                         break;
                     };
                     advance(&mut pending, grant.span);
+                    let fresh = last_index != Some(grant.span.index);
+                    last_index = Some(grant.span.index);
                     let (this, b, key, etag) = (
                         Arc::clone(&this),
                         Arc::clone(&b),
                         Arc::clone(&key),
                         Arc::clone(&etag),
                     );
-                    inflight.push_back(async move {
-                        let served = this.chunk(&b, &key, &etag, size, grant.span).await?;
+                    // Spawned, so that a read finishes (and frees its SSD read slot) while
+                    // this stream waits on a slow client.
+                    inflight.push_back(tokio::spawn(async move {
+                        let served = this.chunk(&b, &key, &etag, size, grant.span, fresh).await?;
                         Ok::<_, Error>((served, grant.permit))
-                    });
+                    }));
                 }
                 let Some(item) = inflight.next().await else {
                     return;
                 };
+                let item = item.unwrap_or_else(|e| {
+                    Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("chunk read failed: {e}"),
+                    ))
+                });
                 let msg = match item {
                     Ok((served, permit)) => {
                         this.count_served(served.tier, served.data.len());
@@ -1148,7 +1160,7 @@ impl Pipeline {
         held: &Held,
         wait: bool,
     ) -> Option<Grant> {
-        if let Some(g) = self.budget.small(span, held) {
+        if let Some(g) = self.budget.small(span, held, wait) {
             return Some(g);
         }
         let ck = self.chunk_key(b, key, etag, span.index);
@@ -1156,10 +1168,12 @@ impl Pipeline {
             return Some(Grant { span, permit: None });
         }
         let whole = span.start == 0 && span.end == chunk_len(span.index, self.cfg.chunk_size, size);
-        let here = match &self.peers {
-            None => true,
-            Some(p) => p.route(ck.placement_hash(), 1).first() == Some(&Node::Here),
-        };
+        // Without a disk there are no pieces: a chunk that left RAM is refilled whole.
+        let here = self.store.has_disk()
+            && match &self.peers {
+                None => true,
+                Some(p) => p.route(ck.placement_hash(), 1).first() == Some(&Node::Here),
+            };
         let span = if whole || !here {
             span
         } else {
@@ -1183,6 +1197,10 @@ impl Pipeline {
     /// Returns the bytes of `span` only. An owner elsewhere sends only those (a 4 KiB read
     /// moves 4 KiB between nodes, not the chunk), except for hot chunks, which are fetched
     /// whole for the near cache.
+    ///
+    /// `fresh`: the response's first read of this chunk (only those count towards heat; a
+    /// response may read a chunk a piece at a time).
+    #[allow(clippy::too_many_arguments)]
     async fn chunk(
         &self,
         b: &BucketBinding,
@@ -1190,6 +1208,7 @@ impl Pipeline {
         etag: &Arc<str>,
         size: u64,
         span: ChunkSpan,
+        fresh: bool,
     ) -> Result<Served> {
         let index = span.index;
         let ck = self.chunk_key(b, key, etag, index);
@@ -1197,7 +1216,11 @@ impl Pipeline {
             return self.local_chunk(b, ck, size, span, None).await;
         };
         let hash = ck.placement_hash();
-        let hot = self.heat.touch(hash);
+        let hot = if fresh {
+            self.heat.touch(hash)
+        } else {
+            self.heat.is_hot(hash)
+        };
         let mut order = peers.route(hash, if hot { self.cfg.hot_replicas.max(2) } else { 2 });
         if order.first() == Some(&Node::Here) {
             // The owner serves its own copy, hot or not.
@@ -1281,20 +1304,17 @@ impl Pipeline {
             .peer_fallbacks
             .with_label_values(&["origin"])
             .inc();
-        let data = fill_from_origin(
-            Arc::clone(&b.origin),
-            self.ask(b, key, etag, size, index, None),
-            Arc::clone(&b.origin_bucket),
-        )
-        .await?;
-        sliced(
-            Served {
-                data,
-                tier: Tier::Origin,
-                coalesced: false,
-            },
-            span,
-        )
+        // Only the wanted bytes: nothing is kept, and a response read a piece at a time
+        // must not fetch the whole chunk once per piece.
+        let mut ask = self.ask(b, key, etag, size, index, None);
+        ask.part = Some((span.start, span.end));
+        let data =
+            fill_from_origin(Arc::clone(&b.origin), ask, Arc::clone(&b.origin_bucket)).await?;
+        Ok(Served {
+            data,
+            tier: Tier::Origin,
+            coalesced: false,
+        })
     }
 
     fn ask(
@@ -1650,7 +1670,10 @@ async fn fill_from_origin(
     ask: ChunkAsk,
     origin_bucket: Arc<str>,
 ) -> Result<Bytes> {
-    let bounds = chunk_bounds(ask.index, ask.chunk_size, ask.size);
+    let mut bounds = chunk_bounds(ask.index, ask.chunk_size, ask.size);
+    if let Some((start, end)) = ask.part {
+        bounds = bounds.start + start as u64..(bounds.start + end as u64).min(bounds.end);
+    }
     let expected = (bounds.end - bounds.start) as usize;
     let r = origin
         .read(&origin_bucket, &ask.key, bounds, Some(&ask.etag))

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod fast;
 pub mod host;
 mod write;
 
@@ -27,12 +28,16 @@ use self::error::to_s3;
 
 pub use crate::pipeline::CACHE_HEADER;
 
-/// The S3 front as the listener needs it: the s3s service and the region it signs for.
+/// The S3 front as the listener needs it: the s3s service, the region it signs for, and the
+/// object read fast path ahead of s3s.
 pub struct S3Endpoint {
     /// The s3s service (auth, access, host parsing, operations).
     pub service: S3Service,
     /// The region clients must sign for.
     pub region: String,
+    /// Plain, successful GetObject/HeadObject without s3s (`None`: every request goes
+    /// through s3s; tests compare both paths).
+    pub fast: Option<fast::FastPath>,
 }
 
 /// Builds the S3 front.
@@ -46,6 +51,14 @@ pub fn service(
         pipeline: Arc::clone(&pipeline),
         policy: Arc::clone(&policy),
     });
+    let fast = fast::FastPath {
+        pipeline: Arc::clone(&pipeline),
+        policy: Arc::clone(&policy),
+        hosts: host::Hosts::new(domains.clone()),
+        region: region.clone(),
+        served: Default::default(),
+        keys: Default::default(),
+    };
     b.set_auth(auth::Secrets(Arc::clone(&policy)));
     b.set_access(auth::Access { policy, pipeline });
     b.set_host(host::Hosts::new(domains));
@@ -59,6 +72,7 @@ pub fn service(
     S3Endpoint {
         service: b.build(),
         region,
+        fast: Some(fast),
     }
 }
 
