@@ -220,26 +220,27 @@ pub struct Authorization<'a> {
     pub signature: &'a str,
 }
 
-/// Parses an `Authorization` header value of the form
+/// Parses an `Authorization` header value of exactly the form
 /// `AWS4-HMAC-SHA256 Credential=AK/date/region/service/aws4_request, SignedHeaders=a;b,
-/// Signature=hex`. `None` for anything else (the caller leaves such requests to the full
-/// verifier).
+/// Signature=hex` (fields in that order, spaces only after the commas, a 64-digit lower-case
+/// hex signature). `None` for anything else: the caller leaves such requests to the full
+/// verifier, so this parser may be stricter than it but never looser.
 pub fn parse_authorization(v: &str) -> Option<Authorization<'_>> {
     let rest = v.strip_prefix("AWS4-HMAC-SHA256 ")?;
-    let (mut credential, mut signed, mut sig) = (None, None, None);
-    for part in rest.split(',') {
-        let (k, val) = part.trim().split_once('=')?;
-        let slot = match k {
-            "Credential" => &mut credential,
-            "SignedHeaders" => &mut signed,
-            "Signature" => &mut sig,
-            _ => return None,
-        };
-        if slot.replace(val).is_some() {
-            return None;
-        }
+    let mut parts = rest.split(',');
+    let credential = parts.next()?.strip_prefix("Credential=")?;
+    let signed = parts
+        .next()?
+        .trim_start_matches(' ')
+        .strip_prefix("SignedHeaders=")?;
+    let sig = parts
+        .next()?
+        .trim_start_matches(' ')
+        .strip_prefix("Signature=")?;
+    if parts.next().is_some() {
+        return None;
     }
-    let mut scope = credential?.split('/');
+    let mut scope = credential.split('/');
     let (access_key, date, region, service, term) = (
         scope.next()?,
         scope.next()?,
@@ -247,8 +248,7 @@ pub fn parse_authorization(v: &str) -> Option<Authorization<'_>> {
         scope.next()?,
         scope.next()?,
     );
-    let signed_headers = signed?;
-    let signature = sig?;
+    let (signed_headers, signature) = (signed, sig);
     let sorted = signed_headers
         .split(';')
         .try_fold("", |prev, h| {
@@ -261,7 +261,9 @@ pub fn parse_authorization(v: &str) -> Option<Authorization<'_>> {
         && date.len() == 8
         && sorted
         && signature.len() == 64
-        && signature.bytes().all(|b| b.is_ascii_hexdigit()))
+        && signature
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
     .then_some(Authorization {
         access_key,
         date,
@@ -472,6 +474,9 @@ mod tests {
             format!("{ok}{}", "a".repeat(63)),
             format!("{ok}{}", "g".repeat(64)),
             format!("{ok}{hex64}, Signature={hex64}"),
+            format!("{ok}{}", "A".repeat(64)),
+            format!("AWS4-HMAC-SHA256 Signature={hex64}, Credential=AK/20130524/us-east-1/s3/aws4_request, SignedHeaders=host"),
+            format!("AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request , SignedHeaders=host, Signature={hex64}"),
             format!("AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/x, SignedHeaders=host, Signature={hex64}"),
             format!("AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request, SignedHeaders=x-amz-date;host, Signature={hex64}"),
             format!("AWS4-HMAC-SHA256 Credential=AK/20130524/us-east-1/s3/aws4_request, SignedHeaders=Host, Signature={hex64}"),

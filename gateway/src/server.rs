@@ -22,6 +22,7 @@ use crate::blob::{BlobBody, BlobFront};
 use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
 use crate::s3::error::{early_response, refuse_early};
+use crate::s3::fast::Outcome;
 use crate::s3::S3Endpoint;
 
 /// How long a client may take to send a request's headers.
@@ -74,14 +75,22 @@ async fn handle_s3(
     );
     let fast = match (&early, &front.fast) {
         (None, Some(fast)) => fast.serve(&req).await,
-        _ => None,
+        _ => Outcome::Declined,
+    };
+    let fast = match fast {
+        Outcome::Served(op, resp) => {
+            let _ = slot.0.set(op.to_string());
+            Some(resp)
+        }
+        Outcome::Failed(f) => {
+            req.extensions_mut().insert(f);
+            None
+        }
+        Outcome::Declined => None,
     };
     let mut resp = match (early, fast) {
         (Some((status, code, msg)), _) => early_response(status, code, &msg, &rid),
-        (None, Some((op, resp))) => {
-            let _ = slot.0.set(op.to_string());
-            resp
-        }
+        (None, Some(resp)) => resp,
         (None, None) => match front.service.call(req.map(s3s::Body::from)).await {
             Ok(r) => r,
             Err(e) => {

@@ -401,6 +401,19 @@ async fn send_s3(
     headers: &[(&str, &str)],
     at: time::OffsetDateTime,
 ) -> (u16, Vec<(String, String)>, String) {
+    send_s3_as(addr, method, path, secret, headers, at, |a| a.to_string()).await
+}
+
+/// As [`send_s3`], with the `Authorization` value rewritten by `mangle`.
+async fn send_s3_as(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    secret: Option<&str>,
+    headers: &[(&str, &str)],
+    at: time::OffsetDateTime,
+    mangle: fn(&str) -> String,
+) -> (u16, Vec<(String, String)>, String) {
     let host = addr.to_string();
     let m = http::Method::from_bytes(method.as_bytes()).expect("method");
     let mut req = reqwest::Client::new().request(m, format!("http://{host}{path}"));
@@ -423,7 +436,7 @@ async fn send_s3(
             },
         );
         req = req
-            .header("authorization", sig.authorization)
+            .header("authorization", mangle(&sig.authorization))
             .header("x-amz-date", sig.amz_date)
             .header("x-amz-content-sha256", sigv4::EMPTY_SHA256);
     }
@@ -538,6 +551,22 @@ async fn the_s3_fast_path_answers_exactly_as_the_s3s_path() {
             "GET",
             "/data/obj",
             ok,
+            vec![("range", "bytes=0-9300000000000000000")],
+            now,
+            0,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            vec![("if-modified-since", "Sunday, 06-Nov-94 08:49:37 GMT")],
+            now,
+            0,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
             vec![("range", "bytes=9999999-")],
             now,
             416,
@@ -609,6 +638,51 @@ async fn the_s3_fast_path_answers_exactly_as_the_s3s_path() {
         );
     }
     assert!(served >= 8, "the plain reads took the fast path ({served})");
+
+    // Authorization spellings s3s refuses are refused the same way.
+    let upper: fn(&str) -> String = |a| {
+        let (head, sig) = a.split_once("Signature=").expect("sig");
+        format!("{head}Signature={}", sig.to_ascii_uppercase())
+    };
+    let reordered: fn(&str) -> String = |a| {
+        let rest = a.strip_prefix("AWS4-HMAC-SHA256 ").expect("v4");
+        let mut parts: Vec<&str> = rest.split(", ").collect();
+        parts.reverse();
+        format!("AWS4-HMAC-SHA256 {}", parts.join(", "))
+    };
+    for mangle in [upper, reordered] {
+        let before = fast.fast.as_ref().expect("fast").served();
+        let a = send_s3_as(fast_addr, "GET", "/data/obj", ok, &[], now, mangle).await;
+        let b = send_s3_as(slow_addr, "GET", "/data/obj", ok, &[], now, mangle).await;
+        assert_eq!(a, b);
+        assert!(a.0 >= 400, "{a:?}");
+        assert_eq!(fast.fast.as_ref().expect("fast").served(), before);
+    }
+
+    // A pipeline error met on the fast path is answered by the s3s path without asking the
+    // origin again.
+    let asked = || s.origin.reads.load(Ordering::SeqCst) + s.origin.heads.load(Ordering::SeqCst);
+    let before = asked();
+    let r = send_s3(fast_addr, "GET", "/data/also-missing", ok, &[], now).await;
+    assert_eq!((r.0, r.2.as_str()), (404, "NoSuchKey"));
+    assert_eq!(asked() - before, 1, "one origin request for a missing key");
+
+    // HTTP/1.1 without a Host header: the URI's authority is not taken for one.
+    let before = fast.fast.as_ref().expect("fast").served();
+    for addr in [fast_addr, slow_addr] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET http://{addr}/data/obj HTTP/1.1\r\nconnection: close\r\n\r\n");
+        c.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.expect("read");
+        let status = String::from_utf8_lossy(&out[..12.min(out.len())]).to_string();
+        assert!(
+            !status.contains(" 200"),
+            "an anonymous request to a private bucket without Host: {status}"
+        );
+    }
+    assert_eq!(fast.fast.as_ref().expect("fast").served(), before);
 }
 
 /// Sends a GET signed with our own SigV4 signer, so s3s's verifier checks the signer too.

@@ -50,8 +50,15 @@ pub fn to_s3(e: Error) -> S3Error {
         if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
             h.insert(http::header::ETAG, v);
         }
-        if let Ok(v) = http::HeaderValue::from_str(&httpdate::fmt_http_date(last_modified)) {
-            h.insert(http::header::LAST_MODIFIED, v);
+        // s3s's formatter: httpdate panics outside 1970–9999, and a file's mtime can be there.
+        let mut lm = Vec::with_capacity(29);
+        if s3s::dto::Timestamp::from(last_modified)
+            .format(s3s::dto::TimestampFormat::HttpDate, &mut lm)
+            .is_ok()
+        {
+            if let Ok(v) = http::HeaderValue::from_bytes(&lm) {
+                h.insert(http::header::LAST_MODIFIED, v);
+            }
         }
     }
     if !h.is_empty() {

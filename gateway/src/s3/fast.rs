@@ -21,6 +21,7 @@ use cistern_cache::range::RangeSpec;
 use cistern_cache::ObjectMeta;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
+use s3s::dto::{Timestamp, TimestampFormat};
 
 use super::host::Hosts;
 use super::S3Body;
@@ -43,6 +44,39 @@ pub struct FastPath {
 
 /// Access key → (credential date, signing key).
 type SigningKeys = HashMap<String, (String, Arc<[u8]>)>;
+
+/// What the fast path made of a request.
+pub enum Outcome {
+    /// Answered (the operation name is for the access log).
+    Served(&'static str, http::Response<s3s::Body>),
+    /// Authenticated and authorized, but the pipeline failed: the s3s path authenticates and
+    /// authorizes the request again and answers with this error rather than repeating the
+    /// pipeline's work (origin requests included).
+    Failed(Failed),
+    /// Left to the s3s path.
+    Declined,
+}
+
+/// A pipeline error the fast path met, for the s3s path's GetObject/HeadObject of the same
+/// object (carried in the request's extensions).
+#[derive(Clone)]
+pub struct Failed {
+    /// HEAD (else GET).
+    pub head: bool,
+    /// Bucket, decoded.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// The error.
+    pub error: crate::error::Error,
+}
+
+impl Failed {
+    /// The error, when it is for this operation on this object.
+    pub fn for_object(&self, head: bool, bucket: &str, key: &str) -> Option<crate::error::Error> {
+        (self.head == head && self.bucket == bucket && self.key == key).then(|| self.error.clone())
+    }
+}
 
 /// Headers a fast-path request may carry. Any other header sends it down the s3s path.
 const ALLOWED: &[&str] = &[
@@ -77,12 +111,12 @@ impl FastPath {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Answers a plain, successful GetObject or HeadObject; `None` leaves the request to the
-    /// s3s path. The operation name comes back with the answer, for the access log.
-    pub async fn serve<B>(
-        &self,
-        req: &http::Request<B>,
-    ) -> Option<(&'static str, http::Response<s3s::Body>)> {
+    /// Answers a plain, successful GetObject or HeadObject (see [`Outcome`]).
+    pub async fn serve<B>(&self, req: &http::Request<B>) -> Outcome {
+        self.try_serve(req).await.unwrap_or(Outcome::Declined)
+    }
+
+    async fn try_serve<B>(&self, req: &http::Request<B>) -> Option<Outcome> {
         let head = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -110,9 +144,11 @@ impl FastPath {
         if !canonical_path(raw_path) {
             return None;
         }
+        // As s3s: the URI's authority stands in for `Host` only on HTTP/2 and later.
         let host = match h.get(header::HOST) {
             Some(v) => v.to_str().ok()?,
-            None => req.uri().authority()?.as_str(),
+            None if req.version() >= http::Version::HTTP_2 => req.uri().authority()?.as_str(),
+            None => return None,
         };
         let (bucket, key) = match self.hosts.bucket_of(host) {
             Some(b) => (b.to_string(), decode(raw_path.strip_prefix('/')?)?),
@@ -138,8 +174,19 @@ impl FastPath {
             if_modified_since: opt(h, header::IF_MODIFIED_SINCE, parse_date)?,
             if_unmodified_since: opt(h, header::IF_UNMODIFIED_SINCE, parse_date)?,
         };
+        let failed = |error| {
+            Some(Outcome::Failed(Failed {
+                head,
+                bucket: bucket.clone(),
+                key: key.clone(),
+                error,
+            }))
+        };
         if head {
-            let (meta, status, _) = self.pipeline.head(&b, &key, None, &cond).await.ok()?;
+            let (meta, status, _) = match self.pipeline.head(&b, &key, None, &cond).await {
+                Ok(r) => r,
+                Err(e) => return failed(e),
+            };
             let shown = match range {
                 Some(spec) => Some(spec.resolve(meta.size).ok()?),
                 None => None,
@@ -147,15 +194,18 @@ impl FastPath {
             let len = shown.as_ref().map_or(meta.size, |r| r.end - r.start);
             let resp = respond(&meta, shown.as_ref(), len, status, s3s::Body::empty())?;
             self.served.fetch_add(1, Ordering::Relaxed);
-            return Some(("HeadObject", resp));
+            return Some(Outcome::Served("HeadObject", resp));
         }
         let sel = range.map_or(Selection::All, Selection::Range);
-        let read = self.pipeline.get(&b, &key, sel, &cond).await.ok()?;
+        let read = match self.pipeline.get(&b, &key, sel, &cond).await {
+            Ok(r) => r,
+            Err(e) => return failed(e),
+        };
         let len = read.body.remaining();
         let body = s3s::Body::from(Box::pin(S3Body(read.body)) as s3s::stream::DynByteStream);
         let resp = respond(&read.meta, read.range.as_ref(), len, read.cache, body)?;
         self.served.fetch_add(1, Ordering::Relaxed);
-        Some(("GetObject", resp))
+        Some(Outcome::Served("GetObject", resp))
     }
 
     /// The caller: `Some(None)` anonymous, `Some(Some(ak))` a verified signature, `None` for
@@ -284,8 +334,12 @@ fn respond(
     hs.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ctype).ok()?);
     let etag = format!("\"{}\"", meta.etag);
     hs.insert(header::ETAG, HeaderValue::from_str(&etag).ok()?);
-    let lm = httpdate::fmt_http_date(meta.last_modified);
-    hs.insert(header::LAST_MODIFIED, HeaderValue::from_str(&lm).ok()?);
+    // s3s's own formatter (httpdate panics outside 1970–9999; a file's mtime can be there).
+    let mut lm = Vec::with_capacity(29);
+    Timestamp::from(meta.last_modified)
+        .format(TimestampFormat::HttpDate, &mut lm)
+        .ok()?;
+    hs.insert(header::LAST_MODIFIED, HeaderValue::from_bytes(&lm).ok()?);
     for (k, v) in &meta.user_metadata {
         // s3s sends non-ASCII values RFC 2047-encoded: those objects take the s3s path.
         if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -357,25 +411,29 @@ fn parse_etag(v: &str) -> Option<EtagMatch> {
     (!inner.contains('"')).then(|| EtagMatch::OneOf(vec![inner.to_string()]))
 }
 
+/// As s3s reads conditional dates: the IMF-fixdate form only.
 fn parse_date(v: &str) -> Option<SystemTime> {
-    httpdate::parse_http_date(v).ok()
+    let t = Timestamp::parse(TimestampFormat::HttpDate, v).ok()?;
+    Some(SystemTime::from(time::OffsetDateTime::from(t)))
 }
 
 /// `bytes=A-B`, `bytes=A-` or `bytes=-N` with plain digits (what s3s accepts as one range).
 fn parse_range(v: &str) -> Option<RangeSpec> {
     let spec = v.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
+    // Positions beyond i64::MAX are refused by s3s; suffix lengths are not.
     let num = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.len() <= 19 && s.bytes().all(|c| c.is_ascii_digit()))
+        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|c| c.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()
     };
+    let pos = |s: &str| num(s).filter(|&n| n <= i64::MAX as u64);
     match (a.is_empty(), b.is_empty()) {
         (false, false) => {
-            let (first, last) = (num(a)?, num(b)?);
+            let (first, last) = (pos(a)?, pos(b)?);
             (first <= last).then_some(RangeSpec::FromTo { first, last })
         }
-        (false, true) => Some(RangeSpec::From { first: num(a)? }),
+        (false, true) => Some(RangeSpec::From { first: pos(a)? }),
         (true, false) => Some(RangeSpec::Suffix { len: num(b)? }),
         (true, true) => None,
     }
@@ -426,6 +484,29 @@ mod tests {
     }
 
     #[test]
+    fn times_outside_1970_to_9999_are_formatted_not_panicked_on() {
+        let meta = ObjectMeta {
+            size: 1,
+            etag: "e".into(),
+            last_modified: SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(86_400),
+            content_type: None,
+            content_encoding: None,
+            cache_control: None,
+            content_disposition: None,
+            content_language: None,
+            user_metadata: vec![],
+            content_md5: None,
+            created: None,
+            origin_kind: None,
+        };
+        let resp = respond(&meta, None, 1, CacheStatus::Hit, s3s::Body::empty()).expect("resp");
+        assert_eq!(
+            resp.headers()[header::LAST_MODIFIED],
+            "Wed, 31 Dec 1969 00:00:00 GMT"
+        );
+    }
+
+    #[test]
     fn ranges_and_conditions_parse_as_the_s3s_path_reads_them() {
         assert!(matches!(
             parse_range("bytes=0-9"),
@@ -445,6 +526,7 @@ mod tests {
             "bytes=-",
             "items=0-1",
             "bytes= 0-1",
+            "bytes=0-9300000000000000000",
         ] {
             assert!(parse_range(bad).is_none(), "{bad}");
         }
@@ -452,6 +534,8 @@ mod tests {
         assert!(matches!(parse_etag("\"abc\""), Some(EtagMatch::OneOf(v)) if v == ["abc"]));
         assert!(parse_etag("W/\"abc\"").is_none());
         assert!(parse_etag("\"a\", \"b\"").is_none());
+        assert!(parse_date("Sun, 06 Nov 1994 08:49:37 GMT").is_some());
+        assert!(parse_date("Sunday, 06-Nov-94 08:49:37 GMT").is_none());
         assert_eq!(parse_amz_date("20130524T000000Z"), Some(1_369_353_600));
         assert!(parse_amz_date("20131324T000000Z").is_none());
     }

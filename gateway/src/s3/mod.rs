@@ -205,6 +205,17 @@ macro_rules! object_args {
     }};
 }
 
+/// The pipeline error the fast path met for this very operation on this object, if any (the
+/// s3s path has authenticated and authorized the request again by the time it asks).
+fn fast_failure(
+    ext: &http::Extensions,
+    head: bool,
+    bucket: &str,
+    key: &str,
+) -> Option<crate::error::Error> {
+    ext.get::<fast::Failed>()?.for_object(head, bucket, key)
+}
+
 /// `Content-Range` for a served range of an object of `size` bytes.
 fn content_range(r: &std::ops::Range<u64>, size: u64) -> String {
     format!("bytes {}-{}/{}", r.start, r.end - 1, size)
@@ -580,6 +591,9 @@ impl S3 for S3Front {
             part,
             cond,
         } = object_args!(self, i);
+        if let Some(e) = fast_failure(&req.extensions, true, &i.bucket, &i.key) {
+            return Err(to_s3(e));
+        }
         let (meta, status, part) = self
             .pipeline
             .head(&b, &i.key, part, &cond)
@@ -645,6 +659,9 @@ impl S3 for S3Front {
             (None, Some(n)) => Selection::Part(n),
             (None, None) => Selection::All,
         };
+        if let Some(e) = fast_failure(&req.extensions, false, &i.bucket, &i.key) {
+            return Err(to_s3(e));
+        }
         let read = self
             .pipeline
             .get(&b, &i.key, sel, &cond)
