@@ -284,11 +284,14 @@ impl FastPath {
     /// the bucket's `public_read`.
     async fn authorize(&self, caller: Option<&str>, bucket: &str) -> Option<Arc<BucketBinding>> {
         let catalog = self.pipeline.catalog();
-        let public_read = match caller {
-            Some(_) => false,
+        // Resolved before the decision only for anonymous callers (their answer depends on
+        // the bucket's flag); a signed caller's scope is decided by name first.
+        let resolved = match caller {
+            Some(_) => None,
             None if !catalog.could_be_public(bucket) => return None,
-            None => catalog.resolve(bucket).await.ok()?.public_read,
+            None => Some(catalog.resolve(bucket).await.ok()?),
         };
+        let public_read = resolved.as_ref().is_some_and(|b| b.public_read);
         if self
             .policy
             .authorize(caller, bucket, Permission::Read, public_read)
@@ -296,7 +299,10 @@ impl FastPath {
         {
             return None;
         }
-        catalog.resolve(bucket).await.ok()
+        match resolved {
+            Some(b) => Some(b),
+            None => catalog.resolve(bucket).await.ok(),
+        }
     }
 }
 
