@@ -18,6 +18,10 @@ pub enum Permission {
     Write,
     /// Delete objects.
     Delete,
+    /// Change how the origin keeps a bucket or object: bucket policy, ACLs, versioning, object
+    /// lock, retention, CORS, lifecycle, container access policies, service properties. Relayed
+    /// with the origin's own credentials, so it is granted apart from `write`.
+    Admin,
 }
 
 impl Permission {
@@ -28,6 +32,7 @@ impl Permission {
             "list" => Some(Self::List),
             "write" => Some(Self::Write),
             "delete" => Some(Self::Delete),
+            "admin" => Some(Self::Admin),
             _ => None,
         }
     }
@@ -38,6 +43,7 @@ impl Permission {
             Self::List => 2,
             Self::Write => 4,
             Self::Delete => 8,
+            Self::Admin => 16,
         }
     }
 }
@@ -48,7 +54,7 @@ pub struct Permissions(u8);
 
 impl Permissions {
     /// Every permission.
-    pub const ALL: Self = Self(15);
+    pub const ALL: Self = Self(31);
 
     /// Whether `p` is in the set.
     pub fn contains(self, p: Permission) -> bool {
@@ -129,6 +135,14 @@ impl Policy {
     /// The principal with this access key, for secret lookup during signature verification.
     pub fn principal(&self, access_key: &str) -> Option<&Principal> {
         self.principals.get(access_key)
+    }
+
+    /// Whether `access_key` may perform `perm` on every bucket (account-wide requests relayed
+    /// to an origin, whose answers cannot be filtered by bucket).
+    pub fn authorize_everywhere(&self, access_key: &str, perm: Permission) -> bool {
+        self.principals
+            .get(access_key)
+            .is_some_and(|p| p.buckets == BucketScope::All && p.permissions.contains(perm))
     }
 
     /// Decides whether `access_key` (or an anonymous caller when `None`) may perform `perm` on

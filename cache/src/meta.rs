@@ -36,6 +36,10 @@ pub struct ObjectMeta {
     pub created: Option<SystemTime>,
     /// The origin's own kind of object (an Azure origin's blob type), passed through.
     pub origin_kind: Option<String>,
+    /// Response headers of the origin's own dialect that describe this version (an S3 origin's
+    /// server-side encryption, version id, tag count, storage class, expiration, object lock),
+    /// as (lower-case name, value): the front of that dialect returns them on hits as well.
+    pub origin_headers: Vec<(String, String)>,
 }
 
 impl Default for ObjectMeta {
@@ -54,6 +58,7 @@ impl Default for ObjectMeta {
             content_md5: None,
             created: None,
             origin_kind: None,
+            origin_headers: Vec::new(),
         }
     }
 }
@@ -231,7 +236,7 @@ fn record_key(k: &MetaKey) -> ChunkKey {
     }
 }
 
-const RECORD_VERSION: u8 = 2;
+const RECORD_VERSION: u8 = 3;
 
 fn put_str(b: &mut BytesMut, s: &str) {
     b.put_u32_le(s.len() as u32);
@@ -286,6 +291,11 @@ fn encode(e: &Entry) -> Bytes {
         None => b.put_u8(0),
     }
     put_opt(&mut b, m.origin_kind.as_deref());
+    b.put_u32_le(m.origin_headers.len() as u32);
+    for (k, v) in &m.origin_headers {
+        put_str(&mut b, k);
+        put_str(&mut b, v);
+    }
     b.freeze()
 }
 
@@ -310,6 +320,18 @@ fn get_opt(b: &mut Bytes) -> Option<Option<String>> {
     }
 }
 
+fn get_pairs(b: &mut Bytes) -> Option<Vec<(String, String)>> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = b.get_u32_le() as usize;
+    let mut pairs = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        pairs.push((get_str(b)?, get_str(b)?));
+    }
+    Some(pairs)
+}
+
 fn decode(mut b: Bytes) -> Option<Entry> {
     if b.remaining() < 17 || b.get_u8() != RECORD_VERSION {
         return None;
@@ -329,11 +351,7 @@ fn decode(mut b: Bytes) -> Option<Entry> {
     if b.remaining() < 4 {
         return None;
     }
-    let n = b.get_u32_le() as usize;
-    let mut user_metadata = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        user_metadata.push((get_str(&mut b)?, get_str(&mut b)?));
-    }
+    let user_metadata = get_pairs(&mut b)?;
     let content_md5 = get_opt(&mut b)?;
     let created = match b.has_remaining().then(|| b.get_u8())? {
         0 => None,
@@ -341,6 +359,7 @@ fn decode(mut b: Bytes) -> Option<Entry> {
         _ => return None,
     };
     let origin_kind = get_opt(&mut b)?;
+    let origin_headers = get_pairs(&mut b)?;
     Some(Entry {
         meta: Arc::new(ObjectMeta {
             size,
@@ -355,6 +374,7 @@ fn decode(mut b: Bytes) -> Option<Entry> {
             content_md5,
             created,
             origin_kind,
+            origin_headers,
         }),
         validated_at,
     })
@@ -463,6 +483,7 @@ mod tests {
         m.content_md5 = Some("1B2M2Y8AsgTpgAmY7PhCfg==".into());
         m.created = Some(UNIX_EPOCH + Duration::from_secs(1_600_000_000));
         m.origin_kind = Some("BlockBlob".into());
+        m.origin_headers = vec![("x-amz-server-side-encryption".into(), "AES256".into())];
         m.last_modified = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let e = Entry {
             meta: Arc::new(m.clone()),

@@ -919,7 +919,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             perms.push(Permission::parse(s).ok_or_else(|| {
                 err(
                     &format!("{key}.permissions"),
-                    format!("unknown permission {s:?} (read, list, write, delete)"),
+                    format!("unknown permission {s:?} (read, list, write, delete, admin)"),
                 )
             })?);
         }

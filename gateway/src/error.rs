@@ -46,6 +46,8 @@ pub enum ErrorKind {
     OriginTimeout,
     /// The object changed at the origin while it was being read.
     ObjectChanged,
+    /// The object or bucket is leased at the origin and the request named no lease.
+    Leased,
     /// Cistern does not implement this.
     NotImplemented,
     /// A bug or an unexpected condition inside Cistern.
@@ -54,7 +56,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for [`ErrorKind::parse`].
-    const ALL: [ErrorKind; 21] = [
+    const ALL: [ErrorKind; 22] = [
         Self::NoSuchBucket,
         Self::NotFound,
         Self::PreconditionFailed,
@@ -74,6 +76,7 @@ impl ErrorKind {
         Self::OriginUnavailable,
         Self::OriginTimeout,
         Self::ObjectChanged,
+        Self::Leased,
         Self::NotImplemented,
         Self::Internal,
     ];
@@ -105,6 +108,7 @@ impl ErrorKind {
             Self::OriginUnavailable => "origin_unavailable",
             Self::OriginTimeout => "origin_timeout",
             Self::ObjectChanged => "object_changed",
+            Self::Leased => "leased",
             Self::NotImplemented => "not_implemented",
             Self::Internal => "internal",
         }
@@ -152,6 +156,11 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// The attached cause, when it is a `T`.
+    pub fn source_as<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.source.as_deref().and_then(|s| s.downcast_ref::<T>())
     }
 
     /// An unsatisfiable range against an object of `size` bytes.

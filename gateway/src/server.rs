@@ -91,17 +91,20 @@ async fn handle_s3(
     let mut resp = match (early, fast) {
         (Some((status, code, msg)), _) => early_response(status, code, &msg, &rid),
         (None, Some(resp)) => resp,
-        (None, None) => match front.service.call(req.map(s3s::Body::from)).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = ?e, "s3 service failed");
-                early_response(
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    "We encountered an internal error. Please try again.",
-                    &rid,
-                )
-            }
+        (None, None) => match sized(req, &rid).await {
+            Err(refused) => refused,
+            Ok(req) => match front.service.call(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = ?e, "s3 service failed");
+                    early_response(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                        "We encountered an internal error. Please try again.",
+                        &rid,
+                    )
+                }
+            },
         },
     };
     // s3s 0.14 derives HEAD's status from the output alone (always 200); a ranged HEAD is
@@ -118,6 +121,75 @@ async fn handle_s3(
     let op = slot.0.get().map_or("unknown", String::as_str);
     record(metrics, "s3", &rid, &method, &path, op, &resp, start);
     resp
+}
+
+/// The largest upload taken without a `Content-Length` (held in memory until it ends).
+const UNSIZED_MAX: usize = 64 << 20;
+
+/// Unsized uploads buffered at once (bounds the memory they hold to 4 × [`UNSIZED_MAX`]).
+static UNSIZED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// The request as s3s takes it. A single-payload upload sent chunked, without a
+/// `Content-Length` (as moto and many S3 servers accept; s3s asks for the length), is read
+/// whole — up to [`UNSIZED_MAX`] — and given its length; `aws-chunked` bodies carry theirs in
+/// `x-amz-decoded-content-length`.
+async fn sized(
+    req: http::Request<Incoming>,
+    rid: &str,
+) -> Result<http::Request<s3s::Body>, http::Response<s3s::Body>> {
+    use http_body_util::BodyExt as _;
+    let h = req.headers();
+    let chunked = h
+        .get(http::header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let streaming = h
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"));
+    let unsized_upload = matches!(*req.method(), http::Method::PUT | http::Method::POST)
+        && chunked
+        && !streaming
+        && !h.contains_key(http::header::CONTENT_LENGTH);
+    if !unsized_upload {
+        return Ok(req.map(s3s::Body::from));
+    }
+    let too_large = || {
+        early_response(
+            http::StatusCode::LENGTH_REQUIRED,
+            "MissingContentLength",
+            &format!("Uploads over {UNSIZED_MAX} bytes must send Content-Length"),
+            rid,
+        )
+    };
+    let Ok(_permit) = UNSIZED.acquire().await else {
+        return Err(too_large());
+    };
+    let (mut parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, UNSIZED_MAX)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(too_large())
+        }
+        Err(_) => return Err(early_response(
+            http::StatusCode::BAD_REQUEST,
+            "IncompleteBody",
+            "You did not provide the number of bytes specified by the Content-Length HTTP header",
+            rid,
+        )),
+    };
+    // Transfer-Encoding stays: a client may have signed it.
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(bytes.len()),
+    );
+    Ok(http::Request::from_parts(parts, s3s::Body::from(bytes)))
 }
 
 /// Serves the Blob dialect on `listener` until `shutdown` resolves, then drains.

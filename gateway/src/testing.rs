@@ -96,6 +96,7 @@ impl Origin for MemOrigin {
         Ok(crate::origin::PutResult {
             etag: format!("v{version}"),
             last_modified: None,
+            version_id: None,
         })
     }
 

@@ -174,8 +174,36 @@ pub fn needs(op: Operation) -> Option<Needs> {
         | SetBlobProperties => n(Some(Permission::Write), Some("w"), ResourceType::Object),
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         AppendBlock => n(Some(Permission::Write), Some("aw"), ResourceType::Object),
-        Unsupported(_) => None,
+        Unsupported(name) => relayed_needs(name),
     }
+}
+
+/// What the operations Cistern relays to an Azure origin need (see `relay::RELAYED`); `None`
+/// for the ones it neither serves nor relays.
+fn relayed_needs(name: &str) -> Option<Needs> {
+    use ResourceType::{Container, Object, Service};
+    let (permission, letters, level) = match name {
+        "GetBlobServiceProperties" | "GetBlobServiceStats" => (Permission::List, "r", Service),
+        "SetBlobServiceProperties" => (Permission::Admin, "w", Service),
+        "FindBlobsByTags" => (Permission::List, "f", Container),
+        "SetContainerMetadata" => (Permission::Write, "w", Container),
+        "GetContainerACL" => (Permission::List, "r", Container),
+        "SetContainerACL" | "RestoreContainer" => (Permission::Admin, "w", Container),
+        "LeaseContainer" => (Permission::Write, "w", Container),
+        "GetPageRanges" | "QueryBlobContents" => (Permission::Read, "r", Object),
+        "GetBlobTags" => (Permission::Read, "t", Object),
+        "SetBlobTags" => (Permission::Write, "t", Object),
+        "PutPage" | "AppendBlobSeal" | "LeaseBlob" | "SnapshotBlob" | "AbortCopyBlob"
+        | "SetBlobTier" | "UndeleteBlob" | "SetBlobExpiry" => (Permission::Write, "w", Object),
+        "SetBlobImmutabilityPolicy" => (Permission::Admin, "i", Object),
+        "SetBlobLegalHold" => (Permission::Admin, "l", Object),
+        _ => return None,
+    };
+    Some(Needs {
+        permission: Some(permission),
+        sas_letters: Some(letters),
+        level,
+    })
 }
 
 /// Decoded account keys by account name, from the policy's principals.
@@ -366,9 +394,16 @@ pub async fn authorize(
         };
     };
     let Some(container) = r.container.as_deref() else {
-        // Account-level listing: any authenticated caller; filtered by scope.
         return match caller {
             Caller::Anonymous => Err(BlobError::resource_not_found()),
+            // Relayed account-wide requests (service properties, Find Blobs by Tags) answer
+            // for every container: only a principal granted everywhere may make them.
+            _ if matches!(r.op, Operation::Unsupported(_))
+                && !policy.authorize_everywhere(&r.account, perm) =>
+            {
+                Err(BlobError::authorization_failure())
+            }
+            // Account-level listing: any authenticated caller; filtered by scope.
             _ => Ok(()),
         };
     };

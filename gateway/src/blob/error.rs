@@ -16,7 +16,7 @@ pub struct BlobError {
     /// HTTP status.
     pub status: StatusCode,
     /// `x-ms-error-code` and `<Code>`.
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     /// `<Message>` (the request id and time are appended when rendered).
     pub message: Cow<'static, str>,
     /// An extra element, e.g. `AuthenticationErrorDetail` or `QueryParameterName`.
@@ -36,7 +36,7 @@ impl BlobError {
     ) -> Self {
         Self {
             status,
-            code,
+            code: Cow::Borrowed(code),
             message: message.into(),
             detail: None,
             object_size: None,
@@ -121,7 +121,7 @@ impl BlobError {
         let now = httpdate::fmt_http_date(std::time::SystemTime::now());
         let mut s = String::with_capacity(256);
         s.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>");
-        s.push_str(self.code);
+        s.push_str(&self.code);
         s.push_str("</Code><Message>");
         super::xml::escape_into(&mut s, &self.message);
         s.push_str("\nRequestId:");
@@ -216,6 +216,11 @@ impl From<Error> for BlobError {
                 "ServerBusy",
                 "The server is currently unable to receive requests. Please retry your request.",
             ),
+            ErrorKind::Leased => (
+                StatusCode::PRECONDITION_FAILED,
+                "LeaseIdMissing",
+                "There is currently a lease on the resource and no lease ID was specified in the request.",
+            ),
             ErrorKind::OriginTimeout => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "OperationTimedOut",
@@ -239,6 +244,12 @@ impl From<Error> for BlobError {
             tracing::warn!(error = %e, "blob request failed");
         }
         let mut out = Self::new(status, code, message);
+        if let Some(o) = crate::origin::OriginStatus::relayable(&e, crate::origin::Dialect::Blob) {
+            // Azure's own answer, where the classification would blur it (BlobIsSealed,
+            // LeaseIdMismatchWithBlobOperation, …).
+            out.status = StatusCode::from_u16(o.status).unwrap_or(out.status);
+            out.code = Cow::Owned(o.code.clone());
+        }
         out.object_size = e.object_size();
         out.validators = e.validators().map(|(t, lm)| Box::new((t.to_string(), lm)));
         out
@@ -296,14 +307,14 @@ mod tests {
     #[test]
     fn internal_kinds_map_to_azure_codes() {
         let e: BlobError = Error::new(ErrorKind::NotFound, "x").into();
-        assert_eq!((e.status.as_u16(), e.code), (404, "BlobNotFound"));
+        assert_eq!((e.status.as_u16(), &*e.code), (404, "BlobNotFound"));
         let e: BlobError = Error::new(ErrorKind::NoSuchBucket, "x").into();
-        assert_eq!((e.status.as_u16(), e.code), (404, "ContainerNotFound"));
+        assert_eq!((e.status.as_u16(), &*e.code), (404, "ContainerNotFound"));
         let e: BlobError = Error::invalid_range(10).into();
         assert_eq!((e.status.as_u16(), e.object_size), (416, Some(10)));
         let e: BlobError = SasError::Permission.into();
         assert_eq!(
-            (e.status.as_u16(), e.code),
+            (e.status.as_u16(), &*e.code),
             (403, "AuthorizationPermissionMismatch")
         );
     }

@@ -178,6 +178,32 @@ impl AzureOrigin {
         foreign: Option<&ForeignCredential>,
         body: Option<reqwest::Body>,
     ) -> Result<reqwest::Response> {
+        let resp = self
+            .dispatch(
+                method.clone(),
+                container,
+                blob,
+                query,
+                headers,
+                foreign,
+                body,
+            )
+            .await?;
+        self.check(resp, &method, accept, foreign).await
+    }
+
+    /// Builds, authorizes and sends one request; any status comes back.
+    #[allow(clippy::too_many_arguments)] // reason: send_as's arguments but the accepted statuses
+    async fn dispatch(
+        &self,
+        method: Method,
+        container: Option<&str>,
+        blob: Option<&str>,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        foreign: Option<&ForeignCredential>,
+        body: Option<reqwest::Body>,
+    ) -> Result<reqwest::Response> {
         let mut path = self.base_path.clone();
         if let Some(c) = container {
             path.push('/');
@@ -251,7 +277,17 @@ impl AzureOrigin {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(super::wire::send_failed)?;
+        req.send().await.map_err(super::wire::send_failed)
+    }
+
+    /// The response when its status is a success or one of `accept`, else the classified error.
+    async fn check(
+        &self,
+        resp: reqwest::Response,
+        method: &Method,
+        accept: &[StatusCode],
+        foreign: Option<&ForeignCredential>,
+    ) -> Result<reqwest::Response> {
         let status = resp.status();
         if status.is_success() || accept.contains(&status) {
             return Ok(resp);
@@ -267,7 +303,7 @@ impl AzureOrigin {
         let code = header(resp.headers(), "x-ms-error-code").map(str::to_string);
         let code = match code {
             Some(c) => c,
-            None if method == Method::HEAD => String::new(),
+            None if *method == Method::HEAD => String::new(),
             None => xml_code(&resp.text().await.unwrap_or_default()).unwrap_or_default(),
         };
         Err(classify(status, &code))
@@ -305,6 +341,7 @@ impl AzureOrigin {
         Ok(PutResult {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
+            version_id: None,
         })
     }
 }
@@ -333,6 +370,10 @@ fn classify(status: StatusCode, code: &str) -> Error {
             ErrorKind::BadDigest,
             "The MD5 value specified in the request did not match the body",
         ),
+        (412, c) if c.starts_with("Lease") => (
+            ErrorKind::Leased,
+            "There is currently a lease on the resource and no lease ID was specified",
+        ),
         (412, _) => (ErrorKind::ObjectChanged, "The object changed at the origin"),
         (401 | 403, _) => (ErrorKind::AccessDenied, "The origin refused access"),
         (429 | 503, _) => (ErrorKind::Throttled, "The origin is throttling requests"),
@@ -346,18 +387,11 @@ fn classify(status: StatusCode, code: &str) -> Error {
         ),
         _ => (ErrorKind::OriginUnavailable, "The origin failed"),
     };
-    Error::new(kind, msg).with_source(OriginStatus {
+    Error::new(kind, msg).with_source(super::wire::OriginStatus {
+        dialect: super::Dialect::Blob,
         status: status.as_u16(),
         code: code.to_string(),
     })
-}
-
-/// The origin's own status and error code, kept for logs.
-#[derive(Debug, thiserror::Error)]
-#[error("origin answered {status} {code}")]
-struct OriginStatus {
-    status: u16,
-    code: String,
 }
 
 fn http_time(v: Option<&str>) -> Option<SystemTime> {
@@ -394,8 +428,43 @@ fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
         }),
         created: http_time(header(h, "x-ms-creation-time")),
         origin_kind: opt("x-ms-blob-type"),
+        origin_headers: ORIGIN_HEADERS
+            .iter()
+            .filter_map(|n| Some((n.to_string(), header(h, n)?.to_string())))
+            .collect(),
     }
 }
+
+/// Response headers describing a blob that the Blob front returns as Azure sent them (through
+/// Cistern a lease, tier or tag change forgets the cached copy; a lease that lapses on its own
+/// shows once the metadata is revalidated).
+const ORIGIN_HEADERS: &[&str] = &[
+    "x-ms-lease-status",
+    "x-ms-lease-state",
+    "x-ms-lease-duration",
+    "x-ms-blob-sequence-number",
+    "x-ms-blob-committed-block-count",
+    "x-ms-blob-sealed",
+    "x-ms-server-encrypted",
+    "x-ms-encryption-scope",
+    "x-ms-access-tier",
+    "x-ms-access-tier-inferred",
+    "x-ms-access-tier-change-time",
+    "x-ms-archive-status",
+    "x-ms-tag-count",
+    "x-ms-version-id",
+    "x-ms-is-current-version",
+    "x-ms-copy-id",
+    "x-ms-copy-status",
+    "x-ms-copy-source",
+    "x-ms-copy-progress",
+    "x-ms-copy-completion-time",
+    "x-ms-immutability-policy-until-date",
+    "x-ms-immutability-policy-mode",
+    "x-ms-legal-hold",
+    "x-ms-expiry-time",
+    "x-ms-last-access-time",
+];
 
 #[derive(Debug, Deserialize)]
 struct XmlContainers {
@@ -476,6 +545,10 @@ const MAX_CONTAINER_PAGES: usize = 20;
 
 #[async_trait]
 impl Origin for AzureOrigin {
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::Blob
+    }
+
     async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
@@ -636,6 +709,7 @@ impl Origin for AzureOrigin {
         Ok(PutResult {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
+            version_id: None,
         })
     }
 
@@ -663,6 +737,7 @@ impl Origin for AzureOrigin {
         Ok(PutResult {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
+            version_id: None,
         })
     }
 
@@ -747,6 +822,7 @@ impl Origin for AzureOrigin {
         Ok(PutResult {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
+            version_id: None,
         })
     }
 
@@ -933,8 +1009,9 @@ impl Origin for AzureOrigin {
         }
     }
 
-    /// Forwards the read with the origin's credentials; 304, 412 and 416 come back as they
-    /// are (the front relays them), other failures as classified errors.
+    /// Forwards the request with the origin's credentials. Verbatim requests come back with
+    /// whatever status Azure gave; others relay 304, 412 and 416 as they are and other
+    /// failures as classified errors.
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
         use futures::StreamExt as _;
         let query: Vec<(&str, &str)> = req
@@ -942,38 +1019,52 @@ impl Origin for AzureOrigin {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let headers: Vec<(&str, &str)> = req
+        let length = req.body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = req
             .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        // Azure wants Content-Length on every PUT, zero included (hyper sends none for an
+        // empty body); Shared Key signs a zero one as the empty string.
+        let has_body = !req.body.is_empty() || matches!(req.method, Method::PUT | Method::POST);
+        if has_body {
+            headers.push(("content-length", &length));
+        }
+        let container = (!req.bucket.is_empty()).then_some(req.bucket.as_str());
+        let blob = (!req.key.is_empty()).then_some(req.key.as_str());
+        let body = has_body.then(|| reqwest::Body::from(req.body.clone()));
         let resp = self
-            .send(
+            .dispatch(
                 req.method.clone(),
-                Some(&req.bucket),
-                Some(&req.key),
+                container,
+                blob,
                 &query,
                 &headers,
+                None,
+                body,
+            )
+            .await?;
+        let resp = if req.verbatim {
+            resp
+        } else {
+            self.check(
+                resp,
+                &req.method,
                 &[
                     StatusCode::NOT_MODIFIED,
                     StatusCode::PRECONDITION_FAILED,
                     StatusCode::RANGE_NOT_SATISFIABLE,
                 ],
+                None,
             )
-            .await?;
+            .await?
+        };
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp
             .bytes_stream()
-            .map(|r| {
-                r.map_err(|e| {
-                    Error::new(
-                        ErrorKind::OriginUnavailable,
-                        "The origin's response broke off",
-                    )
-                    .with_source(e.without_url())
-                })
-            })
+            .map(|r| r.map_err(super::wire::body_failed))
             .boxed();
         Ok(PassResponse {
             status,

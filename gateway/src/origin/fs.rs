@@ -531,6 +531,7 @@ impl Origin for FsOrigin {
         Ok(PutResult {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
+            version_id: None,
         })
     }
 
@@ -659,6 +660,7 @@ impl Origin for FsOrigin {
         Ok(PutResult {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
+            version_id: None,
         })
     }
 
@@ -1004,6 +1006,7 @@ impl Origin for FsOrigin {
         Ok(PutResult {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
+            version_id: None,
         })
     }
 

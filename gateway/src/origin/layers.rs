@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use cistern_cache::ObjectMeta;
 
 use super::{
-    Access, BucketEntry, ForeignCredential, ListPage, ListQuery, Origin, PartInfo, PassResponse,
-    Passthrough, PutOptions, PutResult, RangeRead, Upload,
+    Access, BucketEntry, Deleted, Dialect, ForeignCredential, ListPage, ListQuery, Origin,
+    PartInfo, PassResponse, Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
 use super::{
     AppendOptions, Appended, BlockRef, PartEntry, PropertyKind, UploadEntry, VersionPage,
@@ -58,6 +58,10 @@ impl<O> Instrumented<O> {
 
 #[async_trait]
 impl<O: Origin> Origin for Instrumented<O> {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
     async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
         self.observe("list_buckets", self.inner.list_buckets())
             .await
@@ -127,6 +131,20 @@ impl<O: Origin> Origin for Instrumented<O> {
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.observe("delete", self.inner.delete(bucket, key)).await
+    }
+
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<Deleted> {
+        self.observe(
+            "delete",
+            self.inner.delete_version(bucket, key, version, if_match),
+        )
+        .await
     }
 
     async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
@@ -356,6 +374,10 @@ fn jitter(d: Duration) -> Duration {
 
 #[async_trait]
 impl<O: Origin> Origin for Resilient<O> {
+    fn dialect(&self) -> Dialect {
+        self.inner.dialect()
+    }
+
     async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
         self.attempt(|| self.inner.list_buckets()).await
     }
@@ -417,6 +439,17 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         self.attempt(|| self.inner.delete(bucket, key)).await
+    }
+
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<Deleted> {
+        self.attempt(|| self.inner.delete_version(bucket, key, version, if_match))
+            .await
     }
 
     async fn start_parts(&self, bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
@@ -580,6 +613,7 @@ mod tests {
         PutResult {
             etag: "p".into(),
             last_modified: None,
+            version_id: None,
         }
     }
 
@@ -765,13 +799,7 @@ mod tests {
         o.read("b", "k", 0..1, None).await.expect("read");
         o.list("b", &q).await.expect("list");
         o.part("b", "k", 1).await.expect("part");
-        let pass = Passthrough {
-            method: http::Method::GET,
-            bucket: "b".into(),
-            key: "k".into(),
-            query: vec![],
-            headers: vec![],
-        };
+        let pass = Passthrough::read(http::Method::GET, "b".into(), "k".into());
         o.passthrough(&pass).await.expect("passthrough");
         let cred = ForeignCredential::Bearer("t".into());
         o.judge("b", Some("k"), &cred, Access::Read)
@@ -779,6 +807,9 @@ mod tests {
             .expect("judge");
         o.put("b", "k", upload(), &opts).await.expect("put");
         o.delete("b", "k").await.expect("delete");
+        o.delete_version("b", "k", Some("null"), None)
+            .await
+            .expect("delete_version");
         o.start_parts("b", "k", &opts).await.expect("start_parts");
         o.put_part("b", "k", "u", 1, upload(), None)
             .await

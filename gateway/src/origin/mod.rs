@@ -14,6 +14,8 @@ pub mod s3;
 pub(crate) mod upload;
 pub(crate) mod wire;
 
+pub use wire::OriginStatus;
+
 use std::ops::Range;
 use std::time::SystemTime;
 
@@ -139,19 +141,43 @@ pub enum Access {
     Bucket,
 }
 
-/// A read passed through to the origin as it is, uncached (snapshots, versions, block lists).
+/// A request relayed to the origin as it is, uncached: reads the cache does not serve
+/// (snapshots, versions, block lists) and, for a front over an origin of its own dialect, every
+/// operation Cistern has no model of (bucket policy, ACLs, leases, page blobs, …). The front has
+/// authenticated and authorized the caller; the origin signs with its own credentials.
 #[derive(Debug, Clone)]
 pub struct Passthrough {
-    /// `GET` or `HEAD`.
+    /// Any method.
     pub method: http::Method,
-    /// Bucket at the origin.
+    /// Bucket at the origin; empty for account-level requests.
     pub bucket: String,
-    /// Key at the origin.
+    /// Key at the origin; empty for bucket-level requests.
     pub key: String,
     /// Query parameters (decoded).
     pub query: Vec<(String, String)>,
-    /// Request headers to forward (ranges, conditions).
+    /// Request headers to forward (ranges, conditions, the operation's own headers).
     pub headers: Vec<(String, String)>,
+    /// The request body (bounded by the front; relayed bodies are small configuration documents
+    /// or single pages and parts).
+    pub body: Bytes,
+    /// Relay every status as the origin sent it, errors included with their bodies (the front
+    /// speaks the origin's dialect). Otherwise failures come back as classified errors.
+    pub verbatim: bool,
+}
+
+impl Passthrough {
+    /// A bodiless read of `bucket`/`key` whose failures are classified.
+    pub fn read(method: http::Method, bucket: String, key: String) -> Self {
+        Self {
+            method,
+            bucket,
+            key,
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            verbatim: false,
+        }
+    }
 }
 
 /// The origin's answer to a [`Passthrough`], its body streamed.
@@ -206,9 +232,22 @@ pub struct PutOptions {
     pub content_disposition: Option<String>,
     /// User metadata (names without a dialect prefix).
     pub user_metadata: Vec<(String, String)>,
+    /// A checksum the client declared up front, as (`x-amz-checksum-*` header, base64 value):
+    /// Cistern verifies it in flight and an S3 origin gets it too (object-lock buckets insist
+    /// on one).
+    pub checksum: Option<(String, String)>,
     /// Create only (`If-None-Match: *`): `PreconditionFailed` when an object has the key —
     /// decided atomically by the origin where it can (a directory, Azure, S3).
     pub create_only: bool,
+}
+
+/// What deleting one version of an object did (S3's DeleteObject answer).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// The version removed, or the delete marker created, in a versioned bucket.
+    pub version_id: Option<String>,
+    /// Whether the delete created (or removed) a delete marker.
+    pub delete_marker: bool,
 }
 
 /// What a completed upload created.
@@ -218,6 +257,8 @@ pub struct PutResult {
     pub etag: String,
     /// Its modification time, when the origin says.
     pub last_modified: Option<SystemTime>,
+    /// The version it created, in a versioned S3 bucket.
+    pub version_id: Option<String>,
 }
 
 fn no_tags() -> crate::error::Error {
@@ -344,9 +385,25 @@ pub enum BlockRef {
     Uncommitted(String),
 }
 
+/// The wire dialect an origin speaks, which decides what a front may relay to it as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// No dialect of its own (a directory): nothing is relayed.
+    None,
+    /// The S3 API.
+    S3,
+    /// The Azure Blob REST API.
+    Blob,
+}
+
 /// An object store Cistern reads from.
 #[async_trait]
 pub trait Origin: Send + Sync + 'static {
+    /// The dialect [`Self::passthrough`] speaks.
+    fn dialect(&self) -> Dialect {
+        Dialect::None
+    }
+
     /// Lists the origin's buckets.
     async fn list_buckets(&self) -> Result<Vec<BucketEntry>>;
 
@@ -571,8 +628,37 @@ pub trait Origin: Send + Sync + 'static {
         ))
     }
 
-    /// Sends a read the cache does not serve straight to the origin (an Azure origin's
-    /// snapshots, versions and block lists). Other origins answer `NotImplemented`.
+    /// Deletes one version of an object (`None`: the current one, as [`Self::delete`];
+    /// `"null"`: the one an unversioned bucket holds) when its ETag still matches `if_match`
+    /// (`*`: it exists). Origins without versions know only the null version; they check
+    /// `if_match` against the object's current ETag before deleting.
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<Deleted> {
+        if let Some(want) = if_match {
+            let meta = self.head(bucket, key).await?;
+            if want != "*" && want.trim_matches('"') != meta.etag {
+                return Err(crate::error::Error::new(
+                    crate::error::ErrorKind::PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold",
+                ));
+            }
+        }
+        match version {
+            None | Some("null") => self.delete(bucket, key).await.map(|()| Deleted::default()),
+            Some(_) => Err(crate::error::Error::new(
+                crate::error::ErrorKind::InvalidArgument,
+                "Invalid version id specified",
+            )),
+        }
+    }
+
+    /// Sends a request the cache does not serve straight to the origin (see [`Passthrough`]).
+    /// Origins without a dialect of their own (a directory) answer `NotImplemented`.
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
         let _ = req;
         Err(crate::error::Error::new(

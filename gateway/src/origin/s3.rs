@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use super::wire::{header, header_pairs, ranged_answer, read_text, unquote, xml_code};
 use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
-use super::{PutOptions, PutResult, Upload};
+use super::{Deleted, PassResponse, Passthrough, PutOptions, PutResult, Upload};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Settings of an S3 origin.
@@ -127,6 +127,22 @@ impl S3Origin {
         accept: &[StatusCode],
         body: Option<reqwest::Body>,
     ) -> Result<reqwest::Response> {
+        let resp = self
+            .dispatch(method.clone(), bucket, key, query, headers, body)
+            .await?;
+        check(resp, &method, accept).await
+    }
+
+    /// Builds, signs and sends one request; any status comes back.
+    async fn dispatch(
+        &self,
+        method: Method,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(String, String)],
+        headers: &[(&str, &str)],
+        body: Option<reqwest::Body>,
+    ) -> Result<reqwest::Response> {
         let payload = if body.is_some() {
             "UNSIGNED-PAYLOAD"
         } else {
@@ -208,18 +224,26 @@ impl S3Origin {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(super::wire::send_failed)?;
-        let status = resp.status();
-        if status.is_success() || accept.contains(&status) {
-            return Ok(resp);
-        }
-        let body = if method == Method::HEAD {
-            String::new()
-        } else {
-            resp.text().await.unwrap_or_default()
-        };
-        Err(classify(status, &body))
+        req.send().await.map_err(super::wire::send_failed)
     }
+}
+
+/// The response when its status is a success or one of `accept`, else the classified error.
+async fn check(
+    resp: reqwest::Response,
+    method: &Method,
+    accept: &[StatusCode],
+) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() || accept.contains(&status) {
+        return Ok(resp);
+    }
+    let body = if *method == Method::HEAD {
+        String::new()
+    } else {
+        resp.text().await.unwrap_or_default()
+    };
+    Err(classify(status, &body))
 }
 
 /// Maps an origin error response to an internal error (see the table in the module docs).
@@ -263,18 +287,11 @@ fn classify(status: StatusCode, body: &str) -> Error {
         ),
         _ => (ErrorKind::OriginUnavailable, "The origin failed"),
     };
-    Error::new(kind, msg).with_source(OriginStatus {
+    Error::new(kind, msg).with_source(super::wire::OriginStatus {
+        dialect: super::Dialect::S3,
         status: status.as_u16(),
         code: code.unwrap_or_default(),
     })
-}
-
-/// The origin's own status and error code, kept for logs.
-#[derive(Debug, thiserror::Error)]
-#[error("origin answered {status} {code}")]
-struct OriginStatus {
-    status: u16,
-    code: String,
 }
 
 /// Reads object metadata from response headers; `size` is the object's full size.
@@ -300,9 +317,32 @@ fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
         content_disposition: opt("content-disposition"),
         content_language: opt("content-language"),
         user_metadata,
+        origin_headers: ORIGIN_HEADERS
+            .iter()
+            .filter_map(|n| Some((n.to_string(), header(h, n)?.to_string())))
+            .collect(),
         ..Default::default()
     }
 }
+
+/// Response headers describing a version that the S3 front returns as S3 sent them.
+const ORIGIN_HEADERS: &[&str] = &[
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key-md5",
+    "x-amz-version-id",
+    "x-amz-tagging-count",
+    "x-amz-storage-class",
+    "x-amz-expiration",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-replication-status",
+    "x-amz-website-redirect-location",
+    "x-amz-restore",
+];
 
 /// The headers that describe an object being written.
 fn object_headers(opts: &PutOptions) -> Vec<(String, String)> {
@@ -320,6 +360,15 @@ fn object_headers(opts: &PutOptions) -> Vec<(String, String)> {
     }
     for (k, v) in &opts.user_metadata {
         owned.push((format!("x-amz-meta-{k}"), v.clone()));
+    }
+    if let Some((k, v)) = &opts.checksum {
+        if let Some(algo) = k.strip_prefix("x-amz-checksum-") {
+            owned.push((
+                "x-amz-sdk-checksum-algorithm".to_string(),
+                algo.to_ascii_uppercase(),
+            ));
+        }
+        owned.push((k.clone(), v.clone()));
     }
     owned
 }
@@ -829,6 +878,10 @@ fn bad_xml(e: quick_xml::DeError) -> Error {
 
 #[async_trait]
 impl Origin for S3Origin {
+    fn dialect(&self) -> super::Dialect {
+        super::Dialect::S3
+    }
+
     async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
         let resp = self.send(Method::GET, None, None, &[], &[], &[]).await?;
         let body = resp.text().await.map_err(|e| {
@@ -969,6 +1022,7 @@ impl Origin for S3Origin {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: header(h, "last-modified")
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
+            version_id: header(h, "x-amz-version-id").map(str::to_string),
         })
     }
 
@@ -1316,6 +1370,7 @@ impl Origin for S3Origin {
         Ok(PutResult {
             etag,
             last_modified,
+            version_id: None,
         })
     }
 
@@ -1406,6 +1461,7 @@ impl Origin for S3Origin {
                 Some(reqwest::Body::from(xml)),
             )
             .await?;
+        let version_id = header(resp.headers(), "x-amz-version-id").map(str::to_string);
         let body = read_text(resp).await?;
         // S3 may answer 200 and report a failure in the body.
         if body.contains("<Error>") {
@@ -1416,6 +1472,7 @@ impl Origin for S3Origin {
                 .map(|e| unquote(&e.replace("&quot;", "\"")))
                 .unwrap_or_default(),
             last_modified: None,
+            version_id,
         })
     }
 
@@ -1447,6 +1504,100 @@ impl Origin for S3Origin {
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         not_staging(key, ErrorKind::InvalidArgument)?;
         self.delete_any(bucket, key).await
+    }
+
+    /// DELETE with `versionId` and `If-Match` as S3 takes them; a missing key or version is
+    /// deleted already (S3 answers 204 too).
+    async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<Deleted> {
+        not_staging(key, ErrorKind::InvalidArgument)?;
+        let query: Vec<(String, String)> = version
+            .map(|v| ("versionId".to_string(), v.to_string()))
+            .into_iter()
+            .collect();
+        let headers: Vec<(&str, &str)> = if_match.map(|m| ("if-match", m)).into_iter().collect();
+        let resp = match self
+            .send(
+                Method::DELETE,
+                Some(bucket),
+                Some(key),
+                &query,
+                &headers,
+                &[],
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::NotFound && if_match.is_none() => {
+                return Ok(Deleted::default())
+            }
+            Err(e) if e.kind() == ErrorKind::ObjectChanged => {
+                // Here the 412 answers the caller's own condition.
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let h = resp.headers();
+        Ok(Deleted {
+            version_id: header(h, "x-amz-version-id").map(str::to_string),
+            delete_marker: header(h, "x-amz-delete-marker") == Some("true"),
+        })
+    }
+
+    /// Signs with the origin's credentials and relays the answer; verbatim requests come back
+    /// with any status (the S3 front relays the origin's own error document).
+    async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
+        use futures::StreamExt as _;
+        if !req.key.is_empty() {
+            not_staging(&req.key, ErrorKind::InvalidArgument)?;
+        }
+        let length = req.body.len().to_string();
+        let mut headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let bucket = (!req.bucket.is_empty()).then_some(req.bucket.as_str());
+        let key = (!req.key.is_empty()).then_some(req.key.as_str());
+        let has_body = !req.body.is_empty() || matches!(req.method, Method::PUT | Method::POST);
+        if has_body {
+            // Sent for an empty body too (hyper sends none; S3 wants one on PUT).
+            headers.push(("content-length", &length));
+        }
+        let body = has_body.then(|| reqwest::Body::from(req.body.clone()));
+        let resp = self
+            .dispatch(req.method.clone(), bucket, key, &req.query, &headers, body)
+            .await?;
+        let resp = if req.verbatim {
+            resp
+        } else {
+            check(
+                resp,
+                &req.method,
+                &[
+                    StatusCode::NOT_MODIFIED,
+                    StatusCode::PRECONDITION_FAILED,
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                ],
+            )
+            .await?
+        };
+        Ok(PassResponse {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp
+                .bytes_stream()
+                .map(|r| r.map_err(super::wire::body_failed))
+                .boxed(),
+        })
     }
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {

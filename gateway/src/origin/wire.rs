@@ -30,6 +30,40 @@ pub(crate) fn send_failed(e: reqwest::Error) -> Error {
     Error::new(kind, "The origin could not be reached").with_source(e.without_url())
 }
 
+/// An origin's own error answer, kept as the cause of the classified error: logged, and
+/// relayed by the front of the same dialect where the classification would lose it (Azure's
+/// `BlobIsSealed`, S3's `InvalidTag`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("origin answered {status} {code}")]
+pub struct OriginStatus {
+    /// The dialect the code belongs to.
+    pub dialect: super::Dialect,
+    /// HTTP status.
+    pub status: u16,
+    /// The error code (empty when the answer had none).
+    pub code: String,
+}
+
+impl OriginStatus {
+    /// The origin's answer behind `e`, when `e` is a client error the origin gave in `dialect`
+    /// with a code of its own.
+    pub fn relayable(e: &Error, dialect: super::Dialect) -> Option<&Self> {
+        let o = e.source_as::<Self>()?;
+        let kind = matches!(e.kind(), ErrorKind::InvalidArgument | ErrorKind::Leased);
+        (kind && o.dialect == dialect && !o.code.is_empty() && (400..500).contains(&o.status))
+            .then_some(o)
+    }
+}
+
+/// A response body that broke off after the status (the URL, which may carry a SAS, dropped).
+pub(crate) fn body_failed(e: reqwest::Error) -> Error {
+    Error::new(
+        ErrorKind::OriginUnavailable,
+        "The origin's response broke off",
+    )
+    .with_source(e.without_url())
+}
+
 /// The `<Code>` of an XML error body (S3 and Azure both use it).
 pub(crate) fn xml_code(body: &str) -> Option<String> {
     let start = body.find("<Code>")? + 6;

@@ -156,6 +156,28 @@ impl Catalog {
             .map(|a| (Arc::clone(&a.origin), Arc::from(bucket)))
     }
 
+    /// The one origin of `dialect` the catalog binds (account-level requests of that dialect go
+    /// there), or `None` when there is none or more than one.
+    pub fn sole_origin(&self, dialect: crate::origin::Dialect) -> Option<Arc<dyn Origin>> {
+        let mut found: Option<(&Arc<str>, &Arc<dyn Origin>)> = None;
+        let all = self
+            .explicit
+            .values()
+            .map(|b| (&b.origin_name, &b.origin))
+            .chain(self.auto.iter().map(|a| (&a.origin_name, &a.origin)));
+        for (name, origin) in all {
+            if origin.dialect() != dialect {
+                continue;
+            }
+            match found {
+                Some((n, _)) if n == name => {}
+                Some(_) => return None,
+                None => found = Some((name, origin)),
+            }
+        }
+        found.map(|(_, o)| Arc::clone(o))
+    }
+
     /// Forgets what was remembered about an auto-exposed name (after it was created or
     /// deleted through Cistern).
     pub fn forget(&self, bucket: &str) {
@@ -742,6 +764,48 @@ impl Pipeline {
         let key: Arc<str> = Arc::from(key);
         let result = b.origin.delete(&b.origin_bucket, &key).await;
         self.written(b, &key).await;
+        result
+    }
+
+    /// Deletes one version of an object (see [`Origin::delete_version`]), then forgets its
+    /// cached metadata.
+    pub async fn delete_version(
+        &self,
+        b: &BucketBinding,
+        key: &str,
+        version: Option<&str>,
+        if_match: Option<&str>,
+    ) -> Result<crate::origin::Deleted> {
+        let key: Arc<str> = Arc::from(key);
+        let result = b
+            .origin
+            .delete_version(&b.origin_bucket, &key, version, if_match)
+            .await;
+        self.written(b, &key).await;
+        result
+    }
+
+    /// Forgets an object's cached metadata after Cistern changed something about it at the
+    /// origin that its ETag does not show (its tags, and so its tag count).
+    pub async fn changed(&self, b: &BucketBinding, key: &str) {
+        self.written(b, &Arc::from(key)).await;
+    }
+
+    /// Relays a request Cistern has no model of to the bucket's origin (see
+    /// [`crate::origin::Passthrough`]); `req.bucket` is the exposed name and becomes the
+    /// origin's. Anything but a read may change the object, so its cached metadata is forgotten
+    /// (after the origin answered, so a racing fill cannot cache the old version).
+    pub async fn relay(
+        &self,
+        b: &BucketBinding,
+        mut req: crate::origin::Passthrough,
+    ) -> Result<crate::origin::PassResponse> {
+        req.bucket = b.origin_bucket.to_string();
+        let changes = !matches!(req.method, http::Method::GET | http::Method::HEAD);
+        let result = b.origin.passthrough(&req).await;
+        if changes && !req.key.is_empty() {
+            self.written(b, &Arc::from(req.key.as_str())).await;
+        }
         result
     }
 

@@ -80,7 +80,6 @@ impl S3Access for Access {
             S3Path::Root => None,
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket.to_string()),
         };
-        let denied = || s3_error!(AccessDenied, "Access Denied");
         let Some(perm) = permission_for(&op) else {
             // Unimplemented operations: authenticated callers learn it is not implemented.
             return if caller.is_some() {
@@ -89,26 +88,42 @@ impl S3Access for Access {
                 Err(denied())
             };
         };
+        self.allow(caller.as_deref(), bucket.as_deref(), perm).await
+    }
+}
+
+fn denied() -> s3s::S3Error {
+    s3_error!(AccessDenied, "Access Denied")
+}
+
+impl Access {
+    /// Whether `caller` (anonymous when `None`) may do `perm` on `bucket` (`None`: the service,
+    /// for ListBuckets: any authenticated caller, its listing filtered by scope).
+    pub async fn allow(
+        &self,
+        caller: Option<&str>,
+        bucket: Option<&str>,
+        perm: Permission,
+    ) -> S3Result<()> {
         let Some(bucket) = bucket else {
-            // ListBuckets: any authenticated caller; the listing is filtered by scope.
             return if caller.is_some() {
                 Ok(())
             } else {
                 Err(denied())
             };
         };
-        match caller.as_deref() {
+        match caller {
             Some(ak) => {
                 // Scope is decided by name first, so a caller cannot probe buckets it may not see.
-                match self.policy.authorize(Some(ak), &bucket, perm, false) {
+                match self.policy.authorize(Some(ak), bucket, perm, false) {
                     Decision::Allow => Ok(()),
                     _ => Err(denied()),
                 }
             }
-            None if !self.pipeline.catalog().could_be_public(&bucket) => Err(denied()),
-            None => match self.pipeline.catalog().resolve(&bucket).await {
+            None if !self.pipeline.catalog().could_be_public(bucket) => Err(denied()),
+            None => match self.pipeline.catalog().resolve(bucket).await {
                 Ok(b)
-                    if self.policy.authorize(None, &bucket, perm, b.public_read)
+                    if self.policy.authorize(None, bucket, perm, b.public_read)
                         == Decision::Allow =>
                 {
                     Ok(())

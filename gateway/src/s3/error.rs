@@ -15,7 +15,7 @@ pub fn to_s3(e: Error) -> S3Error {
         ErrorKind::InvalidRange => S3ErrorCode::InvalidRange,
         ErrorKind::InvalidPartNumber => S3ErrorCode::Custom("InvalidPartNumber".into()),
         ErrorKind::InvalidArgument => S3ErrorCode::InvalidArgument,
-        ErrorKind::AccessDenied => S3ErrorCode::AccessDenied,
+        ErrorKind::AccessDenied | ErrorKind::Leased => S3ErrorCode::AccessDenied,
         ErrorKind::SignatureMismatch => S3ErrorCode::SignatureDoesNotMatch,
         ErrorKind::BadDigest => S3ErrorCode::BadDigest,
         ErrorKind::IncompleteBody => S3ErrorCode::IncompleteBody,
@@ -39,6 +39,18 @@ pub fn to_s3(e: Error) -> S3Error {
     let mut err = S3Error::with_message(code, e.message().to_string());
     if e.kind() == ErrorKind::InvalidPartNumber {
         err.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+    if let Some(o) = crate::origin::OriginStatus::relayable(&e, crate::origin::Dialect::S3) {
+        // The S3 origin's own code (InvalidTag, EntityTooSmall, …) where the classification
+        // would blur it into InvalidArgument.
+        err = S3Error::with_message(
+            S3ErrorCode::from_bytes(o.code.as_bytes())
+                .unwrap_or_else(|| S3ErrorCode::Custom(o.code.clone().into())),
+            e.message().to_string(),
+        );
+        if let Ok(status) = http::StatusCode::from_u16(o.status) {
+            err.set_status_code(status);
+        }
     }
     let mut h = http::HeaderMap::new();
     if let Some(size) = e.object_size() {

@@ -354,6 +354,7 @@ fn respond(
         let name = header::HeaderName::from_bytes(format!("x-amz-meta-{k}").as_bytes()).ok()?;
         hs.insert(name, HeaderValue::from_str(v).ok()?);
     }
+    super::origin_headers(meta, hs);
     hs.insert(CACHE_HEADER, HeaderValue::from_static(cache.as_str()));
     Some(resp)
 }
@@ -504,12 +505,15 @@ mod tests {
             content_md5: None,
             created: None,
             origin_kind: None,
+            origin_headers: vec![("x-amz-server-side-encryption".into(), "AES256".into())],
         };
         let resp = respond(&meta, None, 1, CacheStatus::Hit, s3s::Body::empty()).expect("resp");
         assert_eq!(
             resp.headers()[header::LAST_MODIFIED],
             "Wed, 31 Dec 1969 00:00:00 GMT"
         );
+        // An S3 origin's own headers come back on hits too.
+        assert_eq!(resp.headers()["x-amz-server-side-encryption"], "AES256");
     }
 
     #[test]

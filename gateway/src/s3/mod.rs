@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod fast;
 pub mod host;
+mod relay;
 mod write;
 
 use std::pin::Pin;
@@ -60,6 +61,14 @@ pub fn service(
         keys: Default::default(),
     };
     b.set_auth(auth::Secrets(Arc::clone(&policy)));
+    b.set_route(relay::Relay {
+        pipeline: Arc::clone(&pipeline),
+        access: auth::Access {
+            policy: Arc::clone(&policy),
+            pipeline: Arc::clone(&pipeline),
+        },
+        hosts: host::Hosts::new(domains.clone()),
+    });
     b.set_access(auth::Access { policy, pipeline });
     b.set_host(host::Hosts::new(domains));
     b.set_validation(BucketNames);
@@ -133,6 +142,23 @@ fn cache_headers(status: CacheStatus) -> http::HeaderMap {
         http::HeaderValue::from_static(status.as_str()),
     );
     h
+}
+
+/// The origin's own S3 headers for this version (server-side encryption, version id, tag
+/// count, …), on hits as on misses; an Azure origin's `x-ms-` ones are the Blob front's.
+fn origin_headers(meta: &ObjectMeta, h: &mut http::HeaderMap) {
+    for (k, v) in meta
+        .origin_headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-amz-"))
+    {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
 }
 
 fn user_metadata(meta: &ObjectMeta) -> Option<dto::Metadata> {
@@ -625,6 +651,7 @@ impl S3 for S3Front {
         };
         let mut resp = S3Response::new(out);
         resp.headers = cache_headers(status);
+        origin_headers(&meta, &mut resp.headers);
         Ok(resp)
     }
 
@@ -700,6 +727,7 @@ impl S3 for S3Front {
         };
         let mut resp = S3Response::new(out);
         resp.headers = cache_headers(read.cache);
+        origin_headers(meta, &mut resp.headers);
         Ok(resp)
     }
 }

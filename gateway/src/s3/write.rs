@@ -297,6 +297,10 @@ impl S3Front {
             trailers,
         );
         let algo = checksum.as_ref().map(|(a, _)| *a);
+        let declared_up_front = match &checksum {
+            Some((a, Expected::Value(v))) => Some((a.header().to_string(), v.clone())),
+            _ => None,
+        };
         let body = i.body.take().unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<
                 std::result::Result<Bytes, std::io::Error>,
@@ -322,6 +326,7 @@ impl S3Front {
                 })
                 .unwrap_or_default(),
             create_only,
+            checksum: declared_up_front,
         };
         let upload = Upload {
             body: body_stream(body, checksum),
@@ -334,6 +339,7 @@ impl S3Front {
             .map_err(to_s3)?;
         let mut out = dto::PutObjectOutput {
             e_tag: Some(ETag::Strong(put.etag)),
+            version_id: put.version_id,
             ..Default::default()
         };
         if let Some(a) = algo {
@@ -371,6 +377,7 @@ impl S3Front {
             content_disposition: i.content_disposition.clone(),
             user_metadata: metadata(i.metadata.take()),
             create_only: false,
+            checksum: None,
         };
         let id = b
             .origin
@@ -486,6 +493,7 @@ impl S3Front {
             bucket: Some(i.bucket),
             key: Some(i.key),
             e_tag: Some(ETag::Strong(put.etag)),
+            version_id: put.version_id,
             ..Default::default()
         }))
     }
@@ -551,6 +559,7 @@ impl S3Front {
                 content_disposition: i.content_disposition.clone(),
                 user_metadata: metadata(i.metadata.take()),
                 create_only: false,
+                checksum: None,
             }
         } else {
             PutOptions {
@@ -562,6 +571,7 @@ impl S3Front {
                 content_disposition: m.content_disposition.clone(),
                 user_metadata: m.user_metadata.clone(),
                 create_only: false,
+                checksum: None,
             }
         };
         let upload = Upload {
@@ -574,6 +584,7 @@ impl S3Front {
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(dto::CopyObjectOutput {
+            version_id: put.version_id.clone(),
             copy_object_result: Some(dto::CopyObjectResult {
                 e_tag: Some(ETag::Strong(put.etag)),
                 last_modified: Some(dto::Timestamp::from(
@@ -897,6 +908,7 @@ impl S3Front {
             .put_tags(&b.origin_bucket, &i.key, &tags)
             .await
             .map_err(to_s3)?;
+        self.pipeline.changed(&b, &i.key).await;
         Ok(S3Response::new(dto::PutObjectTaggingOutput::default()))
     }
 
@@ -912,6 +924,7 @@ impl S3Front {
             .delete_tags(&b.origin_bucket, &i.key)
             .await
             .map_err(to_s3)?;
+        self.pipeline.changed(&b, &i.key).await;
         Ok(S3Response::new(dto::DeleteObjectTaggingOutput::default()))
     }
 
@@ -1006,22 +1019,41 @@ impl S3Front {
         let quiet = i.delete.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for o in i.delete.objects {
-            if o.version_id.is_some() {
-                errors.push(dto::Error {
-                    code: Some("NotImplemented".into()),
-                    key: Some(o.key),
-                    message: Some("Versioned deletes are not implemented yet".into()),
-                    version_id: o.version_id,
-                });
-                continue;
-            }
-            match self.pipeline.delete(&b, &o.key).await {
-                Ok(()) => {
+        // A few deletes in flight at once (the origin takes one key per request), answered in
+        // the request's order.
+        let outcomes: Vec<_> = futures::stream::iter(i.delete.objects)
+            .map(|o| {
+                let b = &b;
+                async move {
+                    let if_match = o.e_tag.as_ref().map(|e| format!("\"{}\"", e.value()));
+                    let r = self
+                        .pipeline
+                        .delete_version(b, &o.key, o.version_id.as_deref(), if_match.as_deref())
+                        .await;
+                    (o, r)
+                }
+            })
+            .buffered(DELETE_FANOUT)
+            .collect()
+            .await;
+        for (o, r) in outcomes {
+            match r {
+                Ok(done) => {
                     if !quiet {
+                        let marker = done.delete_marker;
                         deleted.push(dto::DeletedObject {
                             key: Some(o.key),
-                            ..Default::default()
+                            delete_marker: marker.then_some(true),
+                            delete_marker_version_id: if marker {
+                                done.version_id.clone()
+                            } else {
+                                None
+                            },
+                            version_id: o.version_id.or(if marker {
+                                None
+                            } else {
+                                done.version_id
+                            }),
                         });
                     }
                 }
@@ -1031,7 +1063,7 @@ impl S3Front {
                         code: Some(s3e.code().as_str().to_string()),
                         key: Some(o.key),
                         message: s3e.message().map(str::to_string),
-                        version_id: None,
+                        version_id: o.version_id,
                     });
                 }
             }
@@ -1068,14 +1100,28 @@ impl S3Front {
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let i = req.input;
-        if i.version_id.is_some() || i.if_match.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "Versioned and conditional deletes are not implemented yet"
-            ));
-        }
         let b = self.bucket(&i.bucket).await?;
-        self.pipeline.delete(&b, &i.key).await.map_err(to_s3)?;
-        Ok(S3Response::new(dto::DeleteObjectOutput::default()))
+        let if_match = i.if_match.as_ref().map(etag_condition);
+        let done = self
+            .pipeline
+            .delete_version(&b, &i.key, i.version_id.as_deref(), if_match.as_deref())
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::DeleteObjectOutput {
+            delete_marker: done.delete_marker.then_some(true),
+            version_id: done.version_id,
+            ..Default::default()
+        }))
+    }
+}
+
+/// DeleteObjects keys deleted at once.
+const DELETE_FANOUT: usize = 16;
+
+/// An `If-Match` condition as the origin takes it.
+fn etag_condition(c: &dto::ETagCondition) -> String {
+    match c {
+        dto::ETagCondition::Any => "*".to_string(),
+        dto::ETagCondition::ETag(e) => format!("\"{}\"", e.value()),
     }
 }

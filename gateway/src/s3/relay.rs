@@ -1,0 +1,559 @@
+//! Same-dialect relay: S3 requests Cistern keeps no model of — bucket configuration (policy,
+//! ACLs, versioning, object lock, CORS, …), object ACLs, retention and legal holds, reads of a
+//! given `versionId`, and writes whose headers ask the origin for something the pipeline does not
+//! carry (server-side encryption, object lock, canned ACLs) — go to the bucket's S3 origin as
+//! they are and its answer comes back as it is, errors included.
+//!
+//! s3s has verified the signature (and decoded any `aws-chunked` body) before the route sees the
+//! request; the route authorizes it against Cistern's policy like every other operation, then the
+//! origin signs the relayed request with its own credentials. Reads here bypass the cache, so a
+//! read of version N never meets version M's bytes; anything but a read forgets the object's
+//! cached metadata once the origin has answered.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use cistern_auth::policy::Permission;
+use futures::stream::BoxStream;
+use futures::StreamExt as _;
+use http::{HeaderMap, Method, Uri};
+use s3s::route::S3Route;
+use s3s::{s3_error, Body, S3Request, S3Response, S3Result};
+
+use super::auth::{Access, OpSlot};
+use super::error::to_s3;
+use super::host::Hosts;
+use crate::origin::{Dialect, Passthrough};
+use crate::pipeline::{Pipeline, CACHE_HEADER};
+
+/// Bucket subresources relayed (every method: Get/Put/Delete of the configuration).
+const BUCKET_CONFIG: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "tagging",
+    "versioning",
+    "website",
+];
+
+/// Object subresources relayed.
+const OBJECT_CONFIG: &[&str] = &[
+    "acl",
+    "attributes",
+    "legal-hold",
+    "restore",
+    "retention",
+    "select",
+];
+
+/// Request headers that make the origin keep an object differently from what the pipeline's
+/// writes express: a PutObject or CreateMultipartUpload carrying one is relayed whole.
+const ORIGIN_WRITE_HEADERS: &[&str] = &[
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-acl",
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+    "x-amz-storage-class",
+    "x-amz-website-redirect-location",
+];
+
+/// Headers that hand the origin rights over an object (ACLs, locks): they need `admin`.
+const ADMIN_WRITE_HEADERS: &[&str] = &[
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-acl",
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+];
+
+/// Request headers never forwarded: the origin signs anew, and the rest describe this hop.
+const DROP_REQUEST: &[&str] = &[
+    "authorization",
+    "host",
+    "x-amz-date",
+    "x-amz-content-sha256",
+    "x-amz-security-token",
+    "x-amz-decoded-content-length",
+    "x-amz-trailer",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "expect",
+    "te",
+    "upgrade",
+    "proxy-authorization",
+    "user-agent",
+    "accept-encoding",
+    "amz-sdk-invocation-id",
+    "amz-sdk-request",
+];
+
+/// Origin response headers not relayed (they describe the origin's hop; hyper frames the body).
+const DROP_RESPONSE: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "date",
+    "server",
+    "x-amz-id-2",
+    "x-amz-request-id",
+];
+
+/// The largest request body relayed (configuration documents, single parts): it is held in
+/// memory so the origin request can be retried.
+pub const RELAY_BODY_MAX: usize = 64 << 20;
+
+/// What the route matched: carried from `is_match` to `check_access` and `call`.
+#[derive(Debug, Clone)]
+struct Target {
+    bucket: String,
+    key: String,
+    query: Vec<(String, String)>,
+    perm: Permission,
+    op: String,
+}
+
+/// The relay route (see the module docs).
+pub struct Relay {
+    /// Resolves buckets, forgets cached metadata.
+    pub pipeline: Arc<Pipeline>,
+    /// Authorizes the caller.
+    pub access: Access,
+    /// Virtual-hosted buckets.
+    pub hosts: Hosts,
+}
+
+fn decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+fn query_pairs(uri: &Uri) -> Option<Vec<(String, String)>> {
+    let Some(q) = uri.query() else {
+        return Some(Vec::new());
+    };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// The exposed bucket and key a request names (path-style, or virtual-hosted under a
+/// configured domain).
+fn target_of(hosts: &Hosts, uri: &Uri, headers: &HeaderMap) -> Option<(String, String)> {
+    let path = decode(uri.path())?;
+    let path = path.strip_prefix('/')?;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    match host.and_then(|h| hosts.bucket_of(h)) {
+        Some(b) => Some((b.to_string(), path.to_string())),
+        None => {
+            let (b, k) = path.split_once('/').unwrap_or((path, ""));
+            (!b.is_empty()).then(|| (b.to_string(), k.to_string()))
+        }
+    }
+}
+
+fn has(q: &[(String, String)], name: &str) -> bool {
+    q.iter().any(|(k, _)| k == name)
+}
+
+fn verb(method: &Method) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD => "Get",
+        Method::DELETE => "Delete",
+        _ => "Put",
+    }
+}
+
+/// Upper-cases the first letter of each `-`-separated word and drops the dashes.
+fn camel(sub: &str) -> String {
+    sub.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Which requests are relayed, with the permission each needs and its operation name.
+fn classify(
+    method: &Method,
+    key: &str,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+) -> Option<(Permission, String)> {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    if key.is_empty() {
+        let sub = BUCKET_CONFIG.iter().find(|s| has(q, s))?;
+        let perm = if read {
+            Permission::List
+        } else {
+            Permission::Admin
+        };
+        return Some((perm, format!("{}Bucket{}", verb(method), camel(sub))));
+    }
+    if let Some(sub) = OBJECT_CONFIG.iter().find(|s| has(q, s)) {
+        let (perm, op) = match (*sub, read) {
+            ("restore", _) => (Permission::Write, "RestoreObject".to_string()),
+            ("select", _) => (Permission::Read, "SelectObjectContent".to_string()),
+            ("attributes", _) => (Permission::Read, "GetObjectAttributes".to_string()),
+            (s, true) => (Permission::Read, format!("GetObject{}", camel(s))),
+            (s, false) => (Permission::Admin, format!("PutObject{}", camel(s))),
+        };
+        return Some((perm, op));
+    }
+    let versioned = has(q, "versionId");
+    if has(q, "tagging") {
+        return versioned.then(|| {
+            let perm = if read {
+                Permission::Read
+            } else {
+                Permission::Write
+            };
+            (perm, format!("{}ObjectTagging", verb(method)))
+        });
+    }
+    let customer_key = headers.contains_key("x-amz-server-side-encryption-customer-key");
+    if read && (versioned || customer_key) && !has(q, "uploadId") {
+        let op = if *method == Method::HEAD {
+            "HeadObject"
+        } else {
+            "GetObject"
+        };
+        return Some((Permission::Read, op.to_string()));
+    }
+    let origin_headers = ORIGIN_WRITE_HEADERS
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    let admin = ADMIN_WRITE_HEADERS.iter().any(|h| headers.contains_key(*h));
+    let perm = if admin {
+        Permission::Admin
+    } else {
+        Permission::Write
+    };
+    let copy = headers.contains_key("x-amz-copy-source");
+    match *method {
+        // PutObject, or UploadPart / CompleteMultipartUpload of an SSE-C upload (the customer
+        // key goes with every part).
+        Method::PUT if !copy && (origin_headers || customer_key) => {
+            let op = if has(q, "uploadId") {
+                "UploadPart"
+            } else {
+                "PutObject"
+            };
+            Some((perm, op.to_string()))
+        }
+        Method::POST if has(q, "uploads") && origin_headers => {
+            Some((perm, "CreateMultipartUpload".to_string()))
+        }
+        Method::POST if has(q, "uploadId") && customer_key => {
+            Some((Permission::Write, "CompleteMultipartUpload".to_string()))
+        }
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Route for Relay {
+    fn is_match(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        extensions: &mut http::Extensions,
+    ) -> bool {
+        let Some((bucket, key)) = target_of(&self.hosts, uri, headers) else {
+            return false;
+        };
+        let Some(query) = query_pairs(uri) else {
+            return false;
+        };
+        let Some((perm, op)) = classify(method, &key, &query, headers) else {
+            return false;
+        };
+        if let Some(slot) = extensions.get::<OpSlot>() {
+            let _ = slot.0.set(op.clone());
+        }
+        extensions.insert(Target {
+            bucket,
+            key,
+            query,
+            perm,
+            op,
+        });
+        true
+    }
+
+    async fn check_access(&self, req: &mut S3Request<Body>) -> S3Result<()> {
+        let Some(t) = req.extensions.get::<Target>() else {
+            return Err(s3_error!(InternalError, "The request lost its route"));
+        };
+        let caller = req.credentials.as_ref().map(|c| c.access_key.as_str());
+        self.access.allow(caller, Some(&t.bucket), t.perm).await
+    }
+
+    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+        let Some(t) = req.extensions.get::<Target>().cloned() else {
+            return Err(s3_error!(InternalError, "The request lost its route"));
+        };
+        let b = self
+            .pipeline
+            .catalog()
+            .resolve(&t.bucket)
+            .await
+            .map_err(to_s3)?;
+        if b.origin.dialect() != Dialect::S3 {
+            return Err(s3_error!(
+                NotImplemented,
+                "{} needs an S3 origin; bucket {} is not served from one",
+                t.op,
+                t.bucket
+            ));
+        }
+        let body = collect(req.input).await?;
+        let headers = req
+            .headers
+            .iter()
+            .filter(|(k, _)| !DROP_REQUEST.contains(&k.as_str()))
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let pass = Passthrough {
+            method: req.method.clone(),
+            bucket: t.bucket.clone(),
+            key: t.key.clone(),
+            query: t.query,
+            headers,
+            body,
+            verbatim: true,
+        };
+        let resp = self.pipeline.relay(&b, pass).await.map_err(to_s3)?;
+        let length: Option<u64> = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let mut out = S3Response::new(if req.method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::http_body_unsync(Relayed {
+                stream: resp.body,
+                length,
+            })
+        });
+        out.status = Some(resp.status);
+        for (k, v) in &resp.headers {
+            let keep_length = req.method == Method::HEAD || k != http::header::CONTENT_LENGTH;
+            if keep_length && !DROP_RESPONSE.contains(&k.as_str()) {
+                out.headers.append(k.clone(), v.clone());
+            }
+        }
+        out.headers.insert(
+            CACHE_HEADER,
+            http::HeaderValue::from_static(crate::pipeline::CacheStatus::Bypass.as_str()),
+        );
+        Ok(out)
+    }
+}
+
+/// The request body, whole (bounded by [`RELAY_BODY_MAX`]).
+async fn collect(mut body: Body) -> S3Result<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| s3_error!(IncompleteBody, "The request body could not be read: {}", e))?;
+        if buf.len() + chunk.len() > RELAY_BODY_MAX {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "Bodies of relayed requests are limited to {} bytes; upload larger objects in parts",
+                RELAY_BODY_MAX
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The origin's body as hyper sends it, with its length when the origin gave one.
+struct Relayed {
+    stream: BoxStream<'static, crate::error::Result<Bytes>>,
+    length: Option<u64>,
+}
+
+impl http_body::Body for Relayed {
+    type Data = Bytes;
+    type Error = crate::error::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.stream
+            .poll_next_unpin(cx)
+            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.length {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, http::HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn relays_what_the_pipeline_has_no_model_of() {
+        let none = HeaderMap::new();
+        let c = |m: Method, key: &str, query: &[(&str, &str)], hd: &HeaderMap| {
+            classify(&m, key, &q(query), hd)
+        };
+        assert_eq!(
+            c(Method::PUT, "", &[("policy", "")], &none),
+            Some((Permission::Admin, "PutBucketPolicy".into()))
+        );
+        assert_eq!(
+            c(Method::GET, "", &[("versioning", "")], &none),
+            Some((Permission::List, "GetBucketVersioning".into()))
+        );
+        assert_eq!(
+            c(Method::PUT, "", &[("object-lock", "")], &none),
+            Some((Permission::Admin, "PutBucketObjectLock".into()))
+        );
+        assert_eq!(
+            c(Method::GET, "k", &[("legal-hold", "")], &none),
+            Some((Permission::Read, "GetObjectLegalHold".into()))
+        );
+        assert_eq!(
+            c(Method::PUT, "k", &[("acl", "")], &none),
+            Some((Permission::Admin, "PutObjectAcl".into()))
+        );
+        assert_eq!(
+            c(Method::GET, "k", &[("versionId", "v1")], &none),
+            Some((Permission::Read, "GetObject".into()))
+        );
+        assert_eq!(
+            c(
+                Method::PUT,
+                "k",
+                &[],
+                &h(&[("x-amz-server-side-encryption", "AES256")])
+            ),
+            Some((Permission::Write, "PutObject".into()))
+        );
+        assert_eq!(
+            c(Method::PUT, "k", &[], &h(&[("x-amz-acl", "public-read")])),
+            Some((Permission::Admin, "PutObject".into()))
+        );
+        // What the pipeline serves stays with it.
+        for (m, key, query) in [
+            (Method::GET, "k", vec![]),
+            (Method::PUT, "k", vec![]),
+            (Method::GET, "k", vec![("tagging", "")]),
+            (Method::GET, "", vec![("list-type", "2")]),
+            (Method::GET, "", vec![("versions", "")]),
+            (Method::GET, "", vec![("location", "")]),
+            (Method::DELETE, "k", vec![("versionId", "v1")]),
+            (Method::POST, "", vec![("delete", "")]),
+        ] {
+            assert_eq!(
+                c(m.clone(), key, &query, &none),
+                None,
+                "{m} {key} {query:?}"
+            );
+        }
+        // A copy with SSE headers stays a CopyObject (its source names an exposed bucket).
+        assert_eq!(
+            c(
+                Method::PUT,
+                "k",
+                &[],
+                &h(&[
+                    ("x-amz-server-side-encryption", "AES256"),
+                    ("x-amz-copy-source", "/b/k")
+                ])
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn finds_bucket_and_key_in_either_addressing_style() {
+        let hosts = Hosts::new(vec!["s3.example.com".into()]);
+        let uri: Uri = "/b/a%20b/c?acl".parse().expect("uri");
+        assert_eq!(
+            target_of(&hosts, &uri, &h(&[("host", "127.0.0.1:9000")])),
+            Some(("b".into(), "a b/c".into()))
+        );
+        let uri: Uri = "/a%20b?acl".parse().expect("uri");
+        assert_eq!(
+            target_of(&hosts, &uri, &h(&[("host", "data.s3.example.com")])),
+            Some(("data".into(), "a b".into()))
+        );
+        assert_eq!(
+            target_of(&hosts, &"/".parse().expect("uri"), &HeaderMap::new()),
+            None
+        );
+        assert_eq!(
+            query_pairs(&"/b?versionId=x%2By&acl".parse().expect("uri")),
+            Some(q(&[("versionId", "x+y"), ("acl", "")]))
+        );
+    }
+}
