@@ -166,7 +166,7 @@ async fn collect(mut body: RequestBody) -> Result<Bytes, BlobError> {
                 "RequestBodyTooLarge",
                 "The request body is too large and exceeds the maximum permissible limit.",
             )
-            .with_detail("MaxLimit", &RELAY_BODY_MAX.to_string()));
+            .with_detail("MaxLimit", RELAY_BODY_MAX.to_string()));
         }
         buf.extend_from_slice(&chunk);
     }
