@@ -1160,8 +1160,11 @@ impl Origin for AzureOrigin {
         let resp = self
             .send(Method::GET, Some(bucket), None, &query, &[], &[])
             .await?;
+        let body = read_text(resp).await?;
+        // Blob names keep their leading and trailing spaces.
         let parsed: XmlBlobsResult =
-            quick_xml::de::from_str(&read_text(resp).await?).map_err(bad_xml)?;
+            quick_xml::de::from_str(&super::wire::keep_spaces(&body, &["Name", "NextMarker"]))
+                .map_err(bad_xml)?;
         let after = |name: &str| skip_to.as_deref().is_none_or(|s| name > s);
         let mut page = ListPage::default();
         for item in parsed.blobs.items {

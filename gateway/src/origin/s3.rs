@@ -26,7 +26,7 @@ use cistern_cache::ObjectMeta;
 use http::{HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 
-use super::wire::{header, header_pairs, ranged_answer, read_text, unquote, xml_code};
+use super::wire::{header, header_pairs, keep_spaces, ranged_answer, read_text, unquote, xml_code};
 use super::{BucketEntry, ListCursor, ListEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use super::{Deleted, PassResponse, Passthrough, PutOptions, PutResult, Upload};
 use crate::error::{Error, ErrorKind, Result};
@@ -474,7 +474,8 @@ impl S3Origin {
             )
             .with_source(e.without_url())
         })?;
-        let parsed: XmlListResult = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        let parsed: XmlListResult =
+            quick_xml::de::from_str(&keep_spaces(&body, KEY_ELEMENTS)).map_err(bad_xml)?;
         let entries: Vec<ListEntry> = parsed
             .contents
             .into_iter()
@@ -510,6 +511,10 @@ impl S3Origin {
         })
     }
 }
+
+/// Elements of a listing whose text is a key, exactly: leading and trailing spaces included.
+pub(super) const KEY_ELEMENTS: &[&str] =
+    &["Key", "Prefix", "NextMarker", "NextKeyMarker", "Marker"];
 
 /// Where Blob blocks bound for an S3 origin are staged, inside the blob's bucket. Cistern's
 /// listings of S3 origins leave this prefix out; at the origin a lifecycle rule on it cleans
@@ -1224,7 +1229,8 @@ impl Origin for S3Origin {
             .send(Method::GET, Some(bucket), None, &query, &[], &[])
             .await?;
         let body = read_text(resp).await?;
-        let page: XmlVersions = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+        let page: XmlVersions =
+            quick_xml::de::from_str(&keep_spaces(&body, KEY_ELEMENTS)).map_err(bad_xml)?;
         let mut entries: Vec<super::VersionEntry> = page
             .version
             .into_iter()
@@ -1311,7 +1317,8 @@ impl Origin for S3Origin {
                 .send(Method::GET, Some(bucket), None, &query, &[], &[])
                 .await?;
             let body = read_text(resp).await?;
-            let page: XmlUploads = quick_xml::de::from_str(&body).map_err(bad_xml)?;
+            let page: XmlUploads =
+                quick_xml::de::from_str(&keep_spaces(&body, KEY_ELEMENTS)).map_err(bad_xml)?;
             out.extend(page.upload.into_iter().map(|u| super::UploadEntry {
                 key: u.key,
                 upload_id: u.upload_id,
@@ -1716,5 +1723,21 @@ mod tests {
         assert!(parsed.is_truncated);
         assert_eq!(parsed.next_continuation_token.as_deref(), Some("tok"));
         assert_eq!(total_from_content_range("bytes 0-9/1234"), Some(1234));
+    }
+
+    #[test]
+    fn keys_keep_their_leading_and_trailing_spaces() {
+        let xml =
+            "<ListBucketResult><IsTruncated>false</IsTruncated>\n<Contents><Key> a b \t</Key>\
+<LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>e</ETag><Size>1</Size></Contents>\
+<Contents><Key>nl\nx&amp;</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified>\
+<ETag>e</ETag><Size>1</Size></Contents><CommonPrefixes><Prefix>p /</Prefix></CommonPrefixes>\
+<NextMarker>m </NextMarker></ListBucketResult>";
+        let parsed: XmlListResult =
+            quick_xml::de::from_str(&keep_spaces(xml, KEY_ELEMENTS)).expect("parse");
+        assert_eq!(parsed.contents[0].key, " a b \t");
+        assert_eq!(parsed.contents[1].key, "nl\nx&");
+        assert_eq!(parsed.common_prefixes[0].prefix, "p /");
+        assert_eq!(parsed.next_marker.as_deref(), Some("m "));
     }
 }

@@ -206,3 +206,44 @@ pub fn header_pairs(owned: &[(String, String)]) -> Vec<(&str, &str)> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
 }
+
+/// `body` with the whitespace inside the elements `tags` (keys, blob names) written as character
+/// references, which the XML deserializer (it trims text before decoding it) keeps: a key
+/// `"a "` stays `"a "`.
+pub(crate) fn keep_spaces<'a>(body: &'a str, tags: &[&str]) -> std::borrow::Cow<'a, str> {
+    if !tags.iter().any(|t| body.contains(&format!("<{t}>"))) {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut out = String::with_capacity(body.len() + 64);
+    let mut rest = body;
+    'scan: while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        for tag in tags {
+            let Some(text_start) = after.strip_prefix(tag).and_then(|t| t.strip_prefix('>')) else {
+                continue;
+            };
+            let close = format!("</{tag}>");
+            let Some(end) = text_start.find(&close) else {
+                continue;
+            };
+            let text = &text_start[..end];
+            out.push_str(&rest[..open]);
+            out.push('<');
+            out.push_str(tag);
+            out.push('>');
+            for c in text.chars() {
+                match c {
+                    ' ' | '\t' | '\n' | '\r' => out.push_str(&format!("&#{};", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push_str(&close);
+            rest = &text_start[end + close.len()..];
+            continue 'scan;
+        }
+        out.push_str(&rest[..=open]);
+        rest = after;
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
