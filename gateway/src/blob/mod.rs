@@ -101,6 +101,26 @@ impl http_body::Body for BlobBody {
     }
 }
 
+/// A copy's source, authorized: a blob of one of Cistern's containers.
+struct CopySource {
+    bucket: Arc<BucketBinding>,
+    blob: String,
+    /// `snapshot` or `versionid`, when the source names one.
+    query: Vec<(String, String)>,
+}
+
+impl CopySource {
+    /// The source as a copy Cistern performs itself reads it: the current version only.
+    fn emulated(self) -> Result<(Arc<BucketBinding>, String), BlobError> {
+        if !self.query.is_empty() {
+            return Err(BlobError::not_implemented(
+                "Copy Blob of a snapshot or version between origins",
+            ));
+        }
+        Ok((self.bucket, self.blob))
+    }
+}
+
 /// A request body as the front reads it (only uploads do).
 pub type RequestBody = futures::stream::BoxStream<'static, crate::error::Result<Bytes>>;
 
@@ -471,8 +491,15 @@ impl BlobFront {
         let blob = r.blob.as_deref().unwrap_or("");
         if relay::wants_relay(r.op, q, &parts.headers) {
             if let Some(to) = self.relay_to(r).await? {
-                return self.relay(to, r, parts, q, body).await;
+                return self.relay(to, r, parts, q, body, endpoint).await;
             }
+        }
+        if let Some(relayed) = self
+            .relay_same_origin_copy(r, (caller, peer), parts, q, endpoint)
+            .await?
+        {
+            drop(body);
+            return Ok(relayed);
         }
         match r.op {
             Operation::ListContainers => self.list_containers(&r.account, q, endpoint).await,
@@ -767,11 +794,15 @@ impl BlobFront {
         h: &HeaderMap,
         peer: Option<IpAddr>,
         now: SystemTime,
-    ) -> Result<(Arc<BucketBinding>, String), BlobError> {
+    ) -> Result<CopySource, BlobError> {
         let source = header(h, "x-ms-copy-source").unwrap_or("");
-        let uri: http::Uri = source.parse().map_err(|_| {
-            BlobError::invalid_header("x-ms-copy-source", "The copy source is not a URL.")
-        })?;
+        let uri: http::Uri = source
+            .parse()
+            .ok()
+            .filter(|u: &http::Uri| u.scheme().is_some() && u.authority().is_some())
+            .ok_or_else(|| {
+                BlobError::invalid_header("x-ms-copy-source", "The copy source is not a URL.")
+            })?;
         let src_query = query_pairs(uri.query().unwrap_or(""));
         let host_style = uri
             .authority()
@@ -785,11 +816,6 @@ impl BlobFront {
                     "The copy source does not name a blob.",
                 )
             })?;
-        if is_version_read(&src_query) {
-            return Err(BlobError::not_implemented(
-                "Copy Blob of a snapshot or version",
-            ));
-        }
         if src.account != r.account {
             return Err(BlobError::not_implemented("Copy Blob from another account"));
         }
@@ -844,8 +870,59 @@ impl BlobFront {
             )
         })?;
         let container = src.container.clone().unwrap_or_default();
-        let blob = src.blob.clone().unwrap_or_default();
-        Ok((self.bucket(&container).await?, blob))
+        Ok(CopySource {
+            bucket: self.bucket(&container).await?,
+            blob: src.blob.clone().unwrap_or_default(),
+            query: src_query
+                .into_iter()
+                .filter(|(k, _)| k == "snapshot" || k == "versionid")
+                .collect(),
+        })
+    }
+
+    /// A copy whose source lives on the destination's own Azure origin (Copy Blob, Put Blob
+    /// and Put Block From URL, Append Block and Put Page From URL), relayed to it once the
+    /// caller is authorized for both ends: the origin copies, so the destination keeps
+    /// everything Azure keeps (its type, tags, tier, lease, checksums) and nothing crosses
+    /// Cistern. `None` for everything else.
+    async fn relay_same_origin_copy(
+        &self,
+        r: &Routed,
+        (caller, peer): (&Caller, Option<IpAddr>),
+        parts: &http::request::Parts,
+        q: &[(String, String)],
+        endpoint: &str,
+    ) -> Result<Option<Reply>, BlobError> {
+        let copy = match r.op {
+            Operation::CopyBlob | Operation::PutBlockFromUrl => true,
+            Operation::Unsupported(name) => {
+                matches!(name, "AppendBlockFromURL" | "PutPage")
+                    && parts.headers.contains_key("x-ms-copy-source")
+            }
+            _ => false,
+        };
+        if !copy {
+            return Ok(None);
+        }
+        let Some(relay::RelayTo::Container(dst)) = self.relay_to(r).await? else {
+            return Ok(None);
+        };
+        let src = self
+            .copy_source(r, caller, &parts.headers, peer, SystemTime::now())
+            .await?;
+        if !Arc::ptr_eq(&src.bucket.origin, &dst.origin) {
+            return Ok(None);
+        }
+        let source = src
+            .bucket
+            .origin
+            .copy_source_headers(&src.bucket.origin_bucket, &src.blob, &src.query)
+            .await?;
+        let to = relay::RelayTo::Copy(dst, source);
+        let empty = futures::stream::empty().boxed();
+        self.relay(to, r, parts, q, empty, endpoint)
+            .await
+            .map(Some)
     }
 
     /// Append Block: the body is added to the end of an append blob, all or nothing, with
@@ -939,7 +1016,8 @@ impl BlobFront {
                     "The specified blob or block content is invalid.",
                 )
             })?;
-        let (src_b, src_blob) = self.copy_source(r, caller, h, peer, now).await?;
+        let src = self.copy_source(r, caller, h, peer, now).await?;
+        let (src_b, src_blob) = src.emulated()?;
         let sel = match header(h, "x-ms-source-range") {
             None => Selection::All,
             Some(v) => match parse_range(v) {
@@ -1030,7 +1108,8 @@ impl BlobFront {
         peer: Option<IpAddr>,
         now: SystemTime,
     ) -> Result<Reply, BlobError> {
-        let (src_b, src_blob) = self.copy_source(r, caller, h, peer, now).await?;
+        let src = self.copy_source(r, caller, h, peer, now).await?;
+        let (src_b, src_blob) = src.emulated()?;
         // Destination conditions: create-only is served, others not yet.
         let create_only = header(h, "if-none-match").is_some_and(|v| v.trim() == "*");
         if ["if-match", "if-modified-since", "if-unmodified-since"]

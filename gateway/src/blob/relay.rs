@@ -51,16 +51,6 @@ pub const RELAYED: &[&str] = &[
     "QueryBlobContents",
 ];
 
-/// `include=` kinds of a blob listing that only the origin can answer.
-const HISTORY: &[&str] = &[
-    "snapshots",
-    "versions",
-    "deleted",
-    "uncommittedblobs",
-    "deletedwithversions",
-    "tags",
-];
-
 /// The largest request body relayed (a page is at most 4 MiB; a Put Blob under a lease is held
 /// whole so the origin request can be retried).
 const RELAY_BODY_MAX: usize = 64 << 20;
@@ -121,35 +111,35 @@ const DROP_RESPONSE: &[&str] = &[
     "content-length",
 ];
 
-/// Whether the request goes to the origin as it is (when the container's origin speaks Blob).
+/// Whether the request goes to the origin as it is, when the container's origin speaks Blob.
+///
+/// Over an Azure origin Cistern keeps a model only of what the cache serves — object reads,
+/// and the account's container list (its buckets, which may come from several origins) — and
+/// relays everything else, so every header and property Azure knows (tags, tiers, leases,
+/// blob types, conditions, checksums) keeps its meaning. Copies decide for themselves: a
+/// source on the same Azure origin is relayed, another is read through the cache.
 pub fn wants_relay(op: Operation, q: &[(String, String)], h: &HeaderMap) -> bool {
     use Operation::*;
-    let leased = h.contains_key("x-ms-lease-id");
     match op {
         Unsupported(name) => RELAYED.contains(&name) && !(name == "PutPage" && copies(h)),
-        // Azure deletes a container with its blobs, and reports its lease and public access.
-        DeleteContainer | GetContainerProperties | GetContainerMetadata => true,
-        ListBlobs => q.iter().any(|(k, v)| {
-            k.eq_ignore_ascii_case("include")
-                && v.split(',')
-                    .any(|i| HISTORY.contains(&i.trim().to_ascii_lowercase().as_str()))
-        }),
-        DeleteBlob => leased || is_version_read(q) || h.contains_key("x-ms-delete-snapshots"),
-        PutBlob => {
-            leased
-                || header(h, "x-ms-blob-type") == Some("PageBlob")
-                || h.contains_key("x-ms-tags")
-                || h.contains_key("x-ms-access-tier")
+        // Served from the cache, unless they ask what only the origin can answer.
+        GetBlob | GetBlobProperties | GetBlobMetadata => {
+            is_version_read(q) || ORIGIN_READ_HEADERS.iter().any(|n| h.contains_key(*n))
         }
-        SetBlobProperties => {
-            leased
-                || h.contains_key("x-ms-blob-content-length")
-                || h.contains_key("x-ms-sequence-number-action")
-        }
-        SetBlobMetadata | PutBlock | PutBlockList | AppendBlock => leased,
-        _ => false,
+        ListContainers | CopyBlob | PutBlockFromUrl => false,
+        GetAccountInformation | GetContainerProperties | GetContainerMetadata | ListBlobs
+        | CreateContainer | DeleteContainer | GetBlockList | PutBlob | PutBlock | PutBlockList
+        | DeleteBlob | SetBlobMetadata | SetBlobProperties | AppendBlock => true,
     }
 }
+
+/// Read headers whose answer depends on what only the origin knows (a blob's tags, its
+/// lease): such reads go to the origin.
+const ORIGIN_READ_HEADERS: &[&str] = &["x-ms-if-tags", "x-ms-lease-id"];
+
+/// Bodies up to this size are held whole, so that the relayed request can be retried; larger
+/// ones are streamed to the origin once.
+const RETRYABLE_BODY: u64 = 1 << 20;
 
 fn copies(h: &HeaderMap) -> bool {
     h.contains_key("x-ms-copy-source")
@@ -179,6 +169,11 @@ pub(super) enum RelayTo {
     Container(Arc<BucketBinding>),
     /// An account-level request, to the one Azure origin.
     Account(Arc<dyn Origin>),
+    /// A container to create: the origin that would hold it, and its name there.
+    Home(Arc<dyn Origin>, Arc<str>),
+    /// A copy within the container's origin, with the headers that name the source there
+    /// (they replace the client's, which named Cistern).
+    Copy(Arc<BucketBinding>, Vec<(String, String)>),
 }
 
 impl BlobFront {
@@ -186,6 +181,27 @@ impl BlobFront {
     /// the one Azure origin Cistern has; `None` when that origin does not speak Blob, and the
     /// front serves or refuses the operation itself.
     pub(super) async fn relay_to(&self, r: &Routed) -> Result<Option<RelayTo>, BlobError> {
+        if r.op == Operation::CreateContainer {
+            let c = r.container.as_deref().unwrap_or("");
+            // A name served already (by any origin) is not created again elsewhere.
+            match self.pipeline.catalog().resolve(c).await {
+                Ok(_) => {
+                    return Err(crate::error::Error::new(
+                        crate::error::ErrorKind::BucketExists,
+                        "The specified container already exists.",
+                    )
+                    .into())
+                }
+                Err(e) if e.kind() == crate::error::ErrorKind::NoSuchBucket => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(self
+                .pipeline
+                .catalog()
+                .home_for(c)
+                .filter(|(o, _)| o.dialect() == Dialect::Blob)
+                .map(|(o, at)| RelayTo::Home(o, at)));
+        }
         match r.container.as_deref() {
             Some(c) if !c.is_empty() => {
                 let b = self.bucket(c).await?;
@@ -199,7 +215,8 @@ impl BlobFront {
         }
     }
 
-    /// Relays the request (see the module docs).
+    /// Relays the request (see the module docs). `endpoint` is Cistern's account URL, which
+    /// replaces the origin's in listings.
     pub(super) async fn relay(
         &self,
         to: RelayTo,
@@ -207,15 +224,20 @@ impl BlobFront {
         parts: &http::request::Parts,
         q: &[(String, String)],
         body: RequestBody,
+        endpoint: &str,
     ) -> Result<Reply, BlobError> {
         let container = r.container.as_deref().unwrap_or("");
-        let headers = parts
+        let mut headers: Vec<(String, String)> = parts
             .headers
             .iter()
             .filter(|(k, _)| !DROP_REQUEST.contains(&k.as_str()))
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        let req = Passthrough {
+        if let RelayTo::Copy(_, source) = &to {
+            headers.retain(|(k, _)| !k.starts_with("x-ms-copy-source"));
+            headers.extend(source.iter().cloned());
+        }
+        let mut req = Passthrough {
             method: parts.method.clone(),
             bucket: container.to_string(),
             key: r.blob.clone().unwrap_or_default(),
@@ -225,16 +247,41 @@ impl BlobFront {
                 .cloned()
                 .collect(),
             headers,
-            body: collect(body).await?,
+            body: Bytes::new(),
             verbatim: true,
         };
+        let len = super::content_length(&parts.headers).unwrap_or(0);
         let resp = match to {
-            RelayTo::Container(b) => self.pipeline.relay(&b, req).await?,
-            RelayTo::Account(o) => o.passthrough(&req).await?,
+            // Streamed: a large body, or one a Put Blob keeps for the cache on its way.
+            RelayTo::Container(b)
+                if len > RETRYABLE_BODY || (r.op == Operation::PutBlob && b.populate_on_write) =>
+            {
+                let upload = crate::origin::Upload { body, len };
+                let whole = r.op == Operation::PutBlob;
+                self.pipeline.relay_upload(&b, req, upload, whole).await?
+            }
+            RelayTo::Container(b) | RelayTo::Copy(b, _) => {
+                req.body = collect(body).await?;
+                self.pipeline.relay(&b, req).await?
+            }
+            RelayTo::Account(o) => {
+                req.body = collect(body).await?;
+                o.passthrough(&req).await?
+            }
+            RelayTo::Home(o, at) => {
+                req.bucket = at.to_string();
+                req.body = collect(body).await?;
+                o.passthrough(&req).await?
+            }
         };
-        if matches!(r.op, Operation::DeleteContainer) && resp.status.is_success() {
+        if matches!(r.op, Operation::DeleteContainer | Operation::CreateContainer)
+            && resp.status.is_success()
+        {
             self.pipeline.catalog().forget(container);
             self.invalidate_containers();
+        }
+        if r.op == Operation::ListBlobs && resp.status.is_success() {
+            return listing(resp, container, endpoint).await;
         }
         Ok(reply(resp, &parts.method))
     }
@@ -267,6 +314,30 @@ impl BlobFront {
         let resp = self.pipeline.relay(&b, req).await?;
         Ok(reply(resp, &parts.method))
     }
+}
+
+/// A relayed List Blobs answer, naming Cistern's endpoint and the exposed container rather than
+/// the origin's (the rest of the document is Azure's own).
+async fn listing(resp: PassResponse, container: &str, endpoint: &str) -> Result<Reply, BlobError> {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &resp.headers {
+        if !DROP_RESPONSE.contains(&k.as_str()) && k != http::header::CONTENT_LENGTH {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    let mut body = BytesMut::new();
+    let mut stream = resp.body;
+    while let Some(piece) = stream.next().await {
+        body.extend_from_slice(&piece?);
+    }
+    let text = String::from_utf8_lossy(&body);
+    let out = super::xml::rewrite_root_attributes(&text, endpoint, container);
+    Ok(Reply {
+        status: StatusCode::OK,
+        headers,
+        body: BlobBody::Full(Some(Bytes::from(out))),
+        length: None,
+    })
 }
 
 /// The origin's answer as the front sends it: with its length, or chunked when it gave none.
@@ -309,12 +380,12 @@ mod tests {
     }
 
     #[test]
-    fn relays_what_only_the_origin_can_answer() {
+    fn relays_all_but_cached_reads_and_the_account_namespace() {
         let none = HeaderMap::new();
         let mut leased = HeaderMap::new();
         leased.insert("x-ms-lease-id", "id".parse().expect("value"));
-        let mut page = HeaderMap::new();
-        page.insert("x-ms-blob-type", "PageBlob".parse().expect("value"));
+        let mut tagged = HeaderMap::new();
+        tagged.insert("x-ms-if-tags", "a='b'".parse().expect("value"));
         assert!(wants_relay(Operation::Unsupported("LeaseBlob"), &[], &none));
         assert!(wants_relay(Operation::Unsupported("PutPage"), &[], &none));
         assert!(!wants_relay(
@@ -327,20 +398,31 @@ mod tests {
             &[],
             &none
         ));
-        assert!(wants_relay(Operation::PutBlob, &[], &page));
-        assert!(wants_relay(Operation::DeleteBlob, &[], &leased));
-        assert!(wants_relay(Operation::DeleteContainer, &[], &none));
+        for op in [
+            Operation::PutBlob,
+            Operation::PutBlock,
+            Operation::PutBlockList,
+            Operation::DeleteBlob,
+            Operation::DeleteContainer,
+            Operation::CreateContainer,
+            Operation::ListBlobs,
+            Operation::GetBlockList,
+            Operation::SetBlobProperties,
+        ] {
+            assert!(wants_relay(op, &[], &none), "{op:?}");
+        }
+        // Cached reads stay cached unless the origin alone can answer them.
+        assert!(!wants_relay(Operation::GetBlob, &[], &none));
+        assert!(!wants_relay(Operation::GetBlobProperties, &[], &none));
+        assert!(wants_relay(Operation::GetBlob, &[], &leased));
+        assert!(wants_relay(Operation::GetBlobProperties, &[], &tagged));
         assert!(wants_relay(
-            Operation::ListBlobs,
-            &q(&[("include", "metadata,snapshots")]),
+            Operation::GetBlob,
+            &q(&[("snapshot", "2026-01-01T00:00:00.0000000Z")]),
             &none
         ));
-        assert!(!wants_relay(
-            Operation::ListBlobs,
-            &q(&[("include", "metadata")]),
-            &none
-        ));
-        assert!(!wants_relay(Operation::PutBlob, &[], &none));
-        assert!(!wants_relay(Operation::GetBlob, &[], &leased));
+        // Cistern's own namespace, and copies (which decide by their source).
+        assert!(!wants_relay(Operation::ListContainers, &[], &none));
+        assert!(!wants_relay(Operation::CopyBlob, &[], &none));
     }
 }

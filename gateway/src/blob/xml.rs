@@ -231,6 +231,38 @@ pub fn empty_block_list() -> String {
     format!("{HEADER}<BlockList><CommittedBlocks /><UncommittedBlocks /></BlockList>")
 }
 
+/// An origin's List Blobs document with its root's `ServiceEndpoint` and `ContainerName`
+/// replaced by Cistern's endpoint and the container's exposed name; the rest is kept byte for
+/// byte. A document without that root is returned as it is.
+pub fn rewrite_root_attributes(doc: &str, endpoint: &str, container: &str) -> String {
+    let Some(start) = doc.find("<EnumerationResults") else {
+        return doc.to_string();
+    };
+    let Some(len) = doc[start..].find('>') else {
+        return doc.to_string();
+    };
+    let tag = &doc[start..start + len];
+    let mut out = String::with_capacity(doc.len() + 64);
+    out.push_str(&doc[..start]);
+    let mut rest = tag;
+    for (name, value) in [("ServiceEndpoint", endpoint), ("ContainerName", container)] {
+        let needle = format!(" {name}=\"");
+        let Some(at) = rest.find(&needle) else {
+            continue;
+        };
+        let value_start = at + needle.len();
+        let Some(value_len) = rest[value_start..].find('"') else {
+            continue;
+        };
+        out.push_str(&rest[..value_start]);
+        escape_attr(&mut out, value);
+        rest = &rest[value_start + value_len..];
+    }
+    out.push_str(rest);
+    out.push_str(&doc[start + len..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +307,20 @@ mod tests {
              <BlobPrefix><Name>dir/</Name></BlobPrefix></Blobs>\
              <NextMarker>dir/</NextMarker></EnumerationResults>"
         );
+    }
+
+    #[test]
+    fn relayed_listing_names_cistern() {
+        let doc = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults \
+                   ServiceEndpoint=\"http://origin:10000/devstoreaccount1/\" \
+                   ContainerName=\"prod-data\"><Blobs><Blob><Name>x</Name></Blob></Blobs>\
+                   </EnumerationResults>";
+        assert_eq!(
+            rewrite_root_attributes(doc, "http://cistern/acct/", "data&co"),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults \
+             ServiceEndpoint=\"http://cistern/acct/\" ContainerName=\"data&amp;co\">\
+             <Blobs><Blob><Name>x</Name></Blob></Blobs></EnumerationResults>"
+        );
+        assert_eq!(rewrite_root_attributes("<Error/>", "e", "c"), "<Error/>");
     }
 }

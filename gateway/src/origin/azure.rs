@@ -280,6 +280,70 @@ impl AzureOrigin {
         req.send().await.map_err(super::wire::send_failed)
     }
 
+    /// Sends a relayed request (see [`Origin::passthrough`]) with its body, if any, and its
+    /// length (Azure wants Content-Length on every PUT, zero included; Shared Key signs a zero
+    /// one as the empty string).
+    async fn relay(
+        &self,
+        req: &Passthrough,
+        body: Option<(reqwest::Body, u64)>,
+    ) -> Result<PassResponse> {
+        use futures::StreamExt as _;
+        let query: Vec<(&str, &str)> = req
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let length = body.as_ref().map(|(_, n)| n.to_string());
+        let mut headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(n) = &length {
+            headers.push(("content-length", n));
+        }
+        let container = (!req.bucket.is_empty()).then_some(req.bucket.as_str());
+        let blob = (!req.key.is_empty()).then_some(req.key.as_str());
+        let resp = self
+            .dispatch(
+                req.method.clone(),
+                container,
+                blob,
+                &query,
+                &headers,
+                None,
+                body.map(|(b, _)| b),
+            )
+            .await?;
+        let resp = if req.verbatim {
+            resp
+        } else {
+            self.check(
+                resp,
+                &req.method,
+                &[
+                    StatusCode::NOT_MODIFIED,
+                    StatusCode::PRECONDITION_FAILED,
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                ],
+                None,
+            )
+            .await?
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes_stream()
+            .map(|r| r.map_err(super::wire::body_failed))
+            .boxed();
+        Ok(PassResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// The response when its status is a success or one of `accept`, else the classified error.
     async fn check(
         &self,
@@ -1013,64 +1077,51 @@ impl Origin for AzureOrigin {
     /// whatever status Azure gave; others relay 304, 412 and 416 as they are and other
     /// failures as classified errors.
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
-        use futures::StreamExt as _;
-        let query: Vec<(&str, &str)> = req
-            .query
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let length = req.body.len().to_string();
-        let mut headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        // Azure wants Content-Length on every PUT, zero included (hyper sends none for an
-        // empty body); Shared Key signs a zero one as the empty string.
         let has_body = !req.body.is_empty() || matches!(req.method, Method::PUT | Method::POST);
-        if has_body {
-            headers.push(("content-length", &length));
+        let body = has_body.then(|| (reqwest::Body::from(req.body.clone()), req.body.len() as u64));
+        self.relay(req, body).await
+    }
+
+    async fn passthrough_upload(&self, req: &Passthrough, upload: Upload) -> Result<PassResponse> {
+        let body = reqwest::Body::wrap_stream(upload.body);
+        self.relay(req, Some((body, upload.len))).await
+    }
+
+    /// The blob's URL at this account. Shared Key needs nothing more (Azure authorizes a
+    /// same-account source by the copy request's own signature); a SAS origin appends its
+    /// SAS; an Entra origin sends its token as `x-ms-copy-source-authorization`.
+    async fn copy_source_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
+        let mut url = format!(
+            "{}{}/{}/{}",
+            self.base,
+            self.base_path,
+            uri_encode(bucket, false),
+            uri_encode(key, true)
+        );
+        let mut pairs: Vec<(String, String)> = query.to_vec();
+        if let Auth::Sas(sas) = &self.auth {
+            pairs.extend(sas.iter().cloned());
         }
-        let container = (!req.bucket.is_empty()).then_some(req.bucket.as_str());
-        let blob = (!req.key.is_empty()).then_some(req.key.as_str());
-        let body = has_body.then(|| reqwest::Body::from(req.body.clone()));
-        let resp = self
-            .dispatch(
-                req.method.clone(),
-                container,
-                blob,
-                &query,
-                &headers,
-                None,
-                body,
-            )
-            .await?;
-        let resp = if req.verbatim {
-            resp
-        } else {
-            self.check(
-                resp,
-                &req.method,
-                &[
-                    StatusCode::NOT_MODIFIED,
-                    StatusCode::PRECONDITION_FAILED,
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                ],
-                None,
-            )
-            .await?
-        };
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes_stream()
-            .map(|r| r.map_err(super::wire::body_failed))
-            .boxed();
-        Ok(PassResponse {
-            status,
-            headers,
-            body,
-        })
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&uri_encode(k, false));
+            url.push('=');
+            url.push_str(&uri_encode(v, false));
+        }
+        let mut out = vec![("x-ms-copy-source".to_string(), url)];
+        if let Auth::Bearer(source) = &self.auth {
+            let token = source.token().await?;
+            out.push((
+                "x-ms-copy-source-authorization".to_string(),
+                format!("Bearer {token}"),
+            ));
+        }
+        Ok(out)
     }
 
     /// Asks Azure with the client's own credential: a HEAD of the blob (read), a one-entry

@@ -118,6 +118,20 @@ impl<O: Origin> Origin for Instrumented<O> {
             .await
     }
 
+    async fn passthrough_upload(&self, req: &Passthrough, upload: Upload) -> Result<PassResponse> {
+        self.observe("passthrough", self.inner.passthrough_upload(req, upload))
+            .await
+    }
+
+    async fn copy_source_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
+        self.inner.copy_source_headers(bucket, key, query).await
+    }
+
     async fn put(
         &self,
         bucket: &str,
@@ -422,6 +436,20 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
         self.attempt(|| self.inner.passthrough(req)).await
+    }
+
+    /// Not retried, not timed out per attempt: as [`Origin::put`].
+    async fn passthrough_upload(&self, req: &Passthrough, upload: Upload) -> Result<PassResponse> {
+        self.inner.passthrough_upload(req, upload).await
+    }
+
+    async fn copy_source_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
+        self.inner.copy_source_headers(bucket, key, query).await
     }
 
     /// Not retried and not timed out per attempt: the body is consumed as it goes, and a

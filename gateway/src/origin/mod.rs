@@ -667,6 +667,35 @@ pub trait Origin: Send + Sync + 'static {
         ))
     }
 
+    /// Sends a request carrying a streamed body (a write Cistern relays rather than models,
+    /// such as an Azure Put Blob with its own headers) to the origin, once: a consumed body
+    /// cannot be retried. `req.body` is ignored. Origins without a dialect answer
+    /// `NotImplemented`.
+    async fn passthrough_upload(&self, req: &Passthrough, upload: Upload) -> Result<PassResponse> {
+        let _ = (req, upload);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin has no such writes",
+        ))
+    }
+
+    /// How a request relayed to this origin names one of the origin's own objects as its copy
+    /// source: the headers (`x-ms-copy-source` with the origin's URL, and whatever authorizes
+    /// reading it there) that replace the client's, which named Cistern. `query` selects a
+    /// snapshot or version. Origins without a dialect answer `NotImplemented`.
+    async fn copy_source_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<(String, String)>> {
+        let _ = (bucket, key, query);
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::NotImplemented,
+            "This origin cannot be a copy source by URL",
+        ))
+    }
+
     /// Whether the origin lets `cred` perform `access` on `bucket` (and `key`): `Ok(true)`
     /// allowed, `Ok(false)` refused. Origins that cannot judge such credentials answer
     /// `NotImplemented`.

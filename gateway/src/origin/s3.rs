@@ -512,6 +512,64 @@ impl S3Origin {
     }
 }
 
+impl S3Origin {
+    /// Sends a relayed request (see [`Origin::passthrough`]) with its body, if any, and its
+    /// length.
+    async fn relay(
+        &self,
+        req: &Passthrough,
+        body: Option<(reqwest::Body, u64)>,
+    ) -> Result<PassResponse> {
+        use futures::StreamExt as _;
+        if !req.key.is_empty() {
+            not_staging(&req.key, ErrorKind::InvalidArgument)?;
+        }
+        let length = body.as_ref().map(|(_, n)| n.to_string());
+        let mut headers: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(n) = &length {
+            headers.push(("content-length", n));
+        }
+        let bucket = (!req.bucket.is_empty()).then_some(req.bucket.as_str());
+        let key = (!req.key.is_empty()).then_some(req.key.as_str());
+        let resp = self
+            .dispatch(
+                req.method.clone(),
+                bucket,
+                key,
+                &req.query,
+                &headers,
+                body.map(|(b, _)| b),
+            )
+            .await?;
+        let resp = if req.verbatim {
+            resp
+        } else {
+            check(
+                resp,
+                &req.method,
+                &[
+                    StatusCode::NOT_MODIFIED,
+                    StatusCode::PRECONDITION_FAILED,
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                ],
+            )
+            .await?
+        };
+        Ok(PassResponse {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp
+                .bytes_stream()
+                .map(|r| r.map_err(super::wire::body_failed))
+                .boxed(),
+        })
+    }
+}
+
 /// Elements of a listing whose text is a key, exactly: leading and trailing spaces included.
 pub(super) const KEY_ELEMENTS: &[&str] =
     &["Key", "Prefix", "NextMarker", "NextKeyMarker", "Marker"];
@@ -1562,49 +1620,15 @@ impl Origin for S3Origin {
     /// Signs with the origin's credentials and relays the answer; verbatim requests come back
     /// with any status (the S3 front relays the origin's own error document).
     async fn passthrough(&self, req: &Passthrough) -> Result<PassResponse> {
-        use futures::StreamExt as _;
-        if !req.key.is_empty() {
-            not_staging(&req.key, ErrorKind::InvalidArgument)?;
-        }
-        let length = req.body.len().to_string();
-        let mut headers: Vec<(&str, &str)> = req
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let bucket = (!req.bucket.is_empty()).then_some(req.bucket.as_str());
-        let key = (!req.key.is_empty()).then_some(req.key.as_str());
+        // A length is sent for an empty body too (hyper sends none; S3 wants one on PUT).
         let has_body = !req.body.is_empty() || matches!(req.method, Method::PUT | Method::POST);
-        if has_body {
-            // Sent for an empty body too (hyper sends none; S3 wants one on PUT).
-            headers.push(("content-length", &length));
-        }
-        let body = has_body.then(|| reqwest::Body::from(req.body.clone()));
-        let resp = self
-            .dispatch(req.method.clone(), bucket, key, &req.query, &headers, body)
-            .await?;
-        let resp = if req.verbatim {
-            resp
-        } else {
-            check(
-                resp,
-                &req.method,
-                &[
-                    StatusCode::NOT_MODIFIED,
-                    StatusCode::PRECONDITION_FAILED,
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                ],
-            )
-            .await?
-        };
-        Ok(PassResponse {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: resp
-                .bytes_stream()
-                .map(|r| r.map_err(super::wire::body_failed))
-                .boxed(),
-        })
+        let body = has_body.then(|| (reqwest::Body::from(req.body.clone()), req.body.len() as u64));
+        self.relay(req, body).await
+    }
+
+    async fn passthrough_upload(&self, req: &Passthrough, upload: Upload) -> Result<PassResponse> {
+        let body = reqwest::Body::wrap_stream(upload.body);
+        self.relay(req, Some((body, upload.len))).await
     }
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {

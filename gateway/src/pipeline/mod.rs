@@ -538,15 +538,7 @@ impl Pipeline {
         // Also after a failure: the origin may have committed before the connection broke.
         self.written(b, &key).await;
         if let (true, Ok(put)) = (b.populate_on_write, &result) {
-            let kept = {
-                let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
-                Kept {
-                    pieces: std::mem::take(&mut k.pieces),
-                    len: std::mem::take(&mut k.len),
-                    budget: Arc::clone(&k.budget),
-                }
-            };
-            self.populate(b, &key, &put.etag, kept).await;
+            self.populate(b, &key, &put.etag, take_kept(&kept)).await;
         }
         result
     }
@@ -805,6 +797,48 @@ impl Pipeline {
         let result = b.origin.passthrough(&req).await;
         if changes && !req.key.is_empty() {
             self.written(b, &Arc::from(req.key.as_str())).await;
+        }
+        result
+    }
+
+    /// Relays a write with a streamed body (see [`Origin::passthrough_upload`]), then forgets
+    /// the object's cached metadata. With `keep` (a whole-object write to a bucket that
+    /// populates on write), the bytes sent are kept and, once the origin answered with the new
+    /// ETag, cached as [`Self::put`] does.
+    pub async fn relay_upload(
+        &self,
+        b: &BucketBinding,
+        mut req: crate::origin::Passthrough,
+        upload: Upload,
+        keep: bool,
+    ) -> Result<crate::origin::PassResponse> {
+        req.bucket = b.origin_bucket.to_string();
+        let key: Arc<str> = Arc::from(req.key.as_str());
+        let keep = keep && b.populate_on_write && !key.is_empty();
+        let kept = Arc::new(Mutex::new(Kept {
+            pieces: Vec::new(),
+            len: 0,
+            budget: Arc::clone(&self.populating),
+        }));
+        let upload = if keep {
+            keep_while_sending(upload, Arc::clone(&kept), self.cfg.populate_max_bytes)
+        } else {
+            upload
+        };
+        let result = b.origin.passthrough_upload(&req, upload).await;
+        if !key.is_empty() {
+            self.written(b, &key).await;
+        }
+        let etag = match &result {
+            Ok(r) if keep && r.status.is_success() => r
+                .headers
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim_matches('"').to_string()),
+            _ => None,
+        };
+        if let Some(etag) = etag {
+            self.populate(b, &key, &etag, take_kept(&kept)).await;
         }
         result
     }
@@ -1774,6 +1808,16 @@ impl Drop for Kept {
 
 /// Passes an upload through, keeping (references to) its first bytes while the budget shared
 /// by all uploads stays under `max`; once a piece does not fit, nothing more is kept.
+/// What [`keep_while_sending`] kept, taken out of the shared slot.
+fn take_kept(kept: &Mutex<Kept>) -> Kept {
+    let mut k = kept.lock().unwrap_or_else(|e| e.into_inner());
+    Kept {
+        pieces: std::mem::take(&mut k.pieces),
+        len: std::mem::take(&mut k.len),
+        budget: Arc::clone(&k.budget),
+    }
+}
+
 fn keep_while_sending(upload: Upload, kept: Arc<Mutex<Kept>>, max: u64) -> Upload {
     use std::sync::atomic::Ordering;
     let mut full = false;
