@@ -40,6 +40,9 @@ pub struct ObjectMeta {
     /// server-side encryption, version id, tag count, storage class, expiration, object lock),
     /// as (lower-case name, value): the front of that dialect returns them on hits as well.
     pub origin_headers: Vec<(String, String)>,
+    /// The origin's description changes by itself, with no write (a lease that lapses or is
+    /// breaking): it is never trusted without asking the origin again, whatever the policy.
+    pub volatile: bool,
 }
 
 impl Default for ObjectMeta {
@@ -59,6 +62,7 @@ impl Default for ObjectMeta {
             created: None,
             origin_kind: None,
             origin_headers: Vec::new(),
+            volatile: false,
         }
     }
 }
@@ -212,11 +216,12 @@ impl MetaCache {
 }
 
 fn classify(e: &Entry, policy: Consistency) -> Lookup {
-    let fresh = match policy {
-        Consistency::Immutable => true,
-        Consistency::Strict => false,
-        Consistency::Ttl(ttl) => e.validated_at.elapsed().is_ok_and(|age| age < ttl),
-    };
+    let fresh = !e.meta.volatile
+        && match policy {
+            Consistency::Immutable => true,
+            Consistency::Strict => false,
+            Consistency::Ttl(ttl) => e.validated_at.elapsed().is_ok_and(|age| age < ttl),
+        };
     if fresh {
         Lookup::Fresh(Arc::clone(&e.meta))
     } else {
@@ -296,6 +301,8 @@ fn encode(e: &Entry) -> Bytes {
         put_str(&mut b, k);
         put_str(&mut b, v);
     }
+    // Added within version 3: a record without it is not volatile.
+    b.put_u8(u8::from(m.volatile));
     b.freeze()
 }
 
@@ -360,6 +367,7 @@ fn decode(mut b: Bytes) -> Option<Entry> {
     };
     let origin_kind = get_opt(&mut b)?;
     let origin_headers = get_pairs(&mut b)?;
+    let volatile = b.has_remaining() && b.get_u8() != 0;
     Some(Entry {
         meta: Arc::new(ObjectMeta {
             size,
@@ -375,6 +383,7 @@ fn decode(mut b: Bytes) -> Option<Entry> {
             created,
             origin_kind,
             origin_headers,
+            volatile,
         }),
         validated_at,
     })
@@ -492,5 +501,27 @@ mod tests {
         let back = decode(encode(&e)).expect("decode");
         assert_eq!(*back.meta, m);
         assert!(decode(Bytes::from_static(b"\x09garbage")).is_none());
+        m.volatile = true;
+        let e = Entry {
+            meta: Arc::new(m.clone()),
+            validated_at: SystemTime::now(),
+        };
+        let encoded = encode(&e);
+        assert_eq!(*decode(encoded.clone()).expect("decode").meta, m);
+        // A record written before the flag existed reads as not volatile.
+        let old = decode(encoded.slice(..encoded.len() - 1)).expect("decode");
+        assert!(!old.meta.volatile);
+    }
+
+    #[tokio::test]
+    async fn volatile_metadata_is_never_fresh() {
+        let c = MetaCache::new(100, None);
+        let mut m = (*meta("a")).clone();
+        m.volatile = true;
+        c.insert(key(), Arc::new(m));
+        assert!(matches!(
+            c.lookup(&key(), Consistency::Immutable).await,
+            Lookup::Stale(_)
+        ));
     }
 }

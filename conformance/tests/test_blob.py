@@ -352,8 +352,8 @@ def _negative_cases(gw, blob):
         ("stored-policy SAS from another IP", "GET",
          base + "?" + blob_sas(AZ, blob, policy_id="readpol", permission=None, expiry=None,
                                ip="10.9.8.7"), {}, 403, "AuthorizationSourceIPMismatch"),
-        ("duplicate query parameter", "GET",
-         base + "?" + blob_sas(AZ, blob) + "&sp=rwdl", {}, 400, "InvalidQueryParameterValue"),
+        ("duplicate SAS parameter", "GET",
+         base + "?" + blob_sas(AZ, blob) + "&sp=rwdl", {}, 403, "AuthorizationFailure"),
         ("user delegation SAS from another IP", "GET",
          base + "?" + blob_sas(AZ, blob, ip="10.9.8.7")
          + "&skoid=00000000-0000-0000-0000-000000000000", {}, 403,

@@ -109,6 +109,7 @@ impl Origin for MemOrigin {
             .map(|name| BucketEntry {
                 name,
                 created: None,
+                listing: None,
             })
             .collect())
     }

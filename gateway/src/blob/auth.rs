@@ -131,9 +131,15 @@ fn jwt_expiry(token: &str) -> Option<SystemTime> {
 fn sas_pairs(query: &[(String, String)]) -> Vec<(String, String)> {
     query
         .iter()
-        .filter(|(k, _)| (k.starts_with('s') && k != "snapshot") || k.starts_with("rsc"))
+        .filter(|(k, _)| is_sas_parameter(k))
         .cloned()
         .collect()
+}
+
+/// Whether a query parameter belongs to a SAS (`sv`, `sig`, `sp`, … and the `rsc*` overrides).
+pub fn is_sas_parameter(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    (n.starts_with('s') && n != "snapshot") || n.starts_with("rsc")
 }
 
 /// What an operation needs.
@@ -164,14 +170,16 @@ pub fn needs(op: Operation) -> Option<Needs> {
             n(Some(Permission::List), Some("rl"), ResourceType::Container)
         }
         ListBlobs => n(Some(Permission::List), Some("l"), ResourceType::Container),
-        CreateContainer => n(Some(Permission::Write), Some("c"), ResourceType::Container),
+        CreateContainer => n(Some(Permission::Write), Some("cw"), ResourceType::Container),
         DeleteContainer => n(Some(Permission::Delete), Some("d"), ResourceType::Container),
         GetBlob | GetBlobProperties | GetBlobMetadata | GetBlockList => {
             n(Some(Permission::Read), Some("r"), ResourceType::Object)
         }
-        // A create-only SAS (`c` without `w`) could overwrite through these: `w` is needed.
-        PutBlob | PutBlock | PutBlockFromUrl | PutBlockList | CopyBlob | SetBlobMetadata
-        | SetBlobProperties => n(Some(Permission::Write), Some("w"), ResourceType::Object),
+        // A SAS with `c` but not `w` creates new blobs only (see [`create_only`]).
+        PutBlob | CopyBlob => n(Some(Permission::Write), Some("wc"), ResourceType::Object),
+        PutBlock | PutBlockFromUrl | PutBlockList | SetBlobMetadata | SetBlobProperties => {
+            n(Some(Permission::Write), Some("w"), ResourceType::Object)
+        }
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         AppendBlock => n(Some(Permission::Write), Some("aw"), ResourceType::Object),
         Unsupported(name) => relayed_needs(name),
@@ -204,6 +212,25 @@ fn relayed_needs(name: &str) -> Option<Needs> {
         sas_letters: Some(letters),
         level,
     })
+}
+
+/// Whether the caller may only create the blob, not replace one: a SAS with `c` (create) but
+/// not `w` (write), on the operations that create blobs. The write is then sent create-only,
+/// and an existing blob refuses it as Azure does (`AuthorizationPermissionMismatch`).
+pub fn create_only(caller: &Caller, op: Operation) -> bool {
+    matches!(op, Operation::PutBlob | Operation::CopyBlob)
+        && matches!(caller, Caller::Sas(s) if !s.permissions.contains('w'))
+}
+
+/// Container-level operations a service SAS (`sr=c`, `sr=b`) may make: only listing and
+/// filtering the blobs within. Azure refuses it the container's own properties, metadata,
+/// ACL, lease, creation and deletion.
+fn service_sas_allows(op: Operation) -> bool {
+    match op {
+        Operation::ListBlobs | Operation::GetAccountInformation => true,
+        Operation::Unsupported(name) => matches!(name, "FindBlobsByTags" | "BlobBatch"),
+        _ => false,
+    }
 }
 
 /// Decoded account keys by account name, from the policy's principals.
@@ -377,6 +404,12 @@ pub async fn authorize(
         };
     };
     if let Caller::Sas(s) = caller {
+        if need.level == ResourceType::Container
+            && !s.resource.is_empty()
+            && !service_sas_allows(r.op)
+        {
+            return Err(BlobError::permission_mismatch());
+        }
         s.check(&Target {
             container: r.container.as_deref(),
             blob: r.blob.as_deref(),

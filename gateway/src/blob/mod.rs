@@ -136,7 +136,7 @@ pub struct BlobFront {
     containers: std::sync::Mutex<Option<(std::time::Instant, ContainerList)>>,
 }
 
-type ContainerList = Arc<Vec<(String, Option<SystemTime>)>>;
+type ContainerList = Arc<Vec<crate::origin::BucketEntry>>;
 
 /// How long the container list is reused.
 const CONTAINER_LIST_TTL: std::time::Duration = std::time::Duration::from_secs(10);
@@ -184,7 +184,7 @@ fn quoted(etag: &str) -> String {
 
 /// Parses `If-Match` / `If-None-Match`: `*` or a list of (quoted) ETags.
 fn etag_list(v: &str) -> EtagMatch {
-    if v.trim() == "*" {
+    if v.split(',').any(|e| e.trim() == "*") {
         return EtagMatch::Any;
     }
     EtagMatch::OneOf(
@@ -199,6 +199,20 @@ fn etag_list(v: &str) -> EtagMatch {
             .filter(|e| !e.is_empty())
             .collect(),
     )
+}
+
+/// The conditions of a read: as [`conditions`], but `If-None-Match: *` asks for a blob that
+/// does not exist, which no read can return (Azure: `400 UnsatisfiableCondition`).
+fn read_conditions(h: &HeaderMap) -> Result<Conditions, BlobError> {
+    let c = conditions(h);
+    if c.if_none_match == Some(EtagMatch::Any) {
+        return Err(BlobError::new(
+            StatusCode::BAD_REQUEST,
+            "UnsatisfiableCondition",
+            "The request includes an unsatisfiable condition for this operation.",
+        ));
+    }
+    Ok(c)
 }
 
 fn conditions(h: &HeaderMap) -> Conditions {
@@ -231,8 +245,12 @@ fn parse_range(v: &str) -> Option<RangeSpec> {
     }
 }
 
-/// The range a Get Blob asks for: `x-ms-range` wins over `Range`.
+/// The range a Get Blob asks for: `x-ms-range` wins over `Range`. A malformed `Range` is
+/// ignored (the whole blob, as RFC 9110 and Azure do); a malformed `x-ms-range` is an error.
 fn requested_range(h: &HeaderMap) -> Result<Option<RangeSpec>, BlobError> {
+    if !h.contains_key("x-ms-range") {
+        return Ok(header(h, "range").and_then(parse_range));
+    }
     for name in ["x-ms-range", "range"] {
         if let Some(v) = h.get(name) {
             let v = v.to_str().ok().and_then(parse_range).ok_or_else(|| {
@@ -261,13 +279,13 @@ fn set(h: &mut HeaderMap, name: &'static str, value: &str) {
 fn blob_headers(h: &mut HeaderMap, m: &ObjectMeta) {
     set(h, "last-modified", &xml::http_date(m.last_modified));
     set(h, "etag", &quoted(&m.etag));
-    set(
-        h,
-        "content-type",
-        m.content_type
-            .as_deref()
-            .unwrap_or("application/octet-stream"),
-    );
+    // An Azure blob may have no content type (Set Blob Properties clears it); other origins'
+    // objects are typed as Azure types an upload that gives none.
+    match (&m.content_type, &m.origin_kind) {
+        (Some(t), _) => set(h, "content-type", t),
+        (None, Some(_)) => {}
+        (None, None) => set(h, "content-type", "application/octet-stream"),
+    }
     for (name, v) in [
         ("content-encoding", &m.content_encoding),
         ("content-language", &m.content_language),
@@ -412,6 +430,10 @@ impl BlobFront {
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
         if let Some(name) = duplicate_parameter(&query) {
+            if auth::is_sas_parameter(name) {
+                // A SAS whose fields are given twice is not a SAS Azure accepts.
+                return (Err(BlobError::authorization_failure()), "unknown");
+            }
             return (
                 Err(BlobError::invalid_query(
                     "duplicate",
@@ -464,6 +486,11 @@ impl BlobFront {
                 Some(h) => format!("http://{h}/{}/", routed.account),
                 None => format!("/{}/", routed.account),
             };
+            if auth::create_only(&caller, routed.op) {
+                return self
+                    .operate_create_only(&routed, (&caller, peer), parts, &query, &endpoint, body)
+                    .await;
+            }
             let mut reply = self
                 .operate(&routed, (&caller, peer), parts, &query, &endpoint, body)
                 .await?;
@@ -476,6 +503,49 @@ impl BlobFront {
         }
         .await;
         (result, op)
+    }
+
+    /// [`Self::operate`] for a caller that may create the blob but not replace it (see
+    /// [`auth::create_only`]): the write goes out with `If-None-Match: *`, so the origin
+    /// decides atomically, and an existing blob is the caller's missing permission.
+    async fn operate_create_only(
+        &self,
+        r: &Routed,
+        caller: (&Caller, Option<IpAddr>),
+        parts: &http::request::Parts,
+        q: &[(String, String)],
+        endpoint: &str,
+        body: RequestBody,
+    ) -> Result<Reply, BlobError> {
+        let h = &parts.headers;
+        if ["if-match", "if-modified-since", "if-unmodified-since"]
+            .iter()
+            .any(|n| h.contains_key(*n))
+            || header(h, "if-none-match").is_some_and(|v| v.trim() != "*")
+        {
+            // Only a blob that exists can meet these: replacing it needs `w`.
+            return Err(BlobError::permission_mismatch());
+        }
+        let (mut p, ()) = http::Request::new(()).into_parts();
+        p.method = parts.method.clone();
+        p.uri = parts.uri.clone();
+        p.version = parts.version;
+        p.headers = h.clone();
+        p.headers
+            .insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        let exists = |code: &str| matches!(code, "BlobAlreadyExists" | "ConditionNotMet");
+        match self.operate(r, caller, &p, q, endpoint, body).await {
+            Ok(reply)
+                if matches!(
+                    reply.status,
+                    StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
+                ) =>
+            {
+                Err(BlobError::permission_mismatch())
+            }
+            Err(e) if exists(&e.code) => Err(BlobError::permission_mismatch()),
+            other => other,
+        }
     }
 
     async fn operate(
@@ -540,7 +610,7 @@ impl BlobFront {
             Operation::GetBlob => self.get_blob(container, blob, &parts.headers).await,
             Operation::GetBlobProperties | Operation::GetBlobMetadata => {
                 let b = self.bucket(container).await?;
-                let cond = conditions(&parts.headers);
+                let cond = read_conditions(&parts.headers)?;
                 let (meta, status, _) = self.pipeline.head(&b, blob, None, &cond).await?;
                 let mut h = HeaderMap::new();
                 if r.op == Operation::GetBlobMetadata {
@@ -690,6 +760,13 @@ impl BlobFront {
                     .await?;
                 self.pipeline.delete(&b, blob).await?;
                 Ok(Reply::empty(StatusCode::ACCEPTED, HeaderMap::new()))
+            }
+            Operation::Unsupported("GetUserDelegationKey")
+                if !matches!(caller, Caller::Delegated(_)) =>
+            {
+                Err(BlobError::auth_failed(
+                    "Only authentication scheme Bearer is supported",
+                ))
             }
             Operation::Unsupported(name) => Err(BlobError::not_implemented(name)),
         }
@@ -866,7 +943,7 @@ impl BlobFront {
         .map_err(|_| {
             cannot_verify(
                 StatusCode::FORBIDDEN,
-                "This request is not authorized to read the copy source.",
+                "This request is not authorized to perform this operation using this permission.",
             )
         })?;
         let container = src.container.clone().unwrap_or_default();
@@ -920,9 +997,7 @@ impl BlobFront {
             .await?;
         let to = relay::RelayTo::Copy(dst, source);
         let empty = futures::stream::empty().boxed();
-        self.relay(to, r, parts, q, empty, endpoint)
-            .await
-            .map(Some)
+        self.relay(to, r, parts, q, empty, endpoint).await.map(Some)
     }
 
     /// Append Block: the body is added to the end of an append blob, all or nothing, with
@@ -1287,7 +1362,10 @@ impl BlobFront {
             }
         }
         let sel = range.map_or(Selection::All, Selection::Range);
-        let read = self.pipeline.get(&b, blob, sel, &conditions(h)).await?;
+        let read = self
+            .pipeline
+            .get(&b, blob, sel, &read_conditions(h)?)
+            .await?;
         let meta = &read.meta;
         let mut headers = HeaderMap::new();
         blob_headers(&mut headers, meta);
@@ -1350,8 +1428,8 @@ impl BlobFront {
             .ok()
             .and_then(|all| {
                 all.iter()
-                    .find(|(n, _)| n == container)
-                    .and_then(|(_, c)| *c)
+                    .find(|b| b.name == container)
+                    .and_then(|b| b.created)
             })
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut h = HeaderMap::new();
@@ -1376,27 +1454,29 @@ impl BlobFront {
         let prefix = get(q, "prefix");
         let marker = get(q, "marker").filter(|m| !m.is_empty());
         let max = max_results(q)?;
-        let with_metadata = includes(q)?.metadata;
+        let with_metadata = container_includes(q)?;
         let all = self.pipeline.catalog().list().await?;
+        // The marker is the last name of the previous page: the page starts after it.
         let mut visible = all
             .into_iter()
-            .filter(|(n, _)| self.policy.can_see(account, n))
-            .filter(|(n, _)| prefix.is_none_or(|p| n.starts_with(p)))
-            .filter(|(n, _)| marker.is_none_or(|m| n.as_str() >= m));
+            .filter(|b| self.policy.can_see(account, &b.name))
+            .filter(|b| prefix.is_none_or(|p| b.name.starts_with(p)))
+            .filter(|b| marker.is_none_or(|m| b.name.as_str() > m));
         let items: Vec<ContainerItem> = visible
             .by_ref()
             .take(max.unwrap_or(MAX_RESULTS))
-            .map(|(name, created)| {
-                let t = created.unwrap_or(SystemTime::UNIX_EPOCH);
+            .map(|b| {
+                let t = b.created.unwrap_or(SystemTime::UNIX_EPOCH);
                 ContainerItem {
-                    name,
+                    name: b.name,
                     last_modified: t,
                     // Container listings quote ETags (blob listings do not), as Azure does.
                     etag: quoted(&container_etag(t)),
+                    origin: b.listing,
                 }
             })
             .collect();
-        let next = visible.next().map(|(n, _)| n);
+        let next = visible.next().and(items.last()).map(|c| c.name.clone());
         xml_response(xml::list_containers(
             endpoint,
             prefix,
@@ -1723,6 +1803,28 @@ fn max_results(q: &[(String, String)]) -> Result<Option<usize>, BlobError> {
             .with_detail("QueryParameterName", "maxresults")),
         },
     }
+}
+
+/// List Containers' `include=`: whether `metadata` is asked. `deleted` and `system` are
+/// accepted and add nothing: Cistern's namespace holds its live buckets only.
+fn container_includes(q: &[(String, String)]) -> Result<bool, BlobError> {
+    let mut metadata = false;
+    for (_, v) in q.iter().filter(|(k, _)| k.eq_ignore_ascii_case("include")) {
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "metadata" => metadata = true,
+                "deleted" | "system" => {}
+                _ => {
+                    return Err(BlobError::invalid_query(
+                        "include",
+                        item,
+                        "Value for one of the query parameters specified in the request URI is invalid.",
+                    ))
+                }
+            }
+        }
+    }
+    Ok(metadata)
 }
 
 #[derive(Debug, Default)]

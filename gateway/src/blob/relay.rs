@@ -127,9 +127,20 @@ pub fn wants_relay(op: Operation, q: &[(String, String)], h: &HeaderMap) -> bool
             is_version_read(q) || ORIGIN_READ_HEADERS.iter().any(|n| h.contains_key(*n))
         }
         ListContainers | CopyBlob | PutBlockFromUrl => false,
-        GetAccountInformation | GetContainerProperties | GetContainerMetadata | ListBlobs
-        | CreateContainer | DeleteContainer | GetBlockList | PutBlob | PutBlock | PutBlockList
-        | DeleteBlob | SetBlobMetadata | SetBlobProperties | AppendBlock => true,
+        GetAccountInformation
+        | GetContainerProperties
+        | GetContainerMetadata
+        | ListBlobs
+        | CreateContainer
+        | DeleteContainer
+        | GetBlockList
+        | PutBlob
+        | PutBlock
+        | PutBlockList
+        | DeleteBlob
+        | SetBlobMetadata
+        | SetBlobProperties
+        | AppendBlock => true,
     }
 }
 
@@ -192,7 +203,13 @@ impl BlobFront {
                     )
                     .into())
                 }
-                Err(e) if e.kind() == crate::error::ErrorKind::NoSuchBucket => {}
+                // A name the origin finds invalid: its own answer to the creation says why.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        crate::error::ErrorKind::NoSuchBucket
+                            | crate::error::ErrorKind::InvalidArgument
+                    ) => {}
                 Err(e) => return Err(e.into()),
             }
             return Ok(self
@@ -274,8 +291,10 @@ impl BlobFront {
                 o.passthrough(&req).await?
             }
         };
-        if matches!(r.op, Operation::DeleteContainer | Operation::CreateContainer)
-            && resp.status.is_success()
+        if matches!(
+            r.op,
+            Operation::DeleteContainer | Operation::CreateContainer
+        ) && resp.status.is_success()
         {
             self.pipeline.catalog().forget(container);
             self.invalidate_containers();

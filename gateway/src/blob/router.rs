@@ -171,7 +171,14 @@ pub fn route(
     let container = (!container.is_empty())
         .then(|| decode(container))
         .transpose()?;
-    let blob = blob.map(decode).transpose()?;
+    // Azure reads `\` in a blob name as `/` (the SAS and the blob are named with `/`).
+    let blob = blob.map(decode).transpose()?.map(|b| {
+        if b.contains('\\') {
+            b.replace('\\', "/")
+        } else {
+            b
+        }
+    });
     let get = |name: &str| {
         query
             .iter()

@@ -70,6 +70,9 @@ pub struct ContainerItem {
     pub last_modified: SystemTime,
     /// The container's ETag, quoted (container listings quote it).
     pub etag: String,
+    /// An Azure origin's own `<Properties>` (and `<Metadata>`) of the container, passed on
+    /// in place of the ones Cistern would write.
+    pub origin: Option<String>,
 }
 
 /// The List Containers body.
@@ -100,6 +103,22 @@ pub fn list_containers(
     for c in items {
         s.push_str("<Container>");
         elem(&mut s, "Name", &c.name);
+        if let Some(origin) = &c.origin {
+            let (props, md) = match origin.find("<Metadata>") {
+                Some(at) => origin.split_at(at),
+                None => (origin.as_str(), ""),
+            };
+            s.push_str(props);
+            if with_metadata {
+                s.push_str(if md.is_empty() {
+                    "<Metadata></Metadata>"
+                } else {
+                    md
+                });
+            }
+            s.push_str("</Container>");
+            continue;
+        }
         s.push_str("<Properties>");
         elem(&mut s, "Last-Modified", &http_date(c.last_modified));
         elem(&mut s, "Etag", &c.etag);

@@ -41,6 +41,42 @@ use crate::error::{Error, ErrorKind, Result};
 /// The largest single Put Blob Azure accepts.
 const MAX_PUT_BLOB: u64 = 5000 << 20;
 
+/// Each `<Container>` of a List Containers document as (name, its `<Properties>` and
+/// `<Metadata>` elements verbatim), in document order. The name is `<Name>`'s raw text: a
+/// name that needed escaping matches no parsed name, and its entry is described by Cistern.
+fn container_listings(doc: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = doc;
+    while let Some(start) = rest.find("<Container>") {
+        let body = &rest[start + "<Container>".len()..];
+        let Some(end) = body.find("</Container>") else {
+            break;
+        };
+        let entry = &body[..end];
+        rest = &body[end..];
+        let name = between(entry, "<Name>", "</Name>").unwrap_or_default();
+        let mut listing = String::new();
+        for (open, close) in [
+            ("<Properties>", "</Properties>"),
+            ("<Metadata>", "</Metadata>"),
+        ] {
+            if let Some(inner) = between(entry, open, close) {
+                listing.push_str(open);
+                listing.push_str(inner);
+                listing.push_str(close);
+            }
+        }
+        out.push((name.to_string(), listing));
+    }
+    out
+}
+
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let from = s.find(open)? + open.len();
+    let len = s[from..].find(close)?;
+    Some(&s[from..from + len])
+}
+
 /// The REST version Cistern speaks to Azure origins.
 pub const API_VERSION: &str = "2023-11-03";
 
@@ -496,6 +532,9 @@ fn meta_from_headers(h: &HeaderMap, size: u64) -> ObjectMeta {
             .iter()
             .filter_map(|n| Some((n.to_string(), header(h, n)?.to_string())))
             .collect(),
+        // A lease that is breaking, or held for a fixed time, ends by itself.
+        volatile: header(h, "x-ms-lease-state") == Some("breaking")
+            || header(h, "x-ms-lease-duration") == Some("fixed"),
     }
 }
 
@@ -617,23 +656,23 @@ impl Origin for AzureOrigin {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         for _ in 0..MAX_CONTAINER_PAGES {
-            let mut q = vec![("comp", "list")];
+            let mut q = vec![("comp", "list"), ("include", "metadata")];
             if let Some(m) = &marker {
                 q.push(("marker", m.as_str()));
             }
             let resp = self.send(Method::GET, None, None, &q, &[], &[]).await?;
-            let parsed: XmlContainers =
-                quick_xml::de::from_str(&read_text(resp).await?).map_err(bad_xml)?;
-            out.extend(
-                parsed
-                    .containers
-                    .container
-                    .into_iter()
-                    .map(|c| BucketEntry {
-                        name: c.name,
-                        created: http_time(c.properties.last_modified.as_deref()),
-                    }),
-            );
+            let text = read_text(resp).await?;
+            let parsed: XmlContainers = quick_xml::de::from_str(&text).map_err(bad_xml)?;
+            let mut raw = container_listings(&text).into_iter();
+            out.extend(parsed.containers.container.into_iter().map(|c| {
+                // The raw entries come in the same order as the parsed ones.
+                let listing = raw.next().filter(|(n, _)| *n == c.name).map(|(_, l)| l);
+                BucketEntry {
+                    name: c.name,
+                    created: http_time(c.properties.last_modified.as_deref()),
+                    listing,
+                }
+            }));
             marker = parsed.next_marker.filter(|m| !m.is_empty());
             if marker.is_none() {
                 break;
@@ -1449,5 +1488,30 @@ mod tests {
         assert_eq!(m.user_metadata, vec![("a_b".to_string(), "1".to_string())]);
         assert_eq!(m.content_md5.as_deref(), Some("1B2M2Y8AsgTpgAmY7PhCfg=="));
         assert!(m.created.is_some());
+    }
+
+    #[test]
+    fn container_listings_keep_properties_and_metadata() {
+        let doc = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Containers>\
+<Container><Name>a</Name><Properties><Etag>\"0x1\"</Etag><PublicAccess>blob</PublicAccess>\
+</Properties><Metadata><Key>v</Key></Metadata></Container>\
+<Container><Name>b&amp;c</Name><Properties><Etag>\"0x2\"</Etag></Properties></Container>\
+</Containers><NextMarker /></EnumerationResults>";
+        let got = container_listings(doc);
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "a".to_string(),
+                    "<Properties><Etag>\"0x1\"</Etag><PublicAccess>blob</PublicAccess>\
+</Properties><Metadata><Key>v</Key></Metadata>"
+                        .to_string()
+                ),
+                (
+                    "b&amp;c".to_string(),
+                    "<Properties><Etag>\"0x2\"</Etag></Properties>".to_string()
+                ),
+            ]
+        );
     }
 }

@@ -419,6 +419,7 @@ impl Origin for FsOrigin {
                         out.push(BucketEntry {
                             name,
                             created: md.modified().ok(),
+                            listing: None,
                         });
                     }
                 }

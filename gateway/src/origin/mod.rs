@@ -42,6 +42,10 @@ pub struct BucketEntry {
     pub name: String,
     /// Creation time, when known.
     pub created: Option<SystemTime>,
+    /// The origin's own description of the bucket in its dialect's listing, when it has one
+    /// (an Azure origin: the `<Properties>` and `<Metadata>` elements of its List Containers
+    /// entry), for a front of that dialect to pass on.
+    pub listing: Option<String>,
 }
 
 /// Which listing flavour the client asked for; origins that have both answer in kind.

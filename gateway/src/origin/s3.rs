@@ -962,6 +962,7 @@ impl Origin for S3Origin {
             .map(|b| BucketEntry {
                 name: b.name,
                 created: b.creation_date.as_deref().map(parse_time),
+                listing: None,
             })
             .collect())
     }

@@ -193,19 +193,27 @@ impl Catalog {
         }
     }
 
-    /// Every exposed bucket with its creation time when known, sorted by name.
-    pub async fn list(&self) -> Result<Vec<(String, Option<SystemTime>)>> {
-        let mut out: Vec<(String, Option<SystemTime>)> =
-            self.explicit.keys().map(|k| (k.clone(), None)).collect();
+    /// Every exposed bucket (by its exposed name) with what its origin says of it, sorted by
+    /// name. Explicitly bound buckets are not looked up.
+    pub async fn list(&self) -> Result<Vec<crate::origin::BucketEntry>> {
+        let mut out: Vec<crate::origin::BucketEntry> = self
+            .explicit
+            .keys()
+            .map(|k| crate::origin::BucketEntry {
+                name: k.clone(),
+                created: None,
+                listing: None,
+            })
+            .collect();
         for a in &self.auto {
             for b in a.origin.list_buckets().await? {
                 if !self.explicit.contains_key(&b.name) {
-                    out.push((b.name, b.created));
+                    out.push(b);
                 }
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out.dedup_by(|a, b| a.0 == b.0);
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
         Ok(out)
     }
 

@@ -506,6 +506,7 @@ mod tests {
             created: None,
             origin_kind: None,
             origin_headers: vec![("x-amz-server-side-encryption".into(), "AES256".into())],
+            volatile: false,
         };
         let resp = respond(&meta, None, 1, CacheStatus::Hit, s3s::Body::empty()).expect("resp");
         assert_eq!(

@@ -484,11 +484,11 @@ impl S3 for S3Front {
         let all = self.pipeline.catalog().list().await.map_err(to_s3)?;
         let buckets = all
             .into_iter()
-            .filter(|(name, _)| self.policy.can_see(&caller, name))
-            .map(|(name, created)| dto::Bucket {
-                name: Some(name),
+            .filter(|b| self.policy.can_see(&caller, &b.name))
+            .map(|b| dto::Bucket {
+                name: Some(b.name),
                 creation_date: Some(Timestamp::from(
-                    created.unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+                    b.created.unwrap_or(std::time::SystemTime::UNIX_EPOCH),
                 )),
                 bucket_region: None,
             })
