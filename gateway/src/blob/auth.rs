@@ -182,6 +182,11 @@ pub fn needs(op: Operation) -> Option<Needs> {
         }
         DeleteBlob => n(Some(Permission::Delete), Some("d"), ResourceType::Object),
         AppendBlock => n(Some(Permission::Write), Some("aw"), ResourceType::Object),
+        // The batch itself only needs an authenticated caller (any SAS, of any resource type:
+        // see `authorize`); each sub-request is authenticated and authorized on its own.
+        BlobBatch => n(None, None, ResourceType::Service),
+        // Preflights are answered before authentication, as Azure answers them.
+        Preflight => None,
         Unsupported(name) => relayed_needs(name),
     }
 }
@@ -410,10 +415,15 @@ pub async fn authorize(
         {
             return Err(BlobError::permission_mismatch());
         }
+        let level = if r.op == Operation::BlobBatch {
+            any_level(s, need.level)
+        } else {
+            need.level
+        };
         s.check(&Target {
             container: r.container.as_deref(),
             blob: r.blob.as_deref(),
-            resource_type: need.level,
+            resource_type: level,
             permission: need.sas_letters,
             client_ip: peer,
             https: false,
@@ -466,6 +476,19 @@ pub async fn authorize(
             }
         }
     }
+}
+
+/// A resource type an account SAS grants (`srt`), for operations that accept any (a Blob
+/// Batch: Azure takes an account SAS of any resource type for the batch itself).
+fn any_level(s: &Sas, default: ResourceType) -> ResourceType {
+    [
+        ('o', ResourceType::Object),
+        ('c', ResourceType::Container),
+        ('s', ResourceType::Service),
+    ]
+    .into_iter()
+    .find(|(c, _)| s.resource_types.contains(*c))
+    .map_or(default, |(_, t)| t)
 }
 
 /// Asks the bucket's origin (once per token and scope) whether a delegated credential may do

@@ -107,6 +107,75 @@ impl BlobError {
         self
     }
 
+    /// 400 InvalidInput: a Blob Batch body (or a part of it) that cannot be read, or a
+    /// sub-request a batch may not hold.
+    pub fn invalid_input() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidInput",
+            "One of the request inputs is not valid.",
+        )
+    }
+
+    /// 400 MissingRequiredHeader naming the header.
+    pub fn missing_header(name: &'static str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "MissingRequiredHeader",
+            "An HTTP header that's mandatory for this request is not specified.",
+        )
+        .with_detail("HeaderName", name)
+    }
+
+    /// 400 AllBatchSubRequestsShouldBeSameApi: a batch mixing Delete Blob and Set Blob Tier.
+    pub fn batch_mixed_operations() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "AllBatchSubRequestsShouldBeSameApi",
+            "All batch subrequests should be the same api.",
+        )
+    }
+
+    /// 400 ExceedsMaxBatchRequestCount: more sub-requests than a batch may hold.
+    pub fn batch_too_many(max: usize) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ExceedsMaxBatchRequestCount",
+            "The batch operation exceeds maximum number of allowed subrequests.",
+        )
+        .with_detail("MaxLimit", max.to_string())
+    }
+
+    /// 413 RequestBodyTooLarge, with the limit.
+    pub fn body_too_large(max: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestBodyTooLarge",
+            "The request body is too large and exceeds the maximum permissible limit.",
+        )
+        .with_detail("MaxLimit", max.to_string())
+    }
+
+    /// 400 InvalidHeaderValue for a preflight without `Origin` or
+    /// `Access-Control-Request-Method`.
+    pub fn cors_header_missing(name: &'static str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidHeaderValue",
+            "A required CORS header is not present.",
+        )
+        .with_detail("HeaderName", name)
+    }
+
+    /// 403 CorsPreflightFailure: no CORS rule allows the preflight.
+    pub fn cors_preflight_failure() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "CorsPreflightFailure",
+            "CORS not enabled or no matching rule found for this request.",
+        )
+    }
+
     /// 501 for an operation Cistern does not implement.
     pub fn not_implemented(op: &str) -> Self {
         Self::new(

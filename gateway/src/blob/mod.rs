@@ -1,9 +1,13 @@
 //! The Azure Blob dialect front: our own router ([`router`]) parses each request into a
 //! closed operation; [`auth`] authenticates (Shared Key, SAS, anonymous) and authorizes it;
 //! the read operations run on the same pipeline and cache as the S3 front; [`error`] is the
-//! one place internal errors become Blob wire errors.
+//! one place internal errors become Blob wire errors. `batch` runs Blob Batch sub-requests
+//! through this same front; `cors` answers preflights and adds CORS headers from the Azure
+//! origin's rules.
 
 pub mod auth;
+mod batch;
+mod cors;
 pub mod error;
 mod relay;
 pub mod router;
@@ -134,6 +138,8 @@ pub struct BlobFront {
     /// The catalog's containers and creation times, briefly cached (Get Container Properties
     /// would otherwise list the origin's buckets on every call).
     containers: std::sync::Mutex<Option<(std::time::Instant, ContainerList)>>,
+    /// The Azure origin's CORS rules, briefly cached.
+    cors: cors::CorsCache,
 }
 
 type ContainerList = Arc<Vec<crate::origin::BucketEntry>>;
@@ -381,11 +387,31 @@ impl BlobFront {
             accounts,
             judgements: auth::Judgements::default(),
             containers: std::sync::Mutex::new(None),
+            cors: cors::CorsCache::default(),
         }
     }
 
-    /// Handles one request; only uploads read `body`.
+    /// Handles one request; only uploads read `body`. A request with an `Origin` gets the
+    /// CORS headers its rule grants, errors included.
     pub async fn handle(
+        &self,
+        parts: &http::request::Parts,
+        body: RequestBody,
+        peer: Option<IpAddr>,
+        request_id: &str,
+    ) -> Handled {
+        let mut handled = self.respond(parts, body, peer, request_id).await;
+        if let Some(origin) = parts.headers.get(http::header::ORIGIN) {
+            if parts.method != Method::OPTIONS {
+                self.add_cors_headers(origin, &parts.method, handled.response.headers_mut())
+                    .await;
+            }
+        }
+        handled
+    }
+
+    /// Handles one request (a whole one, or a Blob Batch sub-request), without CORS.
+    async fn respond(
         &self,
         parts: &http::request::Parts,
         body: RequestBody,
@@ -397,7 +423,7 @@ impl BlobFront {
             .unwrap_or(DEFAULT_VERSION)
             .to_string();
         let head = parts.method == Method::HEAD;
-        let (reply, op) = match self.dispatch(parts, body, peer).await {
+        let (reply, op) = match self.dispatch(parts, body, peer, request_id).await {
             (Ok(r), op) => (r, op),
             (Err(e), op) => (error_reply(e, request_id, head), op),
         };
@@ -423,6 +449,7 @@ impl BlobFront {
         parts: &http::request::Parts,
         body: RequestBody,
         peer: Option<IpAddr>,
+        request_id: &str,
     ) -> (Result<Reply, BlobError>, &'static str) {
         let raw_query = parts.uri.query().unwrap_or("");
         let query = query_pairs(raw_query);
@@ -457,6 +484,10 @@ impl BlobFront {
             Err(e) => return (Err(e.into()), "unknown"),
         };
         let op = routed.op.name();
+        if routed.op == Operation::Preflight {
+            // Unauthenticated, as Azure answers preflights.
+            return (self.preflight(&parts.headers).await, op);
+        }
         let now = SystemTime::now();
         let incoming = Incoming {
             method: &parts.method,
@@ -491,9 +522,12 @@ impl BlobFront {
                     .operate_create_only(&routed, (&caller, peer), parts, &query, &endpoint, body)
                     .await;
             }
-            let mut reply = self
-                .operate(&routed, (&caller, peer), parts, &query, &endpoint, body)
-                .await?;
+            let mut reply = if routed.op == Operation::BlobBatch {
+                self.batch(&routed, parts, body, peer, request_id).await?
+            } else {
+                self.operate(&routed, (&caller, peer), parts, &query, &endpoint, body)
+                    .await?
+            };
             if matches!(routed.op, Operation::GetBlob | Operation::GetBlobProperties)
                 && reply.status.is_success()
             {
@@ -767,6 +801,10 @@ impl BlobFront {
                 Err(BlobError::auth_failed(
                     "Only authentication scheme Bearer is supported",
                 ))
+            }
+            // Answered by `dispatch` (a batch needs the request id; a preflight no caller).
+            Operation::BlobBatch | Operation::Preflight => {
+                Err(BlobError::not_implemented(r.op.name()))
             }
             Operation::Unsupported(name) => Err(BlobError::not_implemented(name)),
         }

@@ -22,9 +22,9 @@ use crate::origin::{Dialect, Origin, PassResponse, Passthrough};
 use crate::pipeline::{BucketBinding, CACHE_HEADER};
 
 /// The operations the router names but Cistern relays rather than serves. The others it names
-/// (Blob Batch, user delegation keys, CORS preflight, copies from a URL) need more than a relay:
-/// a batch's sub-requests carry the caller's signatures, a delegation key would hand out the
-/// origin's own trust, and a URL source names Cistern, which the origin cannot read from.
+/// (user delegation keys, copies from a URL) need more than a relay: a delegation key would
+/// hand out the origin's own trust, and a URL source names Cistern, which the origin cannot
+/// read from. (Blob Batch and CORS preflights are served: `batch`, `cors`.)
 pub const RELAYED: &[&str] = &[
     "GetBlobServiceProperties",
     "SetBlobServiceProperties",
@@ -95,6 +95,9 @@ const DROP_REQUEST: &[&str] = &[
     "x-ms-version",
     "x-ms-client-request-id",
     "x-ms-copy-source-authorization",
+    // Cistern answers CORS itself (`cors`), from the origin's rules: the origin's own
+    // Access-Control-* headers would duplicate or contradict it.
+    "origin",
 ];
 
 /// Origin response headers not relayed (Cistern sets its own, or they describe the origin's
@@ -126,7 +129,7 @@ pub fn wants_relay(op: Operation, q: &[(String, String)], h: &HeaderMap) -> bool
         GetBlob | GetBlobProperties | GetBlobMetadata => {
             is_version_read(q) || ORIGIN_READ_HEADERS.iter().any(|n| h.contains_key(*n))
         }
-        ListContainers | CopyBlob | PutBlockFromUrl => false,
+        ListContainers | CopyBlob | PutBlockFromUrl | BlobBatch | Preflight => false,
         GetAccountInformation
         | GetContainerProperties
         | GetContainerMetadata
@@ -299,6 +302,9 @@ impl BlobFront {
             self.pipeline.catalog().forget(container);
             self.invalidate_containers();
         }
+        if r.op == Operation::Unsupported("SetBlobServiceProperties") && resp.status.is_success() {
+            self.cors.forget();
+        }
         if r.op == Operation::ListBlobs && resp.status.is_success() {
             return listing(resp, container, endpoint).await;
         }
@@ -407,11 +413,8 @@ mod tests {
         tagged.insert("x-ms-if-tags", "a='b'".parse().expect("value"));
         assert!(wants_relay(Operation::Unsupported("LeaseBlob"), &[], &none));
         assert!(wants_relay(Operation::Unsupported("PutPage"), &[], &none));
-        assert!(!wants_relay(
-            Operation::Unsupported("BlobBatch"),
-            &[],
-            &none
-        ));
+        assert!(!wants_relay(Operation::BlobBatch, &[], &none));
+        assert!(!wants_relay(Operation::Preflight, &[], &none));
         assert!(!wants_relay(
             Operation::Unsupported("GetUserDelegationKey"),
             &[],

@@ -51,6 +51,11 @@ pub enum Operation {
     /// `PUT /container/blob` with `x-ms-copy-source` (Copy Blob, and Copy Blob From URL with
     /// `x-ms-requires-sync`).
     CopyBlob,
+    /// `POST /?comp=batch` and `POST /container?restype=container&comp=batch`: Delete Blob or
+    /// Set Blob Tier sub-requests in one `multipart/mixed` body.
+    BlobBatch,
+    /// `OPTIONS` on any URL, whatever its query: a CORS preflight (unauthenticated).
+    Preflight,
     /// A recognised operation Cistern does not implement (named for logs and metrics).
     Unsupported(&'static str),
 }
@@ -79,6 +84,8 @@ impl Operation {
             Self::AppendBlock => "AppendBlock",
             Self::PutBlockFromUrl => "PutBlockFromURL",
             Self::SetBlobProperties => "SetBlobProperties",
+            Self::BlobBatch => "BlobBatch",
+            Self::Preflight => "Preflight",
             Self::Unsupported(name) => name,
         }
     }
@@ -217,6 +224,10 @@ fn operation(
 ) -> Result<Operation, RouteError> {
     use Operation::{Unsupported as U, *};
     let m = method.as_str();
+    // A preflight names the URL of the request it asks about: any resource, any query.
+    if m == "OPTIONS" {
+        return Ok(Preflight);
+    }
     let read = matches!(m, "GET" | "HEAD");
     // Get Account Information is addressed at any level.
     if restype == Some("account") {
@@ -234,23 +245,19 @@ fn operation(
             (Some("service"), Some("stats"), "GET") => U("GetBlobServiceStats"),
             (Some("service"), Some("userdelegationkey"), "POST") => U("GetUserDelegationKey"),
             (_, Some("blobs"), "GET") => U("FindBlobsByTags"),
-            (_, Some("batch"), "POST") => U("BlobBatch"),
+            (_, Some("batch"), "POST") => BlobBatch,
             (
                 _,
                 Some("list" | "properties" | "stats" | "userdelegationkey" | "blobs" | "batch"),
                 _,
             ) => return Err(RouteError::Verb),
-            (_, None, "OPTIONS") => U("Preflight"),
             (_, None, _) => return Err(RouteError::Verb),
             (_, c, _) => return Err(bad("comp", c)),
         },
         Level::Container => {
             if restype != Some("container") {
-                return match (m, comp) {
-                    ("OPTIONS", _) => Ok(U("Preflight")),
-                    // `/name` with no restype is a blob in the root container.
-                    _ => Err(bad("restype", restype)),
-                };
+                // `/name` with no restype is a blob in the root container.
+                return Err(bad("restype", restype));
             }
             match (comp, m) {
                 (None, "GET" | "HEAD") => GetContainerProperties,
@@ -264,7 +271,7 @@ fn operation(
                 (Some("list"), "GET") => ListBlobs,
                 (Some("undelete"), "PUT") => U("RestoreContainer"),
                 (Some("rename"), "PUT") => U("RenameContainer"),
-                (Some("batch"), "POST") => U("BlobBatch"),
+                (Some("batch"), "POST") => BlobBatch,
                 (Some("blobs"), "GET") => U("FindBlobsByTags"),
                 (
                     None
@@ -306,7 +313,6 @@ fn operation(
             (Some("immutabilityPolicies"), "PUT" | "DELETE") => U("SetBlobImmutabilityPolicy"),
             (Some("legalhold"), "PUT") => U("SetBlobLegalHold"),
             (Some("query"), "POST") => U("QueryBlobContents"),
-            (None, "OPTIONS") => U("Preflight"),
             (
                 None
                 | Some(
@@ -413,7 +419,33 @@ mod tests {
                 "comp=blobs&where=x",
                 Ok(Unsupported("FindBlobsByTags")),
             ),
-            ("POST", a, "comp=batch", Ok(Unsupported("BlobBatch"))),
+            ("POST", a, "comp=batch", Ok(BlobBatch)),
+            ("POST", c, "restype=container&comp=batch", Ok(BlobBatch)),
+            ("GET", a, "comp=batch", Err(RouteError::Verb)),
+            (
+                "POST",
+                c,
+                "comp=batch",
+                Err(RouteError::BadParameter("restype", String::new())),
+            ),
+            // Preflights, whatever the query (they name the URL of the request to come).
+            (
+                "OPTIONS",
+                a,
+                "restype=service&comp=properties",
+                Ok(Preflight),
+            ),
+            ("OPTIONS", a, "", Ok(Preflight)),
+            ("OPTIONS", c, "restype=container&comp=list", Ok(Preflight)),
+            ("OPTIONS", c, "", Ok(Preflight)),
+            ("OPTIONS", b, "comp=tier", Ok(Preflight)),
+            ("OPTIONS", b, "comp=bogus", Ok(Preflight)),
+            (
+                "OPTIONS",
+                b,
+                "restype=account&comp=properties",
+                Ok(Preflight),
+            ),
             ("PUT", c, "restype=container", Ok(CreateContainer)),
             ("GET", c, "restype=container", Ok(GetContainerProperties)),
             ("HEAD", c, "restype=container", Ok(GetContainerProperties)),
