@@ -21,10 +21,12 @@ from botocore.exceptions import ClientError
 from conftest import MIB, TESTER, WRITER, CisternFactory, Creds
 
 OWNER = Creds("owner", "owner-secret-2b7d41c9e8a05f36")
+COPIER = Creds("copier", "copier-secret-4f1e9b2c7a6d3085")  # writes fidm, reads nothing
 OWNER_ACCOUNT = "owneracct"
 OWNER_ACCOUNT_KEY = base64.b64encode(b"owner-account-key-0123456789abcdef").decode()
 
 S3_TWINS = ["fidm", "fidv", "fidl"]  # unversioned, versioned, object lock
+S3_NEW = "fidn"  # bound in Cistern's configuration, created by the test (twin: fidn-d)
 AZ_TWINS = ["fida", "fidb"]
 
 
@@ -49,8 +51,9 @@ def fid(request, cistern_bin, tmp_path_factory, fs_data):
             if not svc.get_container_client(c).exists():
                 svc.create_container(c)
     (base / "owner.secret").write_text(OWNER.secret + "\n")
+    (base / "copier.secret").write_text(COPIER.secret + "\n")
     (base / "owneracct.secret").write_text(OWNER_ACCOUNT_KEY + "\n")
-    extra = "".join(f'\n[buckets.{n}]\norigin = "moto"\n' for n in S3_TWINS)
+    extra = "".join(f'\n[buckets.{n}]\norigin = "moto"\n' for n in S3_TWINS + [S3_NEW])
     extra += "".join(f'\n[buckets.{n}]\norigin = "azurite"\n' for n in AZ_TWINS)
     for ak, secret in ((OWNER.access_key, "owner.secret"), (OWNER_ACCOUNT, "owneracct.secret")):
         extra += f"""
@@ -59,6 +62,13 @@ access_key = "{ak}"
 secret = {{ file = "{base / secret}" }}
 buckets = ["*"]
 permissions = ["read", "list", "write", "delete", "admin"]
+"""
+    extra += f"""
+[[principals]]
+access_key = "{COPIER.access_key}"
+secret = {{ file = "{base / 'copier.secret'}" }}
+buckets = ["fidm"]
+permissions = ["write"]
 """
     c = f.with_azurite("fidelity", extra=extra)
     yield c, moto, az
@@ -292,6 +302,129 @@ def test_an_sse_c_read_through_cistern_is_never_cached(fid):
                           SSECustomerKey=key)
         assert g["Body"].read() == b"mine"
         assert g["ResponseMetadata"]["HTTPHeaders"]["x-cistern-cache"] == "bypass"
+
+
+# ------------------------------------------------------ S3: writes the origin keeps its own way
+
+
+def create_story(s3, bucket):
+    out = [s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True,
+                            ObjectOwnership="ObjectWriter")["ResponseMetadata"]["HTTPStatusCode"]]
+    # Creating one's own bucket again: S3 (us-east-1) answers 200.
+    out.append(outcome(lambda: s3.create_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"]))
+    out.append(s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"])
+    out.append(s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"])
+    out.append(s3.put_object(Bucket=bucket, Key="l/x", Body=b"x").get("VersionId") is not None)
+    s3.put_object_legal_hold(Bucket=bucket, Key="l/x", LegalHold={"Status": "ON"})
+    out.append(s3.get_object_legal_hold(Bucket=bucket, Key="l/x")["LegalHold"])
+    s3.put_object_legal_hold(Bucket=bucket, Key="l/x", LegalHold={"Status": "OFF"})
+    return out
+
+
+def test_create_bucket_keeps_object_lock_and_ownership(fid):
+    same({who: create_story(s3, b) for who, s3, b in s3_pair(fid, S3_NEW)})
+
+
+def copy_story(s3, bucket):
+    out = []
+    v1 = s3.put_object(Bucket=bucket, Key="cp/src", Body=b"one")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="cp/src", Body=b"two!")
+    # A specific version as the source.
+    s3.copy_object(Bucket=bucket, Key="cp/old",
+                   CopySource={"Bucket": bucket, "Key": "cp/src", "VersionId": v1})
+    out.append(s3.get_object(Bucket=bucket, Key="cp/old")["Body"].read())
+    # What the copy asks of the destination: encryption, tags, new metadata.
+    r = s3.copy_object(Bucket=bucket, Key="cp/enc", CopySource={"Bucket": bucket, "Key": "cp/src"},
+                       ServerSideEncryption="AES256", TaggingDirective="REPLACE", Tagging="a=b",
+                       MetadataDirective="REPLACE", Metadata={"m": "1"})
+    out.append(r.get("ServerSideEncryption"))
+    for _ in range(2):
+        h = s3.head_object(Bucket=bucket, Key="cp/enc")
+        out.append((h.get("ServerSideEncryption"), h["Metadata"], h["ContentLength"]))
+    out.append(s3.get_object_tagging(Bucket=bucket, Key="cp/enc")["TagSet"])
+    # A part copied from a version.
+    mpu = s3.create_multipart_upload(Bucket=bucket, Key="cp/mp")
+    p = s3.upload_part_copy(Bucket=bucket, Key="cp/mp", UploadId=mpu["UploadId"], PartNumber=1,
+                            CopySource={"Bucket": bucket, "Key": "cp/src", "VersionId": v1})
+    s3.complete_multipart_upload(Bucket=bucket, Key="cp/mp", UploadId=mpu["UploadId"],
+                                 MultipartUpload={"Parts": [
+                                     {"ETag": p["CopyPartResult"]["ETag"], "PartNumber": 1}]})
+    out.append(s3.get_object(Bucket=bucket, Key="cp/mp")["Body"].read())
+    return out
+
+
+def test_copies_within_an_s3_origin_are_the_origins_own(fid):
+    same({who: copy_story(s3, b) for who, s3, b in s3_pair(fid, "fidv")})
+
+
+def test_a_copy_needs_read_on_its_source(fid):
+    """A principal that may write a bucket but not read it cannot copy its objects out, nor
+    copy another bucket's in: Cistern checks the source as a read, relayed copy or not."""
+    c, _, _ = fid
+    c.client(OWNER).put_object(Bucket="fidm", Key="cp/guarded", Body=b"g")
+    c.client(OWNER).put_object(Bucket="fidv", Key="cp/guarded", Body=b"g")
+    copier = c.client(COPIER)
+    for src in ("fidm", "fidv"):
+        with pytest.raises(ClientError) as ei:
+            copier.copy_object(Bucket="fidm", Key="cp/stolen",
+                               CopySource={"Bucket": src, "Key": "cp/guarded"})
+        assert ei.value.response["Error"]["Code"] == "AccessDenied", src
+    with pytest.raises(ClientError):
+        c.client(OWNER).head_object(Bucket="fidm", Key="cp/stolen")
+    assert c.client(WRITER).copy_object(Bucket="fidm", Key="cp/allowed",
+                                        CopySource={"Bucket": "fidm", "Key": "cp/guarded"})
+
+
+def write_headers_story(s3, bucket):
+    out = []
+    expires = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB: streamed to the origin, not held
+    for key, body in (("w/small", b"e"), ("w/big", big)):
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Expires=expires, Tagging="k=v&x=y")
+        for _ in range(2):  # a miss, then a hit
+            h = s3.head_object(Bucket=bucket, Key=key)
+            out.append((key, h.get("Expires"), h.get("TagCount"), h["ContentLength"]))
+        out.append(sorted((t["Key"], t["Value"])
+                          for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]))
+        out.append(s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body)
+    mpu = s3.create_multipart_upload(Bucket=bucket, Key="w/mp", Tagging="Hello=World")
+    p = s3.upload_part(Bucket=bucket, Key="w/mp", UploadId=mpu["UploadId"], PartNumber=1,
+                       Body=b"part")
+    s3.complete_multipart_upload(Bucket=bucket, Key="w/mp", UploadId=mpu["UploadId"],
+                                 MultipartUpload={"Parts": [{"ETag": p["ETag"], "PartNumber": 1}]})
+    out.append(s3.get_object_tagging(Bucket=bucket, Key="w/mp")["TagSet"])
+    # Conditional writes are the origin's to decide.
+    out.append(outcome(lambda: s3.put_object(Bucket=bucket, Key="w/small", Body=b"f",
+                                             IfMatch='"' + "0" * 32 + '"')["ETag"]))
+    etag = s3.head_object(Bucket=bucket, Key="w/small")["ETag"]
+    out.append(outcome(lambda: s3.put_object(Bucket=bucket, Key="w/small", Body=b"g",
+                                             IfMatch=etag)["ETag"]))
+    out.append(s3.get_object(Bucket=bucket, Key="w/small")["Body"].read())
+    return out
+
+
+def test_write_headers_the_origin_keeps(fid):
+    same({who: write_headers_story(s3, b) for who, s3, b in s3_pair(fid, "fidm")})
+
+
+def default_encryption_story(s3, bucket):
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    out = []
+    r = s3.put_object(Bucket=bucket, Key="enc/default", Body=b"z")
+    out.append(r.get("ServerSideEncryption"))
+    mpu = s3.create_multipart_upload(Bucket=bucket, Key="enc/mp")
+    p = s3.upload_part(Bucket=bucket, Key="enc/mp", UploadId=mpu["UploadId"], PartNumber=1,
+                       Body=b"part")
+    r = s3.complete_multipart_upload(Bucket=bucket, Key="enc/mp", UploadId=mpu["UploadId"],
+                                     MultipartUpload={"Parts": [{"ETag": p["ETag"], "PartNumber": 1}]})
+    out.append(r.get("ServerSideEncryption"))
+    s3.delete_bucket_encryption(Bucket=bucket)
+    return out
+
+
+def test_writes_answer_the_buckets_default_encryption(fid):
+    same({who: default_encryption_story(s3, b) for who, s3, b in s3_pair(fid, "fidv")})
 
 
 # ------------------------------------------------------------------------------ Blob helpers

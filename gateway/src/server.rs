@@ -88,6 +88,11 @@ async fn handle_s3(
         }
         Outcome::Declined => None,
     };
+    if early.is_none() && fast.is_none() {
+        if let Some(at) = front.placer.place(&req).await {
+            req.extensions_mut().insert(at);
+        }
+    }
     let mut resp = match (early, fast) {
         (Some((status, code, msg)), _) => early_response(status, code, &msg, &rid),
         (None, Some(resp)) => resp,

@@ -97,6 +97,7 @@ impl Origin for MemOrigin {
             etag: format!("v{version}"),
             last_modified: None,
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 

@@ -442,6 +442,7 @@ impl AzureOrigin {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 }
@@ -813,6 +814,7 @@ impl Origin for AzureOrigin {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 
@@ -841,6 +843,7 @@ impl Origin for AzureOrigin {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 
@@ -926,6 +929,7 @@ impl Origin for AzureOrigin {
             etag: header(h, "etag").map(unquote).unwrap_or_default(),
             last_modified: http_time(header(h, "last-modified")),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 

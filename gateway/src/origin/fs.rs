@@ -533,6 +533,7 @@ impl Origin for FsOrigin {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 
@@ -662,6 +663,7 @@ impl Origin for FsOrigin {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 
@@ -1008,6 +1010,7 @@ impl Origin for FsOrigin {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 

@@ -642,6 +642,7 @@ mod tests {
             etag: "p".into(),
             last_modified: None,
             version_id: None,
+            origin_headers: Vec::new(),
         }
     }
 

@@ -263,6 +263,10 @@ pub struct PutResult {
     pub last_modified: Option<SystemTime>,
     /// The version it created, in a versioned S3 bucket.
     pub version_id: Option<String>,
+    /// Response headers of the origin's own dialect describing how it keeps what was written
+    /// (an S3 origin's server-side encryption, applied by a bucket default too), for the
+    /// front of that dialect to return.
+    pub origin_headers: Vec<(String, String)>,
 }
 
 fn no_tags() -> crate::error::Error {

@@ -342,7 +342,18 @@ const ORIGIN_HEADERS: &[&str] = &[
     "x-amz-replication-status",
     "x-amz-website-redirect-location",
     "x-amz-restore",
+    "expires",
 ];
+
+/// What a write's answer says of how the object is kept (server-side encryption, by request
+/// or by the bucket's default).
+fn written_headers(h: &HeaderMap) -> Vec<(String, String)> {
+    ORIGIN_HEADERS
+        .iter()
+        .filter(|n| n.starts_with("x-amz-server-side-encryption"))
+        .filter_map(|n| Some((n.to_string(), header(h, n)?.to_string())))
+        .collect()
+}
 
 /// The headers that describe an object being written.
 fn object_headers(opts: &PutOptions) -> Vec<(String, String)> {
@@ -1087,6 +1098,7 @@ impl Origin for S3Origin {
             last_modified: header(h, "last-modified")
                 .and_then(|v| httpdate::parse_http_date(v).ok()),
             version_id: header(h, "x-amz-version-id").map(str::to_string),
+            origin_headers: written_headers(h),
         })
     }
 
@@ -1437,6 +1449,7 @@ impl Origin for S3Origin {
             etag,
             last_modified,
             version_id: None,
+            origin_headers: Vec::new(),
         })
     }
 
@@ -1528,6 +1541,7 @@ impl Origin for S3Origin {
             )
             .await?;
         let version_id = header(resp.headers(), "x-amz-version-id").map(str::to_string);
+        let kept = written_headers(resp.headers());
         let body = read_text(resp).await?;
         // S3 may answer 200 and report a failure in the body.
         if body.contains("<Error>") {
@@ -1539,6 +1553,7 @@ impl Origin for S3Origin {
                 .unwrap_or_default(),
             last_modified: None,
             version_id,
+            origin_headers: kept,
         })
     }
 

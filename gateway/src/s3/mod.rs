@@ -5,7 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod fast;
 pub mod host;
-mod relay;
+pub(crate) mod relay;
 mod write;
 
 use std::pin::Pin;
@@ -39,6 +39,8 @@ pub struct S3Endpoint {
     /// Plain, successful GetObject/HeadObject without s3s (`None`: every request goes
     /// through s3s; tests compare both paths).
     pub fast: Option<fast::FastPath>,
+    /// Where the buckets of the requests that reach s3s live (which may be relayed).
+    pub placer: relay::Placer,
 }
 
 /// Builds the S3 front.
@@ -78,10 +80,15 @@ pub fn service(
     b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
         config,
     ))));
+    let placer = relay::Placer {
+        pipeline: Arc::clone(&fast.pipeline),
+        hosts: fast.hosts.clone(),
+    };
     S3Endpoint {
         service: b.build(),
         region,
         fast: Some(fast),
+        placer,
     }
 }
 
@@ -150,7 +157,7 @@ fn origin_headers(meta: &ObjectMeta, h: &mut http::HeaderMap) {
     for (k, v) in meta
         .origin_headers
         .iter()
-        .filter(|(k, _)| k.starts_with("x-amz-"))
+        .filter(|(k, _)| k.starts_with("x-amz-") || k == "expires")
     {
         if let (Ok(k), Ok(v)) = (
             http::HeaderName::from_bytes(k.as_bytes()),

@@ -26,7 +26,7 @@ use super::auth::{Access, OpSlot};
 use super::error::to_s3;
 use super::host::Hosts;
 use crate::origin::{Dialect, Passthrough};
-use crate::pipeline::{Pipeline, CACHE_HEADER};
+use crate::pipeline::{BucketBinding, Pipeline, CACHE_HEADER};
 
 /// Bucket subresources relayed (every method: Get/Put/Delete of the configuration).
 const BUCKET_CONFIG: &[&str] = &[
@@ -83,6 +83,17 @@ const ORIGIN_WRITE_HEADERS: &[&str] = &[
     "x-amz-website-redirect-location",
 ];
 
+/// Request headers of writes that an S3 origin keeps and other origins cannot: over an S3
+/// origin such a PutObject or CreateMultipartUpload is relayed (elsewhere the pipeline's
+/// write ignores them).
+const S3_ORIGIN_WRITE_HEADERS: &[&str] = &[
+    "x-amz-tagging",
+    "expires",
+    "if-match",
+    "x-amz-checksum-algorithm",
+    "x-amz-write-offset-bytes",
+];
+
 /// Headers that hand the origin rights over an object (ACLs, locks): they need `admin`.
 const ADMIN_WRITE_HEADERS: &[&str] = &[
     "x-amz-object-lock-mode",
@@ -133,14 +144,95 @@ const DROP_RESPONSE: &[&str] = &[
 /// memory so the origin request can be retried.
 pub const RELAY_BODY_MAX: usize = 64 << 20;
 
+/// Where a request's buckets live, learned by the listener before s3s sees the request
+/// ([`Placer::place`]): whether a write may be relayed depends on it, and s3s's route match
+/// cannot wait for a bucket lookup.
+#[derive(Clone, Default)]
+pub struct Placement {
+    /// The bucket is served by an S3 origin.
+    s3_origin: bool,
+    /// The bucket does not exist and would be created at an S3 origin.
+    s3_home: bool,
+    /// The copy source (`x-amz-copy-source`), when it lives on the bucket's own S3 origin:
+    /// its binding, key and version.
+    source: Option<(Arc<BucketBinding>, String, Option<String>)>,
+}
+
+/// Computes [`Placement`]s.
+pub struct Placer {
+    /// Resolves buckets.
+    pub pipeline: Arc<Pipeline>,
+    /// Virtual-hosted buckets.
+    pub hosts: Hosts,
+}
+
+impl Placer {
+    /// Where the request's bucket (and copy source) live; `None` for requests without a
+    /// bucket, or whose bucket cannot be found (s3s then answers them).
+    pub async fn place<B>(&self, req: &http::Request<B>) -> Option<Placement> {
+        let (bucket, key) = target_of(&self.hosts, req.uri(), req.headers())?;
+        let catalog = self.pipeline.catalog();
+        let b = match catalog.resolve(&bucket).await {
+            Ok(b) => b,
+            Err(_) if key.is_empty() && req.method() == Method::PUT => {
+                let s3_home = catalog
+                    .home_for(&bucket)
+                    .is_some_and(|(o, _)| o.dialect() == Dialect::S3);
+                return Some(Placement {
+                    s3_home,
+                    ..Placement::default()
+                });
+            }
+            Err(_) => return None,
+        };
+        let s3_origin = b.origin.dialect() == Dialect::S3;
+        let mut source = None;
+        if let (true, Some(v)) = (s3_origin, req.headers().get("x-amz-copy-source")) {
+            if let Some((sb, sk, version)) = v.to_str().ok().and_then(copy_source) {
+                if let Ok(src) = catalog.resolve(&sb).await {
+                    if Arc::ptr_eq(&src.origin, &b.origin) {
+                        source = Some((src, sk, version));
+                    }
+                }
+            }
+        }
+        Some(Placement {
+            s3_origin,
+            s3_home: false,
+            source,
+        })
+    }
+}
+
+/// `x-amz-copy-source` as (bucket, key, version): `[/]bucket/key[?versionId=v]`, the key
+/// percent-encoded.
+fn copy_source(v: &str) -> Option<(String, String, Option<String>)> {
+    let (path, query) = v.split_once('?').unwrap_or((v, ""));
+    let path = decode(path.strip_prefix('/').unwrap_or(path))?;
+    let (bucket, key) = path.split_once('/')?;
+    if bucket.is_empty() || key.is_empty() {
+        return None;
+    }
+    let mut version = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("versionId", v)) => version = Some(decode(v)?),
+            _ => return None,
+        }
+    }
+    Some((bucket.to_string(), key.to_string(), version))
+}
+
 /// What the route matched: carried from `is_match` to `check_access` and `call`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Target {
     bucket: String,
     key: String,
     query: Vec<(String, String)>,
     perm: Permission,
     op: String,
+    /// A copy's source on the same S3 origin (binding, key, version).
+    source: Option<(Arc<BucketBinding>, String, Option<String>)>,
 }
 
 /// The relay route (see the module docs).
@@ -221,8 +313,34 @@ fn classify(
     key: &str,
     q: &[(String, String)],
     headers: &HeaderMap,
+    at: &Placement,
 ) -> Option<(Permission, String)> {
     let read = matches!(*method, Method::GET | Method::HEAD);
+    let admin = ADMIN_WRITE_HEADERS.iter().any(|h| headers.contains_key(*h));
+    let perm = if admin {
+        Permission::Admin
+    } else {
+        Permission::Write
+    };
+    if key.is_empty() && *method == Method::PUT && q.is_empty() && (at.s3_home || at.s3_origin) {
+        // CreateBucket at an S3 origin, with what it carries (object lock, ownership, ACL,
+        // location); a bucket of the caller's that exists already: the origin answers as S3.
+        let lock = ["x-amz-bucket-object-lock-enabled", "x-amz-object-ownership"]
+            .iter()
+            .any(|h| headers.contains_key(*h));
+        let perm = if lock { Permission::Admin } else { perm };
+        return Some((perm, "CreateBucket".to_string()));
+    }
+    if at.source.is_some() && *method == Method::PUT && !key.is_empty() {
+        // A copy within one S3 origin is the origin's own (no byte crosses Cistern, and every
+        // option of the copy keeps its meaning).
+        let op = if has(q, "uploadId") {
+            "UploadPartCopy"
+        } else {
+            "CopyObject"
+        };
+        return Some((perm, op.to_string()));
+    }
     if key.is_empty() {
         let sub = BUCKET_CONFIG.iter().find(|s| has(q, s))?;
         let perm = if read {
@@ -264,13 +382,15 @@ fn classify(
     }
     let origin_headers = ORIGIN_WRITE_HEADERS
         .iter()
-        .any(|h| headers.contains_key(*h));
-    let admin = ADMIN_WRITE_HEADERS.iter().any(|h| headers.contains_key(*h));
-    let perm = if admin {
-        Permission::Admin
-    } else {
-        Permission::Write
-    };
+        .any(|h| headers.contains_key(*h))
+        || (at.s3_origin
+            && S3_ORIGIN_WRITE_HEADERS
+                .iter()
+                .any(|h| headers.contains_key(*h)))
+        || (at.s3_origin
+            && headers
+                .get(http::header::IF_NONE_MATCH)
+                .is_some_and(|v| v.as_bytes() != b"*"));
     let copy = headers.contains_key("x-amz-copy-source");
     match *method {
         // PutObject, or UploadPart / CompleteMultipartUpload of an SSE-C upload (the customer
@@ -308,7 +428,8 @@ impl S3Route for Relay {
         let Some(query) = query_pairs(uri) else {
             return false;
         };
-        let Some((perm, op)) = classify(method, &key, &query, headers) else {
+        let at = extensions.get::<Placement>().cloned().unwrap_or_default();
+        let Some((perm, op)) = classify(method, &key, &query, headers, &at) else {
             return false;
         };
         if let Some(slot) = extensions.get::<OpSlot>() {
@@ -320,6 +441,7 @@ impl S3Route for Relay {
             query,
             perm,
             op,
+            source: at.source,
         });
         true
     }
@@ -329,13 +451,23 @@ impl S3Route for Relay {
             return Err(s3_error!(InternalError, "The request lost its route"));
         };
         let caller = req.credentials.as_ref().map(|c| c.access_key.as_str());
-        self.access.allow(caller, Some(&t.bucket), t.perm).await
+        self.access.allow(caller, Some(&t.bucket), t.perm).await?;
+        if let Some((src, _, _)) = &t.source {
+            // A copy reads its source: the caller must be allowed to.
+            self.access
+                .allow(caller, Some(&src.name), Permission::Read)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let Some(t) = req.extensions.get::<Target>().cloned() else {
             return Err(s3_error!(InternalError, "The request lost its route"));
         };
+        if t.op == "CreateBucket" {
+            return self.create_bucket(req, t).await;
+        }
         let b = self
             .pipeline
             .catalog()
@@ -350,57 +482,169 @@ impl S3Route for Relay {
                 t.bucket
             ));
         }
-        let body = collect(req.input).await?;
-        let headers = req
-            .headers
-            .iter()
-            .filter(|(k, _)| !DROP_REQUEST.contains(&k.as_str()))
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
+        let mut headers = forwarded(&req.headers);
+        if let Some((src, key, version)) = &t.source {
+            // The client named Cistern's bucket; the origin is told its own.
+            headers.retain(|(k, _)| k != "x-amz-copy-source");
+            let mut v = format!(
+                "/{}/{}",
+                src.origin_bucket,
+                percent_encoding::utf8_percent_encode(key, COPY_SOURCE_KEY)
+            );
+            if let Some(id) = version {
+                v.push_str("?versionId=");
+                v.push_str(&percent_encoding::utf8_percent_encode(id, COPY_SOURCE_KEY).to_string());
+            }
+            headers.push(("x-amz-copy-source".to_string(), v));
+        }
         let pass = Passthrough {
             method: req.method.clone(),
             bucket: t.bucket.clone(),
             key: t.key.clone(),
             query: t.query,
             headers,
-            body,
+            body: Bytes::new(),
             verbatim: true,
         };
-        let resp = self.pipeline.relay(&b, pass).await.map_err(to_s3)?;
-        let length: Option<u64> = resp
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let mut out = S3Response::new(if req.method == Method::HEAD {
-            Body::empty()
-        } else {
-            Body::http_body_unsync(Relayed {
-                stream: resp.body,
-                length,
-            })
-        });
-        out.status = Some(resp.status);
-        for (k, v) in &resp.headers {
-            let keep_length = req.method == Method::HEAD || k != http::header::CONTENT_LENGTH;
-            if keep_length && !DROP_RESPONSE.contains(&k.as_str()) {
-                out.headers.append(k.clone(), v.clone());
+        let body = super::write::checked_body(req.input, &req.headers, req.trailing_headers);
+        let resp = match upload_length(&req.headers) {
+            // A large body goes through once, streamed, its declared checksum verified on the
+            // way (the last piece held back until it is).
+            Some(len) if len > RETRYABLE_BODY => {
+                let upload = crate::origin::Upload { body, len };
+                let whole = t.op == "PutObject";
+                self.pipeline
+                    .relay_upload(&b, pass, upload, whole)
+                    .await
+                    .map_err(to_s3)?
             }
-        }
-        out.headers.insert(
-            CACHE_HEADER,
-            http::HeaderValue::from_static(crate::pipeline::CacheStatus::Bypass.as_str()),
-        );
-        Ok(out)
+            _ => {
+                let pass = Passthrough {
+                    body: collect(body).await?,
+                    ..pass
+                };
+                self.pipeline.relay(&b, pass).await.map_err(to_s3)?
+            }
+        };
+        Ok(respond(resp, &req.method))
     }
 }
 
+impl Relay {
+    /// CreateBucket at an S3 origin, as the client asked it (object lock, ownership, ACL,
+    /// location constraint). A name Cistern serves from another origin is taken.
+    async fn create_bucket(&self, req: S3Request<Body>, t: Target) -> S3Result<S3Response<Body>> {
+        let catalog = self.pipeline.catalog();
+        let (origin, at) = match catalog.resolve(&t.bucket).await {
+            Ok(b) if b.origin.dialect() == Dialect::S3 => {
+                (Arc::clone(&b.origin), b.origin_bucket.to_string())
+            }
+            Ok(_) => {
+                return Err(s3_error!(
+                    BucketAlreadyExists,
+                    "The requested bucket name is not available."
+                ))
+            }
+            Err(e) if e.kind() == crate::error::ErrorKind::NoSuchBucket => catalog
+                .home_for(&t.bucket)
+                .filter(|(o, _)| o.dialect() == Dialect::S3)
+                .map(|(o, at)| (o, at.to_string()))
+                .ok_or_else(|| {
+                    s3_error!(NotImplemented, "No S3 origin here creates this bucket")
+                })?,
+            Err(e) => return Err(to_s3(e)),
+        };
+        let body = super::write::checked_body(req.input, &req.headers, req.trailing_headers);
+        let pass = Passthrough {
+            method: Method::PUT,
+            bucket: at,
+            key: String::new(),
+            query: Vec::new(),
+            headers: forwarded(&req.headers),
+            body: collect(body).await?,
+            verbatim: true,
+        };
+        let resp = origin.passthrough(&pass).await.map_err(to_s3)?;
+        catalog.forget(&t.bucket);
+        Ok(respond(resp, &req.method))
+    }
+}
+
+/// The client's headers as the origin gets them: without what describes this hop or Cistern's
+/// own signature, and without the `aws-chunked` coding s3s already removed.
+fn forwarded(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .filter(|(k, _)| !DROP_REQUEST.contains(&k.as_str()))
+        .filter_map(|(k, v)| {
+            let v = v.to_str().ok()?;
+            if k == http::header::CONTENT_ENCODING {
+                let rest: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.eq_ignore_ascii_case("aws-chunked") && !c.is_empty())
+                    .collect();
+                return (!rest.is_empty()).then(|| (k.as_str().to_string(), rest.join(",")));
+            }
+            Some((k.as_str().to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The length of the body the origin gets: the decoded length of an `aws-chunked` body, else
+/// `Content-Length`.
+fn upload_length(h: &HeaderMap) -> Option<u64> {
+    h.get("x-amz-decoded-content-length")
+        .or_else(|| h.get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Bodies up to this size are held whole, so that the relayed request can be retried; larger
+/// ones are streamed to the origin once.
+const RETRYABLE_BODY: u64 = 1 << 20;
+
+/// What `x-amz-copy-source` percent-encodes in a key (S3 takes it URL-encoded; `/` stays).
+const COPY_SOURCE_KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The origin's answer as the S3 front sends it.
+fn respond(resp: crate::origin::PassResponse, method: &Method) -> S3Response<Body> {
+    let length: Option<u64> = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut out = S3Response::new(if *method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::http_body_unsync(Relayed {
+            stream: resp.body,
+            length,
+        })
+    });
+    out.status = Some(resp.status);
+    for (k, v) in &resp.headers {
+        let keep_length = *method == Method::HEAD || k != http::header::CONTENT_LENGTH;
+        if keep_length && !DROP_RESPONSE.contains(&k.as_str()) {
+            out.headers.append(k.clone(), v.clone());
+        }
+    }
+    out.headers.insert(
+        CACHE_HEADER,
+        http::HeaderValue::from_static(crate::pipeline::CacheStatus::Bypass.as_str()),
+    );
+    out
+}
+
 /// The request body, whole (bounded by [`RELAY_BODY_MAX`]).
-async fn collect(mut body: Body) -> S3Result<Bytes> {
+async fn collect(mut body: BoxStream<'static, crate::error::Result<Bytes>>) -> S3Result<Bytes> {
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk
-            .map_err(|e| s3_error!(IncompleteBody, "The request body could not be read: {}", e))?;
+        let chunk = chunk.map_err(to_s3)?;
         if buf.len() + chunk.len() > RELAY_BODY_MAX {
             return Err(s3_error!(
                 EntityTooLarge,
@@ -463,7 +707,7 @@ mod tests {
     fn relays_what_the_pipeline_has_no_model_of() {
         let none = HeaderMap::new();
         let c = |m: Method, key: &str, query: &[(&str, &str)], hd: &HeaderMap| {
-            classify(&m, key, &q(query), hd)
+            classify(&m, key, &q(query), hd, &Placement::default())
         };
         assert_eq!(
             c(Method::PUT, "", &[("policy", "")], &none),
@@ -532,6 +776,77 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn over_an_s3_origin_more_is_the_origins() {
+        let s3 = Placement {
+            s3_origin: true,
+            ..Placement::default()
+        };
+        let home = Placement {
+            s3_home: true,
+            ..Placement::default()
+        };
+        let c = |m: Method, key: &str, query: &[(&str, &str)], hd: &HeaderMap, at: &Placement| {
+            classify(&m, key, &q(query), hd, at)
+        };
+        let none = HeaderMap::new();
+        assert_eq!(
+            c(Method::PUT, "", &[], &none, &home),
+            Some((Permission::Write, "CreateBucket".into()))
+        );
+        assert_eq!(
+            c(
+                Method::PUT,
+                "",
+                &[],
+                &h(&[("x-amz-bucket-object-lock-enabled", "true")]),
+                &s3
+            ),
+            Some((Permission::Admin, "CreateBucket".into()))
+        );
+        // Elsewhere CreateBucket is the pipeline's.
+        assert_eq!(c(Method::PUT, "", &[], &none, &Placement::default()), None);
+        for hd in [
+            h(&[("x-amz-tagging", "a=b")]),
+            h(&[("expires", "Thu, 01 Jan 2030 00:00:00 GMT")]),
+            h(&[("if-match", "\"e\"")]),
+            h(&[("if-none-match", "\"e\"")]),
+        ] {
+            assert_eq!(
+                c(Method::PUT, "k", &[], &hd, &s3),
+                Some((Permission::Write, "PutObject".into())),
+                "{hd:?}"
+            );
+            assert_eq!(c(Method::PUT, "k", &[], &hd, &Placement::default()), None);
+        }
+        // Create-only stays the pipeline's (it answers it atomically everywhere).
+        assert_eq!(
+            c(Method::PUT, "k", &[], &h(&[("if-none-match", "*")]), &s3),
+            None
+        );
+        assert_eq!(
+            c(
+                Method::POST,
+                "k",
+                &[("uploads", "")],
+                &h(&[("x-amz-tagging", "a=b")]),
+                &s3
+            ),
+            Some((Permission::Write, "CreateMultipartUpload".into()))
+        );
+    }
+
+    #[test]
+    fn copy_sources_parse_with_versions() {
+        assert_eq!(
+            copy_source("/b/a%20b/c?versionId=v%2B1"),
+            Some(("b".into(), "a b/c".into(), Some("v+1".into())))
+        );
+        assert_eq!(copy_source("b/k"), Some(("b".into(), "k".into(), None)));
+        assert_eq!(copy_source("b"), None);
+        assert_eq!(copy_source("/b/k?other=1"), None);
     }
 
     #[test]

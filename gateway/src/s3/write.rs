@@ -214,6 +214,32 @@ fn body_stream(
     .boxed()
 }
 
+/// A relayed request's body as an upload stream, its declared checksum (an
+/// `x-amz-checksum-*` header, or a trailer named by `x-amz-trailer`) verified on the way as
+/// for PutObject (see [`body_stream`]).
+pub(super) fn checked_body(
+    body: s3s::Body,
+    headers: &http::HeaderMap,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> futures::stream::BoxStream<'static, Result<Bytes>> {
+    let value = |a: Algo| {
+        headers
+            .get(a.header())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let values = [
+        value(Algo::Crc32),
+        value(Algo::Crc32c),
+        value(Algo::Crc64Nvme),
+        value(Algo::Sha1),
+        value(Algo::Sha256),
+    ];
+    let [a, b, c, d, e] = &values;
+    let checksum = declared([a, b, c, d, e], headers, trailers);
+    body_stream(StreamingBlob::from(body), checksum)
+}
+
 /// The declared checksum of an upload (PutObject or UploadPart): a header value, or a trailer
 /// named by `x-amz-trailer`. `values` are the input's crc32, crc32c, crc64nvme, sha1, sha256.
 fn declared(
@@ -235,6 +261,34 @@ fn declared(
     let trailer = headers.get("x-amz-trailer")?.to_str().ok()?;
     let algo = Algo::from_header(trailer)?;
     Some((algo, Expected::Trailer(trailers?)))
+}
+
+/// What a copy between origins cannot give its destination.
+const UNCOPIED: &[&str] = &[
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-copy-source-server-side-encryption-customer-algorithm",
+    "x-amz-tagging",
+    "x-amz-acl",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-storage-class",
+    "x-amz-website-redirect-location",
+];
+
+/// A write's answer with the origin's own word on how it keeps the object (its server-side
+/// encryption, default or asked for), as S3 answers.
+fn with_origin_headers<T>(mut resp: S3Response<T>, kept: &[(String, String)]) -> S3Response<T> {
+    for (k, v) in kept.iter().filter(|(k, _)| k.starts_with("x-amz-")) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            resp.headers.insert(k, v);
+        }
+    }
+    resp
 }
 
 /// User metadata as the origins take it: lower-case names, sorted.
@@ -332,11 +386,12 @@ impl S3Front {
             body: body_stream(body, checksum),
             len,
         };
-        let put = self
+        let mut put = self
             .pipeline
             .put(&b, &i.key, upload, &opts)
             .await
             .map_err(to_s3)?;
+        let kept = std::mem::take(&mut put.origin_headers);
         let mut out = dto::PutObjectOutput {
             e_tag: Some(ETag::Strong(put.etag)),
             version_id: put.version_id,
@@ -359,7 +414,7 @@ impl S3Front {
                 Algo::Sha256 => i.checksum_sha256.clone(),
             };
         }
-        Ok(S3Response::new(out))
+        Ok(with_origin_headers(S3Response::new(out), &kept))
     }
 
     pub(super) async fn create_multipart(
@@ -489,13 +544,14 @@ impl S3Front {
             .complete_parts(&b, &i.key, &i.upload_id, &parts)
             .await
             .map_err(to_s3)?;
-        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+        let resp = S3Response::new(dto::CompleteMultipartUploadOutput {
             bucket: Some(i.bucket),
             key: Some(i.key),
             e_tag: Some(ETag::Strong(put.etag)),
             version_id: put.version_id,
             ..Default::default()
-        }))
+        });
+        Ok(with_origin_headers(resp, &put.origin_headers))
     }
 
     pub(super) async fn abort_multipart(
@@ -519,6 +575,16 @@ impl S3Front {
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let caller = req.credentials.as_ref().map(|c| c.access_key.clone());
+        // Copies within one S3 origin are relayed (`relay.rs`); this one crosses origins, and
+        // its write carries what the pipeline's does (no server-side encryption, tags, ACL,
+        // lock or storage class): refused rather than stored without them.
+        if let Some(h) = UNCOPIED.iter().find(|h| req.headers.contains_key(**h)) {
+            return Err(s3_error!(
+                NotImplemented,
+                "A copy between origins cannot carry {}",
+                h
+            ));
+        }
         let mut i = req.input;
         let (src_bucket, src_key) = self.copy_source(caller.as_deref(), &i.copy_source)?;
         let replace = i
