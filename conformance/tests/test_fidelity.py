@@ -662,7 +662,16 @@ def test_origin_error_codes_come_through(fid):
         bad = outcome(lambda: s3.put_object_tagging(Bucket=bucket, Key="tag/x", Tagging={
             "TagSet": [{"Key": "aws:reserved", "Value": "v"}]}))
         missing = outcome(lambda: s3.get_object(Bucket=bucket, Key="tag/x", VersionId="nope"))
-        return [bad, missing]
+        name = outcome(lambda: s3.create_bucket(Bucket="ab"))
+        mpu = s3.create_multipart_upload(Bucket=bucket, Key="small/parts")
+        parts = [{"ETag": s3.upload_part(Bucket=bucket, Key="small/parts",
+                                         UploadId=mpu["UploadId"], PartNumber=n,
+                                         Body=b"tiny")["ETag"], "PartNumber": n} for n in (1, 2)]
+        small = outcome(lambda: s3.complete_multipart_upload(
+            Bucket=bucket, Key="small/parts", UploadId=mpu["UploadId"],
+            MultipartUpload={"Parts": parts})["ETag"])
+        s3.abort_multipart_upload(Bucket=bucket, Key="small/parts", UploadId=mpu["UploadId"])
+        return [bad, missing, name, small]
     same({who: story(s3, b) for who, s3, b in s3_pair(fid, "fidm")})
 
 
