@@ -445,6 +445,62 @@ def az_outcome(fn):
         return ("error", e.status_code, e.error_code)
 
 
+# ------------------------------------------------------- Blob: stored access policy SAS
+
+
+def stored_policy_story(cc: ContainerClient, account: str, key: str):
+    from azure.storage.blob import (AccessPolicy, BlobClient, ContainerSasPermissions,
+                                    generate_blob_sas)
+    now = dt.datetime.now(dt.timezone.utc)
+    cc.set_container_access_policy(signed_identifiers={
+        "readpol": AccessPolicy(permission=ContainerSasPermissions(read=True),
+                                start=now - dt.timedelta(minutes=5),
+                                expiry=now + dt.timedelta(hours=1)),
+        "writepol": AccessPolicy(permission=ContainerSasPermissions(read=True, write=True,
+                                                                    create=True),
+                                 start=now - dt.timedelta(minutes=5),
+                                 expiry=now + dt.timedelta(hours=1)),
+        "oldpol": AccessPolicy(permission=ContainerSasPermissions(read=True),
+                               start=now - dt.timedelta(hours=2),
+                               expiry=now - dt.timedelta(hours=1)),
+    })
+    cc.get_blob_client("sp/x").upload_blob(b"policy", overwrite=True)
+
+    def client(name, policy):
+        sas = generate_blob_sas(account, cc.container_name, name, account_key=key,
+                                policy_id=policy)
+        return BlobClient.from_blob_url(f"{cc.url}/{name}?{sas}", retry_total=0)
+
+    out = []
+    for _ in range(2):  # a miss, then a hit
+        out.append(az_outcome(lambda: client("sp/x", "readpol").download_blob().readall()))
+    out.append(az_outcome(lambda: client("sp/x", "oldpol").download_blob().readall()))
+    out.append(az_outcome(lambda: client("sp/x", "nopol").download_blob().readall()))
+    out.append(az_outcome(lambda: client("sp/y", "readpol").upload_blob(b"no") and "written"))
+    out.append(az_outcome(lambda: client("sp/y", "writepol").upload_blob(b"yes") and "written"))
+    out.append(cc.get_blob_client("sp/y").download_blob().readall())
+    # A SAS may not give what its policy gives.
+    both = generate_blob_sas(account, cc.container_name, "sp/x", account_key=key,
+                             policy_id="readpol", permission="r")
+    out.append(az_outcome(lambda: BlobClient.from_blob_url(
+        f"{cc.url}/sp/x?{both}", retry_total=0).download_blob().readall()))
+    return out
+
+
+def test_stored_access_policy_sas_signed_with_cisterns_own_key(fid):
+    """The SAS is signed with the Cistern account's key (not the origin's): Cistern verifies
+    it and takes its window and permissions from the container's policy at the origin."""
+    _, _, az = fid
+    results = {}
+    for who, cc in az_pair(fid, "fida"):
+        if who == "cistern":
+            results[who] = stored_policy_story(cc, OWNER_ACCOUNT, OWNER_ACCOUNT_KEY)
+        else:
+            from conftest import DEV_ACCOUNT, DEV_ACCOUNT_KEY
+            results[who] = stored_policy_story(cc, DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+    same(results)
+
+
 # ---------------------------------------------------------------------------- Blob: leases
 
 

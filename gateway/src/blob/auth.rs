@@ -64,9 +64,85 @@ type JudgementKey = ([u8; 32], String, Option<String>, Access);
 #[derive(Default)]
 pub struct Judgements {
     map: Mutex<HashMap<JudgementKey, (bool, Instant)>>,
+    /// Containers' stored access policies, as their origin lists them, briefly.
+    policies: Mutex<HashMap<String, (Instant, Arc<Vec<StoredPolicy>>)>>,
 }
 
+/// One stored access policy (a container ACL's signed identifier): id, start, expiry,
+/// permissions (each may be empty).
+type StoredPolicy = (String, String, String, String);
+
+/// How long a container's stored access policies are reused (Azure: a change takes effect
+/// within 30 seconds). A Set Container ACL through this front drops them at once.
+const POLICY_TTL: Duration = Duration::from_secs(30);
+
 impl Judgements {
+    /// The stored access policy `id` of `container` as (start, expiry, permissions), from the
+    /// container's origin (only an Azure origin keeps them); `None` when it has none so named.
+    pub async fn stored_policy(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        container: &str,
+        id: &str,
+    ) -> Result<Option<(String, String, String)>, BlobError> {
+        let cached = {
+            let map = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(container)
+                .filter(|(at, _)| at.elapsed() < POLICY_TTL)
+                // A policy not known yet may have just been set at the origin: asked again.
+                // (Only a SAS signed with the account key gets here.)
+                .filter(|(_, p)| p.iter().any(|(pid, ..)| pid == id))
+                .map(|(_, p)| Arc::clone(p))
+        };
+        let all = match cached {
+            Some(p) => p,
+            None => {
+                let b = match pipeline.catalog().resolve(container).await {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == ErrorKind::NoSuchBucket => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                if b.origin.dialect() != crate::origin::Dialect::Blob {
+                    return Ok(None);
+                }
+                let mut req = crate::origin::Passthrough::read(
+                    http::Method::GET,
+                    container.to_string(),
+                    String::new(),
+                );
+                req.query = vec![
+                    ("restype".into(), "container".into()),
+                    ("comp".into(), "acl".into()),
+                ];
+                let resp = pipeline.relay(&b, req).await?;
+                let mut body = Vec::new();
+                let mut stream = resp.body;
+                while let Some(piece) = futures::StreamExt::next(&mut stream).await {
+                    body.extend_from_slice(&piece?);
+                }
+                let p = Arc::new(parse_signed_identifiers(&String::from_utf8_lossy(&body)));
+                let mut map = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+                if map.len() >= MAX_JUDGEMENTS {
+                    map.clear();
+                }
+                map.insert(container.to_string(), (Instant::now(), Arc::clone(&p)));
+                p
+            }
+        };
+        Ok(all
+            .iter()
+            .find(|(pid, ..)| pid == id)
+            .map(|(_, st, se, sp)| (st.clone(), se.clone(), sp.clone())))
+    }
+
+    /// Forgets a container's stored access policies (after Set Container ACL).
+    pub fn forget_policies(&self, container: &str) {
+        self.policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(container);
+    }
+
     fn get(&self, k: &JudgementKey) -> Option<bool> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.get(k)
@@ -86,6 +162,39 @@ impl Judgements {
         }
         map.insert(k, (ok, until));
     }
+}
+
+/// The signed identifiers of a Get Container ACL answer.
+fn parse_signed_identifiers(xml: &str) -> Vec<StoredPolicy> {
+    #[derive(serde::Deserialize, Default)]
+    struct Doc {
+        #[serde(rename = "SignedIdentifier", default)]
+        ids: Vec<Ident>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Ident {
+        #[serde(rename = "Id", default)]
+        id: String,
+        #[serde(rename = "AccessPolicy", default)]
+        policy: Option<Policy>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Policy {
+        #[serde(rename = "Start", default)]
+        start: String,
+        #[serde(rename = "Expiry", default)]
+        expiry: String,
+        #[serde(rename = "Permission", default)]
+        permission: String,
+    }
+    let doc: Doc = quick_xml::de::from_str(xml).unwrap_or_default();
+    doc.ids
+        .into_iter()
+        .map(|i| {
+            let p = i.policy.unwrap_or_default();
+            (i.id, p.start, p.expiry, p.permission)
+        })
+        .collect()
 }
 
 /// A digest of the credential that identifies it unambiguously (every field length-prefixed,
@@ -342,6 +451,20 @@ pub fn authenticate(
     }
     if sas::present(req.query) {
         let s = Sas::parse(req.query)?;
+        if s.kind()? == Kind::StoredPolicy && accounts.contains(&r.account) {
+            // Signed with this Cistern's account key: verified here, its window and
+            // permissions taken from the container's policy when authorizing. A SAS that
+            // this key did not sign may be the origin account's own: the origin judges it.
+            let signed = s.verify(
+                &r.account,
+                r.container.as_deref().unwrap_or(""),
+                r.blob.as_deref().unwrap_or(""),
+                accounts.keys(&r.account),
+            );
+            if signed.is_ok() {
+                return Ok(Caller::Sas(Box::new(s)));
+            }
+        }
         if matches!(s.kind()?, Kind::UserDelegation | Kind::StoredPolicy) {
             return Ok(Caller::Delegated(Box::new(Delegated {
                 expires: sas::parse_time(&s.expiry).map(SystemTime::from),
@@ -407,6 +530,39 @@ pub async fn authorize(
             Caller::Anonymous => Err(BlobError::resource_not_found()),
             _ => Ok(()),
         };
+    };
+    // A stored-policy SAS takes its window and permissions from the container's policy.
+    let with_policy;
+    let caller = match caller {
+        Caller::Sas(s) if !s.identifier.is_empty() => {
+            // What only Cistern sees first (the caller's address and protocol).
+            s.check_network(&Target {
+                container: r.container.as_deref(),
+                blob: r.blob.as_deref(),
+                resource_type: need.level,
+                permission: None,
+                client_ip: peer,
+                https: false,
+                now: time::OffsetDateTime::from(now),
+            })?;
+            let container = r.container.as_deref().unwrap_or("");
+            let (start, expiry, perms) = judgements
+                .stored_policy(pipeline, container, &s.identifier)
+                .await?
+                .ok_or_else(BlobError::authorization_failure)?;
+            let merged = s.with_policy(&start, &expiry, &perms);
+            // Outside the policy's window the policy grants nothing (Azure: 403
+            // AuthorizationFailure, not an authentication failure).
+            if merged
+                .check_window(time::OffsetDateTime::from(now))
+                .is_err()
+            {
+                return Err(BlobError::authorization_failure());
+            }
+            with_policy = Caller::Sas(Box::new(merged));
+            &with_policy
+        }
+        c => c,
     };
     if let Caller::Sas(s) = caller {
         if need.level == ResourceType::Container
@@ -650,5 +806,32 @@ mod tests {
         h.insert("x-ms-date", at(now + Duration::from_secs(16 * 60)));
         assert!(check_date(&h, now).is_err());
         assert!(check_date(&HeaderMap::new(), now).is_err());
+    }
+
+    #[test]
+    fn signed_identifiers_parse() {
+        let xml = "<?xml version=\"1.0\" encoding=\"utf-8\"?><SignedIdentifiers>\
+<SignedIdentifier><Id>readpol</Id><AccessPolicy><Start>2026-01-01T00:00:00.0000000Z</Start>\
+<Expiry>2026-02-01T00:00:00.0000000Z</Expiry><Permission>rl</Permission></AccessPolicy>\
+</SignedIdentifier><SignedIdentifier><Id>bare</Id></SignedIdentifier></SignedIdentifiers>";
+        assert_eq!(
+            parse_signed_identifiers(xml),
+            vec![
+                (
+                    "readpol".to_string(),
+                    "2026-01-01T00:00:00.0000000Z".to_string(),
+                    "2026-02-01T00:00:00.0000000Z".to_string(),
+                    "rl".to_string()
+                ),
+                (
+                    "bare".to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new()
+                ),
+            ]
+        );
+        assert!(parse_signed_identifiers("<SignedIdentifiers />").is_empty());
+        assert!(parse_signed_identifiers("not xml").is_empty());
     }
 }

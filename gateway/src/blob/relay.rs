@@ -306,6 +306,9 @@ impl BlobFront {
         if r.op == Operation::Unsupported("SetBlobServiceProperties") && resp.status.is_success() {
             self.cors.forget();
         }
+        if r.op == Operation::Unsupported("SetContainerACL") && resp.status.is_success() {
+            self.judgements.forget_policies(container);
+        }
         if r.op == Operation::ListBlobs && resp.status.is_success() {
             return listing(resp, container, endpoint).await;
         }

@@ -270,9 +270,7 @@ fn creatable_name(name: &str) -> bool {
     let b = name.as_bytes();
     let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     (3..=63).contains(&b.len())
-        && b
-            .iter()
-            .all(|&c| edge(c) || c == b'.' || c == b'-')
+        && b.iter().all(|&c| edge(c) || c == b'.' || c == b'-')
         && b.first().copied().is_some_and(edge)
         && b.last().copied().is_some_and(edge)
         && !name.contains("..")
