@@ -533,7 +533,7 @@ mod tests {
         let key = b"stored-policy-test-key-0123456789".to_vec();
         assert_eq!(s.kind(), Ok(Kind::StoredPolicy));
         assert_eq!(
-            s.verify("acct", "data", "dir/obj.bin", &[key.clone()]),
+            s.verify("acct", "data", "dir/obj.bin", std::slice::from_ref(&key)),
             Ok(())
         );
         assert_eq!(
