@@ -65,12 +65,15 @@ type JudgementKey = ([u8; 32], String, Option<String>, Access);
 pub struct Judgements {
     map: Mutex<HashMap<JudgementKey, (bool, Instant)>>,
     /// Containers' stored access policies, as their origin lists them, briefly.
-    policies: Mutex<HashMap<String, (Instant, Arc<Vec<StoredPolicy>>)>>,
+    policies: Mutex<HashMap<String, (Instant, Policies)>>,
 }
 
 /// One stored access policy (a container ACL's signed identifier): id, start, expiry,
 /// permissions (each may be empty).
 type StoredPolicy = (String, String, String, String);
+
+/// A container's stored access policies.
+type Policies = Arc<Vec<StoredPolicy>>;
 
 /// How long a container's stored access policies are reused (Azure: a change takes effect
 /// within 30 seconds). A Set Container ACL through this front drops them at once.
