@@ -1,13 +1,14 @@
-//! Same-dialect relay for the Blob front: requests Cistern keeps no model of — leases, page
-//! blobs, snapshots, blob index tags, container metadata and access policies, service
-//! properties, history listings — go to the container's Azure origin as they are, re-signed with
-//! the origin's credentials after Cistern authenticated and authorized the caller, and Azure's
-//! answer comes back as it is, errors included. Reads here bypass the cache; anything else
-//! forgets the blob's cached metadata once the origin has answered (a lease or a page write
-//! changes what a cached Get Blob Properties would say).
+//! Same-dialect relay for the Blob front. Over an Azure origin Cistern keeps a model only of
+//! what its cache serves (blob reads) and of the account's container list; everything else —
+//! writes, deletes, block lists, listings, leases, page blobs, snapshots, tags, container ACLs,
+//! service properties, copies within the origin — goes to the container's Azure origin as it
+//! is, re-signed with the origin's credentials after Cistern authenticated and authorized the
+//! caller (bodies streamed past 1 MiB), and Azure's answer comes back as it is, errors
+//! included. Relayed reads bypass the cache; anything else forgets the blob's cached metadata
+//! once the origin has answered.
 //!
-//! Over an origin of another dialect (a directory, S3) these operations keep answering
-//! `NotImplemented`: they have no translation.
+//! Over an origin of another dialect (a directory, S3) the front serves its own translations,
+//! or `NotImplemented` where there is none.
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
@@ -21,10 +22,11 @@ use std::sync::Arc;
 use crate::origin::{Dialect, Origin, PassResponse, Passthrough};
 use crate::pipeline::{BucketBinding, CACHE_HEADER};
 
-/// The operations the router names but Cistern relays rather than serves. The others it names
-/// (user delegation keys, copies from a URL) need more than a relay: a delegation key would
-/// hand out the origin's own trust, and a URL source names Cistern, which the origin cannot
-/// read from. (Blob Batch and CORS preflights are served: `batch`, `cors`.)
+/// The operations the router names only to relay them. Of the others it names only as
+/// unsupported, copies from a URL are relayed when their source is on the same origin (the
+/// source named anew: `relay_same_origin_copy`), and a user delegation key is never handed
+/// out (it would carry the origin account's trust). Blob Batch and CORS preflights are served
+/// (`batch`, `cors`).
 pub const RELAYED: &[&str] = &[
     "GetBlobServiceProperties",
     "SetBlobServiceProperties",
