@@ -182,6 +182,7 @@ impl Origin for MemOrigin {
                         size: m.size,
                         etag: m.etag,
                         last_modified: m.last_modified,
+                        owner: None,
                     }
                 })
                 .collect()

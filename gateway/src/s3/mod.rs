@@ -282,7 +282,36 @@ fn wants_url(e: Option<&dto::EncodingType>) -> S3Result<bool> {
     }
 }
 
-fn objects(page: &ListPage, url: bool) -> (Vec<dto::Object>, Vec<dto::CommonPrefix>) {
+/// The owner Cistern names for what has no owner of its own at the origin (a directory's or an
+/// Azure account's objects and buckets): one for every bucket, as ListBuckets reports it.
+const CISTERN_OWNER: &str = "cistern";
+
+/// An S3 owner: the origin's, else [`CISTERN_OWNER`].
+fn owner(o: Option<crate::origin::Owner>) -> dto::Owner {
+    match o {
+        Some(o) => dto::Owner {
+            display_name: o.display_name,
+            id: Some(o.id),
+        },
+        None => dto::Owner {
+            display_name: Some(CISTERN_OWNER.into()),
+            id: Some(CISTERN_OWNER.into()),
+        },
+    }
+}
+
+/// An S3 initiator, as [`owner`].
+fn initiator(o: Option<crate::origin::Owner>) -> dto::Initiator {
+    let o = owner(o);
+    dto::Initiator {
+        display_name: o.display_name,
+        id: o.id,
+    }
+}
+
+/// Listing entries as S3 renders them; `owners`: with each object's `<Owner>` (always in V1,
+/// on `fetch-owner=true` in V2).
+fn objects(page: &ListPage, url: bool, owners: bool) -> (Vec<dto::Object>, Vec<dto::CommonPrefix>) {
     let contents = page
         .entries
         .iter()
@@ -294,6 +323,7 @@ fn objects(page: &ListPage, url: bool) -> (Vec<dto::Object>, Vec<dto::CommonPref
             storage_class: Some(dto::ObjectStorageClass::from_static(
                 dto::ObjectStorageClass::STANDARD,
             )),
+            owner: owners.then(|| owner(e.owner.clone())),
             ..Default::default()
         })
         .collect();
@@ -318,6 +348,7 @@ struct Listed {
 
 impl S3Front {
     /// Validates the listing parameters both flavours share and fetches one page.
+    #[allow(clippy::too_many_arguments)] // reason: the listing parameters, as both flavours name them
     async fn list_page(
         &self,
         bucket: &str,
@@ -326,6 +357,7 @@ impl S3Front {
         max: Option<i32>,
         encoding: Option<&dto::EncodingType>,
         cursor: ListCursor,
+        owners: bool,
     ) -> S3Result<Listed> {
         let b = self.bucket(bucket).await?;
         let url = wants_url(encoding)?;
@@ -336,7 +368,7 @@ impl S3Front {
             cursor,
         };
         let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
-        let (contents, prefixes) = objects(&page, url);
+        let (contents, prefixes) = objects(&page, url, owners);
         Ok(Listed {
             q,
             page,
@@ -495,10 +527,7 @@ impl S3 for S3Front {
             .collect();
         Ok(S3Response::new(dto::ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(dto::Owner {
-                display_name: Some("cistern".into()),
-                id: Some("cistern".into()),
-            }),
+            owner: Some(owner(None)),
             ..Default::default()
         }))
     }
@@ -541,6 +570,7 @@ impl S3 for S3Front {
                 i.max_keys,
                 i.encoding_type.as_ref(),
                 cursor,
+                true,
             )
             .await?;
         // S3 returns NextMarker only when a delimiter was given.
@@ -551,7 +581,8 @@ impl S3 for S3Front {
             .map(|m| enc(m, url));
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(enc(q.prefix, url)),
+            // V1 never encodes its own Prefix (S3 does not, and SDKs do not decode it).
+            prefix: Some(q.prefix),
             marker: Some(enc(i.marker.unwrap_or_default(), url)),
             max_keys: Some(q.max_keys as i32),
             is_truncated: Some(page.truncated),
@@ -587,6 +618,7 @@ impl S3 for S3Front {
                 i.max_keys,
                 i.encoding_type.as_ref(),
                 cursor,
+                i.fetch_owner == Some(true),
             )
             .await?;
         let key_count = (contents.len() + prefixes.len()) as i32;
@@ -729,5 +761,48 @@ impl S3 for S3Front {
         resp.headers = cache_headers(read.cache);
         origin_headers(meta, &mut resp.headers);
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_show_the_origins_owner_or_cisterns() {
+        let entry = |key: &str, owner: Option<crate::origin::Owner>| crate::origin::ListEntry {
+            key: key.into(),
+            size: 1,
+            etag: "e".into(),
+            last_modified: std::time::SystemTime::UNIX_EPOCH,
+            owner,
+        };
+        let page = ListPage {
+            entries: vec![
+                entry(
+                    "a b",
+                    Some(crate::origin::Owner {
+                        id: "origin-id".into(),
+                        display_name: Some("origin-name".into()),
+                    }),
+                ),
+                entry("c", None),
+            ],
+            ..Default::default()
+        };
+        let (objs, _) = objects(&page, true, true);
+        assert_eq!(objs[0].key.as_deref(), Some("a%20b"));
+        let o = objs[0].owner.as_ref().expect("owner");
+        assert_eq!(
+            (o.id.as_deref(), o.display_name.as_deref()),
+            (Some("origin-id"), Some("origin-name"))
+        );
+        let o = objs[1].owner.as_ref().expect("owner");
+        assert_eq!(
+            (o.id.as_deref(), o.display_name.as_deref()),
+            (Some(CISTERN_OWNER), Some(CISTERN_OWNER))
+        );
+        let (objs, _) = objects(&page, false, false);
+        assert!(objs.iter().all(|o| o.owner.is_none()));
     }
 }
