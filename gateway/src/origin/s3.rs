@@ -6,6 +6,7 @@
 //! | HTTP / S3 code                                   | internal kind        |
 //! |--------------------------------------------------|----------------------|
 //! | 404 `NoSuchKey`                                  | `NotFound`           |
+//! | 404/405 with `x-amz-delete-marker: true`         | as by status and code, with the marker (`Error::delete_marker`) |
 //! | 404 `NoSuchBucket`                               | `NoSuchBucket`       |
 //! | 412 `PreconditionFailed` (we sent `If-Match`)    | `ObjectChanged`      |
 //! | 400 `BadDigest`, `InvalidDigest` (uploads)       | `BadDigest`          |
@@ -238,12 +239,26 @@ async fn check(
     if status.is_success() || accept.contains(&status) {
         return Ok(resp);
     }
+    let marker = delete_marker(resp.headers());
     let body = if *method == Method::HEAD {
         String::new()
     } else {
         resp.text().await.unwrap_or_default()
     };
-    Err(classify(status, &body))
+    let e = classify(status, &body);
+    Err(match marker {
+        Some(m) => e.with_delete_marker(m),
+        None => e,
+    })
+}
+
+/// What an error answer says of a delete marker: S3 answers a read of a key whose current
+/// version is a delete marker with 404 (405 for a `versionId` naming one) and
+/// `x-amz-delete-marker: true`, naming the marker in `x-amz-version-id`.
+fn delete_marker(h: &HeaderMap) -> Option<crate::error::DeleteMarker> {
+    (header(h, "x-amz-delete-marker") == Some("true")).then(|| crate::error::DeleteMarker {
+        version_id: header(h, "x-amz-version-id").map(str::to_owned),
+    })
 }
 
 /// Maps an origin error response to an internal error (see the table in the module docs).
@@ -1827,6 +1842,49 @@ mod tests {
             Some("owner-id".into())
         );
         assert_eq!(page.storage_class.as_deref(), Some("STANDARD_IA"));
+    }
+
+    #[test]
+    fn delete_markers_are_read_from_error_answers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(delete_marker(&h), None);
+        h.insert("x-amz-version-id", "v1".parse().expect("hv"));
+        assert_eq!(delete_marker(&h), None, "a version id alone is no marker");
+        h.insert("x-amz-delete-marker", "true".parse().expect("hv"));
+        assert_eq!(
+            delete_marker(&h),
+            Some(crate::error::DeleteMarker {
+                version_id: Some("v1".into())
+            })
+        );
+        h.insert("x-amz-delete-marker", "false".parse().expect("hv"));
+        assert_eq!(delete_marker(&h), None);
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_for_a_delete_marker_keeps_it() {
+        let resp = |marker: bool| {
+            let mut b = http::Response::builder().status(404);
+            if marker {
+                b = b
+                    .header("x-amz-delete-marker", "true")
+                    .header("x-amz-version-id", "m-1");
+            }
+            reqwest::Response::from(b.body(String::new()).expect("response"))
+        };
+        let e = check(resp(true), &Method::HEAD, &[])
+            .await
+            .expect_err("404");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.delete_marker().and_then(|m| m.version_id.as_deref()),
+            Some("m-1")
+        );
+        let e = check(resp(false), &Method::GET, &[])
+            .await
+            .expect_err("404");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.delete_marker().is_none());
     }
 
     #[test]

@@ -73,7 +73,30 @@ pub fn to_s3(e: Error) -> S3Error {
             }
         }
     }
+    if let Some(m) = e.delete_marker() {
+        // As S3 answers a read of a delete marker (and the origin did): the client learns
+        // the key was deleted, and which marker stands for it.
+        h.insert(
+            "x-amz-delete-marker",
+            http::HeaderValue::from_static("true"),
+        );
+        if let Some(v) = m
+            .version_id
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok())
+        {
+            h.insert("x-amz-version-id", v);
+        }
+    }
     if !h.is_empty() {
+        if e.kind() != ErrorKind::NotModified {
+            // s3s replaces the response's headers with these, its Content-Type included (a
+            // 304 has no body to describe).
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/xml"),
+            );
+        }
         err.set_headers(h);
     }
     err
@@ -105,6 +128,40 @@ mod tests {
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_delete_marker_answer_carries_its_headers() {
+        let marker = |v: Option<&str>| crate::error::DeleteMarker {
+            version_id: v.map(str::to_owned),
+        };
+        let e =
+            to_s3(Error::new(ErrorKind::NotFound, "gone").with_delete_marker(marker(Some("v-1"))));
+        let h = e.headers().expect("headers");
+        assert_eq!(h["x-amz-delete-marker"], "true");
+        assert_eq!(h["x-amz-version-id"], "v-1");
+        assert_eq!(h[http::header::CONTENT_TYPE], "application/xml");
+        assert_eq!(e.status_code().map(|s| s.as_u16()), Some(404));
+        assert!(
+            to_s3(Error::new(ErrorKind::NotFound, "gone"))
+                .headers()
+                .is_none(),
+            "a plain miss says nothing of markers"
+        );
+        // A versionId naming a marker: the origin's 405 MethodNotAllowed, with the marker.
+        let origin_405 = Error::new(ErrorKind::InvalidArgument, "x")
+            .with_source(crate::origin::OriginStatus {
+                dialect: crate::origin::Dialect::S3,
+                status: 405,
+                code: "MethodNotAllowed".into(),
+            })
+            .with_delete_marker(marker(None));
+        let e = to_s3(origin_405);
+        assert_eq!(e.status_code().map(|s| s.as_u16()), Some(405));
+        assert_eq!(e.code().as_str(), "MethodNotAllowed");
+        let h = e.headers().expect("headers");
+        assert_eq!(h["x-amz-delete-marker"], "true");
+        assert!(!h.contains_key("x-amz-version-id"));
     }
 }
 
