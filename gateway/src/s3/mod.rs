@@ -39,6 +39,8 @@ pub struct S3Endpoint {
     /// Plain, successful GetObject/HeadObject without s3s (`None`: every request goes
     /// through s3s; tests compare both paths).
     pub fast: Option<fast::FastPath>,
+    /// Virtual-hosted buckets (to name the bucket and key in error documents).
+    pub hosts: host::Hosts,
 }
 
 /// Builds the S3 front.
@@ -70,7 +72,7 @@ pub fn service(
         hosts: host::Hosts::new(domains.clone()),
     });
     b.set_access(auth::Access { policy, pipeline });
-    b.set_host(host::Hosts::new(domains));
+    b.set_host(host::Hosts::new(domains.clone()));
     b.set_validation(BucketNames);
     // Defence in depth behind the early refusal of browser-form uploads.
     let mut config = s3s::config::S3Config::default();
@@ -82,6 +84,7 @@ pub fn service(
         service: b.build(),
         region,
         fast: Some(fast),
+        hosts: host::Hosts::new(domains),
     }
 }
 
