@@ -120,7 +120,9 @@ impl Access {
                     _ => Err(denied()),
                 }
             }
-            None if !self.pipeline.catalog().could_be_public(bucket) => Err(denied()),
+            None if !self.pipeline.catalog().could_be_public(bucket) => {
+                Err(self.anonymous_private(bucket).await)
+            }
             None => match self.pipeline.catalog().resolve(bucket).await {
                 Ok(b)
                     if self.policy.authorize(None, bucket, perm, b.public_read)
@@ -129,9 +131,23 @@ impl Access {
                     Ok(())
                 }
                 Ok(_) => Err(denied()),
-                Err(e) if e.kind() == ErrorKind::NoSuchBucket => Err(denied()),
                 Err(e) => Err(super::error::to_s3(e)),
             },
+        }
+    }
+
+    /// What an anonymous caller learns of a bucket it may not read, as S3 answers: 404
+    /// `NoSuchBucket` when Cistern serves no such bucket, else 403. A configured bucket is
+    /// denied without asking any origin; a name only an auto-exposing origin could have is
+    /// looked up there, as for a signed caller (S3 too tells anyone whether a bucket exists).
+    async fn anonymous_private(&self, bucket: &str) -> s3s::S3Error {
+        let catalog = self.pipeline.catalog();
+        if catalog.is_configured(bucket) {
+            return denied();
+        }
+        match catalog.resolve(bucket).await {
+            Err(e) if e.kind() == ErrorKind::NoSuchBucket => super::error::to_s3(e),
+            _ => denied(),
         }
     }
 }
