@@ -70,12 +70,15 @@ async fn handle_s3(
     let slot = OpSlot::default();
     req.extensions_mut().insert(slot.clone());
 
-    let early = refuse_early(
+    let mut early = refuse_early(
         req.method(),
         req.headers(),
         req.uri().query(),
         &front.region,
     );
+    if early.is_none() {
+        early = crate::s3::auth::date_for_sigv4(req.headers_mut());
+    }
     let fast = match (&early, &front.fast) {
         (None, Some(fast)) => fast.serve(&req).await,
         _ => Outcome::Declined,
