@@ -205,6 +205,26 @@ fn enc(s: String, url: bool) -> String {
     }
 }
 
+/// Checks that every `Content-MD5` is the base64 of 16 bytes, as S3 does before it reads the
+/// body: anything else (empty, short, not base64) is `InvalidDigest`, not a mismatch.
+fn content_md5_is_valid(h: &http::HeaderMap) -> S3Result<()> {
+    use base64::Engine as _;
+    for v in h.get_all("content-md5") {
+        let digest = v.to_str().ok().and_then(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .ok()
+        });
+        if digest.is_none_or(|d| d.len() != 16) {
+            return Err(s3_error!(
+                InvalidDigest,
+                "The Content-MD5 you specified was invalid."
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What GetObject and HeadObject share: the bucket, the part asked for and the conditions.
 struct ObjectArgs {
     bucket: Arc<crate::pipeline::BucketBinding>,
@@ -392,6 +412,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        content_md5_is_valid(&req.headers)?;
         self.put(req).await
     }
 
@@ -441,6 +462,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        content_md5_is_valid(&req.headers)?;
         S3Front::upload_part(self, req).await
     }
 
@@ -770,6 +792,25 @@ impl S3 for S3Front {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_content_md5_must_be_sixteen_bytes_of_base64() {
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("content-md5", http::HeaderValue::from_str(v).expect("hv"));
+            content_md5_is_valid(&h).map_err(|e| e.code().as_str().to_string())
+        };
+        assert!(content_md5_is_valid(&http::HeaderMap::new()).is_ok());
+        assert_eq!(with("XUFAKrxLKna5cZ2REBfFkg=="), Ok(()));
+        for bad in [
+            "YWJyYWNhZGFicmE=",
+            "",
+            "AWS HAHAHA",
+            "XUFAKrxLKna5cZ2REBfFkg",
+        ] {
+            assert_eq!(with(bad), Err("InvalidDigest".into()), "{bad:?}");
+        }
+    }
 
     #[test]
     fn listings_show_the_origins_owner_or_cisterns() {
