@@ -254,7 +254,8 @@ impl BlobFront {
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
         if let RelayTo::Copy(_, source) = &to {
-            headers.retain(|(k, _)| k != "x-ms-copy-source" && k != "x-ms-copy-source-authorization");
+            headers
+                .retain(|(k, _)| k != "x-ms-copy-source" && k != "x-ms-copy-source-authorization");
             headers.extend(source.iter().cloned());
         }
         let mut req = Passthrough {
