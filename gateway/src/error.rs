@@ -123,6 +123,16 @@ pub struct Error {
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     object_size: Option<u64>,
     validators: Option<Arc<(String, std::time::SystemTime)>>,
+    delete_marker: Option<Arc<DeleteMarker>>,
+}
+
+/// The origin answered for a delete marker: the key's current version (or the version asked
+/// for) is one. S3 says so in `x-amz-delete-marker` and names the marker's version, and a
+/// client (a versioning-aware sync, a restore) acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteMarker {
+    /// The marker's version id, when the origin gave it.
+    pub version_id: Option<String>,
 }
 
 /// Result with [`Error`].
@@ -137,7 +147,19 @@ impl Error {
             source: None,
             object_size: None,
             validators: None,
+            delete_marker: None,
         }
+    }
+
+    /// Marks the error as the origin's answer for a delete marker (see [`DeleteMarker`]).
+    pub fn with_delete_marker(mut self, marker: DeleteMarker) -> Self {
+        self.delete_marker = Some(Arc::new(marker));
+        self
+    }
+
+    /// The delete marker the origin answered for, if it did.
+    pub fn delete_marker(&self) -> Option<&DeleteMarker> {
+        self.delete_marker.as_deref()
     }
 
     /// A 304 for the version with this ETag and modification time (a 304 carries both).
@@ -203,6 +225,9 @@ impl fmt::Debug for Error {
         d.field("kind", &self.kind).field("message", &self.message);
         if let Some(s) = &self.source {
             d.field("source", &format_args!("{s}"));
+        }
+        if let Some(m) = &self.delete_marker {
+            d.field("delete_marker", m);
         }
         d.finish()
     }

@@ -26,3 +26,5 @@ pub(crate) mod testing;
 mod tests;
 #[cfg(test)]
 mod tests_cluster;
+#[cfg(test)]
+mod tests_s3_front;

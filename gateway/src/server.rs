@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use crate::blob::{BlobBody, BlobFront};
 use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
-use crate::s3::error::{early_response, refuse_early};
+use crate::s3::error::{complete_error_body, early_response, refuse_early, ErrorContext};
 use crate::s3::fast::Outcome;
 use crate::s3::S3Endpoint;
 
@@ -64,15 +64,21 @@ async fn handle_s3(
     let rid = request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    // For error documents: where the request was addressed.
+    let host = req.headers().get(http::header::HOST).cloned();
+    let copy = req.headers().contains_key("x-amz-copy-source");
     let slot = OpSlot::default();
     req.extensions_mut().insert(slot.clone());
 
-    let early = refuse_early(
+    let mut early = refuse_early(
         req.method(),
         req.headers(),
         req.uri().query(),
         &front.region,
     );
+    if early.is_none() {
+        early = crate::s3::auth::date_for_sigv4(req.headers_mut());
+    }
     let fast = match (&early, &front.fast) {
         (None, Some(fast)) => fast.serve(&req).await,
         _ => Outcome::Declined,
@@ -120,12 +126,92 @@ async fn handle_s3(
     {
         *resp.status_mut() = http::StatusCode::PARTIAL_CONTENT;
     }
+    let failed = resp.status().is_client_error() || resp.status().is_server_error();
+    if failed && method != http::Method::HEAD {
+        let (bucket, key) = match copy {
+            // A copy's error may be about its source: name neither.
+            true => (None, None),
+            false => request_target(&front.hosts, host.as_ref(), &path),
+        };
+        let cx = ErrorContext {
+            request_id: &rid,
+            bucket: bucket.as_deref(),
+            key: key.as_deref(),
+        };
+        complete_error(&mut resp, cx).await;
+    }
     if let Ok(v) = http::HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }
     let op = slot.0.get().map_or("unknown", String::as_str);
     record(metrics, "s3", &rid, &method, &path, op, &resp, start);
     resp
+}
+
+/// Error documents larger than this are left as they are (S3's are a few hundred bytes).
+const ERROR_DOC_MAX: usize = 64 << 10;
+
+/// Completes an S3 error document with the request id (and bucket or key) — see
+/// [`complete_error_body`]. Documents s3s rendered are in memory; a relayed origin's is read
+/// first when it is small and of known length.
+async fn complete_error(resp: &mut http::Response<s3s::Body>, cx: ErrorContext<'_>) {
+    let xml = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("xml"));
+    if !xml {
+        return;
+    }
+    let body = match resp.body().bytes() {
+        Some(b) => b,
+        None => {
+            let small = http_body::Body::size_hint(resp.body())
+                .upper()
+                .is_some_and(|n| n <= ERROR_DOC_MAX as u64);
+            if !small {
+                return;
+            }
+            match resp.body_mut().store_all_limited(ERROR_DOC_MAX).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(error = %e, "origin error document broke off");
+                    return;
+                }
+            }
+        }
+    };
+    if let Some(done) = complete_error_body(&body, cx) {
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+        *resp.body_mut() = s3s::Body::from(done);
+    }
+}
+
+/// The bucket and key a request names (virtual-hosted under a configured domain, else
+/// path-style), decoded; `None` where it names none.
+fn request_target(
+    hosts: &crate::s3::host::Hosts,
+    host: Option<&http::HeaderValue>,
+    raw_path: &str,
+) -> (Option<String>, Option<String>) {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    match host
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| hosts.bucket_of(h))
+    {
+        Some(b) => (Some(b.to_string()), decode(path)),
+        None => match path.split_once('/') {
+            Some((b, k)) => (decode(b), decode(k)),
+            None => (decode(path), None),
+        },
+    }
 }
 
 /// The largest upload taken without a `Content-Length` (held in memory until it ends).

@@ -19,6 +19,8 @@ use crate::origin::{
 #[derive(Default)]
 struct State {
     objects: BTreeMap<(String, String), (Bytes, u64)>,
+    /// Keys whose current version is a delete marker, with the marker's version id.
+    markers: BTreeMap<(String, String), String>,
     version: u64,
 }
 
@@ -46,8 +48,18 @@ impl MemOrigin {
         let mut s = self.state.lock().expect("state");
         s.version += 1;
         let v = s.version;
+        s.markers.remove(&(bucket.to_string(), key.to_string()));
         s.objects
             .insert((bucket.into(), key.into()), (data.into(), v));
+    }
+
+    /// Deletes an object as a versioned S3 bucket does: its current version becomes a delete
+    /// marker with version id `marker`, and reads answer as S3 answers for one.
+    pub fn delete_with_marker(&self, bucket: &str, key: &str, marker: &str) {
+        let mut s = self.state.lock().expect("state");
+        let k = (bucket.to_string(), key.to_string());
+        s.objects.remove(&k);
+        s.markers.insert(k, marker.to_string());
     }
 
     fn meta(data: &Bytes, version: u64) -> ObjectMeta {
@@ -66,13 +78,18 @@ impl MemOrigin {
     }
 
     fn get(&self, bucket: &str, key: &str) -> Result<(Bytes, u64)> {
-        self.state
-            .lock()
-            .expect("state")
-            .objects
-            .get(&(bucket.to_string(), key.to_string()))
-            .cloned()
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "no such key"))
+        let s = self.state.lock().expect("state");
+        let k = (bucket.to_string(), key.to_string());
+        if let Some(found) = s.objects.get(&k) {
+            return Ok(found.clone());
+        }
+        let e = Error::new(ErrorKind::NotFound, "no such key");
+        Err(match s.markers.get(&k) {
+            Some(m) => e.with_delete_marker(crate::error::DeleteMarker {
+                version_id: Some(m.clone()),
+            }),
+            None => e,
+        })
     }
 }
 
@@ -183,6 +200,7 @@ impl Origin for MemOrigin {
                         size: m.size,
                         etag: m.etag,
                         last_modified: m.last_modified,
+                        owner: None,
                     }
                 })
                 .collect()

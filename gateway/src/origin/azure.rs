@@ -1274,6 +1274,7 @@ impl Origin for AzureOrigin {
                         .unwrap_or_default(),
                     last_modified: http_time(b.properties.last_modified.as_deref())
                         .unwrap_or(SystemTime::UNIX_EPOCH),
+                    owner: None,
                 }),
                 XmlBlobItem::BlobPrefix(p) if after(&p.name) => page.common_prefixes.push(p.name),
                 _ => {}

@@ -809,7 +809,7 @@ impl Origin for FsOrigin {
         bucket: &str,
         key: &str,
         upload_id: &str,
-    ) -> Result<Vec<super::PartEntry>> {
+    ) -> Result<super::PartListing> {
         use md5::Digest as _;
         let dir = self.owned_staging(bucket, key, upload_id).await?;
         let mut entries = tokio::fs::read_dir(&dir).await.map_err(read_failed)?;
@@ -850,7 +850,10 @@ impl Origin for FsOrigin {
             });
         }
         out.sort_by_key(|p| p.number);
-        Ok(out)
+        Ok(super::PartListing {
+            parts: out,
+            ..Default::default()
+        })
     }
 
     async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<super::UploadEntry>> {
@@ -1113,6 +1116,7 @@ fn walk(root: &Path, dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) {
                         size: m.size,
                         etag: m.etag,
                         last_modified: m.last_modified,
+                        owner: None,
                     });
                 }
             }

@@ -14,7 +14,7 @@ use super::{
     PartInfo, PassResponse, Passthrough, PutOptions, PutResult, RangeRead, Upload,
 };
 use super::{
-    AppendOptions, Appended, BlockRef, PartEntry, PropertyKind, UploadEntry, VersionPage,
+    AppendOptions, Appended, BlockRef, PartListing, PropertyKind, UploadEntry, VersionPage,
     VersionQuery,
 };
 use crate::error::{Error, ErrorKind, Result};
@@ -245,7 +245,7 @@ impl<O: Origin> Origin for Instrumented<O> {
         .await
     }
 
-    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<PartListing> {
         self.observe("list_parts", self.inner.list_parts(bucket, key, upload_id))
             .await
     }
@@ -561,7 +561,7 @@ impl<O: Origin> Origin for Resilient<O> {
             .await
     }
 
-    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<PartListing> {
         self.attempt(|| self.inner.list_parts(bucket, key, upload_id))
             .await
     }
@@ -676,6 +676,7 @@ mod tests {
                     size: 0,
                     etag: "e".into(),
                     last_modified: std::time::SystemTime::UNIX_EPOCH,
+                    owner: None,
                 }],
                 ..Default::default()
             })
@@ -770,8 +771,8 @@ mod tests {
         ) -> Result<PutResult> {
             Ok(done())
         }
-        async fn list_parts(&self, _: &str, _: &str, _: &str) -> Result<Vec<PartEntry>> {
-            Ok(vec![])
+        async fn list_parts(&self, _: &str, _: &str, _: &str) -> Result<PartListing> {
+            Ok(PartListing::default())
         }
         async fn create_appendable(&self, _: &str, _: &str, _: &PutOptions) -> Result<PutResult> {
             Ok(done())

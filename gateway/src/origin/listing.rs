@@ -102,6 +102,7 @@ mod tests {
                 size: 1,
                 etag: "e".into(),
                 last_modified: SystemTime::UNIX_EPOCH,
+                owner: None,
             })
             .collect()
     }

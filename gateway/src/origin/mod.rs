@@ -89,6 +89,17 @@ pub struct ListEntry {
     pub etag: String,
     /// Last modification time.
     pub last_modified: SystemTime,
+    /// Who owns the object, when the origin's listing says (an S3 origin's `<Owner>`).
+    pub owner: Option<Owner>,
+}
+
+/// An owner or initiator as an S3 origin names it: its canonical user id and display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Canonical user id.
+    pub id: String,
+    /// Display name (S3 no longer sends it in most regions).
+    pub display_name: Option<String>,
 }
 
 /// One page of a listing.
@@ -362,6 +373,19 @@ pub struct PartEntry {
     pub last_modified: Option<SystemTime>,
 }
 
+/// The parts of an upload in progress, and what the origin says of the upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartListing {
+    /// The parts, by part number.
+    pub parts: Vec<PartEntry>,
+    /// Who started the upload, when the origin says.
+    pub initiator: Option<Owner>,
+    /// Who will own the object, when the origin says.
+    pub owner: Option<Owner>,
+    /// The storage class the object will have, when the origin says.
+    pub storage_class: Option<String>,
+}
+
 /// One upload in parts in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadEntry {
@@ -591,7 +615,7 @@ pub trait Origin: Send + Sync + 'static {
     }
 
     /// The parts uploaded so far to an upload in parts, by part number.
-    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartEntry>> {
+    async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<PartListing> {
         let _ = (bucket, key, upload_id);
         Err(crate::error::Error::new(
             crate::error::ErrorKind::NotImplemented,

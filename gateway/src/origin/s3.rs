@@ -6,6 +6,7 @@
 //! | HTTP / S3 code                                   | internal kind        |
 //! |--------------------------------------------------|----------------------|
 //! | 404 `NoSuchKey`                                  | `NotFound`           |
+//! | 404/405 with `x-amz-delete-marker: true`         | as by status and code, with the marker (`Error::delete_marker`) |
 //! | 404 `NoSuchBucket`                               | `NoSuchBucket`       |
 //! | 412 `PreconditionFailed` (we sent `If-Match`)    | `ObjectChanged`      |
 //! | 400 `BadDigest`, `InvalidDigest` (uploads)       | `BadDigest`          |
@@ -238,12 +239,26 @@ async fn check(
     if status.is_success() || accept.contains(&status) {
         return Ok(resp);
     }
+    let marker = delete_marker(resp.headers());
     let body = if *method == Method::HEAD {
         String::new()
     } else {
         resp.text().await.unwrap_or_default()
     };
-    Err(classify(status, &body))
+    let e = classify(status, &body);
+    Err(match marker {
+        Some(m) => e.with_delete_marker(m),
+        None => e,
+    })
+}
+
+/// What an error answer says of a delete marker: S3 answers a read of a key whose current
+/// version is a delete marker with 404 (405 for a `versionId` naming one) and
+/// `x-amz-delete-marker: true`, naming the marker in `x-amz-version-id`.
+fn delete_marker(h: &HeaderMap) -> Option<crate::error::DeleteMarker> {
+    (header(h, "x-amz-delete-marker") == Some("true")).then(|| crate::error::DeleteMarker {
+        version_id: header(h, "x-amz-version-id").map(str::to_owned),
+    })
 }
 
 /// Maps an origin error response to an internal error (see the table in the module docs).
@@ -461,6 +476,9 @@ impl S3Origin {
         let v2 = matches!(q.cursor, ListCursor::V2 { .. });
         if v2 {
             push("list-type", Some("2"));
+            // The owners come along, as V1 always gives them: the front shows them when its
+            // client asks (`fetch-owner`).
+            push("fetch-owner", Some("true"));
         }
         push("prefix", Some(q.prefix.as_str()).filter(|p| !p.is_empty()));
         push("delimiter", q.delimiter.as_deref());
@@ -495,6 +513,7 @@ impl S3Origin {
                 etag: unquote(&o.etag),
                 key: o.key,
                 size: o.size,
+                owner: o.owner.and_then(XmlOwner::into_owner),
             })
             .collect();
         let common_prefixes: Vec<String> = parsed
@@ -860,6 +879,9 @@ struct XmlParts {
     #[serde(default)]
     is_truncated: bool,
     next_part_number_marker: Option<String>,
+    initiator: Option<XmlOwner>,
+    owner: Option<XmlOwner>,
+    storage_class: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -913,6 +935,26 @@ struct XmlObject {
     #[serde(rename = "ETag", default)]
     etag: String,
     size: u64,
+    owner: Option<XmlOwner>,
+}
+
+/// `<Owner>` or `<Initiator>`.
+#[derive(Debug, Deserialize)]
+struct XmlOwner {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    #[serde(rename = "DisplayName")]
+    display_name: Option<String>,
+}
+
+impl XmlOwner {
+    /// The owner, when it has an id.
+    fn into_owner(self) -> Option<super::Owner> {
+        Some(super::Owner {
+            id: self.id.filter(|i| !i.is_empty())?,
+            display_name: self.display_name,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1345,8 +1387,8 @@ impl Origin for S3Origin {
         bucket: &str,
         key: &str,
         upload_id: &str,
-    ) -> Result<Vec<super::PartEntry>> {
-        let mut out = Vec::new();
+    ) -> Result<super::PartListing> {
+        let mut out = super::PartListing::default();
         let mut marker: Option<String> = None;
         loop {
             let mut query = vec![("uploadId".to_string(), upload_id.to_string())];
@@ -1358,14 +1400,24 @@ impl Origin for S3Origin {
                 .await?;
             let body = read_text(resp).await?;
             let page: XmlParts = quick_xml::de::from_str(&body).map_err(bad_xml)?;
-            out.extend(page.part.into_iter().map(|p| super::PartEntry {
-                number: p.part_number,
-                etag: unquote(&p.etag).to_string(),
-                size: p.size,
-                last_modified: p.last_modified.as_deref().map(parse_time),
-            }));
+            out.parts
+                .extend(page.part.into_iter().map(|p| super::PartEntry {
+                    number: p.part_number,
+                    etag: unquote(&p.etag).to_string(),
+                    size: p.size,
+                    last_modified: p.last_modified.as_deref().map(parse_time),
+                }));
+            out.initiator = out
+                .initiator
+                .or_else(|| page.initiator.and_then(XmlOwner::into_owner));
+            out.owner = out
+                .owner
+                .or_else(|| page.owner.and_then(XmlOwner::into_owner));
+            out.storage_class = out
+                .storage_class
+                .or(page.storage_class.filter(|c| !c.is_empty()));
             match page.next_part_number_marker {
-                Some(m) if page.is_truncated && out.len() < 10_000 => marker = Some(m),
+                Some(m) if page.is_truncated && out.parts.len() < 10_000 => marker = Some(m),
                 _ => return Ok(out),
             }
         }
@@ -1763,6 +1815,91 @@ mod tests {
         assert!(parsed.is_truncated);
         assert_eq!(parsed.next_continuation_token.as_deref(), Some("tok"));
         assert_eq!(total_from_content_range("bytes 0-9/1234"), Some(1234));
+    }
+
+    #[test]
+    fn listings_and_part_lists_carry_the_origins_owners() {
+        // As moto 5.2 and S3 answer (V1, and V2 with fetch-owner=true).
+        let xml = r#"<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IsTruncated>false</IsTruncated>
+<Contents><Key>k</Key><LastModified>2026-12-07T02:48:40.000Z</LastModified><ETag>"e"</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm><Size>1</Size><StorageClass>STANDARD</StorageClass><Owner><DisplayName>webfile</DisplayName><ID>75aa57f0</ID></Owner></Contents>
+<Contents><Key>l</Key><LastModified>2026-12-07T02:48:40.000Z</LastModified><ETag>"e"</ETag><Size>1</Size><Owner><ID>only-id</ID></Owner></Contents>
+<Contents><Key>m</Key><LastModified>2026-12-07T02:48:40.000Z</LastModified><ETag>"e"</ETag><Size>1</Size></Contents>
+<Name>b</Name></ListBucketResult>"#;
+        let parsed: XmlListResult = quick_xml::de::from_str(xml).expect("parse");
+        let owners: Vec<_> = parsed
+            .contents
+            .into_iter()
+            .map(|o| o.owner.and_then(XmlOwner::into_owner))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                Some(super::super::Owner {
+                    id: "75aa57f0".into(),
+                    display_name: Some("webfile".into())
+                }),
+                Some(super::super::Owner {
+                    id: "only-id".into(),
+                    display_name: None
+                }),
+                None,
+            ]
+        );
+        let parts = r#"<ListPartsResponse xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><Key>mp</Key><UploadId>u</UploadId><PartNumberMarker>0</PartNumberMarker><NextPartNumberMarker>1</NextPartNumberMarker><MaxParts>1000</MaxParts><IsTruncated>false</IsTruncated><Part><PartNumber>1</PartNumber><LastModified>2026-12-07T02:48:40.000Z</LastModified><ETag>"0bbc"</ETag><Size>10</Size></Part><Initiator><ID>init-id</ID><DisplayName>webfile</DisplayName></Initiator><Owner><DisplayName>webfile</DisplayName><ID>owner-id</ID></Owner><StorageClass>STANDARD_IA</StorageClass></ListPartsResponse>"#;
+        let page: XmlParts = quick_xml::de::from_str(parts).expect("parse");
+        assert_eq!(page.part.len(), 1);
+        assert_eq!(
+            page.initiator.and_then(XmlOwner::into_owner).map(|o| o.id),
+            Some("init-id".into())
+        );
+        assert_eq!(
+            page.owner.and_then(XmlOwner::into_owner).map(|o| o.id),
+            Some("owner-id".into())
+        );
+        assert_eq!(page.storage_class.as_deref(), Some("STANDARD_IA"));
+    }
+
+    #[test]
+    fn delete_markers_are_read_from_error_answers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(delete_marker(&h), None);
+        h.insert("x-amz-version-id", "v1".parse().expect("hv"));
+        assert_eq!(delete_marker(&h), None, "a version id alone is no marker");
+        h.insert("x-amz-delete-marker", "true".parse().expect("hv"));
+        assert_eq!(
+            delete_marker(&h),
+            Some(crate::error::DeleteMarker {
+                version_id: Some("v1".into())
+            })
+        );
+        h.insert("x-amz-delete-marker", "false".parse().expect("hv"));
+        assert_eq!(delete_marker(&h), None);
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_for_a_delete_marker_keeps_it() {
+        let resp = |marker: bool| {
+            let mut b = http::Response::builder().status(404);
+            if marker {
+                b = b
+                    .header("x-amz-delete-marker", "true")
+                    .header("x-amz-version-id", "m-1");
+            }
+            reqwest::Response::from(b.body(String::new()).expect("response"))
+        };
+        let e = check(resp(true), &Method::HEAD, &[])
+            .await
+            .expect_err("404");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.delete_marker().and_then(|m| m.version_id.as_deref()),
+            Some("m-1")
+        );
+        let e = check(resp(false), &Method::GET, &[])
+            .await
+            .expect_err("404");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(e.delete_marker().is_none());
     }
 
     #[test]

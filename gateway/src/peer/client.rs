@@ -11,7 +11,6 @@ use cistern_cache::{ObjectMeta, Tier};
 
 use super::membership::Membership;
 use super::wire::{self, ErrorBody, Health};
-use crate::error::{Error, ErrorKind};
 use crate::metrics::Metrics;
 use crate::pipeline::peers::{ChunkAsk, MetaAnswer, Node, PeerError, Peers};
 
@@ -157,11 +156,9 @@ impl PeerClient {
     fn refusal(&self, node: &str, status: u16, body: &Bytes) -> PeerError {
         let parsed = serde_json::from_slice::<ErrorBody>(body)
             .ok()
-            .and_then(|e| Some((ErrorKind::parse(&e.kind)?, e.message)));
+            .and_then(ErrorBody::error);
         match parsed {
-            Some((kind, message)) if wire::is_final(kind) => {
-                PeerError::Answer(Error::new(kind, message))
-            }
+            Some(e) if wire::is_final(e.kind()) => PeerError::Answer(e),
             _ => {
                 tracing::warn!(peer = node, status, "peer could not serve the request");
                 PeerError::Unavailable

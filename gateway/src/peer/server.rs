@@ -59,11 +59,7 @@ impl Answer {
             ErrorKind::Throttled | ErrorKind::OriginUnavailable | ErrorKind::OriginTimeout => 503,
             _ => 500,
         };
-        let body = serde_json::to_vec(&ErrorBody {
-            kind: e.kind().as_str().to_string(),
-            message: e.message().to_string(),
-        })
-        .unwrap_or_default();
+        let body = serde_json::to_vec(&ErrorBody::of(e)).unwrap_or_default();
         Self {
             status,
             headers: vec![("content-type", "application/json".into())],

@@ -12,7 +12,8 @@
 //! `i` the chunk index, `cs` the chunk size. Every request and answer is signed
 //! ([`cistern_auth::peer`]); every answer carries `x-cistern-crc32c`, the CRC32C of its body,
 //! which the receiver checks (and the answer's MAC covers). Errors are JSON `{kind, message}`
-//! with the internal error kind.
+//! with the internal error kind (and `delete_marker`, `version_id` when the origin answered
+//! for a delete marker).
 
 use std::sync::Arc;
 
@@ -48,6 +49,37 @@ pub struct ErrorBody {
     pub kind: String,
     /// The client-safe message.
     pub message: String,
+    /// The origin answered for a delete marker ([`crate::error::DeleteMarker`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+    /// That marker's version id, when the origin named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+impl ErrorBody {
+    /// The answer for `e`.
+    pub fn of(e: &Error) -> Self {
+        let marker = e.delete_marker();
+        Self {
+            kind: e.kind().as_str().to_string(),
+            message: e.message().to_string(),
+            delete_marker: marker.is_some(),
+            version_id: marker.and_then(|m| m.version_id.clone()),
+        }
+    }
+
+    /// The error it stands for (`None`: a kind this node does not know).
+    pub fn error(self) -> Option<Error> {
+        let e = Error::new(ErrorKind::parse(&self.kind)?, self.message);
+        Some(if self.delete_marker {
+            e.with_delete_marker(crate::error::DeleteMarker {
+                version_id: self.version_id,
+            })
+        } else {
+            e
+        })
+    }
 }
 
 /// A health answer.

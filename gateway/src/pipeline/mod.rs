@@ -184,6 +184,12 @@ impl Catalog {
         self.lock().remove(bucket);
     }
 
+    /// Whether `bucket` is configured by name (`[buckets.<name>]`), decided without asking any
+    /// origin.
+    pub fn is_configured(&self, bucket: &str) -> bool {
+        self.explicit.contains_key(bucket)
+    }
+
     /// Whether an anonymous caller could possibly read `bucket`, decided without asking any
     /// origin (so unsigned probes of random names cost nothing upstream).
     pub fn could_be_public(&self, bucket: &str) -> bool {

@@ -73,7 +73,30 @@ pub fn to_s3(e: Error) -> S3Error {
             }
         }
     }
+    if let Some(m) = e.delete_marker() {
+        // As S3 answers a read of a delete marker (and the origin did): the client learns
+        // the key was deleted, and which marker stands for it.
+        h.insert(
+            "x-amz-delete-marker",
+            http::HeaderValue::from_static("true"),
+        );
+        if let Some(v) = m
+            .version_id
+            .as_deref()
+            .and_then(|v| http::HeaderValue::from_str(v).ok())
+        {
+            h.insert("x-amz-version-id", v);
+        }
+    }
     if !h.is_empty() {
+        if e.kind() != ErrorKind::NotModified {
+            // s3s replaces the response's headers with these, its Content-Type included (a
+            // 304 has no body to describe).
+            h.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/xml"),
+            );
+        }
         err.set_headers(h);
     }
     err
@@ -106,6 +129,102 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_delete_marker_answer_carries_its_headers() {
+        let marker = |v: Option<&str>| crate::error::DeleteMarker {
+            version_id: v.map(str::to_owned),
+        };
+        let e =
+            to_s3(Error::new(ErrorKind::NotFound, "gone").with_delete_marker(marker(Some("v-1"))));
+        let h = e.headers().expect("headers");
+        assert_eq!(h["x-amz-delete-marker"], "true");
+        assert_eq!(h["x-amz-version-id"], "v-1");
+        assert_eq!(h[http::header::CONTENT_TYPE], "application/xml");
+        assert_eq!(e.status_code().map(|s| s.as_u16()), Some(404));
+        assert!(
+            to_s3(Error::new(ErrorKind::NotFound, "gone"))
+                .headers()
+                .is_none(),
+            "a plain miss says nothing of markers"
+        );
+        // A versionId naming a marker: the origin's 405 MethodNotAllowed, with the marker.
+        let origin_405 = Error::new(ErrorKind::InvalidArgument, "x")
+            .with_source(crate::origin::OriginStatus {
+                dialect: crate::origin::Dialect::S3,
+                status: 405,
+                code: "MethodNotAllowed".into(),
+            })
+            .with_delete_marker(marker(None));
+        let e = to_s3(origin_405);
+        assert_eq!(e.status_code().map(|s| s.as_u16()), Some(405));
+        assert_eq!(e.code().as_str(), "MethodNotAllowed");
+        let h = e.headers().expect("headers");
+        assert_eq!(h["x-amz-delete-marker"], "true");
+        assert!(!h.contains_key("x-amz-version-id"));
+    }
+
+    fn cx<'a>(bucket: Option<&'a str>, key: Option<&'a str>) -> ErrorContext<'a> {
+        ErrorContext {
+            request_id: "RID1",
+            bucket,
+            key,
+        }
+    }
+
+    fn completed(body: &str, cx: ErrorContext<'_>) -> String {
+        String::from_utf8(complete_error_body(body.as_bytes(), cx).expect("an error document"))
+            .expect("utf-8")
+    }
+
+    #[test]
+    fn error_documents_are_completed_as_s3_writes_them() {
+        // As s3s renders one.
+        let s3s = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist</Message></Error>";
+        assert_eq!(
+            completed(s3s, cx(Some("b"), Some("a&b <c>"))),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist</Message><Key>a&amp;b &lt;c&gt;</Key><RequestId>RID1</RequestId></Error>"
+        );
+        assert_eq!(
+            completed(
+                "<Error><Code>NoSuchBucket</Code><Message>m</Message></Error>",
+                cx(Some("nob"), None)
+            ),
+            "<Error><Code>NoSuchBucket</Code><Message>m</Message><BucketName>nob</BucketName><RequestId>RID1</RequestId></Error>"
+        );
+        // Other codes name neither; the request id always.
+        assert_eq!(
+            completed(
+                "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+                cx(Some("b"), Some("k"))
+            ),
+            "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>RID1</RequestId></Error>"
+        );
+        // A relayed origin document: its request id and bucket name are replaced (the
+        // exposed bucket, not the origin's), its key and HostId kept, in S3's order.
+        let origin = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>origin-name</BucketName><RequestId>ORIGIN</RequestId><HostId>h=</HostId></Error>";
+        assert_eq!(
+            completed(origin, cx(Some("exposed"), None)),
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>exposed</BucketName><RequestId>RID1</RequestId><HostId>h=</HostId></Error>"
+        );
+        let origin_key = "<Error><Code>NoSuchKey</Code><Message>m</Message><Key>k</Key><RequestId>X</RequestId></Error>";
+        assert_eq!(
+            completed(origin_key, cx(Some("b"), Some("k"))),
+            "<Error><Code>NoSuchKey</Code><Message>m</Message><Key>k</Key><RequestId>RID1</RequestId></Error>"
+        );
+        // An early refusal already names it: still exactly one.
+        let early = early_response(http::StatusCode::BAD_REQUEST, "InvalidRequest", "m", "RID1");
+        let body = early.into_body().bytes().expect("bytes");
+        let done = completed(std::str::from_utf8(&body).expect("utf-8"), cx(None, None));
+        assert_eq!(
+            done.matches("<RequestId>RID1</RequestId>").count(),
+            1,
+            "{done}"
+        );
+        // Not an error document: untouched.
+        assert!(complete_error_body(b"<ListBucketResult/>", cx(None, None)).is_none());
+        assert!(complete_error_body(b"\xff\xfe", cx(None, None)).is_none());
+    }
 }
 
 /// An S3 XML error response for requests refused before s3s dispatches them (SigV2,
@@ -129,6 +248,98 @@ pub fn early_response(
         http::HeaderValue::from_static("application/xml"),
     );
     resp
+}
+
+/// What an error document names besides its code: the request it answers, and the bucket and
+/// key the request was about (when they are known without doubt).
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorContext<'a> {
+    /// The `x-amz-request-id` of the response.
+    pub request_id: &'a str,
+    /// The bucket the request named.
+    pub bucket: Option<&'a str>,
+    /// The key the request named.
+    pub key: Option<&'a str>,
+}
+
+/// Codes whose S3 error document names the bucket (`<BucketName>`).
+const BUCKET_CODES: &[&str] = &[
+    "NoSuchBucket",
+    "BucketNotEmpty",
+    "BucketAlreadyExists",
+    "BucketAlreadyOwnedByYou",
+    "InvalidBucketName",
+];
+
+/// An S3 error document completed as S3 writes it: `<RequestId>` equal to the response's
+/// `x-amz-request-id`, `<Key>` for `NoSuchKey` and `<BucketName>` for the bucket errors. s3s
+/// renders only code and message, and a relayed origin document names the origin's request and
+/// bucket; both are completed here, once, by splicing the elements in before `<HostId>` (or
+/// `</Error>`) rather than serializing anew. `None`: not an error document, left as it is.
+pub fn complete_error_body(body: &[u8], cx: ErrorContext<'_>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let open = text.find("<Error>")?;
+    let close = text.rfind("</Error>")?;
+    if close < open {
+        return None;
+    }
+    let (head, inner, tail) = (
+        &text[..open + "<Error>".len()],
+        &text[open + "<Error>".len()..close],
+        &text[close..],
+    );
+    let code = element(inner, "Code").unwrap_or_default();
+    let mut inner = without(inner, "RequestId");
+    let mut add = String::new();
+    if let (true, Some(b)) = (BUCKET_CODES.contains(&code.as_str()), cx.bucket) {
+        // The exposed name, not the origin's (a relayed document names the origin's bucket).
+        inner = without(&inner, "BucketName");
+        add.push_str(&format!("<BucketName>{}</BucketName>", xml_escape(b)));
+    }
+    if let (true, Some(k)) = (code == "NoSuchKey", cx.key) {
+        if element(&inner, "Key").is_none() && xml_text_ok(k) {
+            add.push_str(&format!("<Key>{}</Key>", xml_escape(k)));
+        }
+    }
+    add.push_str(&format!(
+        "<RequestId>{}</RequestId>",
+        xml_escape(cx.request_id)
+    ));
+    let at = inner.find("<HostId>").unwrap_or(inner.len());
+    inner.insert_str(at, &add);
+    Some([head, inner.as_str(), tail].concat().into_bytes())
+}
+
+/// The text of the first `<name>` element of `xml`.
+fn element(xml: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+/// `xml` without its `<name>` elements (also empty ones, `<name/>`).
+fn without(xml: &str, name: &str) -> String {
+    let (open, close, empty) = (
+        format!("<{name}>"),
+        format!("</{name}>"),
+        format!("<{name}/>"),
+    );
+    let mut out = xml.replace(&empty, "");
+    while let Some(start) = out.find(&open) {
+        let Some(end) = out[start..].find(&close) else {
+            break;
+        };
+        out.replace_range(start..start + end + close.len(), "");
+    }
+    out
+}
+
+/// Whether `s` can be XML 1.0 character data (escaped): no control characters but tab and
+/// line ends.
+fn xml_text_ok(s: &str) -> bool {
+    !s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 fn xml_escape(s: &str) -> String {

@@ -88,6 +88,9 @@ const ALLOWED: &[&str] = &[
     "keep-alive",
     "authorization",
     "x-amz-date",
+    // A signed `Date` times the signature when `x-amz-date` is absent; the listener has added
+    // `x-amz-date` from it by then (`s3::auth::date_for_sigv4`).
+    "date",
     "x-amz-content-sha256",
     "x-amz-user-agent",
     "amz-sdk-invocation-id",
@@ -447,7 +450,7 @@ fn parse_range(v: &str) -> Option<RangeSpec> {
 }
 
 /// `YYYYMMDDTHHMMSSZ` as Unix seconds.
-fn parse_amz_date(v: &str) -> Option<i64> {
+pub(super) fn parse_amz_date(v: &str) -> Option<i64> {
     let b = v.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;

@@ -41,6 +41,8 @@ pub struct S3Endpoint {
     pub fast: Option<fast::FastPath>,
     /// Where the buckets of the requests that reach s3s live (which may be relayed).
     pub placer: relay::Placer,
+    /// Virtual-hosted buckets (to name the bucket and key in error documents).
+    pub hosts: host::Hosts,
 }
 
 /// Builds the S3 front.
@@ -72,7 +74,7 @@ pub fn service(
         hosts: host::Hosts::new(domains.clone()),
     });
     b.set_access(auth::Access { policy, pipeline });
-    b.set_host(host::Hosts::new(domains));
+    b.set_host(host::Hosts::new(domains.clone()));
     b.set_validation(BucketNames);
     // Defence in depth behind the early refusal of browser-form uploads.
     let mut config = s3s::config::S3Config::default();
@@ -89,6 +91,7 @@ pub fn service(
         region,
         fast: Some(fast),
         placer,
+        hosts: host::Hosts::new(domains),
     }
 }
 
@@ -209,6 +212,26 @@ fn enc(s: String, url: bool) -> String {
     }
 }
 
+/// Checks that every `Content-MD5` is the base64 of 16 bytes, as S3 does before it reads the
+/// body: anything else (empty, short, not base64) is `InvalidDigest`, not a mismatch.
+fn content_md5_is_valid(h: &http::HeaderMap) -> S3Result<()> {
+    use base64::Engine as _;
+    for v in h.get_all("content-md5") {
+        let digest = v.to_str().ok().and_then(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .ok()
+        });
+        if digest.is_none_or(|d| d.len() != 16) {
+            return Err(s3_error!(
+                InvalidDigest,
+                "The Content-MD5 you specified was invalid."
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What GetObject and HeadObject share: the bucket, the part asked for and the conditions.
 struct ObjectArgs {
     bucket: Arc<crate::pipeline::BucketBinding>,
@@ -289,7 +312,36 @@ fn wants_url(e: Option<&dto::EncodingType>) -> S3Result<bool> {
     }
 }
 
-fn objects(page: &ListPage, url: bool) -> (Vec<dto::Object>, Vec<dto::CommonPrefix>) {
+/// The owner Cistern names for what has no owner of its own at the origin (a directory's or an
+/// Azure account's objects and buckets): one for every bucket, as ListBuckets reports it.
+const CISTERN_OWNER: &str = "cistern";
+
+/// An S3 owner: the origin's, else [`CISTERN_OWNER`].
+fn owner(o: Option<crate::origin::Owner>) -> dto::Owner {
+    match o {
+        Some(o) => dto::Owner {
+            display_name: o.display_name,
+            id: Some(o.id),
+        },
+        None => dto::Owner {
+            display_name: Some(CISTERN_OWNER.into()),
+            id: Some(CISTERN_OWNER.into()),
+        },
+    }
+}
+
+/// An S3 initiator, as [`owner`].
+fn initiator(o: Option<crate::origin::Owner>) -> dto::Initiator {
+    let o = owner(o);
+    dto::Initiator {
+        display_name: o.display_name,
+        id: o.id,
+    }
+}
+
+/// Listing entries as S3 renders them; `owners`: with each object's `<Owner>` (always in V1,
+/// on `fetch-owner=true` in V2).
+fn objects(page: &ListPage, url: bool, owners: bool) -> (Vec<dto::Object>, Vec<dto::CommonPrefix>) {
     let contents = page
         .entries
         .iter()
@@ -301,6 +353,7 @@ fn objects(page: &ListPage, url: bool) -> (Vec<dto::Object>, Vec<dto::CommonPref
             storage_class: Some(dto::ObjectStorageClass::from_static(
                 dto::ObjectStorageClass::STANDARD,
             )),
+            owner: owners.then(|| owner(e.owner.clone())),
             ..Default::default()
         })
         .collect();
@@ -325,6 +378,7 @@ struct Listed {
 
 impl S3Front {
     /// Validates the listing parameters both flavours share and fetches one page.
+    #[allow(clippy::too_many_arguments)] // reason: the listing parameters, as both flavours name them
     async fn list_page(
         &self,
         bucket: &str,
@@ -333,6 +387,7 @@ impl S3Front {
         max: Option<i32>,
         encoding: Option<&dto::EncodingType>,
         cursor: ListCursor,
+        owners: bool,
     ) -> S3Result<Listed> {
         let b = self.bucket(bucket).await?;
         let url = wants_url(encoding)?;
@@ -343,7 +398,7 @@ impl S3Front {
             cursor,
         };
         let page = self.pipeline.list(&b, &q).await.map_err(to_s3)?;
-        let (contents, prefixes) = objects(&page, url);
+        let (contents, prefixes) = objects(&page, url, owners);
         Ok(Listed {
             q,
             page,
@@ -364,6 +419,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        content_md5_is_valid(&req.headers)?;
         self.put(req).await
     }
 
@@ -413,6 +469,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        content_md5_is_valid(&req.headers)?;
         S3Front::upload_part(self, req).await
     }
 
@@ -502,10 +559,7 @@ impl S3 for S3Front {
             .collect();
         Ok(S3Response::new(dto::ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(dto::Owner {
-                display_name: Some("cistern".into()),
-                id: Some("cistern".into()),
-            }),
+            owner: Some(owner(None)),
             ..Default::default()
         }))
     }
@@ -548,6 +602,7 @@ impl S3 for S3Front {
                 i.max_keys,
                 i.encoding_type.as_ref(),
                 cursor,
+                true,
             )
             .await?;
         // S3 returns NextMarker only when a delimiter was given.
@@ -558,7 +613,8 @@ impl S3 for S3Front {
             .map(|m| enc(m, url));
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(enc(q.prefix, url)),
+            // V1 never encodes its own Prefix (S3 does not, and SDKs do not decode it).
+            prefix: Some(q.prefix),
             marker: Some(enc(i.marker.unwrap_or_default(), url)),
             max_keys: Some(q.max_keys as i32),
             is_truncated: Some(page.truncated),
@@ -594,6 +650,7 @@ impl S3 for S3Front {
                 i.max_keys,
                 i.encoding_type.as_ref(),
                 cursor,
+                i.fetch_owner == Some(true),
             )
             .await?;
         let key_count = (contents.len() + prefixes.len()) as i32;
@@ -736,5 +793,67 @@ impl S3 for S3Front {
         resp.headers = cache_headers(read.cache);
         origin_headers(meta, &mut resp.headers);
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_content_md5_must_be_sixteen_bytes_of_base64() {
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("content-md5", http::HeaderValue::from_str(v).expect("hv"));
+            content_md5_is_valid(&h).map_err(|e| e.code().as_str().to_string())
+        };
+        assert!(content_md5_is_valid(&http::HeaderMap::new()).is_ok());
+        assert_eq!(with("XUFAKrxLKna5cZ2REBfFkg=="), Ok(()));
+        for bad in [
+            "YWJyYWNhZGFicmE=",
+            "",
+            "AWS HAHAHA",
+            "XUFAKrxLKna5cZ2REBfFkg",
+        ] {
+            assert_eq!(with(bad), Err("InvalidDigest".into()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn listings_show_the_origins_owner_or_cisterns() {
+        let entry = |key: &str, owner: Option<crate::origin::Owner>| crate::origin::ListEntry {
+            key: key.into(),
+            size: 1,
+            etag: "e".into(),
+            last_modified: std::time::SystemTime::UNIX_EPOCH,
+            owner,
+        };
+        let page = ListPage {
+            entries: vec![
+                entry(
+                    "a b",
+                    Some(crate::origin::Owner {
+                        id: "origin-id".into(),
+                        display_name: Some("origin-name".into()),
+                    }),
+                ),
+                entry("c", None),
+            ],
+            ..Default::default()
+        };
+        let (objs, _) = objects(&page, true, true);
+        assert_eq!(objs[0].key.as_deref(), Some("a%20b"));
+        let o = objs[0].owner.as_ref().expect("owner");
+        assert_eq!(
+            (o.id.as_deref(), o.display_name.as_deref()),
+            (Some("origin-id"), Some("origin-name"))
+        );
+        let o = objs[1].owner.as_ref().expect("owner");
+        assert_eq!(
+            (o.id.as_deref(), o.display_name.as_deref()),
+            (Some(CISTERN_OWNER), Some(CISTERN_OWNER))
+        );
+        let (objs, _) = objects(&page, false, false);
+        assert!(objs.iter().all(|o| o.owner.is_none()));
     }
 }

@@ -804,11 +804,13 @@ impl S3Front {
         let max = page_size(i.max_parts, "max-parts")?;
         let b = self.bucket(&i.bucket).await?;
         let marker = i.part_number_marker.unwrap_or(0);
-        let mut parts: Vec<_> = b
+        let listing = b
             .origin
             .list_parts(&b.origin_bucket, &i.key, &i.upload_id)
             .await
-            .map_err(to_s3)?
+            .map_err(to_s3)?;
+        let mut parts: Vec<_> = listing
+            .parts
             .into_iter()
             .filter(|p| i64::from(p.number) > i64::from(marker))
             .collect();
@@ -835,6 +837,14 @@ impl S3Front {
                     })
                     .collect(),
             ),
+            // The origin's, else (a directory, Azure) the owner ListBuckets names.
+            initiator: Some(super::initiator(listing.initiator)),
+            owner: Some(super::owner(listing.owner)),
+            storage_class: Some(dto::StorageClass::from(
+                listing
+                    .storage_class
+                    .unwrap_or_else(|| dto::StorageClass::STANDARD.to_string()),
+            )),
             ..Default::default()
         }))
     }
