@@ -260,6 +260,18 @@ def lock_story(s3, bucket):
     h = s3.head_object(Bucket=bucket, Key="locked/x")
     out.append((h.get("ObjectLockMode"), h.get("ObjectLockLegalHoldStatus")))
     s3.put_object_legal_hold(Bucket=bucket, Key="locked/x", LegalHold={"Status": "OFF"})
+    # Governance-mode retention: a delete of the version needs the bypass, which the origin
+    # judges; a bucket-cleanup DeleteObjects sends it too.
+    v = s3.head_object(Bucket=bucket, Key="locked/x")["VersionId"]
+    out.append(outcome(lambda: s3.delete_object(Bucket=bucket, Key="locked/x", VersionId=v)
+                       .get("VersionId") == v))
+    out.append(s3.delete_object(Bucket=bucket, Key="locked/x", VersionId=v,
+                                BypassGovernanceRetention=True).get("VersionId") == v)
+    v2 = s3.put_object(Bucket=bucket, Key="locked/y", Body=b"y")["VersionId"]
+    r = s3.delete_objects(Bucket=bucket, BypassGovernanceRetention=True,
+                          Delete={"Objects": [{"Key": "locked/y", "VersionId": v2}]})
+    out.append([(d["Key"], d.get("VersionId") == v2) for d in r.get("Deleted", [])])
+    out.append(outcome(lambda: s3.head_object(Bucket=bucket, Key="locked/y")))
     return out
 
 
@@ -416,6 +428,7 @@ def default_encryption_story(s3, bucket):
     mpu = s3.create_multipart_upload(Bucket=bucket, Key="enc/mp")
     p = s3.upload_part(Bucket=bucket, Key="enc/mp", UploadId=mpu["UploadId"], PartNumber=1,
                        Body=b"part")
+    out.append(p.get("ServerSideEncryption"))
     r = s3.complete_multipart_upload(Bucket=bucket, Key="enc/mp", UploadId=mpu["UploadId"],
                                      MultipartUpload={"Parts": [{"ETag": p["ETag"], "PartNumber": 1}]})
     out.append(r.get("ServerSideEncryption"))

@@ -341,6 +341,14 @@ fn classify(
         };
         return Some((perm, op.to_string()));
     }
+    if key.is_empty()
+        && at.s3_origin
+        && *method == Method::POST
+        && has(q, "delete")
+        && headers.contains_key("x-amz-bypass-governance-retention")
+    {
+        return Some((Permission::Delete, "DeleteObjects".to_string()));
+    }
     if key.is_empty() {
         let sub = BUCKET_CONFIG.iter().find(|s| has(q, s))?;
         let perm = if read {
@@ -392,7 +400,17 @@ fn classify(
                 .get(http::header::IF_NONE_MATCH)
                 .is_some_and(|v| v.as_bytes() != b"*"));
     let copy = headers.contains_key("x-amz-copy-source");
+    let bypass = headers.contains_key("x-amz-bypass-governance-retention");
     match *method {
+        // A part of an upload at an S3 origin: the origin's answer names how it keeps the part
+        // (the upload's server-side encryption).
+        Method::PUT if at.s3_origin && !copy && has(q, "uploadId") && has(q, "partNumber") => {
+            Some((Permission::Write, "UploadPart".to_string()))
+        }
+        // Deletes that override a governance-mode lock are the origin's to judge.
+        Method::DELETE if at.s3_origin && bypass => {
+            Some((Permission::Delete, "DeleteObject".to_string()))
+        }
         // PutObject, or UploadPart / CompleteMultipartUpload of an SSE-C upload (the customer
         // key goes with every part).
         Method::PUT if !copy && (origin_headers || customer_key) => {
@@ -519,11 +537,16 @@ impl S3Route for Relay {
                     .map_err(to_s3)?
             }
             _ => {
-                let pass = Passthrough {
-                    body: collect(body).await?,
-                    ..pass
-                };
-                self.pipeline.relay(&b, pass).await.map_err(to_s3)?
+                let body = collect(body).await?;
+                let deleted = (t.op == "DeleteObjects").then(|| deleted_keys(&body));
+                let pass = Passthrough { body, ..pass };
+                let resp = self.pipeline.relay(&b, pass).await.map_err(to_s3)?;
+                // The relay forgot nothing (the keys are in the body): each key is forgotten
+                // once the origin has answered.
+                for key in deleted.into_iter().flatten() {
+                    self.pipeline.changed(&b, &key).await;
+                }
+                resp
             }
         };
         Ok(respond(resp, &req.method))
@@ -568,6 +591,25 @@ impl Relay {
         catalog.forget(&t.bucket);
         Ok(respond(resp, &req.method))
     }
+}
+
+/// The keys a DeleteObjects body names (`<Key>` elements, XML-unescaped).
+fn deleted_keys(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    let mut rest = text.as_ref();
+    while let Some(at) = rest.find("<Key>") {
+        let from = &rest[at + "<Key>".len()..];
+        let Some(end) = from.find("</Key>") else {
+            break;
+        };
+        let raw = &from[..end];
+        if let Ok(k) = quick_xml::escape::unescape(raw) {
+            out.push(k.into_owned());
+        }
+        rest = &from[end..];
+    }
+    out
 }
 
 /// The client's headers as the origin gets them: without what describes this hop or Cistern's
@@ -821,6 +863,39 @@ mod tests {
             );
             assert_eq!(c(Method::PUT, "k", &[], &hd, &Placement::default()), None);
         }
+        assert_eq!(
+            c(
+                Method::PUT,
+                "k",
+                &[("uploadId", "u"), ("partNumber", "1")],
+                &none,
+                &s3
+            ),
+            Some((Permission::Write, "UploadPart".into()))
+        );
+        let bypass = h(&[("x-amz-bypass-governance-retention", "true")]);
+        assert_eq!(
+            c(Method::DELETE, "k", &[("versionId", "v")], &bypass, &s3),
+            Some((Permission::Delete, "DeleteObject".into()))
+        );
+        assert_eq!(
+            c(Method::POST, "", &[("delete", "")], &bypass, &s3),
+            Some((Permission::Delete, "DeleteObjects".into()))
+        );
+        assert_eq!(
+            c(
+                Method::POST,
+                "",
+                &[("delete", "")],
+                &bypass,
+                &Placement::default()
+            ),
+            None
+        );
+        assert_eq!(
+            deleted_keys(b"<Delete><Object><Key>a&amp;b</Key></Object><Object><Key>c</Key></Object></Delete>"),
+            vec!["a&b".to_string(), "c".to_string()]
+        );
         // Create-only stays the pipeline's (it answers it atomically everywhere).
         assert_eq!(
             c(Method::PUT, "k", &[], &h(&[("if-none-match", "*")]), &s3),
