@@ -151,6 +151,51 @@ pub fn sign(req: &Request<'_>, creds: &Credentials) -> Signature {
     }
 }
 
+/// A presigned URL's query string for `req`: its `query` parameters (e.g. `response-*`
+/// overrides) and the presigning ones, signed (`req.headers` and `req.payload_sha256` are
+/// ignored: the URL signs `host` and an unsigned payload), valid for `expires` seconds.
+pub fn presign(req: &Request<'_>, creds: &Credentials, expires: u32) -> String {
+    let amz_date = amz_date(req.time);
+    let date = &amz_date[..8];
+    let scope = format!("{date}/{}/{}/aws4_request", creds.region, creds.service);
+    let credential = format!("{}/{scope}", creds.access_key_id);
+    let expires = expires.to_string();
+    let mut query: Vec<(String, String)> = [
+        ("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+        ("X-Amz-Credential", credential.as_str()),
+        ("X-Amz-Date", amz_date.as_str()),
+        ("X-Amz-Expires", expires.as_str()),
+        ("X-Amz-SignedHeaders", "host"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(req.query.iter().cloned())
+    .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
+    .collect();
+    query.sort();
+    let canonical_query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let canonical = canonical_request(
+        req.method,
+        req.encoded_path,
+        &canonical_query,
+        [("host", req.host)].into_iter(),
+        "host",
+        "UNSIGNED-PAYLOAD",
+    );
+    let key = signing_key(
+        &creds.secret_access_key,
+        date,
+        &creds.region,
+        &creds.service,
+    );
+    let signature = hex::encode(signature(&key, &amz_date, &scope, &canonical));
+    format!("{canonical_query}&X-Amz-Signature={signature}")
+}
+
 /// The canonical request: method, encoded path, canonical query, `name:value` lines of the
 /// signed headers (lower-case names in order, values already normalized), the signed header
 /// list and the payload hash.
@@ -240,6 +285,16 @@ pub fn parse_authorization(v: &str) -> Option<Authorization<'_>> {
     if parts.next().is_some() {
         return None;
     }
+    authorization_parts(credential, signed, sig)
+}
+
+/// A credential (`AK/date/region/service/aws4_request`), signed-header list (sorted, lower
+/// case, no empty or repeated name) and signature (64 lower-case hex digits), checked.
+fn authorization_parts<'a>(
+    credential: &'a str,
+    signed_headers: &'a str,
+    signature: &'a str,
+) -> Option<Authorization<'a>> {
     let mut scope = credential.split('/');
     let (access_key, date, region, service, term) = (
         scope.next()?,
@@ -248,7 +303,6 @@ pub fn parse_authorization(v: &str) -> Option<Authorization<'_>> {
         scope.next()?,
         scope.next()?,
     );
-    let (signed_headers, signature) = (signed, sig);
     let sorted = signed_headers
         .split(';')
         .try_fold("", |prev, h| {
@@ -259,6 +313,7 @@ pub fn parse_authorization(v: &str) -> Option<Authorization<'_>> {
         && term == "aws4_request"
         && !access_key.is_empty()
         && date.len() == 8
+        && date.bytes().all(|b| b.is_ascii_digit())
         && sorted
         && signature.len() == 64
         && signature
@@ -293,38 +348,261 @@ pub struct Inbound<'a> {
 
 /// Whether `auth`'s signature over `req` was made with `key`, the [`signing_key`] of the
 /// caller's secret for `auth`'s date, region and service. Compares in constant time.
+///
+/// The canonical request is hashed as it is formed and the string to sign is fed to the HMAC
+/// piece by piece: nothing is allocated (this runs on every signed cache hit).
 pub fn verify(auth: &Authorization<'_>, key: &[u8], req: &Inbound<'_>) -> bool {
     let names = auth.signed_headers.split(';');
     if names.clone().count() != req.header_values.len() || !req.amz_date.starts_with(auth.date) {
         return false;
     }
-    let values: Vec<String> = req
-        .header_values
-        .iter()
-        .map(|v| normalize_value(v))
-        .collect();
-    let canonical = canonical_request(
+    let mut h = Sha256::new();
+    for part in [
         req.method,
+        "\n",
         req.encoded_path,
+        "\n",
         req.canonical_query,
-        names.zip(values.iter().map(String::as_str)),
-        auth.signed_headers,
-        req.payload_sha256,
-    );
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let mine = signature(key, req.amz_date, &scope, &canonical);
-    let Ok(theirs) = hex::decode(auth.signature) else {
-        return false;
+        "\n",
+    ] {
+        h.update(part.as_bytes());
+    }
+    for (name, value) in names.zip(req.header_values) {
+        h.update(name.as_bytes());
+        h.update(b":");
+        update_normalized(&mut h, value);
+        h.update(b"\n");
+    }
+    for part in ["\n", auth.signed_headers, "\n", req.payload_sha256] {
+        h.update(part.as_bytes());
+    }
+    let mut hashed = [0u8; 64];
+    hex_lower(&h.finalize(), &mut hashed);
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for part in [
+        "AWS4-HMAC-SHA256\n",
+        req.amz_date,
+        "\n",
+        auth.date,
+        "/",
+        auth.region,
+        "/",
+        auth.service,
+        "/aws4_request\n",
+    ] {
+        mac.update(part.as_bytes());
+    }
+    mac.update(&hashed);
+    let mine = mac.finalize().into_bytes();
+    let mut theirs = [0u8; 32];
+    hex::decode_to_slice(auth.signature, &mut theirs).is_ok()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(&theirs[..], &mine[..]))
+}
+
+/// Feeds `v` to `h` as [`normalize_value`] writes it, without allocating for the usual value
+/// (printable ASCII, single inner spaces, nothing to trim).
+fn update_normalized(h: &mut Sha256, v: &str) {
+    let b = v.as_bytes();
+    let plain = b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+        && b.iter().all(|&c| (0x21..0x7f).contains(&c) || c == b' ')
+        && !b.windows(2).any(|w| w == b"  ");
+    if plain {
+        h.update(b);
+        return;
+    }
+    for (i, word) in v.split_whitespace().enumerate() {
+        if i > 0 {
+            h.update(b" ");
+        }
+        h.update(word.as_bytes());
+    }
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_lower(bytes: &[u8], out: &mut [u8]) {
+    const LOWER: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = LOWER[usize::from(b >> 4)];
+        out[2 * i + 1] = LOWER[usize::from(b & 15)];
+    }
+}
+
+/// The presigning parameters of an inbound SigV4 presigned URL (query-string authentication),
+/// parsed by [`parse_presigned`].
+#[derive(Debug)]
+pub struct Presigned<'a> {
+    /// `X-Amz-Credential`, decoded: `AK/date/region/service/aws4_request`.
+    credential: String,
+    /// `X-Amz-SignedHeaders`, decoded.
+    signed_headers: String,
+    /// `X-Amz-Signature`.
+    signature: &'a str,
+    /// `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`).
+    pub amz_date: &'a str,
+    /// The signing time, Unix seconds.
+    pub signed_at: i64,
+    /// `X-Amz-Expires`, seconds (at most a week).
+    pub expires: u32,
+    /// The canonical query string the signature covers (every parameter but the signature).
+    canonical_query: String,
+}
+
+/// The longest validity of a presigned URL (S3's: 7 days).
+pub const MAX_PRESIGNED_EXPIRES: u32 = 604_800;
+
+/// How far in the future a signature's time may be (s3s's and S3's clock-skew allowance).
+pub const MAX_SKEW_SECS: i64 = 15 * 60;
+
+/// The query parameters of a presigned URL, in canonical (byte) order, the signature last.
+const PRESIGN_PARAMS: [&str; 6] = [
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+];
+
+/// Parses a query string that is exactly a SigV4 presigned URL's six parameters
+/// (`X-Amz-Algorithm=AWS4-HMAC-SHA256`, `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-Expires` of at
+/// most a week, `X-Amz-SignedHeaders`, `X-Amz-Signature` of 64 lower-case hex digits), each once,
+/// in any order, each name and value already in SigV4's canonical encoding (so that the
+/// canonical query string is the parameters as sent, sorted). `None` for anything else —
+/// another parameter (`response-*`, `versionId`, `x-id`, a session token), a repeated one,
+/// another spelling of the same bytes: the caller leaves those to the full verifier, so this
+/// parser may be stricter than it but never looser. The credential's date must be the
+/// signing date's.
+pub fn parse_presigned(query: &str) -> Option<Presigned<'_>> {
+    let mut values: [Option<&str>; 6] = [None; 6];
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=')?;
+        let i = PRESIGN_PARAMS.iter().position(|p| *p == name)?;
+        if values[i].replace(value).is_some() || !canonically_encoded(value) {
+            return None;
+        }
+    }
+    let [Some(algorithm), Some(credential), Some(amz_date), Some(expires), Some(signed), Some(signature)] =
+        values
+    else {
+        return None;
     };
-    theirs.len() == mine.len()
-        && theirs
-            .iter()
-            .zip(&mine)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    let decode = |v: &str| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    let expires_n: u32 =
+        (!expires.is_empty() && expires.len() <= 10 && expires.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| expires.parse().ok())
+            .flatten()?;
+    let signed_at = parse_amz_date(amz_date)?;
+    let mut canonical_query = String::with_capacity(query.len());
+    for (i, v) in values[..5].iter().enumerate() {
+        if i > 0 {
+            canonical_query.push('&');
+        }
+        canonical_query.push_str(PRESIGN_PARAMS[i]);
+        canonical_query.push('=');
+        canonical_query.push_str(v.unwrap_or_default());
+    }
+    let p = Presigned {
+        credential: decode(credential)?,
+        signed_headers: decode(signed)?,
+        signature,
+        amz_date,
+        signed_at,
+        expires: expires_n,
+        canonical_query,
+    };
+    let auth = p.authorization()?;
+    (algorithm == "AWS4-HMAC-SHA256"
+        && expires_n <= MAX_PRESIGNED_EXPIRES
+        && amz_date.get(..8) == Some(auth.date))
+    .then_some(p)
+}
+
+impl Presigned<'_> {
+    /// The credential scope, signed headers and signature, as an `Authorization` header
+    /// carries them.
+    pub fn authorization(&self) -> Option<Authorization<'_>> {
+        authorization_parts(&self.credential, &self.signed_headers, self.signature)
+    }
+
+    /// The canonical query string the signature covers.
+    pub fn canonical_query(&self) -> &str {
+        &self.canonical_query
+    }
+
+    /// Whether the URL is valid at `now` (Unix seconds): signed at most [`MAX_SKEW_SECS`] in
+    /// the future, and not expired (exactly at expiry it still is, as s3s decides).
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.signed_at - now <= MAX_SKEW_SECS && now - self.signed_at <= i64::from(self.expires)
+    }
+}
+
+/// Whether `v` is in SigV4's canonical query encoding: unreserved bytes as they are, every
+/// other byte (`/` included) as `%XX` with upper-case hex.
+fn canonically_encoded(v: &str) -> bool {
+    let b = v.as_bytes();
+    let unreserved = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
+    let hex = |c: u8| -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if unreserved(b[i]) {
+            i += 1;
+            continue;
+        }
+        if b[i] != b'%' {
+            return false;
+        }
+        let (Some(h), Some(l)) = (
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) else {
+            return false;
+        };
+        if unreserved(h << 4 | l) {
+            return false;
+        }
+        i += 3;
+    }
+    true
+}
+
+/// `YYYYMMDDTHHMMSSZ` (the `x-amz-date` form) as Unix seconds; `None` for anything else.
+pub fn parse_amz_date(v: &str) -> Option<i64> {
+    let b = v.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> Option<u32> {
+        let s = v.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let date = time::Date::from_calendar_date(
+        i32::try_from(n(0..4)?).ok()?,
+        time::Month::try_from(u8::try_from(n(4..6)?).ok()?).ok()?,
+        u8::try_from(n(6..8)?).ok()?,
+    )
+    .ok()?;
+    let t = time::Time::from_hms(
+        u8::try_from(n(9..11)?).ok()?,
+        u8::try_from(n(11..13)?).ok()?,
+        u8::try_from(n(13..15)?).ok()?,
+    )
+    .ok()?;
+    Some(date.with_time(t).assume_utc().unix_timestamp())
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -452,6 +730,128 @@ mod tests {
         ]));
         assert!(!verify(&auth, &k, &inbound("/test.txt", other_range)));
         assert!(!verify(&auth, &k, &inbound("/test.txt", &good[..3])));
+        // Values are compared as SigV4 normalizes them (trimmed, inner runs of spaces as one).
+        let spaced: &'static [&'static str] = Box::leak(Box::new([
+            " examplebucket.s3.amazonaws.com",
+            "bytes=0-9\t ",
+            EMPTY_SHA256,
+            "20130524T000000Z",
+        ]));
+        assert!(verify(&auth, &k, &inbound("/test.txt", spaced)));
+        let split: &'static [&'static str] = Box::leak(Box::new([
+            "examplebucket.s3.amazonaws.com",
+            "bytes=0 -9",
+            EMPTY_SHA256,
+            "20130524T000000Z",
+        ]));
+        assert!(!verify(&auth, &k, &inbound("/test.txt", split)));
+    }
+
+    /// AWS's published presigned-URL example (S3 SigV4 documentation, "Authenticating
+    /// Requests: Using Query Parameters"), signed by [`presign`] and verified back.
+    #[test]
+    fn aws_documentation_presigned_url_example() {
+        let req = Request {
+            method: "GET",
+            host: "examplebucket.s3.amazonaws.com",
+            encoded_path: "/test.txt",
+            query: &[],
+            headers: &[],
+            payload_sha256: "UNSIGNED-PAYLOAD",
+            time: time::macros::datetime!(2013-05-24 00:00:00 UTC),
+        };
+        let q = presign(&req, &example_creds(), 86_400);
+        assert_eq!(
+            q,
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256\
+             &X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+             &X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host\
+             &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        );
+        let p = parse_presigned(&q).expect("parses");
+        let auth = p.authorization().expect("scope");
+        assert_eq!(
+            (auth.access_key, auth.date, auth.region, auth.service),
+            ("AKIAIOSFODNN7EXAMPLE", "20130524", "us-east-1", "s3")
+        );
+        assert_eq!(p.expires, 86_400);
+        let k = signing_key(
+            &example_creds().secret_access_key,
+            auth.date,
+            auth.region,
+            auth.service,
+        );
+        let inbound = |path, query| Inbound {
+            method: "GET",
+            encoded_path: path,
+            canonical_query: query,
+            header_values: &["examplebucket.s3.amazonaws.com"],
+            payload_sha256: "UNSIGNED-PAYLOAD",
+            amz_date: p.amz_date,
+        };
+        assert!(verify(
+            &auth,
+            &k,
+            &inbound("/test.txt", p.canonical_query())
+        ));
+        assert!(!verify(
+            &auth,
+            &k,
+            &inbound("/test.txx", p.canonical_query())
+        ));
+        let longer = p.canonical_query().replace("86400", "86401");
+        assert!(!verify(&auth, &k, &inbound("/test.txt", &longer)));
+        // Valid from 15 minutes before its time to the end of its 24 hours, not after.
+        let t = p.signed_at;
+        assert!(p.valid_at(t) && p.valid_at(t - 900) && p.valid_at(t + 86_400));
+        assert!(!p.valid_at(t - 901) && !p.valid_at(t + 86_401));
+        // The same parameters in another order mean the same canonical query.
+        let mut pairs: Vec<&str> = q.split('&').collect();
+        pairs.reverse();
+        let reordered = pairs.join("&");
+        let r = parse_presigned(&reordered).expect("any order");
+        assert_eq!(r.canonical_query(), p.canonical_query());
+    }
+
+    #[test]
+    fn only_plain_presigned_queries_parse() {
+        let good = presign(
+            &Request {
+                method: "GET",
+                host: "h",
+                encoded_path: "/b/k",
+                query: &[],
+                headers: &[],
+                payload_sha256: "UNSIGNED-PAYLOAD",
+                time: time::macros::datetime!(2013-05-24 00:00:00 UTC),
+            },
+            &example_creds(),
+            3600,
+        );
+        assert!(parse_presigned(&good).is_some());
+        let week = good.replace("X-Amz-Expires=3600", "X-Amz-Expires=604800");
+        assert!(parse_presigned(&week).is_some());
+        for bad in [
+            format!("{good}&response-content-type=text%2Fplain"),
+            format!("{good}&x-id=GetObject"),
+            format!("{good}&X-Amz-Date=20130524T000000Z"),
+            format!("{good}&X-Amz-Security-Token=t"),
+            good.replace("X-Amz-Expires=3600", "X-Amz-Expires=604801"),
+            good.replace("X-Amz-Expires=3600", "X-Amz-Expires=-1"),
+            good.replace("X-Amz-Expires=3600", "X-Amz-Expires="),
+            good.replace("%2F", "/"),
+            good.replace("%2F", "%2f"),
+            good.replace("HMAC-SHA256", "HMAC-SHA1"),
+            good.replace("X-Amz-Date=20130524T", "X-Amz-Date=20130525T"),
+            good.replace("X-Amz-Date=20130524T000000Z", "X-Amz-Date=20130524"),
+            good.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=Host"),
+            good.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders"),
+            good.replace("X-Amz-Signature=", "X-Amz-Signature=A"),
+            good.replace("X-Amz-Signature", "x-amz-signature"),
+            good.replace("X-Amz-Algorithm=", "X-Amz-Algorithm=%41"),
+        ] {
+            assert!(parse_presigned(&bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -685,6 +685,314 @@ async fn the_s3_fast_path_answers_exactly_as_the_s3s_path() {
     assert_eq!(fast.fast.as_ref().expect("fast").served(), before);
 }
 
+/// Sends `method path` as a SigV4 presigned URL for `reader` (made with `secret` at `at`,
+/// valid `expires` seconds, signing `params` too), its query rewritten by `mangle`, with
+/// `headers` (unsigned).
+#[allow(clippy::too_many_arguments)] // reason: one request of a test matrix, spelled out
+async fn send_presigned(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    secret: &str,
+    expires: u32,
+    params: &[(String, String)],
+    headers: &[(&str, &str)],
+    at: time::OffsetDateTime,
+    mangle: &dyn Fn(String) -> String,
+) -> (u16, Vec<(String, String)>, String) {
+    let host = addr.to_string();
+    let query = sigv4::presign(
+        &sigv4::Request {
+            method,
+            host: &host,
+            encoded_path: path,
+            query: params,
+            headers: &[],
+            payload_sha256: "UNSIGNED-PAYLOAD",
+            time: at,
+        },
+        &sigv4::Credentials {
+            access_key_id: "reader".into(),
+            secret_access_key: Secret::new(secret),
+            region: "us-east-1".into(),
+            service: "s3".into(),
+        },
+        expires,
+    );
+    let url = format!("{path}?{}", mangle(query));
+    send_s3(addr, method, &url, None, headers, at).await
+}
+
+/// Presigned URLs too: the fast path answers the plain ones exactly as s3s does, and leaves
+/// every other one (expired, from the future, tampered, another bucket or key, more than a
+/// week, extra parameters, `response-*` overrides) to s3s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_fast_path_answers_presigned_urls_exactly_as_the_s3s_path() {
+    let s = setup(MIB, Consistency::Ttl(Duration::from_secs(60))).await;
+    s.origin.put("data", "obj", pattern(2 * MIB + 5, 3));
+    s.origin.put("data", "dir/a b+é", pattern(1000, 4));
+    let (fast_addr, _stop_fast, fast) = serve_s3_with(&s, true).await;
+    let (slow_addr, _stop_slow, _) = serve_s3_with(&s, false).await;
+    let now = time::OffsetDateTime::now_utc();
+    for path in ["/data/obj", "/data/dir/a%20b%2B%C3%A9"] {
+        assert_eq!(
+            send_s3(slow_addr, "GET", path, Some("reader-secret"), &[], now)
+                .await
+                .0,
+            200
+        );
+    }
+    let same = |q: String| q;
+    let flip_signature = |q: String| {
+        let (head, sig) = q.split_once("X-Amz-Signature=").expect("sig");
+        let first = if sig.starts_with('0') { '1' } else { '0' };
+        format!("{head}X-Amz-Signature={first}{}", &sig[1..])
+    };
+    let longer = |q: String| q.replace("X-Amz-Expires=3600", "X-Amz-Expires=3601");
+    let extra_id = |q: String| format!("{q}&x-id=GetObject");
+    let override_type = |q: String| format!("response-content-type=text%2Fplain&{q}");
+    let override_disposition =
+        |q: String| format!("{q}&response-content-disposition=attachment%3B%20filename%3Dx");
+    let repeated = |q: String| format!("{q}&X-Amz-Expires=3600");
+    let token = |q: String| format!("{q}&X-Amz-Security-Token=abc");
+    let lower_hex = |q: String| q.replace("%2F", "%2f");
+    let unencoded = |q: String| q.replace("%2F", "/");
+    let other_key = |q: String| q.replace("reader%2F", "writer%2F");
+    let header_too = |q: String| format!("{q}&X-Amz-Date=20130524T000000Z");
+    type Mangle<'a> = &'a dyn Fn(String) -> String;
+    let hour = 3600;
+    let ok = "reader-secret";
+    let ago = |m: i64| now - time::Duration::minutes(m);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        u32,
+        Vec<(&'a str, &'a str)>,
+        time::OffsetDateTime,
+        Mangle<'a>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        ("GET", "/data/obj", ok, hour, vec![], now, &same, 200),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![("range", "bytes=0-4095")],
+            now,
+            &same,
+            206,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![("range", "bytes=-3")],
+            ago(59),
+            &same,
+            206,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            604_800,
+            vec![],
+            ago(60 * 24 * 6),
+            &same,
+            200,
+        ),
+        ("HEAD", "/data/obj", ok, hour, vec![], now, &same, 200),
+        (
+            "GET",
+            "/data/dir/a%20b%2B%C3%A9",
+            ok,
+            hour,
+            vec![],
+            now,
+            &same,
+            200,
+        ),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![("if-none-match", "*")],
+            now,
+            &same,
+            304,
+        ),
+        ("GET", "/data/missing", ok, hour, vec![], now, &same, 404),
+        // Expired, and signed too far in the future.
+        ("GET", "/data/obj", ok, hour, vec![], ago(61), &same, 403),
+        ("GET", "/data/obj", ok, 60, vec![], ago(2), &same, 403),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![],
+            now + time::Duration::minutes(20),
+            &same,
+            403,
+        ),
+        // Longer than a week: refused before any verification.
+        ("GET", "/data/obj", ok, 604_801, vec![], now, &same, 400),
+        // Tampered.
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![],
+            now,
+            &flip_signature,
+            403,
+        ),
+        ("GET", "/data/obj", ok, hour, vec![], now, &longer, 403),
+        (
+            "GET",
+            "/data/obj",
+            "wrong-secret",
+            hour,
+            vec![],
+            now,
+            &same,
+            403,
+        ),
+        ("GET", "/data/obj", ok, hour, vec![], now, &other_key, 403),
+        ("GET", "/other/obj", ok, hour, vec![], now, &same, 403),
+        // Other parameters, other spellings: whatever s3s says.
+        ("GET", "/data/obj", ok, hour, vec![], now, &extra_id, 0),
+        ("GET", "/data/obj", ok, hour, vec![], now, &override_type, 0),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![("range", "bytes=0-9")],
+            now,
+            &override_disposition,
+            0,
+        ),
+        ("GET", "/data/obj", ok, hour, vec![], now, &repeated, 0),
+        ("GET", "/data/obj", ok, hour, vec![], now, &token, 0),
+        ("GET", "/data/obj", ok, hour, vec![], now, &lower_hex, 0),
+        ("GET", "/data/obj", ok, hour, vec![], now, &unencoded, 0),
+        ("GET", "/data/obj", ok, hour, vec![], now, &header_too, 0),
+        (
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            vec![("x-amz-content-sha256", "UNSIGNED-PAYLOAD")],
+            now,
+            &same,
+            0,
+        ),
+    ];
+    let mut served = 0;
+    let none: &[(String, String)] = &[];
+    for (i, (method, path, secret, expires, headers, at, mangle, want)) in cases.iter().enumerate()
+    {
+        let before = fast.fast.as_ref().expect("fast").served();
+        let a = send_presigned(
+            fast_addr, method, path, secret, *expires, none, headers, *at, *mangle,
+        )
+        .await;
+        let b = send_presigned(
+            slow_addr, method, path, secret, *expires, none, headers, *at, *mangle,
+        )
+        .await;
+        let label = format!("case {i}: {method} {path} {headers:?}");
+        if *want != 0 {
+            assert_eq!(a.0, *want, "{label}: {a:?}");
+        }
+        assert_eq!(a, b, "{label}: the fast path must answer as s3s does");
+        let took = fast.fast.as_ref().expect("fast").served() - before;
+        served += took;
+        assert!(
+            took == 0 || a.0 < 300,
+            "{label}: only successes are answered by the fast path"
+        );
+        if i >= 17 {
+            assert_eq!(took, 0, "{label}: other parameters are for s3s");
+        }
+    }
+    assert!(
+        served >= 6,
+        "the plain presigned reads took the fast path ({served})"
+    );
+    // Signed overrides and other signed parameters are s3s's to answer (it honours them).
+    let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let signed: [(Vec<(String, String)>, u16); 4] = [
+        (vec![p("response-content-type", "text/plain")], 200),
+        (
+            vec![p("response-content-disposition", "attachment; filename=x")],
+            200,
+        ),
+        (
+            vec![
+                p("response-cache-control", "no-store"),
+                p("response-expires", "Thu, 01 Dec 1994 16:00:00 GMT"),
+            ],
+            200,
+        ),
+        (vec![p("x-id", "GetObject")], 200),
+    ];
+    for (params, want) in &signed {
+        let before = fast.fast.as_ref().expect("fast").served();
+        let a = send_presigned(
+            fast_addr,
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            params,
+            &[],
+            now,
+            &same,
+        )
+        .await;
+        let b = send_presigned(
+            slow_addr,
+            "GET",
+            "/data/obj",
+            ok,
+            hour,
+            params,
+            &[],
+            now,
+            &same,
+        )
+        .await;
+        assert_eq!(a.0, *want, "{params:?}: {a:?}");
+        assert_eq!(a, b, "{params:?}");
+        assert_eq!(
+            fast.fast.as_ref().expect("fast").served(),
+            before,
+            "{params:?}"
+        );
+    }
+    let (_, hs, _) = send_presigned(
+        fast_addr,
+        "GET",
+        "/data/obj",
+        ok,
+        hour,
+        &signed[0].0,
+        &[],
+        now,
+        &same,
+    )
+    .await;
+    assert!(hs.contains(&p("content-type", "text/plain")), "{hs:?}");
+}
+
 /// Sends a GET signed with our own SigV4 signer, so s3s's verifier checks the signer too.
 async fn signed_get(
     addr: std::net::SocketAddr,

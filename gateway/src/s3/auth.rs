@@ -209,7 +209,7 @@ pub fn parse_request_date(v: &str) -> Option<time::OffsetDateTime> {
     if let Ok(t) = httpdate::parse_http_date(v) {
         return Some(time::OffsetDateTime::from(t));
     }
-    let secs = super::fast::parse_amz_date(v)?;
+    let secs = cistern_auth::sigv4::parse_amz_date(v)?;
     time::OffsetDateTime::from_unix_timestamp(secs).ok()
 }
 
