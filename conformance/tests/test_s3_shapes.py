@@ -104,6 +104,31 @@ def test_listings_carry_the_origins_owners(shapes):
     same(seen)
 
 
+
+def test_version_listings_name_each_versions_and_markers_owner(shapes):
+    """ListObjectVersions names the owner of every version and delete marker, as moto does
+    (s3-tests' test_bucket_list_return_data_versioning reads it); a directory's versions name
+    Cistern's stable owner."""
+    p = fresh("vown")
+    seen = {}
+    for who, s3, b, _, _ in pair(shapes, "shpv"):
+        s3.put_object(Bucket=b, Key=p + "a", Body=b"1")
+        s3.put_object(Bucket=b, Key=p + "a", Body=b"2")
+        s3.delete_object(Bucket=b, Key=p + "a")
+        acl_owner = s3.get_bucket_acl(Bucket=b)["Owner"]
+        lv = s3.list_object_versions(Bucket=b, Prefix=p)
+        seen[who] = {
+            "versions": [(v["Key"], v.get("Owner") == acl_owner) for v in lv["Versions"]],
+            "markers": [(m["Key"], m.get("Owner") == acl_owner) for m in lv["DeleteMarkers"]],
+        }
+    assert seen["cistern"]["versions"] == [(p + "a", True)] * 2, seen
+    same(seen)
+    c, _ = shapes
+    s3 = c.client(OWNER)
+    owner = s3.list_buckets()["Owner"]
+    fs = s3.list_object_versions(Bucket="fsb")["Versions"]
+    assert fs and all(v["Owner"] == owner for v in fs), fs[:2]
+
 def test_v1_prefix_is_not_url_encoded_but_v2s_is(shapes):
     """S3 encodes V1's Key, Marker, NextMarker, Delimiter and CommonPrefixes under
     encoding-type=url, but not its top-level Prefix (botocore does not decode it); V2 encodes

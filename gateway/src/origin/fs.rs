@@ -710,6 +710,7 @@ impl Origin for FsOrigin {
                     etag: Some(e.etag),
                     size: Some(e.size),
                     delete_marker: false,
+                    owner: None,
                 })
                 .collect(),
             prefixes: page.common_prefixes,

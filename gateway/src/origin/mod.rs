@@ -319,6 +319,8 @@ pub struct VersionEntry {
     pub size: Option<u64>,
     /// A delete marker rather than a version.
     pub delete_marker: bool,
+    /// The owner, when the origin names one.
+    pub owner: Option<Owner>,
 }
 
 /// One page of versions.

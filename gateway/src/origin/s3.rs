@@ -859,6 +859,7 @@ struct XmlVersion {
     etag: String,
     #[serde(default)]
     size: u64,
+    owner: Option<XmlOwner>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -869,6 +870,7 @@ struct XmlDeleteMarker {
     #[serde(default)]
     is_latest: bool,
     last_modified: String,
+    owner: Option<XmlOwner>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1355,6 +1357,7 @@ impl Origin for S3Origin {
                 etag: Some(unquote(&v.etag).to_string()),
                 size: Some(v.size),
                 delete_marker: false,
+                owner: v.owner.and_then(XmlOwner::into_owner),
             })
             .collect();
         entries.extend(page.delete_marker.into_iter().map(|d| super::VersionEntry {
@@ -1365,6 +1368,7 @@ impl Origin for S3Origin {
             etag: None,
             size: None,
             delete_marker: true,
+            owner: d.owner.and_then(XmlOwner::into_owner),
         }));
         entries.retain(|e| !e.key.starts_with(BLOCK_STAGING));
         Ok(super::VersionPage {

@@ -1051,7 +1051,8 @@ impl S3Front {
                     version_id: Some(e.version_id),
                     is_latest: Some(e.is_latest),
                     last_modified,
-                    owner: None,
+                    // S3 names the owner of every version and delete marker.
+                    owner: Some(super::owner(e.owner)),
                 });
             } else {
                 versions.push(dto::ObjectVersion {
@@ -1064,6 +1065,7 @@ impl S3Front {
                     storage_class: Some(dto::ObjectVersionStorageClass::from_static(
                         dto::ObjectVersionStorageClass::STANDARD,
                     )),
+                    owner: Some(super::owner(e.owner)),
                     ..Default::default()
                 });
             }
