@@ -18,6 +18,7 @@ import urllib.parse
 import boto3
 import pytest
 import requests
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from botocore.config import Config
 
 import s3util
@@ -202,14 +203,31 @@ def test_a_cache_node_killed_under_load_costs_no_errors_and_rejoins(cluster):
     assert victim.metric("cistern_peer_served_bytes_total") > 0
 
 
-def peer_sign(secret: str, method: str, path_and_query: str, secs: int, body: bytes = b"") -> str:
-    """The peer request MAC (auth/src/peer.rs), computed independently."""
+def peer_mac(secret: str, *parts: bytes) -> bytes:
+    """HMAC-SHA256 over length-prefixed parts (auth/src/peer.rs), computed independently."""
     m = hmac.new(secret.encode(), digestmod=hashlib.sha256)
-    for part in (b"cistern-peer-v2 request", method.encode(), path_and_query.encode(),
-                 str(secs).encode(), hashlib.sha256(body).digest()):
+    for part in parts:
         m.update(len(part).to_bytes(4, "big"))
         m.update(part)
-    return f"v1 {secs} {m.hexdigest()}"
+    return m.digest()
+
+
+def body_digest(secret: str, body: bytes) -> bytes:
+    """The peer body digest: AES-256-GCM's tag over the body as associated data, nothing
+    encrypted, nonce zero, under a key derived from the secret."""
+    key = peer_mac(secret, b"cistern-peer-v3 body key")
+    return AESGCM(key).encrypt(b"\0" * 12, b"", body)
+
+
+def peer_request_mac(secret: str, method: str, path_and_query: str, secs: int,
+                     body: bytes = b"") -> bytes:
+    return peer_mac(secret, b"cistern-peer-v3 request", method.encode(), path_and_query.encode(),
+                    str(secs).encode(), body_digest(secret, body))
+
+
+def peer_sign(secret: str, method: str, path_and_query: str, secs: int, body: bytes = b"") -> str:
+    """The peer request header (auth/src/peer.rs), computed independently."""
+    return f"v1 {secs} {peer_request_mac(secret, method, path_and_query, secs, body).hex()}"
 
 
 def test_peer_requests_without_the_cluster_secret_get_no_data(cluster):
@@ -245,7 +263,22 @@ def test_peer_requests_without_the_cluster_secret_get_no_data(cluster):
                             timeout=10)
         assert resp.status_code == 200, resp.status_code
         assert resp.content == data[:MIB]
-        assert resp.headers["x-cistern-crc32c"].isdigit()
+        # The answer's MAC binds the request, the status, the body's keyed digest and the
+        # headers describing it: recomputed here from what arrived, and a changed byte or a
+        # cut body no longer matches it.
+        described = f"{resp.headers.get('x-cistern-tier', '')}|{resp.headers.get('x-cistern-chunk', '')}|{resp.headers.get('x-cistern-fetched', '')}"
+        req_mac = peer_request_mac(CLUSTER_SECRET, "GET", path, now)
+
+        def answer_mac(body: bytes) -> str:
+            return peer_mac(CLUSTER_SECRET, b"cistern-peer-v3 answer", req_mac,
+                            (200).to_bytes(2, "big"), body_digest(CLUSTER_SECRET, body),
+                            described.encode()).hex()
+
+        assert resp.headers["x-cistern-peer"] == answer_mac(resp.content)
+        flipped = bytearray(resp.content)
+        flipped[len(flipped) // 2] ^= 1
+        assert answer_mac(bytes(flipped)) != resp.headers["x-cistern-peer"]
+        assert answer_mac(resp.content[:-1]) != resp.headers["x-cistern-peer"]
         owner_answers += 1
     assert owner_answers == 3
 

@@ -20,6 +20,7 @@ use crate::pipeline::Pipeline;
 pub struct PeerServer {
     pipeline: Arc<Pipeline>,
     secret: Secret,
+    body_key: mac::BodyKey,
     instance: String,
     weight: f64,
     membership: Arc<Membership>,
@@ -93,6 +94,7 @@ impl PeerServer {
     ) -> Self {
         Self {
             pipeline,
+            body_key: mac::BodyKey::new(&secret),
             secret,
             instance,
             weight,
@@ -125,7 +127,7 @@ impl PeerServer {
             &path_and_query,
             signed,
             now,
-            &mac::body_digest(&body),
+            &self.body_key.digest(&body),
         ) {
             Ok(m) => m,
             Err(e) => {
@@ -153,8 +155,7 @@ impl PeerServer {
             .peer_served
             .with_label_values(&[op, &answer.status.to_string()])
             .inc();
-        let crc = crc32c::crc32c(&answer.body);
-        let digest = mac::body_digest(&answer.body);
+        let digest = self.body_key.digest(&answer.body);
         let header_of = |name: &str| {
             answer
                 .headers
@@ -183,7 +184,6 @@ impl PeerServer {
                 h.insert(name, v);
             }
         }
-        h.insert(wire::CRC32C, http::HeaderValue::from(crc));
         if let Ok(v) = http::HeaderValue::from_str(&signature) {
             h.insert(mac::HEADER, v);
         }

@@ -10,8 +10,8 @@
 //!
 //! `b` is the bucket as the catalog names it, `k` the key, `e` the ETag, `s` the object size,
 //! `i` the chunk index, `cs` the chunk size. Every request and answer is signed
-//! ([`cistern_auth::peer`]); every answer carries `x-cistern-crc32c`, the CRC32C of its body,
-//! which the receiver checks (and the answer's MAC covers). Errors are JSON `{kind, message}`
+//! ([`cistern_auth::peer`]), the MACs covering a keyed digest of the body, so a changed
+//! or truncated body is refused like a forged one. Errors are JSON `{kind, message}`
 //! with the internal error kind (and `delete_marker`, `version_id` when the origin answered
 //! for a delete marker).
 
@@ -24,8 +24,6 @@ use crate::pipeline::peers::ChunkAsk;
 
 /// The answer header naming the tier a chunk came from.
 pub const TIER: &str = "x-cistern-tier";
-/// The answer header with the CRC32C of the body (decimal).
-pub const CRC32C: &str = "x-cistern-crc32c";
 /// The answer header present when the node asked the origin for the metadata.
 pub const FETCHED: &str = "x-cistern-fetched";
 /// The answer header naming the chunk that follows metadata.
