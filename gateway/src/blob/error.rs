@@ -4,10 +4,12 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
 use cistern_auth::sas::SasError;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 
 use super::router::RouteError;
+use super::{quoted, set, xml, BlobBody, Reply};
 use crate::error::{Error, ErrorKind};
 
 /// A Blob wire error.
@@ -366,6 +368,48 @@ impl From<SasError> for BlobError {
             SasError::Scope => ("AuthorizationFailure", e.to_string()),
         };
         Self::new(StatusCode::FORBIDDEN, code, format!("{message}."))
+    }
+}
+
+/// A create-only write the origin refused because the blob exists: Azure's 409.
+pub(super) fn already_exists(e: crate::error::Error, create_only: bool) -> BlobError {
+    if create_only && e.kind() == crate::error::ErrorKind::PreconditionFailed {
+        BlobError::new(
+            StatusCode::CONFLICT,
+            "BlobAlreadyExists",
+            "The specified blob already exists.",
+        )
+    } else {
+        e.into()
+    }
+}
+
+/// 403/404 CannotVerifyCopySource: the copy source is missing or may not be read.
+pub(super) fn cannot_verify(status: StatusCode, message: &'static str) -> BlobError {
+    BlobError::new(status, "CannotVerifyCopySource", message)
+}
+
+/// Renders an error: status, `x-ms-error-code`, XML body (none for HEAD and 304).
+pub(super) fn error_reply(e: BlobError, request_id: &str, head: bool) -> Reply {
+    let mut h = HeaderMap::new();
+    set(&mut h, "x-ms-error-code", &e.code);
+    if let Some(size) = e.object_size {
+        set(&mut h, "content-range", &format!("bytes */{size}"));
+    }
+    if let Some((etag, lm)) = e.validators.as_deref() {
+        set(&mut h, "etag", &quoted(etag));
+        set(&mut h, "last-modified", &xml::http_date(*lm));
+    }
+    if head || e.status == StatusCode::NOT_MODIFIED {
+        return Reply::empty(e.status, h);
+    }
+    set(&mut h, "content-type", "application/xml");
+    let body = Bytes::from(e.xml(request_id));
+    Reply {
+        status: e.status,
+        length: Some(body.len() as u64),
+        headers: h,
+        body: BlobBody::Full(Some(body)),
     }
 }
 
