@@ -2,10 +2,15 @@
 //! authorization and virtual hosts are separate pieces wired through s3s's builder.
 
 pub mod auth;
+mod bucket;
+mod copy;
 pub mod error;
 pub mod fast;
 pub mod host;
+mod multipart;
 pub(crate) mod relay;
+mod tagging;
+mod versions;
 mod write;
 
 use std::pin::Pin;
