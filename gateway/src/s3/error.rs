@@ -382,36 +382,56 @@ pub fn refuse_early(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     // Names and values decoded exactly as s3s decodes them, every occurrence considered, so
-    // that `AWSAccessKey%49d` or a repeated `X-Amz-Expires` cannot slip past.
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let has = |name: &str| params.iter().any(|(k, _)| k == name);
-    if auth.starts_with("AWS ")
-        || has("AWSAccessKeyId")
-        || (has("Signature") && !has("X-Amz-Signature"))
-    {
+    // that `AWSAccessKey%49d` or a repeated `X-Amz-Expires` cannot slip past. One pass, nothing
+    // kept but what the checks below need (this runs on every request with a query string,
+    // presigned cache hits included).
+    let (mut v2_key, mut v2_sig, mut v4_sig) = (false, false, false);
+    let mut expires_error: Option<&'static str> = None;
+    let mut credential_region: Option<String> = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        // A pair with nothing to decode is read as it is; the others exactly as s3s decodes
+        // them (`+` as a space, percent-decoding, lossy UTF-8), one pair at a time.
+        let decoded;
+        let (k, v): (&str, &str) = if pair.contains(['%', '+']) {
+            decoded = form_urlencoded::parse(pair.as_bytes()).next();
+            match &decoded {
+                Some((k, v)) => (k, v),
+                None => continue,
+            }
+        } else {
+            pair.split_once('=').unwrap_or((pair, ""))
+        };
+        match k {
+            "AWSAccessKeyId" => v2_key = true,
+            "Signature" => v2_sig = true,
+            "X-Amz-Signature" => v4_sig = true,
+            "X-Amz-Expires" if expires_error.is_none() => {
+                expires_error = match v.parse::<u64>() {
+                    Ok(secs) if secs <= 604_800 => None,
+                    Ok(_) => {
+                        Some("X-Amz-Expires must be less than a week (in seconds) that is 604800")
+                    }
+                    Err(_) => Some("X-Amz-Expires should be a number"),
+                };
+            }
+            "X-Amz-Credential" if credential_region.is_none() => {
+                credential_region = v
+                    .split('/')
+                    .nth(2)
+                    .filter(|r| *r != region)
+                    .map(str::to_owned);
+            }
+            _ => {}
+        }
+    }
+    if auth.starts_with("AWS ") || v2_key || (v2_sig && !v4_sig) {
         return bad(
             "InvalidRequest",
             "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.".into(),
         );
     }
-    for (_, v) in params.iter().filter(|(k, _)| k == "X-Amz-Expires") {
-        match v.parse::<u64>() {
-            Ok(secs) if secs <= 604_800 => {}
-            Ok(_) => {
-                return bad(
-                    "AuthorizationQueryParametersError",
-                    "X-Amz-Expires must be less than a week (in seconds) that is 604800".into(),
-                )
-            }
-            Err(_) => {
-                return bad(
-                    "AuthorizationQueryParametersError",
-                    "X-Amz-Expires should be a number".into(),
-                )
-            }
-        }
+    if let Some(msg) = expires_error {
+        return bad("AuthorizationQueryParametersError", msg.into());
     }
     // The credential scope's region must be ours, as S3 requires.
     let scope_region = |cred: &str| cred.split('/').nth(2).map(str::to_owned);
@@ -428,13 +448,11 @@ pub fn refuse_early(
             format!("The authorization header is malformed; the region '{r}' is wrong; expecting '{region}'"),
         );
     }
-    for (_, c) in params.iter().filter(|(k, _)| k == "X-Amz-Credential") {
-        if let Some(r) = scope_region(c).filter(|r| r != region) {
-            return bad(
-                "AuthorizationQueryParametersError",
-                format!("Error parsing the X-Amz-Credential parameter; the region '{r}' is wrong; expecting '{region}'"),
-            );
-        }
+    if let Some(r) = credential_region {
+        return bad(
+            "AuthorizationQueryParametersError",
+            format!("Error parsing the X-Amz-Credential parameter; the region '{r}' is wrong; expecting '{region}'"),
+        );
     }
     None
 }
