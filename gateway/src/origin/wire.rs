@@ -30,6 +30,48 @@ pub(crate) fn send_failed(e: reqwest::Error) -> Error {
     Error::new(kind, "The origin could not be reached").with_source(e.without_url())
 }
 
+/// How an origin's error answer is classified by its status alone, for the codes the origin's
+/// own classification does not name.
+pub(crate) fn by_status(status: StatusCode) -> (ErrorKind, &'static str) {
+    match status.as_u16() {
+        412 => (ErrorKind::ObjectChanged, "The object changed at the origin"),
+        401 | 403 => (ErrorKind::AccessDenied, "The origin refused access"),
+        429 | 503 => (ErrorKind::Throttled, "The origin is throttling requests"),
+        501 => (
+            ErrorKind::NotImplemented,
+            "The origin does not implement this",
+        ),
+        400..=499 => (
+            ErrorKind::InvalidArgument,
+            "The origin rejected the request",
+        ),
+        _ => (ErrorKind::OriginUnavailable, "The origin failed"),
+    }
+}
+
+/// The error for an origin's error answer classified as `kind`, the answer kept as its source.
+pub(crate) fn origin_error(
+    (kind, msg): (ErrorKind, &'static str),
+    dialect: super::Dialect,
+    status: StatusCode,
+    code: String,
+) -> Error {
+    Error::new(kind, msg).with_source(OriginStatus {
+        dialect,
+        status: status.as_u16(),
+        code,
+    })
+}
+
+/// A listing or other XML answer the origin sent that could not be read.
+pub(crate) fn bad_xml(e: quick_xml::DeError) -> Error {
+    Error::new(
+        ErrorKind::OriginUnavailable,
+        "The origin sent an unreadable listing",
+    )
+    .with_source(e)
+}
+
 /// An origin's own error answer, kept as the cause of the classified error: logged, and
 /// relayed by the front of the same dialect where the classification would lose it (Azure's
 /// `BlobIsSealed`, S3's `InvalidTag`).

@@ -5,7 +5,8 @@ use http::{Method, StatusCode};
 
 use super::{Auth, AzureOrigin};
 use crate::error::{Error, ErrorKind, Result};
-use crate::origin::wire::{header, xml_code};
+use crate::origin::wire::{self, header, xml_code};
+use crate::origin::Dialect;
 use crate::origin::ForeignCredential;
 
 impl AzureOrigin {
@@ -41,7 +42,7 @@ impl AzureOrigin {
 
 /// Maps an origin error response to an internal error (see the table in the module docs).
 fn classify(status: StatusCode, code: &str) -> Error {
-    let (kind, msg) = match (status.as_u16(), code) {
+    let named = match (status.as_u16(), code) {
         (404, "ContainerNotFound") => (
             ErrorKind::NoSuchBucket,
             "The specified container does not exist",
@@ -67,32 +68,9 @@ fn classify(status: StatusCode, code: &str) -> Error {
             ErrorKind::Leased,
             "There is currently a lease on the resource and no lease ID was specified",
         ),
-        (412, _) => (ErrorKind::ObjectChanged, "The object changed at the origin"),
-        (401 | 403, _) => (ErrorKind::AccessDenied, "The origin refused access"),
-        (429 | 503, _) => (ErrorKind::Throttled, "The origin is throttling requests"),
-        (501, _) => (
-            ErrorKind::NotImplemented,
-            "The origin does not implement this",
-        ),
-        (400..=499, _) => (
-            ErrorKind::InvalidArgument,
-            "The origin rejected the request",
-        ),
-        _ => (ErrorKind::OriginUnavailable, "The origin failed"),
+        _ => wire::by_status(status),
     };
-    Error::new(kind, msg).with_source(super::wire::OriginStatus {
-        dialect: super::Dialect::Blob,
-        status: status.as_u16(),
-        code: code.to_string(),
-    })
-}
-
-pub(super) fn bad_xml(e: quick_xml::DeError) -> Error {
-    Error::new(
-        ErrorKind::OriginUnavailable,
-        "The origin sent an unreadable listing",
-    )
-    .with_source(e)
+    wire::origin_error(named, Dialect::Blob, status, code.to_string())
 }
 
 #[cfg(test)]

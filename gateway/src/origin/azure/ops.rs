@@ -12,11 +12,11 @@ use cistern_cache::ObjectMeta;
 use http::{Method, StatusCode};
 
 use super::blocks::parts_id;
-use super::error::bad_xml;
 use super::headers::{content_headers, http_time, meta_from_headers, metadata_headers};
 use super::list::{container_listings, XmlBlobItem, XmlBlobsResult, XmlContainers};
 use super::{Auth, AzureOrigin};
 use crate::error::{Error, ErrorKind, Result};
+use crate::origin::wire::bad_xml;
 use crate::origin::wire::{header, header_pairs, ranged_answer, read_text, unquote};
 use crate::origin::BlockRef;
 use crate::origin::{

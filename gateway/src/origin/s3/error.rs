@@ -4,7 +4,8 @@
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::origin::wire::{header, xml_code};
+use crate::origin::wire::{self, header, xml_code};
+use crate::origin::Dialect;
 
 /// The response when its status is a success or one of `accept`, else the classified error.
 pub(super) async fn check(
@@ -41,7 +42,7 @@ fn delete_marker(h: &HeaderMap) -> Option<crate::error::DeleteMarker> {
 /// Maps an origin error response to an internal error (see the table in the module docs).
 pub(super) fn classify(status: StatusCode, body: &str) -> Error {
     let code = xml_code(body);
-    let (kind, msg) = match (status.as_u16(), code.as_deref()) {
+    let named = match (status.as_u16(), code.as_deref()) {
         (409, Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => {
             (ErrorKind::BucketExists, "The bucket already exists")
         }
@@ -66,32 +67,9 @@ pub(super) fn classify(status: StatusCode, body: &str) -> Error {
             ErrorKind::BadDigest,
             "The Content-MD5 you specified did not match what was received",
         ),
-        (412, _) => (ErrorKind::ObjectChanged, "The object changed at the origin"),
-        (401 | 403, _) => (ErrorKind::AccessDenied, "The origin refused access"),
-        (429, _) | (503, _) => (ErrorKind::Throttled, "The origin is throttling requests"),
-        (501, _) => (
-            ErrorKind::NotImplemented,
-            "The origin does not implement this",
-        ),
-        (400..=499, _) => (
-            ErrorKind::InvalidArgument,
-            "The origin rejected the request",
-        ),
-        _ => (ErrorKind::OriginUnavailable, "The origin failed"),
+        _ => wire::by_status(status),
     };
-    Error::new(kind, msg).with_source(super::wire::OriginStatus {
-        dialect: super::Dialect::S3,
-        status: status.as_u16(),
-        code: code.unwrap_or_default(),
-    })
-}
-
-pub(super) fn bad_xml(e: quick_xml::DeError) -> Error {
-    Error::new(
-        ErrorKind::OriginUnavailable,
-        "The origin sent an unreadable listing",
-    )
-    .with_source(e)
+    wire::origin_error(named, Dialect::S3, status, code.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::time::SystemTime;
 use http::Method;
 use serde::Deserialize;
 
-use super::error::bad_xml;
 use super::S3Origin;
 use crate::error::{Error, ErrorKind, Result};
+use crate::origin::wire::bad_xml;
 use crate::origin::wire::{keep_spaces, unquote};
 use crate::origin::{ListCursor, ListEntry, ListPage, ListQuery};
 

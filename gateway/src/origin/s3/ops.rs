@@ -10,13 +10,14 @@ use cistern_auth::sigv4;
 use cistern_cache::ObjectMeta;
 use http::{Method, StatusCode};
 
-use super::error::{bad_xml, classify};
+use super::error::classify;
 use super::headers::{meta_from_headers, object_headers, part_from_headers, written_headers};
 use super::list::{parse_time, xml_field, XmlBuckets, XmlOwner, XmlParts, XmlTagging};
 use super::list::{XmlUploads, XmlVersions, KEY_ELEMENTS};
 use super::staging::{not_staging, staged_block, Staged, BLOCK_STAGING};
 use super::S3Origin;
 use crate::error::{Error, ErrorKind, Result};
+use crate::origin::wire::bad_xml;
 use crate::origin::wire::{header, header_pairs, keep_spaces, ranged_answer, read_text, unquote};
 use crate::origin::{BucketEntry, ListPage, ListQuery, Origin, PartInfo, RangeRead};
 use crate::origin::{Deleted, PassResponse, Passthrough, PutOptions, PutResult, Upload};
