@@ -175,7 +175,7 @@ fn canonicalized_headers(req: &Request<'_>, order: HeaderOrder) -> String {
     let mut xms: Vec<(String, &str)> = req
         .headers
         .iter()
-        .filter(|(n, _)| n.len() > 5 && n[..5].eq_ignore_ascii_case("x-ms-"))
+        .filter(|(n, _)| n.len() > 5 && n.as_bytes()[..5].eq_ignore_ascii_case(b"x-ms-"))
         .map(|(n, v)| (n.to_ascii_lowercase(), v.trim()))
         .collect();
     match order {
@@ -390,6 +390,28 @@ pub fn verify(req: &Request<'_>, scheme: Scheme, signature: &str, keys: &[Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `scripts/fuzz run sharedkey`: a header name with a multi-byte character where
+    /// the `x-ms-` prefix would end sliced inside it.
+    #[test]
+    fn header_names_that_are_not_ascii_are_signed_without_panicking() {
+        let headers = [("x-m\u{424d}", "v"), ("x-ms-\u{e9}t\u{e9}", "w")];
+        let req = Request {
+            method: "GET",
+            account: "a",
+            raw_path: "/a/c",
+            raw_query: "",
+            headers: &headers,
+        };
+        let header = authorization(&req, Scheme::SharedKey, b"key");
+        let auth = parse_authorization(&header).expect("parses");
+        assert!(verify(
+            &req,
+            Scheme::SharedKey,
+            auth.signature,
+            &[b"key".to_vec()]
+        ));
+    }
 
     #[test]
     fn collation_puts_dash_and_underscore_before_digits_and_letters() {

@@ -113,9 +113,116 @@ impl NearCache {
     }
 }
 
+/// The most-read keys lately, for operators (a dashboard's "hot objects"): a bounded table of
+/// decaying counts (Space-Saving: a new key, when the table is full, takes the place of the
+/// least-read one and inherits its count, so a count overstates by at most that). Counts are
+/// halved every `half_life`, so the table follows what is read now.
+pub struct TopKeys {
+    inner: std::sync::Mutex<TopTable>,
+    capacity: usize,
+    half_life: std::time::Duration,
+}
+
+struct TopTable {
+    counts: std::collections::HashMap<std::sync::Arc<str>, u64>,
+    decayed: Instant,
+}
+
+impl TopKeys {
+    /// Keeps up to `capacity` keys; counts halve every `half_life`.
+    pub fn new(capacity: usize, half_life: std::time::Duration) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(TopTable {
+                counts: std::collections::HashMap::with_capacity(capacity.max(1)),
+                decayed: Instant::now(),
+            }),
+            capacity: capacity.max(1),
+            half_life,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, TopTable> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one read of `key`.
+    pub fn touch(&self, key: &str) {
+        let mut t = self.table();
+        t.decay(self.half_life);
+        if let Some(c) = t.counts.get_mut(key) {
+            *c += 1;
+            return;
+        }
+        let mut floor = 0;
+        if t.counts.len() >= self.capacity {
+            // Full: the least-read key makes room (a scan of `capacity` counters, only when a
+            // new key arrives).
+            if let Some((k, c)) = t
+                .counts
+                .iter()
+                .min_by_key(|(_, c)| **c)
+                .map(|(k, c)| (std::sync::Arc::clone(k), *c))
+            {
+                t.counts.remove(&k);
+                floor = c;
+            }
+        }
+        t.counts.insert(std::sync::Arc::from(key), floor + 1);
+    }
+
+    /// Up to `n` keys, most read first, with their (decayed) counts.
+    pub fn top(&self, n: usize) -> Vec<(std::sync::Arc<str>, u64)> {
+        let mut t = self.table();
+        t.decay(self.half_life);
+        let mut all: Vec<_> = t
+            .counts
+            .iter()
+            .filter(|(_, c)| **c > 0)
+            .map(|(k, c)| (std::sync::Arc::clone(k), *c))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+}
+
+impl TopTable {
+    fn decay(&mut self, half_life: std::time::Duration) {
+        let elapsed = self.decayed.elapsed();
+        if half_life.is_zero() || elapsed < half_life {
+            return;
+        }
+        let halvings = (elapsed.as_secs_f64() / half_life.as_secs_f64()).min(63.0) as u32;
+        self.decayed = Instant::now();
+        self.counts.retain(|_, c| {
+            *c >>= halvings;
+            *c > 0
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_keys_rank_by_reads_and_stay_bounded() {
+        let t = TopKeys::new(3, std::time::Duration::from_secs(3600));
+        for _ in 0..5 {
+            t.touch("a");
+        }
+        for _ in 0..3 {
+            t.touch("b");
+        }
+        t.touch("c");
+        t.touch("d"); // replaces c (the least read), inheriting its count
+        let top = t.top(10);
+        assert_eq!(top.len(), 3);
+        assert_eq!((&*top[0].0, top[0].1), ("a", 5));
+        assert_eq!((&*top[1].0, top[1].1), ("b", 3));
+        assert_eq!((&*top[2].0, top[2].1), ("d", 2));
+        assert_eq!(t.top(1).len(), 1);
+    }
 
     #[test]
     fn a_key_becomes_hot_after_threshold_reads() {

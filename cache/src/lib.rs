@@ -11,20 +11,22 @@
 //! - [`MetaCache`] / [`ObjectMeta`] / [`Consistency`]: object metadata and the per-bucket
 //!   freshness policy.
 //! - [`SingleFlight`]: coalesces concurrent identical work into one task.
-//! - [`Heat`] / [`NearCache`]: hot-key detection and a small RAM cache for hot chunks owned
-//!   elsewhere.
+//! - [`Heat`] / [`NearCache`] / [`TopKeys`]: hot-key detection, a small RAM cache for hot
+//!   chunks owned elsewhere, and the most-read keys (for operators).
+//! - Pins ([`ChunkStore::pin`]): chunks kept in RAM until a deadline, beside foyer's cache.
 //! - [`placement`]: which cache node owns a key (two-level weighted rendezvous hashing).
 
 mod flight;
 mod hot;
 mod key;
 mod meta;
+mod pin;
 pub mod placement;
 pub mod range;
 mod store;
 
 pub use flight::SingleFlight;
-pub use hot::{Heat, NearCache};
+pub use hot::{Heat, NearCache, TopKeys};
 pub use key::{Chunk, ChunkKey, PieceKey};
 pub use meta::{Consistency, Lookup, MetaCache, MetaKey, ObjectMeta};
-pub use store::{ChunkStore, Served, StoreConfig, Tier};
+pub use store::{ssd_files, ChunkStore, Served, StoreConfig, Tier};

@@ -184,7 +184,16 @@ impl MetaCache {
                 store.remove_record(&record_key(key));
                 Lookup::Missing
             }
-            Some(entry) => {
+            Some(mut entry) => {
+                if store
+                    .unclean_since()
+                    .is_some_and(|t| entry.validated_at < t)
+                {
+                    // The process that wrote it was killed: it may have forgotten this object
+                    // (a write, a change seen) without the removal reaching the SSD. Check it
+                    // with the origin once before believing it.
+                    entry.validated_at = UNIX_EPOCH;
+                }
                 let out = classify(&entry, policy);
                 self.entries.insert(key.clone(), entry);
                 out
@@ -482,6 +491,45 @@ mod tests {
             Lookup::Fresh(m) => assert_eq!(m.etag, "new"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// After a process was killed, records it left are checked with the origin once (a
+    /// removal it made may have been lost); after a clean close they are believed.
+    #[tokio::test]
+    async fn records_left_by_a_killed_process_are_revalidated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = || async {
+            crate::ChunkStore::open(
+                &crate::StoreConfig {
+                    dir: Some(dir.path().to_path_buf()),
+                    memory_bytes: 4 << 20,
+                    disk_bytes: 64 << 20,
+                    chunk_size: 64 * 1024,
+                    piece_size: 64 * 1024,
+                },
+                &prometheus::Registry::new(),
+            )
+            .await
+            .expect("store")
+        };
+        let ttl = Consistency::Ttl(Duration::from_secs(3600));
+        let store = open().await;
+        MetaCache::new(100, Some(store.clone())).insert(key(), meta("v1"));
+        // Written to SSD, then "killed": the store is dropped without close().
+        store.close_without_marking().await;
+        drop(store);
+        let store = open().await;
+        assert!(store.unclean_since().is_some());
+        let c = MetaCache::new(100, Some(store.clone()));
+        assert!(matches!(c.lookup(&key(), ttl).await, Lookup::Stale(m) if m.etag == "v1"));
+        // Revalidated, then closed cleanly: believed after the next start.
+        c.insert(key(), meta("v1"));
+        store.close().await.expect("close");
+        drop((c, store));
+        let store = open().await;
+        assert!(store.unclean_since().is_none());
+        let c = MetaCache::new(100, Some(store.clone()));
+        assert!(matches!(c.lookup(&key(), ttl).await, Lookup::Fresh(m) if m.etag == "v1"));
     }
 
     #[test]

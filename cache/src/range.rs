@@ -90,7 +90,8 @@ pub fn chunk_spans(range: Range<u64>, chunk_size: u64) -> impl Iterator<Item = C
     (first..last).map(move |index| {
         let chunk_start = index * chunk_size;
         let start = range.start.max(chunk_start) - chunk_start;
-        let end = range.end.min(chunk_start + chunk_size) - chunk_start;
+        // Saturating: a size near u64::MAX (an origin may claim one) must not overflow.
+        let end = range.end.min(chunk_start.saturating_add(chunk_size)) - chunk_start;
         ChunkSpan {
             index,
             start: start as usize,
@@ -133,6 +134,19 @@ mod tests {
         assert!(RangeSpec::Suffix { len: 0 }.resolve(s).is_err());
         assert!(RangeSpec::From { first: 0 }.resolve(0).is_err());
         assert!(RangeSpec::Suffix { len: 5 }.resolve(0).is_err());
+    }
+
+    /// Found by `scripts/fuzz run ranges`: the last chunk of an object whose claimed size is
+    /// near `u64::MAX`.
+    #[test]
+    fn spans_of_a_huge_object_do_not_overflow() {
+        let cs = 4 << 20;
+        let r = RangeSpec::Suffix { len: 10 }
+            .resolve(u64::MAX)
+            .expect("range");
+        let spans: Vec<_> = chunk_spans(r, cs).collect();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].end - spans[0].start, 10);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use std::ops::Range;
 
@@ -18,6 +19,7 @@ use prometheus::{IntCounter, Registry};
 
 use crate::flight::SingleFlight;
 use crate::key::{Chunk, ChunkKey, PieceKey};
+use crate::pin::Pins;
 
 /// Where a chunk's bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,9 @@ pub enum OpenError {
     /// A metric could not be registered.
     #[error("cannot register cache metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The cache directory could not be used.
+    #[error("cannot use the cache directory: {0}")]
+    Io(std::io::Error),
 }
 
 type Fill<E> = Result<(Bytes, Tier), E>;
@@ -124,6 +129,31 @@ struct Inner {
     /// SSD reads in flight at once. Each holds two piece-sized buffers (the aligned read and
     /// the decoded piece): unbounded, 256 concurrent 4 KiB misses held 128 MiB.
     reads: Semaphore,
+    /// The marker [`ChunkStore::close`] leaves in the cache directory.
+    clean_marker: Option<PathBuf>,
+    /// When the store was opened, if the process before did not close it (killed, crashed):
+    /// removals it made may not have reached the SSD, so records written before then may be
+    /// ones it had removed.
+    unclean_since: Option<SystemTime>,
+    /// Chunks pinned until a deadline (see `pin.rs`), up to half of `memory_bytes`.
+    pins: Pins,
+}
+
+/// The file a closed store leaves in its directory; its absence at open means the previous
+/// process did not close the store.
+const CLEAN_MARKER: &str = "cistern-closed-cleanly";
+
+/// The SSD tier's block (foyer's unit of writing and eviction) for pieces of `piece_size`.
+fn block_size(piece_size: usize) -> usize {
+    (16 << 20)
+        .max(piece_size * 2 + 64 * 1024)
+        .next_multiple_of(4096)
+}
+
+/// The files the SSD tier keeps open for `disk_bytes` (foyer's directory device holds one
+/// file per block).
+pub fn ssd_files(disk_bytes: usize, piece_size: usize) -> usize {
+    disk_bytes / block_size(piece_size)
 }
 
 /// SSD piece reads in flight at once: deep enough to keep an NVMe device busy.
@@ -180,14 +210,26 @@ impl ChunkStore {
             .with_weighter(|_k: &PieceKey, v: &Chunk| v.data.len() + 128)
             .storage();
 
+        // Taken away now, so that it is there again only if this process closes the store.
+        let clean_marker = cfg
+            .dir
+            .as_ref()
+            .filter(|_| disk)
+            .map(|d| d.join(CLEAN_MARKER));
+        let unclean_since = match &clean_marker {
+            Some(m) => match std::fs::remove_file(m) {
+                Ok(()) => None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(SystemTime::now()),
+                Err(e) => return Err(OpenError::Io(e)),
+            },
+            None => None,
+        };
         let pieces = match &cfg.dir {
             Some(dir) if disk => {
                 // A block holds many pieces; an entry must fit in a block minus 4 KiB. The
                 // write buffer is one block and up to two more queue, so blocks are kept
                 // small (16 MiB): that memory is outside the RAM cache.
-                let block = (16 << 20)
-                    .max(cfg.piece_size * 2 + 64 * 1024)
-                    .next_multiple_of(4096);
+                let block = block_size(cfg.piece_size);
                 let min = block * 2;
                 if cfg.disk_bytes < min {
                     return Err(OpenError::DiskTooSmall {
@@ -229,6 +271,9 @@ impl ChunkStore {
                 piece_size: cfg.piece_size,
                 disk,
                 reads: Semaphore::new(SSD_READS_IN_FLIGHT),
+                clean_marker,
+                unclean_since,
+                pins: Pins::new(cfg.memory_bytes as u64 / 2),
             }),
         })
     }
@@ -254,6 +299,13 @@ impl ChunkStore {
         if let Some(entry) = self.ram.get(&key) {
             return Ok(Served {
                 data: clamp(entry.value(), &want),
+                tier: Tier::Memory,
+                coalesced: false,
+            });
+        }
+        if let Some(data) = self.inner.pins.get(&key) {
+            return Ok(Served {
+                data: clamp(&data, &want),
                 tier: Tier::Memory,
                 coalesced: false,
             });
@@ -397,19 +449,32 @@ impl ChunkStore {
         self.inner.disk
     }
 
-    /// Whether the chunk is in RAM.
+    /// Whether the chunk is in RAM (the RAM cache or the pin table).
     pub fn in_memory(&self, key: &ChunkKey) -> bool {
-        self.ram.contains(key)
+        self.ram.contains(key) || self.inner.pins.contains(key)
     }
 
     /// Whether the chunk is in RAM or (probably) on SSD, without reading it.
     pub fn resident(&self, key: &ChunkKey) -> bool {
-        self.ram.contains(key)
+        self.in_memory(key)
             || (self.inner.disk
                 && self.pieces.storage().may_contains(&PieceKey {
                     chunk: key.clone(),
                     piece: 0,
                 }))
+    }
+
+    /// Pins a whole chunk (`data`) in RAM until `until`: reads find it there however the RAM
+    /// cache evicts, until the deadline. False when the pin table (half of `memory_bytes`) has
+    /// no room; a pin already held is extended.
+    pub fn pin(&self, key: ChunkKey, data: Bytes, until: std::time::Instant) -> bool {
+        self.inner.pins.pin(key, data, until)
+    }
+
+    /// Pinned chunks, their bytes, and the most bytes pins may hold.
+    pub fn pinned(&self) -> (u64, u64, u64) {
+        let (n, bytes) = self.inner.pins.usage();
+        (n, bytes, self.inner.pins.capacity())
     }
 
     /// Keeps a small record (e.g. object metadata) under `key`, in RAM and on SSD.
@@ -430,9 +495,29 @@ impl ChunkStore {
         self.pieces.remove(&record(key.clone()));
     }
 
-    /// Flushes what is still queued for SSD and closes the store.
+    /// Flushes what is still queued for SSD and closes the store, marking its directory as
+    /// closed cleanly.
     pub async fn close(&self) -> Result<(), foyer::Error> {
-        self.pieces.close().await
+        self.pieces.close().await?;
+        if let Some(m) = &self.inner.clean_marker {
+            if let Err(e) = std::fs::write(m, b"") {
+                tracing::warn!(error = %e, "cannot mark the cache as closed cleanly");
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes to SSD like [`ChunkStore::close`] without marking the directory as closed
+    /// cleanly: what a process killed after its writes reached the SSD leaves.
+    #[doc(hidden)]
+    pub async fn close_without_marking(&self) {
+        let _ = self.pieces.close().await;
+    }
+
+    /// When this store was opened, if the process before it did not close it: records
+    /// written before then may be ones that process removed (its removals can be lost).
+    pub fn unclean_since(&self) -> Option<SystemTime> {
+        self.inner.unclean_since
     }
 
     /// Drops every chunk and piece from RAM only (tests use it to exercise the SSD tier).
@@ -590,6 +675,41 @@ mod tests {
             .expect("memory hit");
         assert_eq!((again.tier, again.data), (Tier::Memory, data.slice(5..9)));
         store.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_pinned_chunk_is_served_after_the_ram_cache_lets_it_go() {
+        let flight = SingleFlight::default();
+        let store = ChunkStore::open(
+            &StoreConfig {
+                dir: None,
+                memory_bytes: 8 << 20,
+                disk_bytes: 0,
+                chunk_size: 1 << 20,
+                piece_size: 64 << 10,
+            },
+            &Registry::new(),
+        )
+        .await
+        .expect("open");
+        let data = Bytes::from(vec![5u8; 1 << 20]);
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        store.insert(key(0), data.clone());
+        store.insert(key(1), data.clone());
+        assert!(store.pin(key(0), data.clone(), later));
+        assert!(
+            !store.pin(key(2), Bytes::from(vec![0u8; 4 << 20]), later),
+            "past half of RAM"
+        );
+        store.clear_memory();
+        assert!(store.in_memory(&key(0)) && !store.in_memory(&key(1)));
+        let never = || async { Err::<Bytes, _>("must not fill".to_string()) };
+        let got = store
+            .get_or_fill(&flight, key(0), 1 << 20, 10..20, never)
+            .await
+            .expect("pinned");
+        assert_eq!((got.tier, got.data), (Tier::Memory, data.slice(10..20)));
+        assert_eq!(store.pinned(), (1, 1 << 20, 4 << 20));
     }
 
     #[tokio::test]

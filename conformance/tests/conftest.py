@@ -175,6 +175,21 @@ class Moto:
 MOTO_SETUP_ACTIONS = 4
 
 
+# Objects a test module put into the session's shared moto buckets, as (bucket, key): deleted
+# when that module ends, because motob's listing is other modules' ground truth (moto_data).
+MOTO_CLEANUP: list[tuple[str, str]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _leave_moto_as_found(request):
+    yield
+    if MOTO_CLEANUP:
+        s3 = request.getfixturevalue("moto").client()
+        for bucket, key in MOTO_CLEANUP:
+            s3.delete_object(Bucket=bucket, Key=key)
+        MOTO_CLEANUP.clear()
+
+
 @pytest.fixture(scope="session")
 def moto(session_dir) -> Moto:
     port = free_port()

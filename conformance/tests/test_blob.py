@@ -283,13 +283,17 @@ def _date(delta_minutes=0):
 NOW = lambda: dt.datetime.now(dt.timezone.utc)  # noqa: E731
 
 
-def _negative_cases(gw, blob):
-    """(name, method, url, headers, expected status, expected x-ms-error-code)."""
+def _negative_cases(gw, blob, method="GET", extra=None):
+    """(name, method, url, headers, expected status, expected x-ms-error-code): each one a
+    `method` of `blob` carrying the `extra` headers (signed with it where signed), e.g. a
+    `x-ms-range` (test_auth_matrix.py runs them as HEAD and ranged GET too)."""
+    m = method
+    ex = dict(extra or {})
     from azure.storage.blob import generate_account_sas, ResourceTypes, AccountSasPermissions
     base = blob_url(gw.blob_url, AZ, blob)
     other = blob_url(gw.blob_url, AZ, "hello.txt")
-    hv = {"x-ms-version": "2025-11-05"}
-    ok = _shared_key("GET", base, dict(hv, **{"x-ms-date": _date()}), DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+    hv = {"x-ms-version": "2025-11-05", **ex}
+    ok = _shared_key(m, base, dict(hv, **{"x-ms-date": _date()}), DEV_ACCOUNT, DEV_ACCOUNT_KEY)
     sig = ok["Authorization"].split(":", 1)[1]
     flipped = ("A" if sig[0] != "A" else "B") + sig[1:]
     wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMDA="
@@ -298,73 +302,73 @@ def _negative_cases(gw, blob):
         DEV_ACCOUNT, DEV_ACCOUNT_KEY, kw.pop("rt", ResourceTypes(object=True)),
         kw.pop("perm", AccountSasPermissions(read=True)), kw.pop("expiry", later), **kw)
     cases = [
-        ("wrong key", "GET", base,
-         _shared_key("GET", base, dict(hv, **{"x-ms-date": _date()}), DEV_ACCOUNT, wrong_key),
+        ("wrong key", m, base,
+         _shared_key(m, base, dict(hv, **{"x-ms-date": _date()}), DEV_ACCOUNT, wrong_key),
          403, "AuthenticationFailed"),
-        ("tampered signature", "GET", base,
+        ("tampered signature", m, base,
          dict(ok, Authorization=f"SharedKey {DEV_ACCOUNT}:{flipped}"), 403, "AuthenticationFailed"),
-        ("replayed on another blob", "GET", other, ok, 403, "AuthenticationFailed"),
-        ("date 20 minutes old", "GET", base,
-         _shared_key("GET", base, dict(hv, **{"x-ms-date": _date(-20)}), DEV_ACCOUNT,
+        ("replayed on another blob", m, other, ok, 403, "AuthenticationFailed"),
+        ("date 20 minutes old", m, base,
+         _shared_key(m, base, dict(hv, **{"x-ms-date": _date(-20)}), DEV_ACCOUNT,
                      DEV_ACCOUNT_KEY), 403, "AuthenticationFailed"),
-        ("date 20 minutes ahead", "GET", base,
-         _shared_key("GET", base, dict(hv, **{"x-ms-date": _date(20)}), DEV_ACCOUNT,
+        ("date 20 minutes ahead", m, base,
+         _shared_key(m, base, dict(hv, **{"x-ms-date": _date(20)}), DEV_ACCOUNT,
                      DEV_ACCOUNT_KEY), 403, "AuthenticationFailed"),
-        ("no date", "GET", base,
+        ("no date", m, base,
          {k: v for k, v in ok.items() if k.lower() != "x-ms-date"}, 403, "AuthenticationFailed"),
-        ("other account in header", "GET", base,
+        ("other account in header", m, base,
          dict(ok, Authorization=f"SharedKey limitedacct:{sig}"), 403, "AuthenticationFailed"),
         # Credentials only the origin can judge: Azurite (no OAuth over HTTP, no such policy,
         # no user delegation) refuses them, and so does Cistern.
-        ("bearer token, origin refuses", "GET", base,
+        ("bearer token, origin refuses", m, base,
          dict(hv, Authorization="Bearer eyJhbGciOi.x.y"), 403, "AuthorizationFailure"),
-        ("bearer token on an origin that cannot judge", "GET",
+        ("bearer token on an origin that cannot judge", m,
          f"{gw.blob_url}/fsb/hello.txt", dict(hv, Authorization="Bearer eyJhbGciOi.x.y"), 403,
          "AuthenticationFailed"),
-        ("SAS expired", "GET", base + "?" + blob_sas(AZ, blob, expiry=NOW() - dt.timedelta(minutes=1)),
-         {}, 403, "AuthenticationFailed"),
-        ("SAS not yet valid", "GET",
-         base + "?" + blob_sas(AZ, blob, start=NOW() + dt.timedelta(minutes=30)), {}, 403,
+        ("SAS expired", m, base + "?" + blob_sas(AZ, blob, expiry=NOW() - dt.timedelta(minutes=1)),
+         ex, 403, "AuthenticationFailed"),
+        ("SAS not yet valid", m,
+         base + "?" + blob_sas(AZ, blob, start=NOW() + dt.timedelta(minutes=30)), ex, 403,
          "AuthenticationFailed"),
-        ("SAS tampered", "GET", base + "?" + blob_sas(AZ, blob).replace("sp=r", "sp=rw"), {},
+        ("SAS tampered", m, base + "?" + blob_sas(AZ, blob).replace("sp=r", "sp=rw"), ex,
          403, "AuthenticationFailed"),
-        ("SAS for another blob", "GET", base + "?" + blob_sas(AZ, "hello.txt"), {}, 403,
+        ("SAS for another blob", m, base + "?" + blob_sas(AZ, "hello.txt"), ex, 403,
          "AuthenticationFailed"),
-        ("container SAS for another container", "GET",
-         base + "?" + container_sas("azother"), {}, 403, "AuthenticationFailed"),
-        ("SAS without read", "GET", base + "?" + blob_sas(AZ, blob, permission="w"), {}, 403,
+        ("container SAS for another container", m,
+         base + "?" + container_sas("azother"), ex, 403, "AuthenticationFailed"),
+        ("SAS without read", m, base + "?" + blob_sas(AZ, blob, permission="w"), ex, 403,
          "AuthorizationPermissionMismatch"),
-        ("SAS for another IP", "GET", base + "?" + blob_sas(AZ, blob, ip="10.9.8.7"), {}, 403,
+        ("SAS for another IP", m, base + "?" + blob_sas(AZ, blob, ip="10.9.8.7"), ex, 403,
          "AuthorizationSourceIPMismatch"),
-        ("SAS https only", "GET", base + "?" + blob_sas(AZ, blob, protocol="https"), {}, 403,
+        ("SAS https only", m, base + "?" + blob_sas(AZ, blob, protocol="https"), ex, 403,
          "AuthorizationProtocolMismatch"),
-        ("account SAS without blob service", "GET",
-         base + "?" + acct_sas(services="q"), {}, 403, "AuthorizationServiceMismatch"),
-        ("account SAS for containers only", "GET",
-         base + "?" + acct_sas(rt=ResourceTypes(container=True)), {}, 403,
+        ("account SAS without blob service", m,
+         base + "?" + acct_sas(services="q"), ex, 403, "AuthorizationServiceMismatch"),
+        ("account SAS for containers only", m,
+         base + "?" + acct_sas(rt=ResourceTypes(container=True)), ex, 403,
          "AuthorizationResourceTypeMismatch"),
-        ("unknown stored access policy", "GET",
-         base + "?" + blob_sas(AZ, blob, policy_id="nopol", permission=None, expiry=None), {},
+        ("unknown stored access policy", m,
+         base + "?" + blob_sas(AZ, blob, policy_id="nopol", permission=None, expiry=None), ex,
          403, "AuthorizationFailure"),
-        ("user delegation SAS the origin refuses", "GET",
-         base + "?" + blob_sas(AZ, blob) + "&skoid=00000000-0000-0000-0000-000000000000", {},
+        ("user delegation SAS the origin refuses", m,
+         base + "?" + blob_sas(AZ, blob) + "&skoid=00000000-0000-0000-0000-000000000000", ex,
          403, "AuthorizationFailure"),
-        ("stored-policy SAS from another IP", "GET",
+        ("stored-policy SAS from another IP", m,
          base + "?" + blob_sas(AZ, blob, policy_id="readpol", permission=None, expiry=None,
-                               ip="10.9.8.7"), {}, 403, "AuthorizationSourceIPMismatch"),
-        ("duplicate SAS parameter", "GET",
-         base + "?" + blob_sas(AZ, blob) + "&sp=rwdl", {}, 403, "AuthorizationFailure"),
-        ("user delegation SAS from another IP", "GET",
+                               ip="10.9.8.7"), ex, 403, "AuthorizationSourceIPMismatch"),
+        ("duplicate SAS parameter", m,
+         base + "?" + blob_sas(AZ, blob) + "&sp=rwdl", ex, 403, "AuthorizationFailure"),
+        ("user delegation SAS from another IP", m,
          base + "?" + blob_sas(AZ, blob, ip="10.9.8.7")
-         + "&skoid=00000000-0000-0000-0000-000000000000", {}, 403,
+         + "&skoid=00000000-0000-0000-0000-000000000000", ex, 403,
          "AuthorizationSourceIPMismatch"),
-        ("account outside its scope", "GET",
+        ("account outside its scope", m,
          blob_url(f"http://127.0.0.1:{gw.blob_port}/limitedacct", AZ, blob),
-         _shared_key("GET", blob_url(f"http://127.0.0.1:{gw.blob_port}/limitedacct", AZ, blob),
+         _shared_key(m, blob_url(f"http://127.0.0.1:{gw.blob_port}/limitedacct", AZ, blob),
                      dict(hv, **{"x-ms-date": _date()}), "limitedacct",
                      "bGltaXRlZC1hY2NvdW50LWtleS0wMTIzNDU2Nzg5YWJjZGVm"),
          403, "AuthorizationFailure"),
-        ("anonymous on a private container", "GET", base, {}, 404, "ResourceNotFound"),
+        ("anonymous on a private container", m, base, ex, 404, "ResourceNotFound"),
     ]
     return cases
 

@@ -42,6 +42,9 @@ pub struct Running {
     ready: Ready,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The admin listener, stopped after the others have drained.
+    admin_stop: watch::Sender<bool>,
+    admin_task: JoinHandle<()>,
     pipeline: Arc<Pipeline>,
 }
 
@@ -82,6 +85,41 @@ impl<O: Origin> OriginBuild for O {
     }
 }
 
+/// Connections and origin sockets a process should have room for beside the SSD tier's files.
+const SPARE_FILES: u64 = 4096;
+
+/// Raises the open-file limit to its hard maximum, and refuses an SSD tier whose files would
+/// not fit under it (foyer keeps one open per 16 MiB block: 900 GiB is 57,600).
+fn open_files_for(ssd_files: u64) -> anyhow::Result<()> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            lim = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(limit) = lim.current else {
+        return Ok(());
+    };
+    if ssd_files + 256 > limit {
+        anyhow::bail!(
+            "cache.disk needs {ssd_files} open files (one per 16 MiB block of the SSD tier) but \
+             the open-file limit is {limit}: raise the limit (ulimit -n, or the container \
+             runtime's nofile) or make cache.disk smaller"
+        );
+    }
+    if ssd_files + SPARE_FILES > limit {
+        tracing::warn!(
+            ssd_files,
+            limit,
+            "the SSD tier's files leave little of the open-file limit for connections"
+        );
+    }
+    Ok(())
+}
+
 /// Opens the cache, builds everything and starts listening.
 pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     let metrics = Metrics::new().context("cannot create metrics")?;
@@ -97,6 +135,11 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     if disk {
         std::fs::create_dir_all(&s.cache_dir)
             .with_context(|| format!("cannot create cache directory {}", s.cache_dir.display()))?;
+        let files = cistern_cache::ssd_files(
+            usize::try_from(s.disk_bytes).unwrap_or(usize::MAX),
+            usize::try_from(s.piece_size).unwrap_or(usize::MAX),
+        );
+        open_files_for(files as u64)?;
     }
     let store = ChunkStore::open(
         &StoreConfig {
@@ -194,6 +237,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     };
     let pipeline = Arc::new(pipeline);
     let policy = Arc::new(Policy::new(s.principals.clone()));
+    let admin_policy = Arc::clone(&policy);
     let blob_front = Arc::new(crate::blob::BlobFront::new(
         Arc::clone(&pipeline),
         Arc::clone(&policy),
@@ -276,6 +320,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             Arc::clone(&svc),
             Arc::clone(&blob_front),
             metrics.clone(),
+            s.limits,
             stopped(rx.clone()),
         )));
     }
@@ -284,6 +329,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             l,
             svc,
             metrics.clone(),
+            s.limits,
             stopped(rx.clone()),
         )));
     }
@@ -292,6 +338,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             l,
             blob_front,
             metrics.clone(),
+            s.limits,
             stopped(rx.clone()),
         )));
     }
@@ -306,7 +353,12 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                 metrics.clone(),
                 s.chunk_size,
             ));
-            tasks.push(tokio::spawn(run_peer(l, server, stopped(rx.clone()))));
+            tasks.push(tokio::spawn(run_peer(
+                l,
+                server,
+                s.limits,
+                stopped(rx.clone()),
+            )));
         }
         tasks.push(tokio::spawn(crate::peer::maintain(
             Arc::clone(client),
@@ -315,12 +367,31 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             stopped(rx.clone()),
         )));
     }
-    tasks.extend([tokio::spawn(run_admin(
-        admin_listener,
+    let admin = Arc::new(crate::admin::Admin::new(
         metrics.clone(),
         ready.clone(),
-        stopped(rx),
-    ))]);
+        Arc::clone(&pipeline),
+        admin_policy,
+        peer_client.as_ref().map(|c| Arc::clone(c.membership())),
+        match s.role {
+            Role::All => "all",
+            Role::Front => "front",
+            Role::Cache => "cache",
+        },
+        // Checkpoints need a writable cache directory: a front (read-only root, no volume)
+        // keeps its jobs in memory only.
+        disk.then(|| s.cache_dir.join("warm")),
+    ));
+    // The admin listener stops last (see `Running::shutdown`): /readyz answers 503 while the
+    // others drain.
+    let (admin_stop, admin_rx) = watch::channel(false);
+    let admin_task = tokio::spawn(run_admin(
+        admin_listener,
+        admin,
+        s.limits,
+        stopped(admin_rx),
+    ));
+    drop(rx);
     ready.0.store(true, Ordering::Relaxed);
     Ok(Running {
         s3_addr,
@@ -332,6 +403,8 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         ready,
         stop,
         tasks,
+        admin_stop,
+        admin_task,
         pipeline,
     })
 }
@@ -339,6 +412,9 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
 impl Running {
     /// Stops accepting, drains in-flight requests, and closes the cache (persisting what is
     /// in RAM to SSD).
+    /// The admin listener goes on answering (`/readyz` with 503) until the others have
+    /// drained and the cache is closed, so that probes see the drain rather than a refused
+    /// connection.
     pub async fn shutdown(self) {
         self.ready.0.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
@@ -348,5 +424,7 @@ impl Running {
         if let Err(e) = self.pipeline.store().close().await {
             tracing::warn!(error = %e, "closing the cache failed");
         }
+        let _ = self.admin_stop.send(true);
+        let _ = self.admin_task.await;
     }
 }

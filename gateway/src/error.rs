@@ -30,6 +30,9 @@ pub enum ErrorKind {
     BadDigest,
     /// An upload's body was cut short or ran long.
     IncompleteBody,
+    /// The client stopped sending its request body (longer than the listener's
+    /// `body_read_timeout` without a byte).
+    ClientTimeout,
     /// The upload in parts does not exist (finished, aborted, or never started).
     NoSuchUpload,
     /// A part named on completion was not uploaded (or its ETag differs).
@@ -56,7 +59,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for [`ErrorKind::parse`].
-    const ALL: [ErrorKind; 22] = [
+    const ALL: [ErrorKind; 23] = [
         Self::NoSuchBucket,
         Self::NotFound,
         Self::PreconditionFailed,
@@ -68,6 +71,7 @@ impl ErrorKind {
         Self::SignatureMismatch,
         Self::BadDigest,
         Self::IncompleteBody,
+        Self::ClientTimeout,
         Self::NoSuchUpload,
         Self::InvalidPart,
         Self::BucketExists,
@@ -100,6 +104,7 @@ impl ErrorKind {
             Self::SignatureMismatch => "signature_mismatch",
             Self::BadDigest => "bad_digest",
             Self::IncompleteBody => "incomplete_body",
+            Self::ClientTimeout => "client_timeout",
             Self::NoSuchUpload => "no_such_upload",
             Self::InvalidPart => "invalid_part",
             Self::BucketExists => "bucket_exists",

@@ -6,9 +6,11 @@
 //! - [`blob`]: the Azure Blob front (its router, auth, XML and its one error mapping).
 //! - [`s3`]: the S3 front on `s3s` (operations, auth, hosts, and its one error mapping).
 //! - [`server`]: listeners with graceful drain, the access log and request metrics.
+//! - [`admin`]: the admin listener's warm-up jobs, stats and dashboard.
 //! - [`config`], [`app`], [`metrics`]: configuration, wiring and the metrics registry, used by
 //!   the `cistern` binary.
 
+pub mod admin;
 pub mod app;
 pub mod blob;
 pub mod config;
@@ -20,6 +22,10 @@ pub mod pipeline;
 pub mod s3;
 pub mod server;
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -27,4 +33,8 @@ mod tests;
 #[cfg(test)]
 mod tests_cluster;
 #[cfg(test)]
+mod tests_faults;
+#[cfg(test)]
 mod tests_s3_front;
+#[cfg(test)]
+mod tests_warm;

@@ -1,4 +1,7 @@
-//! The `cistern` binary: `cistern serve`.
+//! The `cistern` binary: `cistern serve`, and `cistern warm` (a client of a running
+//! instance's admin API).
+
+mod warm_cli;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -26,10 +29,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // reason: parsed once at start-up; size does not matter
 enum Command {
     /// Serve S3 and Azure Blob through the cache. With no arguments: ./data as buckets, on
     /// loopback, with development credentials.
     Serve(ServeArgs),
+    /// Fill the cache with a bucket prefix before a job, through a running Cistern's admin
+    /// API (cluster-wide from a front), showing progress; exit status 1 if anything failed.
+    Warm(warm_cli::WarmArgs),
 }
 
 #[derive(clap::Args)]
@@ -105,6 +112,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Warm(args) => match warm_cli::run(args) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("cistern warm: {e:#}");
+                std::process::exit(2)
+            }
+        },
     }
 }
 
@@ -165,7 +179,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             println!("  both:    http://{d} (dialect chosen per request)");
         }
         println!(
-            "  admin:   http://{}/metrics  /healthz  /readyz",
+            "  admin:   http://{}/metrics  /healthz  /readyz  /dashboard  /admin/warm",
             running.admin_addr
         );
         if settings.role == config::Role::Front {

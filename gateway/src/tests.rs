@@ -22,9 +22,9 @@ use crate::pipeline::{
 };
 use crate::testing::MemOrigin;
 
-const MIB: usize = 1 << 20;
+pub(crate) const MIB: usize = 1 << 20;
 
-fn pattern(len: usize, seed: u8) -> Bytes {
+pub(crate) fn pattern(len: usize, seed: u8) -> Bytes {
     Bytes::from(
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
@@ -32,14 +32,14 @@ fn pattern(len: usize, seed: u8) -> Bytes {
     )
 }
 
-struct Setup {
-    pipeline: Arc<Pipeline>,
-    bucket: Arc<BucketBinding>,
-    origin: MemOrigin,
-    metrics: Metrics,
+pub(crate) struct Setup {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) bucket: Arc<BucketBinding>,
+    pub(crate) origin: MemOrigin,
+    pub(crate) metrics: Metrics,
 }
 
-async fn setup(chunk: usize, consistency: Consistency) -> Setup {
+pub(crate) async fn setup(chunk: usize, consistency: Consistency) -> Setup {
     setup_with(chunk, consistency, false).await
 }
 
@@ -384,6 +384,7 @@ async fn serve_s3_with(
         listener,
         Arc::clone(&svc),
         s.metrics.clone(),
+        crate::server::Limits::default(),
         async move {
             let _ = rx.await;
         },

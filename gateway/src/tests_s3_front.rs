@@ -109,6 +109,7 @@ async fn serve(
         listener,
         Arc::clone(&svc),
         f.metrics.clone(),
+        crate::server::Limits::default(),
         async move {
             let _ = rx.await;
         },

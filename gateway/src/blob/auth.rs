@@ -168,7 +168,7 @@ impl Judgements {
 }
 
 /// The signed identifiers of a Get Container ACL answer.
-fn parse_signed_identifiers(xml: &str) -> Vec<StoredPolicy> {
+pub(crate) fn parse_signed_identifiers(xml: &str) -> Vec<StoredPolicy> {
     #[derive(serde::Deserialize, Default)]
     struct Doc {
         #[serde(rename = "SignedIdentifier", default)]

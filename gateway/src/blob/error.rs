@@ -292,7 +292,9 @@ impl From<Error> for BlobError {
                 "LeaseIdMissing",
                 "There is currently a lease on the resource and no lease ID was specified in the request.",
             ),
-            ErrorKind::OriginTimeout => (
+            // Azure answers a request it gave up on, the client's slowness included, with
+            // 500 OperationTimedOut (its analytics log that as ClientTimeoutError).
+            ErrorKind::OriginTimeout | ErrorKind::ClientTimeout => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "OperationTimedOut",
                 "The operation could not be completed within the permitted time.",

@@ -6,15 +6,15 @@
 //! origin's rules.
 
 pub mod auth;
-mod batch;
+pub(crate) mod batch;
 mod copy;
-mod cors;
+pub(crate) mod cors;
 pub mod error;
 mod list;
-mod read;
+pub(crate) mod read;
 mod relay;
 pub mod router;
-mod write;
+pub(crate) mod write;
 pub mod xml;
 
 use std::net::IpAddr;

@@ -59,7 +59,7 @@ pub(super) fn conditions(h: &HeaderMap) -> Conditions {
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n`.
-pub(super) fn parse_range(v: &str) -> Option<RangeSpec> {
+pub(crate) fn parse_range(v: &str) -> Option<RangeSpec> {
     let spec = v.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let (a, b) = (a.trim(), b.trim());

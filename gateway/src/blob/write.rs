@@ -269,7 +269,7 @@ pub(super) fn put_options(h: &HeaderMap, body_is_blob: bool) -> crate::origin::P
 const MAX_APPEND_BLOCK: u64 = 100 << 20;
 
 /// Block ids: base64 of at most 64 bytes, as Azure requires.
-pub(super) fn valid_block_id(id: &str) -> bool {
+pub(crate) fn valid_block_id(id: &str) -> bool {
     base64::engine::general_purpose::STANDARD
         .decode(id)
         .is_ok_and(|b| !b.is_empty() && b.len() <= 64)
@@ -283,14 +283,6 @@ const MAX_BLOCK_LIST_BYTES: usize = 8 << 20;
 pub(super) async fn read_block_list(
     mut body: RequestBody,
 ) -> Result<Vec<crate::origin::BlockRef>, BlobError> {
-    use crate::origin::BlockRef;
-    let invalid = || {
-        BlobError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidXmlDocument",
-            "XML specified is not syntactically valid.",
-        )
-    };
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.try_next().await? {
         if buf.len() + chunk.len() > MAX_BLOCK_LIST_BYTES {
@@ -302,7 +294,20 @@ pub(super) async fn read_block_list(
         }
         buf.extend_from_slice(&chunk);
     }
-    let mut reader = quick_xml::Reader::from_reader(&buf[..]);
+    parse_block_list(&buf)
+}
+
+/// Parses a Put Block List body (see [`read_block_list`]).
+pub(crate) fn parse_block_list(buf: &[u8]) -> Result<Vec<crate::origin::BlockRef>, BlobError> {
+    use crate::origin::BlockRef;
+    let invalid = || {
+        BlobError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidXmlDocument",
+            "XML specified is not syntactically valid.",
+        )
+    };
+    let mut reader = quick_xml::Reader::from_reader(buf);
     let mut out = Vec::new();
     let mut current: Option<String> = None;
     let mut text = String::new();

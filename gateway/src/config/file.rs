@@ -39,6 +39,22 @@ pub struct FileConfig {
     /// The cache cluster.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// Connection limits of every listener.
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+/// `[server]`: how long a client may take and how much it may send in request headers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Time to send a request's headers, counted from the connection's first byte wait or
+    /// from the end of the previous request (an idle keep-alive connection). Default: `30s`.
+    pub header_read_timeout: Option<String>,
+    /// Longest wait for the next piece of a request body. Default: `60s`.
+    pub body_read_timeout: Option<String>,
+    /// Largest request head (request line and headers). Default: `64KiB`.
+    pub max_header_bytes: Option<String>,
 }
 
 /// `[cluster]`.
@@ -267,9 +283,14 @@ pub struct PrincipalSection {
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    parse_file(&text, &path.display().to_string())
+}
+
+/// Parses the text of a configuration file; errors name `origin` (the file's path).
+pub fn parse_file(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
     // The error names the line, column and key but never quotes the file: a line may hold a
     // secret someone pasted inline by mistake.
-    toml::from_str(&text).map_err(|e| {
+    toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map_or((0, 0), |sp| {
             let before = &text[..sp.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -277,8 +298,7 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
             (line, col)
         });
         ConfigError(format!(
-            "{}:{line}:{col}: {}",
-            path.display(),
+            "{origin}:{line}:{col}: {}",
             redact_quoted(e.message().trim_end())
         ))
     })

@@ -6,8 +6,9 @@ mod file;
 mod parse;
 
 pub use file::{
-    load_file, BlobSection, BucketSection, CacheSection, ClusterSection, EntraSection, FileConfig,
-    ListenSection, OriginSection, PolicySection, PrincipalSection, S3Section, SecretRef,
+    load_file, parse_file, BlobSection, BucketSection, CacheSection, ClusterSection, EntraSection,
+    FileConfig, ListenSection, OriginSection, PolicySection, PrincipalSection, S3Section,
+    SecretRef, ServerSection,
 };
 pub use parse::{parse_duration, parse_size};
 
@@ -194,6 +195,8 @@ pub struct Settings {
     pub region: String,
     /// Whether plain object reads skip s3s.
     pub s3_fast_path: bool,
+    /// Timeouts and header limits of every listener.
+    pub limits: crate::server::Limits,
     /// Origins.
     pub origins: Vec<OriginSettings>,
     /// Buckets.
@@ -505,6 +508,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     }
 
     let (role, cluster) = cluster_settings(&f.cluster, o)?;
+    let limits = server_limits(&f.server)?;
 
     Ok(Settings {
         role,
@@ -524,6 +528,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
         blob_host_domains: f.blob.host_domains,
         region: f.s3.region.unwrap_or_else(|| "us-east-1".into()),
         s3_fast_path: f.s3.fast_path.unwrap_or(true),
+        limits,
         origins,
         buckets,
         default_consistency,
@@ -535,9 +540,92 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     })
 }
 
+/// `[server]`: timeouts between 1 s (100 ms for tests) and 1 h; a header limit between
+/// 1 KiB and 1 MiB.
+fn server_limits(f: &ServerSection) -> Result<crate::server::Limits, ConfigError> {
+    let d = crate::server::Limits::default();
+    let dur = |key: &str, v: &Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => {
+            let t = parse_duration(v).map_err(|e| err(key, e))?;
+            if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&t) {
+                return Err(err(key, "must be between 100ms and 1h"));
+            }
+            Ok(t)
+        }
+    };
+    let max_header_bytes = match &f.max_header_bytes {
+        None => d.max_header_bytes,
+        Some(v) => {
+            let n = parse_size(v).map_err(|e| err("server.max_header_bytes", e))?;
+            if !(1 << 10..=1 << 20).contains(&n) {
+                return Err(err(
+                    "server.max_header_bytes",
+                    "must be between 1KiB and 1MiB",
+                ));
+            }
+            n as usize
+        }
+    };
+    Ok(crate::server::Limits {
+        header_read_timeout: dur(
+            "server.header_read_timeout",
+            &f.header_read_timeout,
+            d.header_read_timeout,
+        )?,
+        body_read_timeout: dur(
+            "server.body_read_timeout",
+            &f.body_read_timeout,
+            d.body_read_timeout,
+        )?,
+        max_header_bytes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_limits_default_and_refuse_bad_values() {
+        let s = resolve_str("");
+        let limits = s.expect("defaults").limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(limits.max_header_bytes, 64 << 10);
+        let s = resolve_str(
+            "[server]\nheader_read_timeout = \"2s\"\nbody_read_timeout = \"500ms\"\nmax_header_bytes = \"16KiB\"\n",
+        );
+        let limits = s.expect("set").limits;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(limits.body_read_timeout, Duration::from_millis(500));
+        assert_eq!(limits.max_header_bytes, 16 << 10);
+        for (bad, key) in [
+            ("header_read_timeout = \"0s\"", "server.header_read_timeout"),
+            (
+                "header_read_timeout = \"soon\"",
+                "server.header_read_timeout",
+            ),
+            ("body_read_timeout = \"2h\"", "server.body_read_timeout"),
+            ("max_header_bytes = \"100\"", "server.max_header_bytes"),
+            ("max_header_bytes = \"2MiB\"", "server.max_header_bytes"),
+            ("max_header_bytes = \"lots\"", "server.max_header_bytes"),
+        ] {
+            let e = resolve_str(&format!("[server]\n{bad}\n")).expect_err(bad);
+            assert!(e.to_string().starts_with(key), "{bad}: {e}");
+        }
+        let e = toml::from_str::<FileConfig>("[server]\nidle = \"1s\"\n").expect_err("unknown key");
+        assert!(e.to_string().contains("idle"), "{e}");
+    }
+
+    fn resolve_str(extra: &str) -> Result<Settings, ConfigError> {
+        let f: FileConfig = toml::from_str(&format!(
+            "[origins.o]\nkind = \"fs\"\nroot = \"/tmp\"\n[[principals]]\naccess_key = \"k\"\nsecret = {{ env = \"CISTERN_TEST_LIMITS_SECRET\" }}\nbuckets = [\"*\"]\npermissions = [\"read\"]\n{extra}"
+        ))
+        .expect("parse");
+        std::env::set_var("CISTERN_TEST_LIMITS_SECRET", "s3cret");
+        resolve(Some(f), &Overrides::default())
+    }
 
     #[test]
     fn bad_values_name_the_key() {

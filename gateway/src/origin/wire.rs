@@ -118,9 +118,13 @@ pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The total size from `Content-Range: bytes a-b/total`.
-pub(crate) fn total_from_content_range(v: &str) -> Option<u64> {
-    v.rsplit_once('/')?.1.trim().parse().ok()
+/// `bytes first-last/size` (all numbers, `first <= last < size`).
+pub(crate) fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let (span, size) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let (first, last, size): (u64, u64, u64) =
+        (first.parse().ok()?, last.parse().ok()?, size.parse().ok()?);
+    (first <= last && last < size).then_some((first, last, size))
 }
 
 /// Collects the first `keep` bytes of a body of announced length `len` into a 4096-byte-aligned
@@ -206,14 +210,22 @@ pub(crate) async fn ranged_answer(
             )
         })?;
     let size = if status == StatusCode::PARTIAL_CONTENT {
-        header(h, "content-range")
-            .and_then(total_from_content_range)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::OriginUnavailable,
-                    "The origin sent a bad Content-Range",
-                )
-            })?
+        // The bytes must be the ones asked for: a proxy or origin answering another range
+        // would otherwise put them in the wrong place of the cached chunk.
+        let bad = || {
+            Error::new(
+                ErrorKind::OriginUnavailable,
+                "The origin sent a bad Content-Range",
+            )
+        };
+        let (first, last, size) = header(h, "content-range")
+            .and_then(parse_content_range)
+            .ok_or_else(bad)?;
+        if first != range.start || last + 1 != range.end.min(size) || last + 1 - first != len as u64
+        {
+            return Err(bad());
+        }
+        size
     } else {
         len as u64
     };

@@ -31,7 +31,8 @@ pub enum Health {
 }
 
 impl Health {
-    fn as_str(self) -> &'static str {
+    /// A stable lower-case name.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Alive => "alive",
             Self::Suspect => "suspect",

@@ -123,6 +123,9 @@ pub fn chunk_query(a: &ChunkAsk) -> String {
     if let Some((s, e)) = a.part {
         q.append_pair("r", &format!("{s}-{e}"));
     }
+    if let Some(p) = a.pin {
+        q.append_pair("pin", &p.to_string());
+    }
     q.finish()
 }
 
@@ -197,6 +200,7 @@ impl Query {
                         .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "bad part"))?,
                 ),
             },
+            pin: self.opt_num("pin")?,
         })
     }
 }
@@ -216,9 +220,11 @@ mod tests {
             chunk_size: 4 << 20,
             via: Some("10.0.0.1:7070".into()),
             part: Some((4096, 8192)),
+            pin: Some(3600),
         };
         let q = Query::parse(Some(&chunk_query(&a)));
         let b = q.chunk().expect("parses");
+        assert_eq!((b.part, b.pin), (a.part, a.pin));
         assert_eq!(
             (
                 b.bucket,

@@ -159,6 +159,7 @@ impl Pipeline {
             chunk_size: self.cfg.chunk_size,
             via,
             part: None,
+            pin: None,
         }
     }
 
@@ -190,6 +191,7 @@ impl Pipeline {
                         let plain = ChunkAsk {
                             via: None,
                             part: None,
+                            pin: None,
                             ..ask.clone()
                         };
                         match peers.chunk(&owner, &plain).await {

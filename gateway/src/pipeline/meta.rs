@@ -297,6 +297,7 @@ impl Pipeline {
                                             chunk_size: cs,
                                             via: None,
                                             part: None,
+                                            pin: None,
                                         };
                                         // Handed over before the metadata is answered, so that
                                         // a reader told the ETag finds the chunk at its owner.

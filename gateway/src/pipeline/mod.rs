@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use cistern_cache::{
-    ChunkKey, ChunkStore, Heat, MetaCache, MetaKey, NearCache, SingleFlight, Tier,
+    ChunkKey, ChunkStore, Heat, MetaCache, MetaKey, NearCache, SingleFlight, Tier, TopKeys,
 };
 
 use crate::error::Result;
@@ -21,11 +21,13 @@ mod meta;
 pub mod peers;
 mod read;
 mod serve;
+mod warm;
 mod write;
 
 pub use catalog::{valid_bucket_name, AutoExpose, BucketBinding, Catalog};
 pub use conditions::{Conditions, EtagMatch};
 pub use read::{Body, CacheStatus, ObjectRead, Selection, CACHE_HEADER};
+pub use warm::Warmed;
 
 use budget::Budget;
 use meta::{MetaFill, PartLayouts};
@@ -91,6 +93,8 @@ pub struct Pipeline {
     populating: Arc<std::sync::atomic::AtomicU64>,
     heat: Heat,
     near: NearCache,
+    /// The most-read objects lately (GETs counted here, at the front), for operators.
+    top: TopKeys,
     /// Bytes responses hold outside the RAM cache.
     budget: Budget,
 }
@@ -109,6 +113,7 @@ impl Pipeline {
             parts: Mutex::new(HashMap::new()),
             heat: Heat::new(4096, cfg.hot_threshold),
             near: NearCache::new(cfg.near_cache_bytes),
+            top: TopKeys::new(256, std::time::Duration::from_secs(30)),
             budget: Budget::new(
                 cfg.stream_memory,
                 cfg.piece_size,

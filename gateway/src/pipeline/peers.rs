@@ -54,6 +54,9 @@ pub struct ChunkAsk {
     pub via: Option<Arc<str>>,
     /// Only these bytes of the chunk (start, end exclusive); the whole chunk when `None`.
     pub part: Option<(usize, usize)>,
+    /// Pin the chunk at the node for this many seconds (a warm-up with a pin): the node reads
+    /// the whole chunk (filling it if missing) and keeps it from eviction until then.
+    pub pin: Option<u64>,
 }
 
 /// Metadata from another node.

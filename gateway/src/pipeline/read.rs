@@ -159,6 +159,7 @@ impl Pipeline {
         sel: Selection,
         cond: &Conditions,
     ) -> Result<ObjectRead> {
+        self.top.touch(&format!("{}/{key}", b.name));
         let key: Arc<str> = Arc::from(key);
         match self.try_get(b, &key, sel, cond).await {
             Err(e) if e.kind() == ErrorKind::ObjectChanged => {
@@ -357,6 +358,12 @@ impl Pipeline {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "object stream failed after headers were sent");
+                        if e.kind() == ErrorKind::ObjectChanged {
+                            // This response is lost (its headers named the old version), but
+                            // the next read must not be: forget the stale metadata now rather
+                            // than at the end of its TTL.
+                            this.forget(&b, &key).await;
+                        }
                         Err(e)
                     }
                 };

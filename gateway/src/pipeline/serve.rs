@@ -30,6 +30,16 @@ impl Pipeline {
                 ))
             }
         };
+        if let Some(secs) = ask.pin {
+            // A pinned warm-up: the whole chunk is read (filled if missing) and pinned here.
+            let served = self
+                .warm_here(&b, ck, ask.size, Some(std::time::Duration::from_secs(secs)))
+                .await?;
+            return Ok(Served {
+                data: served.data.slice(start..end.min(served.data.len())),
+                ..served
+            });
+        }
         let span = ChunkSpan {
             index: ask.index,
             start,

@@ -451,7 +451,7 @@ fn parse_date(v: &str) -> Option<SystemTime> {
 }
 
 /// `bytes=A-B`, `bytes=A-` or `bytes=-N` with plain digits (what s3s accepts as one range).
-fn parse_range(v: &str) -> Option<RangeSpec> {
+pub(crate) fn parse_range(v: &str) -> Option<RangeSpec> {
     let spec = v.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     // Positions beyond i64::MAX are refused by s3s; suffix lengths are not.

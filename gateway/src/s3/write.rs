@@ -90,7 +90,8 @@ fn bad_checksum(algo: Algo) -> Error {
     )
 }
 
-/// The request body as an upload stream: client-side read errors become `IncompleteBody`,
+/// The request body as an upload stream: client-side read errors become `IncompleteBody`
+/// (`ClientTimeout` when the client stopped sending),
 /// and a declared checksum is verified at the end (an error there replaces the last piece,
 /// which the upload checker holds back, so the origin never completes the write).
 pub(super) fn body_stream(
@@ -111,6 +112,10 @@ pub(super) fn body_stream(
                     }
                     Some((Ok(chunk), (body, checksum, hasher, false)))
                 }
+                Some(Err(e)) if crate::server::is_body_timeout(&*e) => Some((
+                    Err(crate::server::body_timed_out(e)),
+                    (body, checksum, hasher, true),
+                )),
                 Some(Err(e)) => {
                     let text = e.to_string();
                     // s3s's aws-chunked decoder (private type, pinned version) names a chunk

@@ -22,7 +22,7 @@ mod blocks;
 mod error;
 mod headers;
 mod list;
-mod ops;
+pub(crate) mod ops;
 mod request;
 
 use cistern_auth::sharedkey;

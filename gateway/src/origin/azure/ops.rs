@@ -638,33 +638,39 @@ impl Origin for AzureOrigin {
             .send(Method::GET, Some(bucket), None, &query, &[], &[])
             .await?;
         let body = read_text(resp).await?;
-        // Blob names keep their leading and trailing spaces.
-        let parsed: XmlBlobsResult =
-            quick_xml::de::from_str(&super::wire::keep_spaces(&body, &["Name", "NextMarker"]))
-                .map_err(bad_xml)?;
-        let after = |name: &str| skip_to.as_deref().is_none_or(|s| name > s);
-        let mut page = ListPage::default();
-        for item in parsed.blobs.items {
-            match item {
-                XmlBlobItem::Blob(b) if after(&b.name) => page.entries.push(ListEntry {
-                    key: b.name,
-                    size: b.properties.content_length.unwrap_or(0),
-                    etag: b
-                        .properties
-                        .etag
-                        .as_deref()
-                        .map(unquote)
-                        .unwrap_or_default(),
-                    last_modified: http_time(b.properties.last_modified.as_deref())
-                        .unwrap_or(SystemTime::UNIX_EPOCH),
-                    owner: None,
-                }),
-                XmlBlobItem::BlobPrefix(p) if after(&p.name) => page.common_prefixes.push(p.name),
-                _ => {}
-            }
-        }
-        page.next = parsed.next_marker.filter(|m| !m.is_empty());
-        page.truncated = page.next.is_some();
-        Ok(page)
+        parse_blob_page(&body, skip_to.as_deref())
     }
+}
+
+/// Parses a List Blobs answer into a page, skipping names up to `skip_to`. The body comes from
+/// the origin: anything it holds is answered with an error, never a panic.
+pub(crate) fn parse_blob_page(body: &str, skip_to: Option<&str>) -> Result<ListPage> {
+    // Blob names keep their leading and trailing spaces.
+    let parsed: XmlBlobsResult =
+        quick_xml::de::from_str(&super::wire::keep_spaces(body, &["Name", "NextMarker"]))
+            .map_err(bad_xml)?;
+    let after = |name: &str| skip_to.is_none_or(|s| name > s);
+    let mut page = ListPage::default();
+    for item in parsed.blobs.items {
+        match item {
+            XmlBlobItem::Blob(b) if after(&b.name) => page.entries.push(ListEntry {
+                key: b.name,
+                size: b.properties.content_length.unwrap_or(0),
+                etag: b
+                    .properties
+                    .etag
+                    .as_deref()
+                    .map(unquote)
+                    .unwrap_or_default(),
+                last_modified: http_time(b.properties.last_modified.as_deref())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                owner: None,
+            }),
+            XmlBlobItem::BlobPrefix(p) if after(&p.name) => page.common_prefixes.push(p.name),
+            _ => {}
+        }
+    }
+    page.next = parsed.next_marker.filter(|m| !m.is_empty());
+    page.truncated = page.next.is_some();
+    Ok(page)
 }

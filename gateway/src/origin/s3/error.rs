@@ -40,7 +40,7 @@ fn delete_marker(h: &HeaderMap) -> Option<crate::error::DeleteMarker> {
 }
 
 /// Maps an origin error response to an internal error (see the table in the module docs).
-pub(super) fn classify(status: StatusCode, body: &str) -> Error {
+pub(crate) fn classify(status: StatusCode, body: &str) -> Error {
     let code = xml_code(body);
     let named = match (status.as_u16(), code.as_deref()) {
         (409, Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => {

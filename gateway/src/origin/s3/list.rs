@@ -65,43 +65,49 @@ impl S3Origin {
             )
             .with_source(e.without_url())
         })?;
-        let parsed: XmlListResult =
-            quick_xml::de::from_str(&keep_spaces(&body, KEY_ELEMENTS)).map_err(bad_xml)?;
-        let entries: Vec<ListEntry> = parsed
-            .contents
-            .into_iter()
-            .map(|o| ListEntry {
-                last_modified: parse_time(&o.last_modified),
-                etag: unquote(&o.etag),
-                key: o.key,
-                size: o.size,
-                owner: o.owner.and_then(XmlOwner::into_owner),
-            })
-            .collect();
-        let common_prefixes: Vec<String> = parsed
-            .common_prefixes
-            .into_iter()
-            .map(|p| p.prefix)
-            .collect();
-        let next = if !parsed.is_truncated {
-            None
-        } else if v2 {
-            parsed.next_continuation_token
-        } else {
-            // Without a delimiter S3 omits NextMarker; the last key is the marker then.
-            parsed.next_marker.or_else(|| {
-                let last_key = entries.last().map(|e| e.key.clone());
-                let last_prefix = common_prefixes.last().cloned();
-                last_key.max(last_prefix)
-            })
-        };
-        Ok(ListPage {
-            entries,
-            common_prefixes,
-            truncated: parsed.is_truncated,
-            next,
-        })
+        parse_list_page(&body, v2)
     }
+}
+
+/// Parses a ListObjects (V1, or V2 when `v2`) answer into a page. The body comes from the
+/// origin: anything it holds is answered with an error, never a panic.
+pub(crate) fn parse_list_page(body: &str, v2: bool) -> Result<ListPage> {
+    let parsed: XmlListResult =
+        quick_xml::de::from_str(&keep_spaces(body, KEY_ELEMENTS)).map_err(bad_xml)?;
+    let entries: Vec<ListEntry> = parsed
+        .contents
+        .into_iter()
+        .map(|o| ListEntry {
+            last_modified: parse_time(&o.last_modified),
+            etag: unquote(&o.etag),
+            key: o.key,
+            size: o.size,
+            owner: o.owner.and_then(XmlOwner::into_owner),
+        })
+        .collect();
+    let common_prefixes: Vec<String> = parsed
+        .common_prefixes
+        .into_iter()
+        .map(|p| p.prefix)
+        .collect();
+    let next = if !parsed.is_truncated {
+        None
+    } else if v2 {
+        parsed.next_continuation_token
+    } else {
+        // Without a delimiter S3 omits NextMarker; the last key is the marker then.
+        parsed.next_marker.or_else(|| {
+            let last_key = entries.last().map(|e| e.key.clone());
+            let last_prefix = common_prefixes.last().cloned();
+            last_key.max(last_prefix)
+        })
+    };
+    Ok(ListPage {
+        entries,
+        common_prefixes,
+        truncated: parsed.is_truncated,
+        next,
+    })
 }
 
 /// Elements of a listing whose text is a key, exactly: leading and trailing spaces included.
@@ -288,7 +294,7 @@ pub(super) struct XmlBucket {
 mod tests {
     use super::*;
 
-    use crate::origin::wire::total_from_content_range;
+    use crate::origin::wire::parse_content_range;
 
     #[test]
     fn parses_listings() {
@@ -304,7 +310,10 @@ mod tests {
         assert_eq!(parsed.common_prefixes[0].prefix, "d/");
         assert!(parsed.is_truncated);
         assert_eq!(parsed.next_continuation_token.as_deref(), Some("tok"));
-        assert_eq!(total_from_content_range("bytes 0-9/1234"), Some(1234));
+        assert_eq!(parse_content_range("bytes 0-9/1234"), Some((0, 9, 1234)));
+        assert_eq!(parse_content_range("bytes 9-0/1234"), None);
+        assert_eq!(parse_content_range("bytes 0-1234/1234"), None);
+        assert_eq!(parse_content_range("bytes */1234"), None);
     }
 
     #[test]

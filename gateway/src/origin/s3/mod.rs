@@ -16,9 +16,9 @@
 //! | 500 `InternalError`, 502, 504, connect failures  | `OriginUnavailable` (retry) |
 //! | 501 `NotImplemented`                             | `NotImplemented`     |
 
-mod error;
+pub(crate) mod error;
 mod headers;
-mod list;
+pub(crate) mod list;
 mod ops;
 mod request;
 mod staging;
