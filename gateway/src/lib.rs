@@ -33,6 +33,8 @@ mod tests;
 #[cfg(test)]
 mod tests_cluster;
 #[cfg(test)]
+mod tests_dfs;
+#[cfg(test)]
 mod tests_faults;
 #[cfg(test)]
 mod tests_s3_front;

@@ -40,6 +40,9 @@ pub struct MemOrigin {
     pub inflight: Arc<AtomicUsize>,
     /// The most reads seen in progress at once.
     pub max_inflight: Arc<AtomicUsize>,
+    /// Delegated credentials judged (see [`Origin::judge`]): the bearer token `good-token`
+    /// may read, any other credential nothing.
+    pub judged: Arc<AtomicUsize>,
 }
 
 impl MemOrigin {
@@ -181,6 +184,18 @@ impl Origin for MemOrigin {
             data: data.slice(s..e),
             meta,
         })
+    }
+
+    async fn judge(
+        &self,
+        _bucket: &str,
+        _key: Option<&str>,
+        cred: &crate::origin::ForeignCredential,
+        access: crate::origin::Access,
+    ) -> Result<bool> {
+        self.judged.fetch_add(1, Ordering::SeqCst);
+        Ok(access == crate::origin::Access::Read
+            && matches!(cred, crate::origin::ForeignCredential::Bearer(t) if t == "good-token"))
     }
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {

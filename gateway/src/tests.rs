@@ -1149,11 +1149,11 @@ fn blob_request(
     parts
 }
 
-fn empty() -> crate::blob::RequestBody {
+pub(crate) fn empty() -> crate::blob::RequestBody {
     futures::stream::empty().boxed()
 }
 
-async fn blob_body(b: crate::blob::BlobBody) -> Vec<u8> {
+pub(crate) async fn blob_body(b: crate::blob::BlobBody) -> Vec<u8> {
     use http_body_util::BodyExt;
     b.collect().await.expect("body").to_bytes().to_vec()
 }

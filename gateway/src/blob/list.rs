@@ -214,7 +214,7 @@ fn name_of(l: &Listed) -> &str {
 
 /// Containers have no ETag of their own here: one derived from the creation time stays
 /// stable across requests.
-fn container_etag(t: SystemTime) -> String {
+pub(super) fn container_etag(t: SystemTime) -> String {
     let ms = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());

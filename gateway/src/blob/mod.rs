@@ -9,6 +9,7 @@ pub mod auth;
 pub(crate) mod batch;
 mod copy;
 pub(crate) mod cors;
+pub mod dfs;
 pub mod error;
 mod list;
 pub(crate) mod read;
@@ -98,6 +99,8 @@ pub type RequestBody = futures::stream::BoxStream<'static, crate::error::Result<
 /// The Blob front.
 pub struct BlobFront {
     domains: Vec<String>,
+    /// The Data Lake host-style suffixes: each Blob domain `blob.<rest>` as `dfs.<rest>`.
+    dfs_domains: Vec<String>,
     pipeline: Arc<Pipeline>,
     policy: Arc<Policy>,
     accounts: Accounts,
@@ -194,8 +197,13 @@ impl BlobFront {
     /// the host-style suffixes (`<account>.<domain>`), e.g. `blob.core.windows.net`.
     pub fn new(pipeline: Arc<Pipeline>, policy: Arc<Policy>, domains: Vec<String>) -> Self {
         let accounts = Accounts::from_policy(&policy);
+        let dfs_domains = domains
+            .iter()
+            .filter_map(|d| d.strip_prefix("blob.").map(|rest| format!("dfs.{rest}")))
+            .collect();
         Self {
             domains,
+            dfs_domains,
             pipeline,
             policy,
             accounts,
@@ -237,9 +245,22 @@ impl BlobFront {
             .unwrap_or(DEFAULT_VERSION)
             .to_string();
         let head = parts.method == Method::HEAD;
-        let (reply, op) = match self.dispatch(parts, body, peer, request_id).await {
-            (Ok(r), op) => (r, op),
-            (Err(e), op) => (error_reply(e, request_id, head), op),
+        let host = header(&parts.headers, "host")
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+        let dfs_host = host
+            .as_deref()
+            .and_then(|h| router::host_account(h, &self.dfs_domains));
+        let (reply, op) = if dfs_host.is_some() || dfs::wanted(parts) {
+            match self.dfs_dispatch(parts, body, peer, dfs_host).await {
+                (Ok(r), op) => (r, op),
+                (Err(e), op) => (dfs::error_reply(e, request_id, head), op),
+            }
+        } else {
+            match self.dispatch(parts, body, peer, request_id).await {
+                (Ok(r), op) => (r, op),
+                (Err(e), op) => (error_reply(e, request_id, head), op),
+            }
         };
         let mut resp = http::Response::new(reply.body);
         *resp.status_mut() = reply.status;
@@ -302,30 +323,8 @@ impl BlobFront {
             // Unauthenticated, as Azure answers preflights.
             return (self.preflight(&parts.headers).await, op);
         }
-        let now = SystemTime::now();
-        let incoming = Incoming {
-            method: &parts.method,
-            raw_path: parts.uri.path(),
-            raw_query,
-            query: &query,
-            headers: &parts.headers,
-            peer,
-        };
         let result = async {
-            let caller = auth::authenticate(&self.accounts, &routed, &incoming, now)?;
-            if matches!(caller, Caller::Anonymous) && !self.accounts.contains(&routed.account) {
-                return Err(BlobError::resource_not_found());
-            }
-            auth::authorize(
-                &self.policy,
-                &self.pipeline,
-                &self.judgements,
-                &caller,
-                &routed,
-                peer,
-                now,
-            )
-            .await?;
+            let caller = self.admit(&routed, parts, &query, peer).await?;
             let endpoint = match host.as_deref() {
                 Some(h) if host_style.is_some() => format!("http://{h}/"),
                 Some(h) => format!("http://{h}/{}/", routed.account),
@@ -351,6 +350,52 @@ impl BlobFront {
         }
         .await;
         (result, op)
+    }
+
+    /// Authenticates the request and authorizes the caller for `routed` (its operation and
+    /// the resource it names), as every request is, cache hits included.
+    async fn admit(
+        &self,
+        routed: &Routed,
+        parts: &http::request::Parts,
+        query: &[(String, String)],
+        peer: Option<IpAddr>,
+    ) -> Result<Caller, BlobError> {
+        let now = SystemTime::now();
+        let incoming = Incoming {
+            method: &parts.method,
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            query,
+            headers: &parts.headers,
+            peer,
+        };
+        let caller = auth::authenticate(&self.accounts, routed, &incoming, now)?;
+        if matches!(caller, Caller::Anonymous) && !self.accounts.contains(&routed.account) {
+            return Err(BlobError::resource_not_found());
+        }
+        self.authorize(&caller, routed, peer, now).await?;
+        Ok(caller)
+    }
+
+    /// Authorizes an authenticated caller for `routed`.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        routed: &Routed,
+        peer: Option<IpAddr>,
+        now: SystemTime,
+    ) -> Result<(), BlobError> {
+        auth::authorize(
+            &self.policy,
+            &self.pipeline,
+            &self.judgements,
+            caller,
+            routed,
+            peer,
+            now,
+        )
+        .await
     }
 
     /// [`Self::operate`] for a caller that may create the blob but not replace it (see
@@ -459,7 +504,17 @@ impl BlobFront {
             Operation::GetBlobProperties | Operation::GetBlobMetadata => {
                 let b = self.bucket(container).await?;
                 let cond = read_conditions(&parts.headers)?;
-                let (meta, status, _) = self.pipeline.head(&b, blob, None, &cond).await?;
+                let (meta, status, _) = match self.pipeline.head(&b, blob, None, &cond).await {
+                    Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+                        // A directory made through the DFS front, as a Data Lake account's
+                        // Blob endpoint shows it (the Data Lake SDKs ask it there).
+                        return match self.folder_as_blob(&b, blob).await? {
+                            Some(reply) if r.op == Operation::GetBlobProperties => Ok(reply),
+                            _ => Err(e.into()),
+                        };
+                    }
+                    other => other?,
+                };
                 let mut h = HeaderMap::new();
                 if r.op == Operation::GetBlobMetadata {
                     set(&mut h, "last-modified", &xml::http_date(meta.last_modified));

@@ -245,6 +245,11 @@ impl<O: Origin> Origin for Instrumented<O> {
         .await
     }
 
+    async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        self.observe("staged_blocks", self.inner.staged_blocks(bucket, key))
+            .await
+    }
+
     async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<PartListing> {
         self.observe("list_parts", self.inner.list_parts(bucket, key, upload_id))
             .await
@@ -546,6 +551,10 @@ impl<O: Origin> Origin for Resilient<O> {
         opts: &PutOptions,
     ) -> Result<PutResult> {
         self.inner.commit_blocks(bucket, key, blocks, opts).await
+    }
+
+    async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        self.attempt(|| self.inner.staged_blocks(bucket, key)).await
     }
 
     async fn set_properties(

@@ -558,6 +558,14 @@ pub trait Origin: Send + Sync + 'static {
         Err(not_writable())
     }
 
+    /// The blocks staged for an object and not yet committed, as (block id, size), in no
+    /// particular order: what a Data Lake flush assembles. Origins without blocks answer
+    /// `NotImplemented`.
+    async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        let _ = (bucket, key);
+        Err(not_writable())
+    }
+
     /// An object's tags (S3 object tagging).
     async fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
         let _ = (bucket, key);

@@ -155,3 +155,24 @@ mod tests {
         );
     }
 }
+
+/// A Get Block List document (the uncommitted blocks; committed ones are not read).
+#[derive(Debug, Deserialize)]
+pub(super) struct XmlBlockList {
+    #[serde(rename = "UncommittedBlocks", default)]
+    pub(super) uncommitted: XmlBlocks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct XmlBlocks {
+    #[serde(rename = "Block", default)]
+    pub(super) block: Vec<XmlBlock>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct XmlBlock {
+    #[serde(rename = "Name")]
+    pub(super) name: String,
+    #[serde(rename = "Size")]
+    pub(super) size: u64,
+}

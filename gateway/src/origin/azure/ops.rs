@@ -448,6 +448,28 @@ impl Origin for AzureOrigin {
         self.put_block_list(bucket, key, xml, opts).await
     }
 
+    /// Get Block List with `blocklisttype=uncommitted`.
+    async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        let resp = self
+            .send(
+                Method::GET,
+                Some(bucket),
+                Some(key),
+                &[("comp", "blocklist"), ("blocklisttype", "uncommitted")],
+                &[],
+                &[],
+            )
+            .await?;
+        let text = read_text(resp).await?;
+        let parsed: super::list::XmlBlockList = quick_xml::de::from_str(&text).map_err(bad_xml)?;
+        Ok(parsed
+            .uncommitted
+            .block
+            .into_iter()
+            .map(|b| (b.name, b.size))
+            .collect())
+    }
+
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
         self.send(
             Method::PUT,

@@ -193,6 +193,21 @@ impl Origin for S3Origin {
             .await
     }
 
+    /// The staged blocks' ids, from their staging objects' names.
+    async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        not_staging(key, ErrorKind::InvalidArgument)?;
+        let prefix = super::staging::staged_prefix(key);
+        Ok(self
+            .staged_objects(bucket, key)
+            .await?
+            .into_iter()
+            .filter_map(|(name, (size, _))| {
+                let id = hex::decode(name.strip_prefix(&prefix)?).ok()?;
+                Some((String::from_utf8(id).ok()?, size))
+            })
+            .collect())
+    }
+
     /// Put Block List onto S3: the listed blocks become one multipart upload. Consecutive
     /// blocks are grouped into parts of at least 5 MiB (S3's minimum for every part but the
     /// last); a part that is one staged block is copied at the origin (UploadPartCopy), others
@@ -209,7 +224,7 @@ impl Origin for S3Origin {
         const MAX_PART: u64 = 5 << 30;
         const MAX_PARTS: u64 = 10_000;
         let invalid = |why: &'static str| Error::new(ErrorKind::InvalidPart, why);
-        let staged = self.staged_blocks(bucket, key).await?;
+        let staged = self.staged_objects(bucket, key).await?;
         let mut resolved = Vec::with_capacity(blocks.len());
         for b in blocks {
             let id = match b {

@@ -38,7 +38,7 @@ pub(super) struct Staged {
 }
 
 /// The staging prefix of one blob's blocks.
-fn staged_prefix(key: &str) -> String {
+pub(super) fn staged_prefix(key: &str) -> String {
     use sha2::Digest as _;
     let d = sha2::Sha256::digest(key.as_bytes());
     format!("{BLOCK_STAGING}{}/", hex::encode(&d[..16]))
@@ -51,7 +51,7 @@ pub(super) fn staged_block(key: &str, block_id: &str) -> String {
 
 impl S3Origin {
     /// The blob's staged blocks and their sizes (every listing page).
-    pub(super) async fn staged_blocks(
+    pub(super) async fn staged_objects(
         &self,
         bucket: &str,
         key: &str,

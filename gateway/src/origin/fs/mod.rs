@@ -19,6 +19,8 @@ use bytes::Bytes;
 use cistern_cache::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+mod folders;
+
 use super::upload::BodyCheck;
 use super::BlockRef;
 use super::{
@@ -309,8 +311,17 @@ async fn create_new(path: &Path) -> Result<tokio::fs::File> {
 }
 
 /// A staged block's file name: a digest of its id (ids are client strings, never paths).
+/// A staged block's file name: the id in hex, so the staged blocks can be listed (Azure block
+/// ids are at most 64 bytes before base64, 176 hex digits); longer ids by digest.
 fn block_file(block_id: &str) -> String {
-    hex::encode(&Sha256::digest(block_id.as_bytes())[..16])
+    if block_id.len() <= 120 {
+        hex::encode(block_id.as_bytes())
+    } else {
+        format!(
+            "x{}",
+            hex::encode(&Sha256::digest(block_id.as_bytes())[..16])
+        )
+    }
 }
 
 /// Checks a key can be written here and returns its bucket's real path.
@@ -438,6 +449,9 @@ impl Origin for FsOrigin {
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        if folders::is_marker(key) {
+            return self.head_folder(bucket, key).await;
+        }
         let path = self.object_path(bucket, key)?;
         blocking(move || {
             let md = std::fs::metadata(&path).map_err(|e| not_found_or_io(&e))?;
@@ -459,6 +473,20 @@ impl Origin for FsOrigin {
         range: Range<u64>,
         if_match: Option<&str>,
     ) -> Result<RangeRead> {
+        if folders::is_marker(key) {
+            let meta = self.head_folder(bucket, key).await?;
+            if if_match.is_some_and(|m| m != meta.etag) {
+                return Err(Error::new(
+                    ErrorKind::ObjectChanged,
+                    "The folder changed since it was first read",
+                ));
+            }
+            let _ = range;
+            return Ok(RangeRead {
+                meta,
+                data: Bytes::new(),
+            });
+        }
         let path = self.object_path(bucket, key)?;
         let if_match = if_match.map(str::to_owned);
         blocking(move || {
@@ -509,6 +537,15 @@ impl Origin for FsOrigin {
         opts: &PutOptions,
     ) -> Result<PutResult> {
         use tokio::io::AsyncWriteExt;
+        if folders::is_marker(key) {
+            if opts.create_only && self.head_folder(bucket, key).await.is_ok() {
+                return Err(Error::new(
+                    ErrorKind::PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold",
+                ));
+            }
+            return self.put_folder(bucket, key, upload.len).await;
+        }
         let bucket_real = writable(self, bucket, key).await?;
         let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
         let tmp = self.temp_file().await?;
@@ -970,6 +1007,25 @@ impl Origin for FsOrigin {
         result
     }
 
+    async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        writable(self, bucket, key).await?;
+        let dir = self.block_staging(bucket, key);
+        blocking(move || {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                return Ok(Vec::new());
+            };
+            Ok(rd
+                .flatten()
+                .filter_map(|e| {
+                    let id = hex::decode(e.file_name().to_str()?).ok()?;
+                    let size = e.metadata().ok().filter(|m| m.is_file())?.len();
+                    Some((String::from_utf8(id).ok()?, size))
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn commit_blocks(
         &self,
         bucket: &str,
@@ -1019,6 +1075,9 @@ impl Origin for FsOrigin {
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        if folders::is_marker(key) {
+            return self.delete_folder(bucket, key).await;
+        }
         let path = match self.object_path(bucket, key) {
             Ok(p) => p,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -1104,7 +1163,21 @@ fn walk(root: &Path, dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) {
         let key = format!("{key_prefix}{name}");
         let path = entry.path();
         if ft.is_dir() {
+            let before = out.len();
             walk(root, &path, &format!("{key}/"), out);
+            // An empty directory is a folder marker (see `folders`).
+            if out.len() == before && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none())
+            {
+                if let Ok(md) = std::fs::metadata(&path) {
+                    out.push(ListEntry {
+                        key: format!("{key}/"),
+                        size: 0,
+                        etag: etag_of(&md),
+                        last_modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        owner: None,
+                    });
+                }
+            }
         } else if ft.is_file() || ft.is_symlink() {
             if ft.is_symlink() && !path.canonicalize().is_ok_and(|p| p.starts_with(root)) {
                 continue;
