@@ -330,3 +330,47 @@ def test_abfs_request_shapes(lake, fsname):
                                                                     "UnsupportedOperation")
     r = _abfs(lake, "PATCH", p, "action=explode")
     assert r.status_code == 400 and r.headers["x-ms-error-code"] == "InvalidQueryParameterValue"
+
+
+@pytest.mark.parametrize("fsname", FILESYSTEMS)
+def test_abfs_leases_hold_across_writes(lake, fsname):
+    """The lease calls of ABFS's single-writer mode (fs.azure.infinite-lease.directories):
+    acquire an infinite lease, write under it, release it with the last flush."""
+    p = f"{fsname}/{unique('lease')}/wal.log"
+    assert _abfs(lake, "PUT", p, "resource=file").status_code == 201
+    r = _abfs(lake, "POST", p, "", {"x-ms-lease-action": "acquire", "x-ms-lease-duration": "-1"})
+    assert r.status_code == 201, r.text
+    lease = r.headers["x-ms-lease-id"]
+    r = _abfs(lake, "POST", p, "", {"x-ms-lease-action": "acquire", "x-ms-lease-duration": "-1"})
+    assert r.status_code == 409 and r.headers["x-ms-error-code"] == "LeaseAlreadyPresent"
+    # Writes without the lease, or with another one, are refused; with it they go through.
+    r = _abfs(lake, "PATCH", p, "action=append&position=0", data=b"edit-1\n")
+    assert r.status_code == 412 and r.headers["x-ms-error-code"] == "LeaseIdMissing"
+    r = _abfs(lake, "PATCH", p, "action=append&position=0", {"x-ms-lease-id": str(uuid.uuid4())},
+              data=b"edit-1\n")
+    assert r.status_code == 412 and r.headers["x-ms-error-code"] == "LeaseIdMismatch"
+    r = _abfs(lake, "PATCH", p, "action=append&position=0", {"x-ms-lease-id": lease},
+              data=b"edit-1\n")
+    assert r.status_code == 202, r.text
+    r = _abfs(lake, "POST", p, "", {"x-ms-lease-action": "renew", "x-ms-lease-id": lease})
+    assert r.status_code == 200, r.text
+    r = _abfs(lake, "DELETE", p, "recursive=false")
+    assert r.status_code == 412 and r.headers["x-ms-error-code"] == "LeaseIdMissing"
+    r = _abfs(lake, "PATCH", p, "action=flush&position=7&close=true",
+              {"x-ms-lease-id": lease, "x-ms-lease-action": "release"})
+    assert r.status_code == 200, r.text
+    # Released: anyone may write again; a new lease can be broken by another writer.
+    r = _abfs(lake, "PATCH", p, "action=append&position=7", data=b"edit-2\n")
+    assert r.status_code == 202, r.text
+    r = _abfs(lake, "POST", p, "", {"x-ms-lease-action": "acquire", "x-ms-lease-duration": "15"})
+    assert r.status_code == 201
+    r = _abfs(lake, "POST", p, "", {"x-ms-lease-action": "break", "x-ms-lease-break-period": "0"})
+    assert r.status_code == 202
+    r = _abfs(lake, "PATCH", p, "action=flush&position=14")
+    assert r.status_code == 200, r.text
+    r = _abfs(lake, "GET", p)
+    assert r.content == b"edit-1\nedit-2\n"
+    # The lease records never show in a listing.
+    r = _abfs(lake, "GET", fsname, "resource=filesystem&recursive=true")
+    assert not [x for x in r.json()["paths"] if "cistern-leases" in x["name"]]
+    assert _abfs(lake, "DELETE", p, "recursive=false").status_code == 200

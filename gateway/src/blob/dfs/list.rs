@@ -159,8 +159,8 @@ impl BlobFront {
         // (name, entry) in name order; directories from markers, prefixes and ancestors.
         let mut out: Vec<(String, serde_json::Value)> = Vec::new();
         for e in &page.entries {
-            if e.key == prefix {
-                continue; // the listed directory's own marker
+            if e.key == prefix || e.key.starts_with(super::lease::LEASES) {
+                continue; // the listed directory's own marker, or a lease record
             }
             // A marker (`dir/`) names its directory; it sorts before everything inside.
             let (name, marker) = match e.key.strip_suffix('/') {
@@ -181,7 +181,7 @@ impl BlobFront {
         }
         for p in &page.common_prefixes {
             let d = p.trim_end_matches('/');
-            if !d.is_empty() {
+            if !d.is_empty() && p != super::lease::LEASES {
                 out.push((d.to_string(), dir_json(d, None)));
             }
             if p.as_str() > prev.as_str() {

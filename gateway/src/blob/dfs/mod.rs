@@ -13,9 +13,10 @@
 //! - rename and recursive delete are a copy and delete per object, not atomic.
 //!
 //! [`router`] parses requests; [`error`] renders errors as the DFS endpoint does (JSON);
-//! [`path`] holds the path operations and [`list`] List Paths.
+//! [`path`] holds the path operations, [`lease`] their leases and [`list`] List Paths.
 
 pub mod error;
+mod lease;
 mod list;
 mod path;
 pub mod router;
@@ -214,7 +215,11 @@ impl BlobFront {
             DfsOp::GetProperties | DfsOp::GetStatus | DfsOp::GetAccessControl => {
                 self.path_properties(fs, path, r.op, h).await
             }
-            DfsOp::Delete => self.delete_path(fs, path, q).await,
+            DfsOp::Delete => self.delete_path(fs, path, q, h).await,
+            DfsOp::Lease => {
+                drop(body);
+                self.lease(fs, path, h).await
+            }
             DfsOp::SetFilesystemProperties | DfsOp::Unsupported(_) => {
                 Err(BlobError::not_implemented(r.op.name()))
             }

@@ -264,10 +264,11 @@ impl BlobFront {
         let len = content_length(h)?;
         let flush = flag(q, "flush")?;
         let b = self.bucket(fs).await?;
-        // Appends go to files that exist (Azure: 404 PathNotFound).
+        // Appends go to files that exist (Azure: 404 PathNotFound), under their lease.
         self.pipeline
             .head(&b, path, None, &Conditions::default())
             .await?;
+        self.check_lease(&b, path, h).await?;
         if len > 0 {
             b.origin
                 .put_block(
@@ -323,11 +324,13 @@ impl BlobFront {
             .pipeline
             .head(b, path, None, &read_conditions(h)?)
             .await?;
+        self.check_lease(b, path, h).await?;
         let committed = meta.size;
         if end < committed {
             return Err(invalid_flush_position());
         }
         if end == committed {
+            self.release_after_write(b, path, h).await?;
             return Ok(written(
                 StatusCode::OK,
                 &meta.etag,
@@ -376,6 +379,7 @@ impl BlobFront {
         }
         let opts = content_options(h, Some(&meta));
         let put = self.pipeline.commit_blocks(b, path, &blocks, &opts).await?;
+        self.release_after_write(b, path, h).await?;
         let mut reply = written(StatusCode::OK, &put.etag, put.last_modified);
         set(&mut reply.headers, "content-length", "0");
         Ok(reply)
@@ -391,6 +395,7 @@ impl BlobFront {
     ) -> Result<Reply, BlobError> {
         let b = self.bucket(fs).await?;
         let cond = read_conditions(h)?;
+        self.check_lease(&b, path, h).await?;
         let mut put = None;
         if let Some(p) = header(h, "x-ms-properties") {
             let props = parse_properties(p)?;
@@ -515,11 +520,16 @@ impl BlobFront {
         fs: &str,
         path: &str,
         q: &[(String, String)],
+        h: &HeaderMap,
     ) -> Result<Reply, BlobError> {
         let recursive = flag(q, "recursive")?;
         let b = self.bucket(fs).await?;
         match self.kind(&b, path, &Conditions::default()).await? {
-            Kind::File(_) => self.pipeline.delete(&b, path).await?,
+            Kind::File(_) => {
+                self.check_lease(&b, path, h).await?;
+                self.pipeline.delete(&b, path).await?;
+                self.forget_lease(&b, path).await?;
+            }
             Kind::Dir(_) => {
                 if !recursive && self.has_children(&b, path).await? {
                     return Err(BlobError::new(
@@ -644,7 +654,14 @@ impl BlobFront {
                 "The source path for a rename operation does not exist.",
             )),
             Kind::File(_) => {
+                let mut source_lease = HeaderMap::new();
+                if let Some(v) = h.get("x-ms-source-lease-id") {
+                    source_lease.insert("x-ms-lease-id", v.clone());
+                }
+                self.check_lease(&sb, &src_path, &source_lease).await?;
+                self.check_lease(&db, dst_path, h).await?;
                 let put = self.copy_object(&sb, &src_path, &db, dst_path).await?;
+                self.forget_lease(&sb, &src_path).await?;
                 self.pipeline.delete(&sb, &src_path).await?;
                 Ok(written(StatusCode::CREATED, &put.etag, put.last_modified))
             }

@@ -45,6 +45,8 @@ pub enum DfsOp {
     GetAccessControl,
     /// `DELETE /fs/path` (`recursive`).
     Delete,
+    /// `POST /fs/path` with `x-ms-lease-action`.
+    Lease,
     /// Recognised, not implemented (named for logs and metrics).
     Unsupported(&'static str),
 }
@@ -70,6 +72,7 @@ impl DfsOp {
             Self::GetStatus => "DfsGetStatus",
             Self::GetAccessControl => "DfsGetAccessControl",
             Self::Delete => "DfsDelete",
+            Self::Lease => "DfsLease",
             Self::Unsupported(name) => name,
         }
     }
@@ -92,7 +95,7 @@ impl DfsOp {
                 Operation::GetBlobProperties
             }
             Self::Delete => Operation::DeleteBlob,
-            Self::Unsupported(_) => Operation::Unsupported("LeaseBlob"),
+            Self::Lease | Self::Unsupported(_) => Operation::Unsupported("LeaseBlob"),
         }
     }
 }
@@ -215,7 +218,7 @@ pub fn route(
                 Some(a) => return Err(DfsRouteError::BadParameter("action", a.to_string())),
                 None => return Err(DfsRouteError::BadParameter("action", String::new())),
             },
-            "POST" => DfsOp::Unsupported("DfsLease"),
+            "POST" => DfsOp::Lease,
             "GET" => DfsOp::Read,
             "HEAD" => match action {
                 None => DfsOp::GetProperties,
@@ -350,13 +353,7 @@ mod tests {
                 false,
                 DfsOp::Delete,
             ),
-            (
-                "POST",
-                "/acct/fs/a/b.txt",
-                "",
-                false,
-                DfsOp::Unsupported("DfsLease"),
-            ),
+            ("POST", "/acct/fs/a/b.txt", "", false, DfsOp::Lease),
         ];
         for (m, path, query, rename, op) in cases {
             let method = Method::from_bytes(m.as_bytes()).expect("method");
