@@ -36,6 +36,9 @@ expose_buckets = true
 
 [buckets.lakeaz]
 origin = "azurite"
+
+[blob]
+host_domains = ["blob.cistern.test"]
 """
     f = CisternFactory(cistern_bin, tmp_path_factory.mktemp("lake-gw"), request, fs_data)
     c = f.with_config("lake", with_moto=False, with_fs=False, extra=extra, env=azure_env())
@@ -374,3 +377,27 @@ def test_abfs_leases_hold_across_writes(lake, fsname):
     r = _abfs(lake, "GET", fsname, "resource=filesystem&recursive=true")
     assert not [x for x in r.json()["paths"] if "cistern-leases" in x["name"]]
     assert _abfs(lake, "DELETE", p, "recursive=false").status_code == 200
+
+
+@pytest.mark.parametrize("fsname", FILESYSTEMS)
+def test_javascript_datalake_sdk(lake, fsname):
+    """A second real DFS client: the JavaScript Data Lake SDK, run by the suite's pinned Node."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+    from conftest import azure_peer
+    node = azure_peer("AZURE_PEERS_NODE")
+    script = Path(__file__).parent / "js" / "datalake_roundtrip.js"
+    top = unique("js")
+    env = dict(os.environ, NODE_PATH=azure_peer("AZURE_PEERS_MODULES"))
+    url = f"http://{WRITER_ACCOUNT}.dfs.cistern.test:{lake.blob_port}"  # host-style
+    out = subprocess.run([node, str(script), url,
+                          WRITER_ACCOUNT, WRITER_ACCOUNT_KEY, fsname, top],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["part"] == "from the JavaScript Data Lake"
+    assert got["names"] == [[f"{top}/dir", True], [f"{top}/dir/data.txt", False]]
+    assert got["size"] == 40 * 1000 and got["same"] and got["oldGone"]
+    assert got["left"] == []
