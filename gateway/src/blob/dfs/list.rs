@@ -215,22 +215,29 @@ impl BlobFront {
         dir: &str,
     ) -> Result<bool, BlobError> {
         let prefix = format!("{dir}/");
-        let page = self
-            .pipeline
-            .list(
-                b,
-                &ListQuery {
-                    prefix: prefix.clone(),
-                    delimiter: None,
-                    max_keys: 2,
-                    cursor: ListCursor::V2 {
-                        continuation: None,
-                        start_after: None,
-                    },
-                },
-            )
-            .await?;
+        let page = self.page_under(b, &prefix, None, 2).await?;
         Ok(page.entries.iter().any(|e| e.key != prefix))
+    }
+
+    /// A page of at most `max` keys (no delimiter) starting with `prefix`, from an origin
+    /// continuation token.
+    pub(super) async fn page_under(
+        &self,
+        b: &BucketBinding,
+        prefix: &str,
+        continuation: Option<String>,
+        max: usize,
+    ) -> Result<crate::origin::ListPage, BlobError> {
+        let q = ListQuery {
+            prefix: prefix.to_string(),
+            delimiter: None,
+            max_keys: max,
+            cursor: ListCursor::V2 {
+                continuation,
+                start_after: None,
+            },
+        };
+        Ok(self.pipeline.list(b, &q).await?)
     }
 }
 

@@ -20,7 +20,7 @@ use super::error::{invalid_flush_position, path_exists, path_not_found};
 use super::router::{DfsOp, DfsRouted};
 use super::{parse_properties, posix_headers, properties_header};
 use crate::error::ErrorKind;
-use crate::origin::{BlockRef, ListCursor, ListQuery, PropertyKind, PutOptions, Upload};
+use crate::origin::{BlockRef, PropertyKind, PutOptions, Upload};
 use crate::pipeline::{BucketBinding, Conditions, Selection};
 
 /// What a path is.
@@ -553,21 +553,7 @@ impl BlobFront {
     ) -> Result<(), BlobError> {
         let mut continuation = None;
         loop {
-            let page = self
-                .pipeline
-                .list(
-                    b,
-                    &ListQuery {
-                        prefix: prefix.to_string(),
-                        delimiter: None,
-                        max_keys: 1000,
-                        cursor: ListCursor::V2 {
-                            continuation,
-                            start_after: None,
-                        },
-                    },
-                )
-                .await?;
+            let page = self.page_under(b, prefix, continuation, 1000).await?;
             for e in &page.entries {
                 self.pipeline.delete(b, &e.key).await?;
             }
@@ -670,21 +656,7 @@ impl BlobFront {
                 // Copy everything first (a page at a time, by key), then delete.
                 let mut continuation = None;
                 loop {
-                    let page = self
-                        .pipeline
-                        .list(
-                            &sb,
-                            &ListQuery {
-                                prefix: prefix.clone(),
-                                delimiter: None,
-                                max_keys: 1000,
-                                cursor: ListCursor::V2 {
-                                    continuation,
-                                    start_after: None,
-                                },
-                            },
-                        )
-                        .await?;
+                    let page = self.page_under(&sb, &prefix, continuation, 1000).await?;
                     for e in &page.entries {
                         let to = format!("{dst_path}/{}", &e.key[prefix.len()..]);
                         self.copy_object(&sb, &e.key, &db, &to).await?;

@@ -1,9 +1,9 @@
 //! Folder markers on a directory origin. Object stores mark an empty folder with an empty
 //! object whose key ends in `/` (S3 consoles, Hadoop's connectors, Cistern's Data Lake front);
-//! a directory has no such file, so here the marker `a/b/` *is* the directory `a/b`: writing
-//! it (with no bytes) creates the directory, it exists while the directory does, it is listed
-//! while the directory is empty (a non-empty one is implied by its files), and deleting it
-//! removes the directory only when nothing is left inside.
+//! a directory has no such file, so here the marker `a/b/` is the *empty* directory `a/b`:
+//! writing it (with no bytes) creates the directory; it exists, and is listed, while the
+//! directory is empty (a non-empty one is implied by its files, as on an object store where the
+//! marker was never written); deleting it removes the directory when nothing is inside.
 
 use std::path::PathBuf;
 
@@ -23,12 +23,7 @@ impl FsOrigin {
     /// segments, and inside its bucket once symlinks are resolved (for an existing one).
     fn folder_path(&self, bucket: &str, key: &str) -> Result<PathBuf> {
         let name = &key[..key.len() - 1];
-        if name.starts_with('/')
-            || name.contains('\0')
-            || name
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
+        if !super::representable(name) {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "This folder name cannot be a directory (empty, `.` or `..` segments)",
@@ -37,7 +32,7 @@ impl FsOrigin {
         Ok(self.bucket_path(bucket)?.join(name))
     }
 
-    /// The directory's metadata, when it exists inside its bucket.
+    /// The directory's metadata, when it exists inside its bucket and is empty.
     fn folder_meta(&self, bucket: &str, key: &str) -> Result<std::fs::Metadata> {
         let missing = || Error::new(ErrorKind::NotFound, "The specified key does not exist");
         let path = self.folder_path(bucket, key).map_err(|_| missing())?;
@@ -50,7 +45,8 @@ impl FsOrigin {
             return Err(missing());
         }
         let md = std::fs::metadata(&real).map_err(|e| not_found_or_io(&e))?;
-        if !md.is_dir() {
+        let empty = std::fs::read_dir(&real).is_ok_and(|mut d| d.next().is_none());
+        if !md.is_dir() || !empty {
             return Err(missing());
         }
         Ok(md)
@@ -85,7 +81,8 @@ impl FsOrigin {
         tokio::fs::create_dir_all(&path)
             .await
             .map_err(write_failed)?;
-        let md = self.folder_meta(bucket, key)?;
+        // Existing and not empty is fine too: the folder is there (implied by what it holds).
+        let md = tokio::fs::metadata(&path).await.map_err(write_failed)?;
         Ok(PutResult {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
@@ -94,7 +91,7 @@ impl FsOrigin {
         })
     }
 
-    /// Deletes a marker: the directory goes when it is empty; a missing one is fine.
+    /// Deletes a marker: the directory goes when it is empty; a missing marker is fine.
     pub(super) async fn delete_folder(&self, bucket: &str, key: &str) -> Result<()> {
         if self.folder_meta(bucket, key).is_err() {
             return Ok(());

@@ -324,15 +324,20 @@ fn block_file(block_id: &str) -> String {
     }
 }
 
+/// Whether `name` can be a relative path here: not empty, not absolute, no NUL and no empty,
+/// `.` or `..` segment (so never a trailing `/`).
+fn representable(name: &str) -> bool {
+    !(name.is_empty()
+        || name.starts_with('/')
+        || name.contains('\0')
+        || name
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == ".."))
+}
+
 /// Checks a key can be written here and returns its bucket's real path.
 async fn writable(origin: &FsOrigin, bucket: &str, key: &str) -> Result<PathBuf> {
-    if key.is_empty()
-        || key.starts_with('/')
-        || key.contains('\0')
-        || key
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    if !representable(key) {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
             "This key cannot be stored in a directory (empty, `.` or `..` segments, or a trailing `/`)",
@@ -1262,6 +1267,49 @@ mod tests {
             .await
             .expect_err("changed");
         assert_eq!(e.kind(), ErrorKind::ObjectChanged);
+    }
+
+    #[tokio::test]
+    async fn folder_markers_are_empty_directories() {
+        use crate::origin::ListCursor;
+        use futures::StreamExt as _;
+        let (d, o) = setup();
+        let empty = || Upload {
+            body: futures::stream::empty().boxed(),
+            len: 0,
+        };
+        let opts = PutOptions::default();
+        o.put("b", "lake/run/", empty(), &opts)
+            .await
+            .expect("marker");
+        assert!(d.path().join("data/b/lake/run").is_dir());
+        assert_eq!(o.head("b", "lake/run/").await.expect("head").size, 0);
+        let listed = |page: ListPage| page.entries.into_iter().map(|e| e.key).collect::<Vec<_>>();
+        let q = ListQuery {
+            prefix: "lake/".into(),
+            delimiter: None,
+            max_keys: 100,
+            cursor: ListCursor::V1 { marker: None },
+        };
+        assert_eq!(listed(o.list("b", &q).await.expect("list")), ["lake/run/"]);
+        // With a file inside, the folder is implied by it and the marker is not listed.
+        let one = Upload {
+            body: futures::stream::once(async { Ok(Bytes::from_static(b"x")) }).boxed(),
+            len: 1,
+        };
+        o.put("b", "lake/run/f", one, &opts).await.expect("file");
+        assert!(o.head("b", "lake/run/").await.is_err());
+        assert_eq!(listed(o.list("b", &q).await.expect("list")), ["lake/run/f"]);
+        // Bytes in a marker, or a marker that is no directory name, are refused.
+        let one = Upload {
+            body: futures::stream::once(async { Ok(Bytes::from_static(b"x")) }).boxed(),
+            len: 1,
+        };
+        assert!(o.put("b", "lake/x/", one, &opts).await.is_err());
+        assert!(o.put("b", "lake/../", empty(), &opts).await.is_err());
+        o.delete("b", "lake/run/f").await.expect("delete");
+        o.delete("b", "lake/run/").await.expect("delete marker");
+        assert!(!d.path().join("data/b/lake").exists());
     }
 
     #[tokio::test]
