@@ -1,10 +1,11 @@
 """The Data Lake Storage Gen2 (DFS) front, with the real client `azure-storage-file-datalake`
-over two origins (Azurite, which has no DFS endpoint, and a directory), plus the raw request
-shapes Hadoop's ABFS driver sends (its documentation: hadoop-azure "abfs.md" and the DFS REST
-reference).
+over three origins (Azurite, which has no DFS endpoint, a directory and moto's S3), plus the
+raw request shapes Hadoop's ABFS driver sends (its documentation: hadoop-azure "abfs.md" and the
+DFS REST reference) and the JavaScript Data Lake SDK.
 
-The gateway (fixture `lake`) exposes Azurite's container `lakeaz` and a directory origin whose
-buckets are created through the DFS front itself (`lakefs`)."""
+The gateway (fixture `lake`) exposes Azurite's container `lakeaz`, moto's bucket `lakes3` (its
+own, not the shared `motob`) and a directory origin whose buckets are created through the DFS
+front itself (`lakefs`)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ from conftest import (AZURE_EXTRA, DEV_ACCOUNT, DEV_ACCOUNT_KEY, LIMITED_ACCOUNT
                       LIMITED_ACCOUNT_KEY, MIB, WRITER_ACCOUNT, WRITER_ACCOUNT_KEY,
                       CisternFactory, azure_env)
 
-FILESYSTEMS = ["lakeaz", "lakefs"]
+FILESYSTEMS = ["lakeaz", "lakefs", "lakes3"]
 
 
 @pytest.fixture(scope="module")
-def lake(request, cistern_bin, tmp_path_factory, fs_data, azurite):
+def lake(request, cistern_bin, tmp_path_factory, fs_data, azurite, moto):
     root = tmp_path_factory.mktemp("lake-dir")
     azurite.service().create_container("lakeaz")
+    moto.client().create_bucket(Bucket="lakes3")
     extra = AZURE_EXTRA.format(endpoint=azurite.account_url) + f"""
 [origins.lakedir]
 kind = "fs"
@@ -37,11 +39,14 @@ expose_buckets = true
 [buckets.lakeaz]
 origin = "azurite"
 
+[buckets.lakes3]
+origin = "moto"
+
 [blob]
 host_domains = ["blob.cistern.test"]
 """
     f = CisternFactory(cistern_bin, tmp_path_factory.mktemp("lake-gw"), request, fs_data)
-    c = f.with_config("lake", with_moto=False, with_fs=False, extra=extra, env=azure_env())
+    c = f.with_config("lake", with_moto=True, with_fs=False, extra=extra, env=azure_env())
     lake_client(c).create_file_system("lakefs")
     yield c
     f.close()
@@ -80,7 +85,7 @@ def test_write_read_list_rename_delete(lake, fsname):
     assert f.download_file(offset=3 * MIB, length=123).readall() == data[3 * MIB:]
     props = f.get_file_properties()
     assert props.size == len(data)
-    if fsname == "lakeaz":  # a directory origin stores bytes only (README: the fs origin)
+    if fsname != "lakefs":  # a directory origin stores bytes only (README: the fs origin)
         assert props.metadata.get("job") == "j1"
     acl = f.get_access_control()
     assert acl["owner"] == "$superuser" and acl["permissions"].startswith("rw")

@@ -41,6 +41,9 @@ pub fn wanted(parts: &http::request::Parts) -> bool {
     let raw = parts.uri.query().unwrap_or("");
     let method = &parts.method;
     let rename = parts.headers.contains_key("x-ms-rename-source");
+    if *method == Method::OPTIONS {
+        return false; // a CORS preflight: the Blob front answers it, whatever its URL
+    }
     if !(rename
         || *method == Method::PATCH
         || *method == Method::POST

@@ -132,7 +132,8 @@ pub struct DfsRouted {
 /// request in both APIs and stay with the Blob front.
 pub fn wanted(method: &Method, query: &[(String, String)], rename: bool) -> bool {
     let has = |n: &str| query.iter().any(|(k, _)| k == n);
-    if has("comp") || has("restype") {
+    // A CORS preflight is the Blob front's, whatever its URL.
+    if has("comp") || has("restype") || *method == Method::OPTIONS {
         return false;
     }
     has("resource")
