@@ -279,6 +279,13 @@ def _sign(method, url, headers, account, key):
 def test_abfs_request_shapes(lake, fsname):
     top = unique("abfs")
     p = f"{fsname}/{top}/file.csv"
+    # The root's status (what getFileStatus("/") asks); a DELETE of the filesystem's URL without
+    # resource=filesystem deletes nothing.
+    r = _abfs(lake, "HEAD", f"{fsname}/", "action=getStatus&upn=false")
+    assert r.status_code == 200 and r.headers["x-ms-resource-type"] == "directory"
+    r = _abfs(lake, "DELETE", fsname, "recursive=true")
+    assert r.status_code == 400
+    assert r.headers["x-ms-error-code"] == "MissingRequiredQueryParameter"
     r = _abfs(lake, "PUT", f"{fsname}/{top}", "resource=directory")
     assert r.status_code == 201, r.text
     # Create without overwrite (If-None-Match: *), twice: the second is PathAlreadyExists.

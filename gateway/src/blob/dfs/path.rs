@@ -457,7 +457,12 @@ impl BlobFront {
     ) -> Result<Reply, BlobError> {
         let b = self.bucket(fs).await?;
         let mut headers = HeaderMap::new();
-        let (dir, size) = match self.kind(&b, path, &read_conditions(h)?).await? {
+        let kind = if path.is_empty() {
+            Kind::Dir(None) // the filesystem's root
+        } else {
+            self.kind(&b, path, &read_conditions(h)?).await?
+        };
+        let (dir, size) = match kind {
             Kind::File(meta) => {
                 blob_headers(&mut headers, &meta);
                 if op == DfsOp::GetProperties {

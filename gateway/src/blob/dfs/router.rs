@@ -189,15 +189,20 @@ pub fn route(
             (_, Some(r)) => return Err(DfsRouteError::BadParameter("resource", r.to_string())),
             _ => return Err(DfsRouteError::BadParameter("resource", String::new())),
         },
-        (Some(_), None) => match (method.as_str(), resource) {
-            (_, Some(r)) if r != "filesystem" => {
+        // The filesystem itself: its operations name `resource=filesystem` (a DELETE without
+        // it never deletes the filesystem); the root directory's status is a path operation.
+        (Some(_), None) => match (method.as_str(), resource, action) {
+            ("HEAD", None, Some("getStatus")) => DfsOp::GetStatus,
+            ("HEAD", None, Some("getAccessControl")) => DfsOp::GetAccessControl,
+            (_, None, _) => return Err(DfsRouteError::BadParameter("resource", String::new())),
+            (_, Some(r), _) if r != "filesystem" => {
                 return Err(DfsRouteError::BadParameter("resource", r.to_string()))
             }
-            ("PUT", _) => DfsOp::CreateFilesystem,
-            ("DELETE", _) => DfsOp::DeleteFilesystem,
-            ("HEAD", _) => DfsOp::GetFilesystemProperties,
-            ("PATCH", _) => DfsOp::SetFilesystemProperties,
-            ("GET", _) => DfsOp::ListPaths,
+            ("PUT", _, _) => DfsOp::CreateFilesystem,
+            ("DELETE", _, _) => DfsOp::DeleteFilesystem,
+            ("HEAD", _, _) => DfsOp::GetFilesystemProperties,
+            ("PATCH", _, _) => DfsOp::SetFilesystemProperties,
+            ("GET", _, _) => DfsOp::ListPaths,
             _ => return Err(DfsRouteError::Verb),
         },
         (Some(_), Some(_)) => match method.as_str() {
@@ -403,6 +408,18 @@ mod tests {
             bad(Method::GET, "/acct/fs/%ff", ""),
             Err(DfsRouteError::BadPath)
         );
+        assert_eq!(
+            bad(Method::DELETE, "/acct/fs", "recursive=true"),
+            Err(DfsRouteError::BadParameter("resource", String::new()))
+        );
+        let root = route(
+            &Method::HEAD,
+            None,
+            "/acct/fs/",
+            &q("action=getStatus"),
+            false,
+        );
+        assert_eq!(root.map(|r| (r.op, r.path)), Ok((DfsOp::GetStatus, None)));
     }
 
     #[test]
