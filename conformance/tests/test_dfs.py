@@ -413,3 +413,25 @@ def test_javascript_datalake_sdk(lake, fsname):
     assert got["names"] == [[f"{top}/dir", True], [f"{top}/dir/data.txt", False]]
     assert got["size"] == 40 * 1000 and got["same"] and got["oldGone"]
     assert got["left"] == []
+
+
+@pytest.mark.parametrize("fsname", FILESYSTEMS)
+def test_filesystem_properties(lake, fsname):
+    """Set / get filesystem properties (x-ms-properties): an Azure origin keeps them as the
+    container's metadata; a directory or an S3 bucket has nowhere to keep them (501)."""
+    props = "team=bWw=,purpose=dHJhaW5pbmc="  # team=ml, purpose=training
+    r = _abfs(lake, "PATCH", fsname, "resource=filesystem", {"x-ms-properties": props})
+    if fsname != "lakeaz":
+        assert r.status_code == 501 and r.headers["x-ms-error-code"] == "NotImplemented"
+        r = _abfs(lake, "HEAD", fsname, "resource=filesystem")
+        assert r.status_code == 200 and r.headers["x-ms-properties"] == ""
+        return
+    assert r.status_code == 200, r.text
+    r = _abfs(lake, "HEAD", fsname, "resource=filesystem")
+    assert r.status_code == 200
+    assert sorted(r.headers["x-ms-properties"].split(",")) == sorted(props.split(","))
+    r = _abfs(lake, "PATCH", fsname, "resource=filesystem", {"x-ms-properties": "bad value"})
+    assert r.status_code == 400
+    assert _abfs(lake, "PATCH", fsname, "resource=filesystem",
+                 {"x-ms-properties": ""}).status_code == 200
+    assert _abfs(lake, "HEAD", fsname, "resource=filesystem").headers["x-ms-properties"] == ""

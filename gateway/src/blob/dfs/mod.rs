@@ -32,6 +32,8 @@ use super::auth::Caller;
 use super::error::BlobError;
 use super::router::Routed;
 use super::{get, header, query_pairs, set, BlobBody, BlobFront, Reply, RequestBody};
+use crate::origin::{Dialect, Passthrough};
+use crate::pipeline::BucketBinding;
 
 pub(super) use self::error::error_reply;
 
@@ -168,11 +170,13 @@ impl BlobFront {
         match r.op {
             DfsOp::ListFilesystems => self.list_filesystems(q).await,
             DfsOp::CreateFilesystem => {
-                if header(h, "x-ms-properties").is_some_and(|p| !p.trim().is_empty()) {
-                    return Err(BlobError::not_implemented("filesystem properties"));
-                }
+                let props = parse_properties(header(h, "x-ms-properties").unwrap_or(""))?;
                 self.pipeline.create_bucket(fs).await?;
                 self.invalidate_containers();
+                if !props.is_empty() {
+                    let b = self.bucket(fs).await?;
+                    self.set_filesystem_properties(&b, &props).await?;
+                }
                 let mut reply = self.container_properties(fs).await?;
                 reply.status = StatusCode::CREATED;
                 set(&mut reply.headers, "x-ms-namespace-enabled", "false");
@@ -187,9 +191,22 @@ impl BlobFront {
             }
             DfsOp::GetFilesystemProperties => {
                 let mut reply = self.container_properties(fs).await?;
+                let b = self.bucket(fs).await?;
+                let props = self.filesystem_properties(&b).await?;
                 set(&mut reply.headers, "x-ms-namespace-enabled", "false");
-                set(&mut reply.headers, "x-ms-properties", "");
+                set(
+                    &mut reply.headers,
+                    "x-ms-properties",
+                    &properties_header(&props),
+                );
                 Ok(reply)
+            }
+            DfsOp::SetFilesystemProperties => {
+                let props = parse_properties(header(h, "x-ms-properties").unwrap_or(""))?;
+                let b = self.bucket(fs).await?;
+                self.set_filesystem_properties(&b, &props).await?;
+                self.invalidate_containers();
+                self.container_properties(fs).await
             }
             DfsOp::ListPaths => self.list_paths(fs, q).await,
             DfsOp::CreateFile | DfsOp::CreateDirectory => {
@@ -223,10 +240,57 @@ impl BlobFront {
                 drop(body);
                 self.lease(fs, path, h).await
             }
-            DfsOp::SetFilesystemProperties | DfsOp::Unsupported(_) => {
-                Err(BlobError::not_implemented(r.op.name()))
-            }
+            DfsOp::Unsupported(_) => Err(BlobError::not_implemented(r.op.name())),
         }
+    }
+
+    /// A filesystem's properties: its container's metadata at an Azure origin; other origins
+    /// keep none.
+    async fn filesystem_properties(
+        &self,
+        b: &BucketBinding,
+    ) -> Result<Vec<(String, String)>, BlobError> {
+        if b.origin.dialect() != Dialect::Blob {
+            return Ok(Vec::new());
+        }
+        let mut req = Passthrough::read(Method::HEAD, b.name.clone(), String::new());
+        req.query = vec![("restype".into(), "container".into())];
+        let resp = self.pipeline.relay(b, req).await?;
+        let mut props: Vec<(String, String)> = resp
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.as_str().strip_prefix("x-ms-meta-")?;
+                Some((name.to_string(), v.to_str().ok()?.to_string()))
+            })
+            .collect();
+        props.sort();
+        Ok(props)
+    }
+
+    /// Replaces a filesystem's properties: Set Container Metadata at an Azure origin (`501`
+    /// elsewhere: a directory or an S3 bucket keeps no such thing).
+    async fn set_filesystem_properties(
+        &self,
+        b: &BucketBinding,
+        props: &[(String, String)],
+    ) -> Result<(), BlobError> {
+        if b.origin.dialect() != Dialect::Blob {
+            return Err(BlobError::not_implemented(
+                "filesystem properties over a non-Azure origin",
+            ));
+        }
+        let mut req = Passthrough::read(Method::PUT, b.name.clone(), String::new());
+        req.query = vec![
+            ("restype".into(), "container".into()),
+            ("comp".into(), "metadata".into()),
+        ];
+        req.headers = props
+            .iter()
+            .map(|(k, v)| (format!("x-ms-meta-{k}"), v.clone()))
+            .collect();
+        self.pipeline.relay(b, req).await?;
+        Ok(())
     }
 
     /// List Filesystems (`GET /?resource=account`): the catalog's buckets as JSON.
