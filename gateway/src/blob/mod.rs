@@ -245,12 +245,14 @@ impl BlobFront {
             .unwrap_or(DEFAULT_VERSION)
             .to_string();
         let head = parts.method == Method::HEAD;
-        let host = header(&parts.headers, "host")
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-        let dfs_host = host
-            .as_deref()
-            .and_then(|h| router::host_account(h, &self.dfs_domains));
+        // Without Data Lake domains only the request's shape can make it a DFS one.
+        let dfs_host = if self.dfs_domains.is_empty() {
+            None
+        } else {
+            header(&parts.headers, "host")
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+                .and_then(|h| router::host_account(h, &self.dfs_domains))
+        };
         let (reply, op) = if dfs_host.is_some() || dfs::wanted(parts) {
             match self.dfs_dispatch(parts, body, peer, dfs_host).await {
                 (Ok(r), op) => (r, op),
