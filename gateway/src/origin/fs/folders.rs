@@ -1,11 +1,12 @@
-//! Folder markers on a directory origin. Object stores mark an empty folder with an empty
-//! object whose key ends in `/` (S3 consoles, Hadoop's connectors, Cistern's Data Lake front);
-//! a directory has no such file, so here the marker `a/b/` is the *empty* directory `a/b`:
-//! writing it (with no bytes) creates the directory; it exists, and is listed, while the
-//! directory is empty (a non-empty one is implied by its files, as on an object store where the
-//! marker was never written); deleting it removes the directory when nothing is inside.
+//! Folder markers on a directory origin. Object stores mark a folder with an empty object whose
+//! key ends in `/` (S3 consoles, Hadoop's connectors, Cistern's Data Lake front). Here the
+//! marker `a/b/` is the directory `a/b` holding an empty file [`MARKER_FILE`]: writing the
+//! marker creates both, it is listed (as `a/b/`, the file itself never) while the file is
+//! there, it keeps the directory when the last other file in it goes, and deleting it removes
+//! the file and then the directories it leaves empty. A plain empty directory (an interrupted
+//! upload's, or one made by hand) is no marker and stays invisible, as before.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cistern_cache::ObjectMeta;
 
@@ -13,14 +14,17 @@ use super::{blocking, etag_of, not_found_or_io, write_failed, FsOrigin};
 use crate::error::{Error, ErrorKind, Result};
 use crate::origin::PutResult;
 
+/// The file that makes a directory a folder marker.
+pub(super) const MARKER_FILE: &str = ".cistern-folder";
+
 /// Whether `key` names a folder marker.
 pub(super) fn is_marker(key: &str) -> bool {
     key.len() > 1 && key.ends_with('/')
 }
 
 impl FsOrigin {
-    /// The directory a marker names, checked as object keys are: no empty, `.` or `..`
-    /// segments, and inside its bucket once symlinks are resolved (for an existing one).
+    /// The directory a marker names, checked as object keys are (no empty, `.` or `..`
+    /// segments).
     fn folder_path(&self, bucket: &str, key: &str) -> Result<PathBuf> {
         let name = &key[..key.len() - 1];
         if !super::representable(name) {
@@ -32,11 +36,14 @@ impl FsOrigin {
         Ok(self.bucket_path(bucket)?.join(name))
     }
 
-    /// The directory's metadata, when it exists inside its bucket and is empty.
-    fn folder_meta(&self, bucket: &str, key: &str) -> Result<std::fs::Metadata> {
+    /// The marker file's metadata, when it exists inside its bucket (symlinks resolved).
+    fn marker_meta(&self, bucket: &str, key: &str) -> Result<std::fs::Metadata> {
         let missing = || Error::new(ErrorKind::NotFound, "The specified key does not exist");
         let path = self.folder_path(bucket, key).map_err(|_| missing())?;
-        let real = path.canonicalize().map_err(|e| not_found_or_io(&e))?;
+        let real = path
+            .join(MARKER_FILE)
+            .canonicalize()
+            .map_err(|e| not_found_or_io(&e))?;
         let bucket_real = self
             .bucket_path(bucket)?
             .canonicalize()
@@ -45,16 +52,15 @@ impl FsOrigin {
             return Err(missing());
         }
         let md = std::fs::metadata(&real).map_err(|e| not_found_or_io(&e))?;
-        let empty = std::fs::read_dir(&real).is_ok_and(|mut d| d.next().is_none());
-        if !md.is_dir() || !empty {
+        if !md.is_file() {
             return Err(missing());
         }
         Ok(md)
     }
 
-    /// HEAD of a marker: the directory, zero bytes long.
+    /// HEAD of a marker: zero bytes, its ETag from the marker file.
     pub(super) async fn head_folder(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
-        let md = self.folder_meta(bucket, key)?;
+        let md = self.marker_meta(bucket, key)?;
         Ok(ObjectMeta {
             size: 0,
             etag: etag_of(&md),
@@ -63,7 +69,7 @@ impl FsOrigin {
         })
     }
 
-    /// Writes a marker: creates the directory (and its parents); a marker has no bytes.
+    /// Writes a marker: the directory (and its parents) and the marker file; no bytes.
     pub(super) async fn put_folder(&self, bucket: &str, key: &str, len: u64) -> Result<PutResult> {
         if len != 0 {
             return Err(Error::new(
@@ -71,7 +77,7 @@ impl FsOrigin {
                 "A key ending in `/` is a folder here and holds no bytes",
             ));
         }
-        if !self.bucket_exists_now(bucket)? {
+        if !std::fs::metadata(self.bucket_path(bucket)?).is_ok_and(|m| m.is_dir()) {
             return Err(Error::new(
                 ErrorKind::NoSuchBucket,
                 "The specified bucket does not exist",
@@ -81,8 +87,10 @@ impl FsOrigin {
         tokio::fs::create_dir_all(&path)
             .await
             .map_err(write_failed)?;
-        // Existing and not empty is fine too: the folder is there (implied by what it holds).
-        let md = tokio::fs::metadata(&path).await.map_err(write_failed)?;
+        tokio::fs::write(path.join(MARKER_FILE), b"")
+            .await
+            .map_err(write_failed)?;
+        let md = self.marker_meta(bucket, key)?;
         Ok(PutResult {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
@@ -91,28 +99,37 @@ impl FsOrigin {
         })
     }
 
-    /// Deletes a marker: the directory goes when it is empty; a missing marker is fine.
+    /// Deletes a marker: its file, then each directory it leaves empty up to the bucket; a
+    /// missing marker is fine.
     pub(super) async fn delete_folder(&self, bucket: &str, key: &str) -> Result<()> {
-        if self.folder_meta(bucket, key).is_err() {
+        if self.marker_meta(bucket, key).is_err() {
             return Ok(());
         }
-        let path = self.folder_path(bucket, key)?;
-        blocking(move || match std::fs::remove_dir(&path) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
-                ) =>
-            {
-                Ok(())
+        let dir = self.folder_path(bucket, key)?;
+        let bucket_dir = self.bucket_path(bucket)?;
+        blocking(move || {
+            match std::fs::remove_file(dir.join(MARKER_FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(write_failed(e)),
             }
-            Err(e) => Err(write_failed(e)),
+            remove_empty_up_to(&dir, &bucket_dir);
+            Ok(())
         })
         .await
     }
+}
 
-    fn bucket_exists_now(&self, bucket: &str) -> Result<bool> {
-        Ok(std::fs::metadata(self.bucket_path(bucket)?).is_ok_and(|m| m.is_dir()))
+/// Removes `dir` and its parents while they are empty, stopping at `bucket` (never removed).
+fn remove_empty_up_to(dir: &Path, bucket: &Path) {
+    let Ok(bucket_real) = bucket.canonicalize() else {
+        return;
+    };
+    let mut next = dir.canonicalize().ok();
+    while let Some(d) = next {
+        if d == bucket_real || !d.starts_with(&bucket_real) || std::fs::remove_dir(&d).is_err() {
+            return;
+        }
+        next = d.parent().map(Path::to_path_buf);
     }
 }

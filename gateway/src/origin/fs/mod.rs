@@ -1168,14 +1168,13 @@ fn walk(root: &Path, dir: &Path, key_prefix: &str, out: &mut Vec<ListEntry>) {
         let key = format!("{key_prefix}{name}");
         let path = entry.path();
         if ft.is_dir() {
-            let before = out.len();
             walk(root, &path, &format!("{key}/"), out);
-            // An empty directory is a folder marker (see `folders`).
-            if out.len() == before && std::fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none())
-            {
-                if let Ok(md) = std::fs::metadata(&path) {
+        } else if name == folders::MARKER_FILE {
+            // A folder marker: listed as its directory's key (see `folders`).
+            if let (false, Ok(md)) = (key_prefix.is_empty(), std::fs::symlink_metadata(&path)) {
+                if md.is_file() {
                     out.push(ListEntry {
-                        key: format!("{key}/"),
+                        key: key_prefix.to_string(),
                         size: 0,
                         etag: etag_of(&md),
                         last_modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -1270,7 +1269,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn folder_markers_are_empty_directories() {
+    async fn folder_markers_are_directories_with_a_marker_file() {
         use crate::origin::ListCursor;
         use futures::StreamExt as _;
         let (d, o) = setup();
@@ -1292,14 +1291,20 @@ mod tests {
             cursor: ListCursor::V1 { marker: None },
         };
         assert_eq!(listed(o.list("b", &q).await.expect("list")), ["lake/run/"]);
-        // With a file inside, the folder is implied by it and the marker is not listed.
+        // A file inside leaves the marker as it is; an empty directory made otherwise is none.
         let one = Upload {
             body: futures::stream::once(async { Ok(Bytes::from_static(b"x")) }).boxed(),
             len: 1,
         };
         o.put("b", "lake/run/f", one, &opts).await.expect("file");
-        assert!(o.head("b", "lake/run/").await.is_err());
-        assert_eq!(listed(o.list("b", &q).await.expect("list")), ["lake/run/f"]);
+        std::fs::create_dir_all(d.path().join("data/b/lake/stray")).expect("mkdir");
+        assert_eq!(o.head("b", "lake/run/").await.expect("head").size, 0);
+        assert!(o.head("b", "lake/stray/").await.is_err());
+        assert_eq!(
+            listed(o.list("b", &q).await.expect("list")),
+            ["lake/run/", "lake/run/f"]
+        );
+        std::fs::remove_dir(d.path().join("data/b/lake/stray")).expect("rmdir");
         // Bytes in a marker, or a marker that is no directory name, are refused.
         let one = Upload {
             body: futures::stream::once(async { Ok(Bytes::from_static(b"x")) }).boxed(),
@@ -1307,7 +1312,9 @@ mod tests {
         };
         assert!(o.put("b", "lake/x/", one, &opts).await.is_err());
         assert!(o.put("b", "lake/../", empty(), &opts).await.is_err());
+        // The marker keeps its directory when the last file goes, and takes it when deleted.
         o.delete("b", "lake/run/f").await.expect("delete");
+        assert!(o.head("b", "lake/run/").await.is_ok());
         o.delete("b", "lake/run/").await.expect("delete marker");
         assert!(!d.path().join("data/b/lake").exists());
     }
