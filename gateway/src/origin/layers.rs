@@ -250,6 +250,11 @@ impl<O: Origin> Origin for Instrumented<O> {
             .await
     }
 
+    async fn committed_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        self.observe("committed_blocks", self.inner.committed_blocks(bucket, key))
+            .await
+    }
+
     async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<PartListing> {
         self.observe("list_parts", self.inner.list_parts(bucket, key, upload_id))
             .await
@@ -555,6 +560,11 @@ impl<O: Origin> Origin for Resilient<O> {
 
     async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
         self.attempt(|| self.inner.staged_blocks(bucket, key)).await
+    }
+
+    async fn committed_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        self.attempt(|| self.inner.committed_blocks(bucket, key))
+            .await
     }
 
     async fn set_properties(

@@ -566,6 +566,14 @@ pub trait Origin: Send + Sync + 'static {
         Err(not_writable())
     }
 
+    /// The blocks an object is committed as now, as (block id, size), in order (Azure's Get
+    /// Block List); empty where the origin keeps no committed blocks (a directory, S3) or the
+    /// object was written whole.
+    async fn committed_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        let _ = (bucket, key);
+        Ok(Vec::new())
+    }
+
     /// An object's tags (S3 object tagging).
     async fn get_tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>> {
         let _ = (bucket, key);

@@ -312,7 +312,8 @@ impl BlobFront {
 
     /// Commits the file as its committed bytes followed by the staged appends that run
     /// contiguously from its length to `end`. The committed bytes, when there are any, are
-    /// staged again as the first block (origins other than Azure keep no committed blocks).
+    /// referenced as the blocks they were committed as (Azure, after an earlier flush), or else
+    /// staged again as the first block (other origins keep no committed blocks).
     async fn flush_at(
         &self,
         b: &Arc<BucketBinding>,
@@ -357,7 +358,20 @@ impl BlobFront {
         if at != end {
             return Err(invalid_flush_position());
         }
-        if committed > 0 {
+        // The committed bytes, as the blocks they are committed as where the origin keeps
+        // such blocks and they are all ours (an Azure file flushed before), else staged anew.
+        let kept: Vec<(String, u64)> = if committed > 0 {
+            b.origin.committed_blocks(&b.origin_bucket, path).await?
+        } else {
+            Vec::new()
+        };
+        let reuse = !kept.is_empty()
+            && kept.iter().map(|(_, n)| n).sum::<u64>() == committed
+            && kept.iter().all(|(id, _)| block_position(id).is_some());
+        if reuse {
+            let prefix = kept.into_iter().map(|(id, _)| BlockRef::Committed(id));
+            blocks.splice(0..0, prefix);
+        } else if committed > 0 {
             let cond = Conditions {
                 if_match: Some(crate::pipeline::EtagMatch::OneOf(vec![meta.etag.clone()])),
                 ..Conditions::default()

@@ -10,6 +10,27 @@ use crate::origin::wire::{header, header_pairs, unquote};
 use crate::origin::{PutOptions, PutResult};
 
 impl AzureOrigin {
+    /// Get Block List of one `kind` (`committed`, `uncommitted` or `all`).
+    pub(super) async fn block_list(
+        &self,
+        bucket: &str,
+        key: &str,
+        kind: &str,
+    ) -> Result<super::list::XmlBlockList> {
+        let resp = self
+            .send(
+                Method::GET,
+                Some(bucket),
+                Some(key),
+                &[("comp", "blocklist"), ("blocklisttype", kind)],
+                &[],
+                &[],
+            )
+            .await?;
+        let text = crate::origin::wire::read_text(resp).await?;
+        quick_xml::de::from_str(&text).map_err(crate::origin::wire::bad_xml)
+    }
+
     /// Put Block List with the object's properties.
     pub(super) async fn put_block_list(
         &self,

@@ -156,9 +156,11 @@ mod tests {
     }
 }
 
-/// A Get Block List document (the uncommitted blocks; committed ones are not read).
+/// A Get Block List document.
 #[derive(Debug, Deserialize)]
 pub(super) struct XmlBlockList {
+    #[serde(rename = "CommittedBlocks", default)]
+    pub(super) committed: XmlBlocks,
     #[serde(rename = "UncommittedBlocks", default)]
     pub(super) uncommitted: XmlBlocks,
 }
@@ -167,6 +169,13 @@ pub(super) struct XmlBlockList {
 pub(super) struct XmlBlocks {
     #[serde(rename = "Block", default)]
     pub(super) block: Vec<XmlBlock>,
+}
+
+impl XmlBlocks {
+    /// (id, size) in document order.
+    pub(super) fn pairs(self) -> Vec<(String, u64)> {
+        self.block.into_iter().map(|b| (b.name, b.size)).collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]

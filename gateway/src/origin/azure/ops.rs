@@ -450,24 +450,20 @@ impl Origin for AzureOrigin {
 
     /// Get Block List with `blocklisttype=uncommitted`.
     async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
-        let resp = self
-            .send(
-                Method::GET,
-                Some(bucket),
-                Some(key),
-                &[("comp", "blocklist"), ("blocklisttype", "uncommitted")],
-                &[],
-                &[],
-            )
-            .await?;
-        let text = read_text(resp).await?;
-        let parsed: super::list::XmlBlockList = quick_xml::de::from_str(&text).map_err(bad_xml)?;
-        Ok(parsed
+        Ok(self
+            .block_list(bucket, key, "uncommitted")
+            .await?
             .uncommitted
-            .block
-            .into_iter()
-            .map(|b| (b.name, b.size))
-            .collect())
+            .pairs())
+    }
+
+    /// Get Block List with `blocklisttype=committed`.
+    async fn committed_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .block_list(bucket, key, "committed")
+            .await?
+            .committed
+            .pairs())
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
