@@ -474,7 +474,7 @@ impl BlobFront {
         Box::pin(async move {
             let rid = format!("{batch_id}-{index}");
             let handled = self
-                .respond(sub, futures::stream::empty().boxed(), peer, &rid)
+                .respond(sub, futures::stream::empty().boxed(), peer, &rid, false)
                 .await;
             tracing::info!(
                 target: "cistern::access",

@@ -222,7 +222,7 @@ impl BlobFront {
         peer: Option<IpAddr>,
         request_id: &str,
     ) -> Handled {
-        let mut handled = self.respond(parts, body, peer, request_id).await;
+        let mut handled = self.respond(parts, body, peer, request_id, true).await;
         if let Some(origin) = parts.headers.get(http::header::ORIGIN) {
             if parts.method != Method::OPTIONS {
                 self.add_cors_headers(origin, &parts.method, handled.response.headers_mut())
@@ -232,13 +232,15 @@ impl BlobFront {
         handled
     }
 
-    /// Handles one request (a whole one, or a Blob Batch sub-request), without CORS.
+    /// Handles one request (a whole one, or a Blob Batch sub-request), without CORS. Only a
+    /// whole request may be a Data Lake one (`allow_dfs`): a batch holds Blob operations alone.
     async fn respond(
         &self,
         parts: &http::request::Parts,
         body: RequestBody,
         peer: Option<IpAddr>,
         request_id: &str,
+        allow_dfs: bool,
     ) -> Handled {
         let version = header(&parts.headers, "x-ms-version")
             .filter(|v| v.len() <= 32)
@@ -246,14 +248,14 @@ impl BlobFront {
             .to_string();
         let head = parts.method == Method::HEAD;
         // Without Data Lake domains only the request's shape can make it a DFS one.
-        let dfs_host = if self.dfs_domains.is_empty() {
+        let dfs_host = if self.dfs_domains.is_empty() || !allow_dfs {
             None
         } else {
             header(&parts.headers, "host")
                 .or_else(|| parts.uri.authority().map(|a| a.as_str()))
                 .and_then(|h| router::host_account(h, &self.dfs_domains))
         };
-        let (reply, op) = if dfs_host.is_some() || dfs::wanted(parts) {
+        let (reply, op) = if dfs_host.is_some() || (allow_dfs && dfs::wanted(parts)) {
             match self.dfs_dispatch(parts, body, peer, dfs_host).await {
                 (Ok(r), op) => (r, op),
                 (Err(e), op) => (dfs::error_reply(e, request_id, head), op),
