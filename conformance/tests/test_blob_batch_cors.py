@@ -563,3 +563,16 @@ def test_no_azure_origin_means_no_cors_rules(gw_fs_only):
                                        "Access-Control-Request-Method": "GET"}, timeout=30)
     assert (r.status_code, r.headers.get("x-ms-error-code")) == (403, "CorsPreflightFailure")
     assert not any(k.lower().startswith("access-control-") for k in r.headers)
+
+
+def test_a_recursive_delete_in_a_batch_is_still_delete_blob(bx):
+    """A sub-request shaped like a Data Lake recursive delete (`DELETE …?recursive=true`) is a
+    Delete Blob inside a batch, on both sides: it deletes no directory."""
+    results = {}
+    for s in sides(bx):
+        seed(s.container("bxa"), ["rdir/a", "rdir/b"])
+        r = raw_batch(s, f"/{s.account}?comp=batch", [
+            sub_request(s, "DELETE", f"/{s.account}/{s.name('bxa')}/rdir?recursive=true", 0)])
+        results[s.who] = [r.status_code, parts_of(r), remaining(s.container("bxa"), "rdir/")]
+    same(results)
+    assert results["cistern"] == [202, [(True, 404, "BlobNotFound")], ["rdir/a", "rdir/b"]]

@@ -234,26 +234,6 @@ fn batchable(op: Operation) -> bool {
     )
 }
 
-/// A GUID-shaped identifier, unique per call (a response boundary only needs to be absent from
-/// the answers it separates, which are Cistern's own).
-fn guid(seed: &str) -> String {
-    use sha2::Digest;
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let x = hex::encode(&sha2::Sha256::digest(format!("{nanos}/{seq}/{seed}"))[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..32]
-    )
-}
-
 /// A sub-response's reason phrase: the error's message (its first line, as Azure writes it)
 /// for an error document, else the status's own.
 fn reason(status: StatusCode, body: &[u8]) -> String {
@@ -361,7 +341,7 @@ impl BlobFront {
             }
             Err(e) => Err(e),
         };
-        let response_boundary = format!("batchresponse_{}", guid(request_id));
+        let response_boundary = format!("batchresponse_{}", super::guid(request_id));
         let mut out = BytesMut::new();
         match subs {
             Err(e) => {

@@ -369,28 +369,9 @@ impl BlobFront {
         if from_url {
             return Ok(Reply::empty(StatusCode::CREATED, headers));
         }
-        set(&mut headers, "x-ms-copy-id", &copy_id(now, blob));
+        // A copy id (a GUID, as Azure's): the copy is over when answered, so it only names it.
+        set(&mut headers, "x-ms-copy-id", &super::guid(blob));
         set(&mut headers, "x-ms-copy-status", "success");
         Ok(Reply::empty(StatusCode::ACCEPTED, headers))
     }
-}
-
-/// A copy id (a GUID, as Azure's): the copy is over when answered, so it only names it.
-fn copy_id(now: SystemTime, blob: &str) -> String {
-    use sha2::Digest;
-    let nanos = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let d = sha2::Sha256::digest(format!("{nanos}/{seq}/{blob}"));
-    let x = hex::encode(&d[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..32]
-    )
 }

@@ -688,6 +688,26 @@ impl BlobFront {
     }
 }
 
+/// A GUID-shaped identifier, unique per call and process (batch response boundaries, copy ids,
+/// lease ids): a digest of the time, a counter and `seed`.
+pub(crate) fn guid(seed: &str) -> String {
+    use sha2::Digest;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let x = hex::encode(&sha2::Sha256::digest(format!("{nanos}/{seq}/{seed}"))[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
 /// A SAS's `rscc`, `rscd`, `rsce`, `rscl` and `rsct` replace the response headers they name,
 /// as Azure applies them (they are signed, so the SAS's issuer chose them).
 fn apply_sas_overrides(caller: &Caller, h: &mut HeaderMap) {

@@ -51,33 +51,10 @@ fn lease_error(status: StatusCode, code: &'static str, message: &'static str) ->
     BlobError::new(status, code, message)
 }
 
-/// A fresh lease id (a UUID's shape; unguessable enough for a capability a caller already
+/// A fresh lease id (GUID-shaped; unguessable enough for a capability that a caller already
 /// allowed to write holds).
 fn new_lease_id() -> String {
-    use sha2::Digest as _;
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = sha2::Sha256::new();
-    h.update(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-            .to_le_bytes(),
-    );
-    h.update(
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            .to_le_bytes(),
-    );
-    h.update(std::process::id().to_le_bytes());
-    let x = hex::encode(&h.finalize()[..16]);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..]
-    )
+    super::super::guid(&format!("lease/{}", std::process::id()))
 }
 
 /// `x-ms-lease-duration`: -1 (infinite) or 15 to 60 seconds.
