@@ -143,6 +143,20 @@ fn duplicate_parameter(q: &[(String, String)]) -> Option<&str> {
         .find(|k| !seen.insert(k.to_ascii_lowercase()))
 }
 
+/// The error for a query that names a parameter twice, in either Azure dialect.
+fn refuse_duplicates(q: &[(String, String)]) -> Option<BlobError> {
+    let name = duplicate_parameter(q)?;
+    if auth::is_sas_parameter(name) {
+        // A SAS whose fields are given twice is not a SAS Azure accepts.
+        return Some(BlobError::authorization_failure());
+    }
+    Some(BlobError::invalid_query(
+        "duplicate",
+        name,
+        "A query parameter is given more than once.",
+    ))
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -295,19 +309,8 @@ impl BlobFront {
         let host = header(&parts.headers, "host")
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()));
-        if let Some(name) = duplicate_parameter(&query) {
-            if auth::is_sas_parameter(name) {
-                // A SAS whose fields are given twice is not a SAS Azure accepts.
-                return (Err(BlobError::authorization_failure()), "unknown");
-            }
-            return (
-                Err(BlobError::invalid_query(
-                    "duplicate",
-                    name,
-                    "A query parameter is given more than once.",
-                )),
-                "unknown",
-            );
+        if let Some(e) = refuse_duplicates(&query) {
+            return (Err(e), "unknown");
         }
         let host_style = host
             .as_deref()

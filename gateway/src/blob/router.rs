@@ -142,7 +142,7 @@ pub fn is_account_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
-fn decode(s: &str) -> Result<String, RouteError> {
+pub(super) fn decode(s: &str) -> Result<String, RouteError> {
     percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())

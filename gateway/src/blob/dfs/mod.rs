@@ -125,15 +125,8 @@ impl BlobFront {
         host_account: Option<&str>,
     ) -> (Result<Reply, BlobError>, &'static str) {
         let query = query_pairs(parts.uri.query().unwrap_or(""));
-        if let Some(name) = super::duplicate_parameter(&query) {
-            return (
-                Err(BlobError::invalid_query(
-                    "duplicate",
-                    name,
-                    "A query parameter is given more than once.",
-                )),
-                "unknown",
-            );
+        if let Some(e) = super::refuse_duplicates(&query) {
+            return (Err(e), "unknown");
         }
         let routed = match router::route(
             &parts.method,

@@ -4,7 +4,6 @@
 //! permissions it needs: DFS and Blob share accounts, keys, SAS and authorization.
 
 use http::Method;
-use percent_encoding::percent_decode_str;
 
 use super::super::router::{is_account_name, Operation};
 
@@ -148,11 +147,10 @@ fn get<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Decodes one path, trimming the `/`s a DFS path may carry at either end.
+/// Decodes one path as the Blob router does, trimming the `/`s a DFS path may carry at either
+/// end.
 fn decode(raw: &str) -> Result<String, DfsRouteError> {
-    let s = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| DfsRouteError::BadPath)?;
+    let s = super::super::router::decode(raw).map_err(|_| DfsRouteError::BadPath)?;
     Ok(s.trim_matches('/').to_string())
 }
 

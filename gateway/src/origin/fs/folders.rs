@@ -17,6 +17,10 @@ use crate::origin::PutResult;
 /// The file that makes a directory a folder marker.
 pub(super) const MARKER_FILE: &str = ".cistern-folder";
 
+fn missing() -> Error {
+    Error::new(ErrorKind::NotFound, "The specified key does not exist")
+}
+
 /// Whether `key` names a folder marker.
 pub(super) fn is_marker(key: &str) -> bool {
     key.len() > 1 && key.ends_with('/')
@@ -36,31 +40,33 @@ impl FsOrigin {
         Ok(self.bucket_path(bucket)?.join(name))
     }
 
-    /// The marker file's metadata, when it exists inside its bucket (symlinks resolved).
-    fn marker_meta(&self, bucket: &str, key: &str) -> Result<std::fs::Metadata> {
-        let missing = || Error::new(ErrorKind::NotFound, "The specified key does not exist");
-        let path = self.folder_path(bucket, key).map_err(|_| missing())?;
-        let real = path
-            .join(MARKER_FILE)
-            .canonicalize()
-            .map_err(|e| not_found_or_io(&e))?;
-        let bucket_real = self
-            .bucket_path(bucket)?
-            .canonicalize()
-            .map_err(|e| not_found_or_io(&e))?;
-        if !bucket_real.starts_with(&self.root) || !real.starts_with(&bucket_real) {
-            return Err(missing());
-        }
-        let md = std::fs::metadata(&real).map_err(|e| not_found_or_io(&e))?;
-        if !md.is_file() {
-            return Err(missing());
-        }
-        Ok(md)
+    /// The marker file's metadata, when it exists inside its bucket (symlinks resolved), read
+    /// on the blocking pool.
+    async fn marker_meta(&self, bucket: &str, key: &str) -> Result<std::fs::Metadata> {
+        let dir = self.folder_path(bucket, key).map_err(|_| missing())?;
+        let bucket_dir = self.bucket_path(bucket)?;
+        let root = self.root.clone();
+        blocking(move || {
+            let real = dir
+                .join(MARKER_FILE)
+                .canonicalize()
+                .map_err(|e| not_found_or_io(&e))?;
+            let bucket_real = bucket_dir.canonicalize().map_err(|e| not_found_or_io(&e))?;
+            if !bucket_real.starts_with(&root) || !real.starts_with(&bucket_real) {
+                return Err(missing());
+            }
+            let md = std::fs::metadata(&real).map_err(|e| not_found_or_io(&e))?;
+            if !md.is_file() {
+                return Err(missing());
+            }
+            Ok(md)
+        })
+        .await
     }
 
     /// HEAD of a marker: zero bytes, its ETag from the marker file.
     pub(super) async fn head_folder(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
-        let md = self.marker_meta(bucket, key)?;
+        let md = self.marker_meta(bucket, key).await?;
         Ok(ObjectMeta {
             size: 0,
             etag: etag_of(&md),
@@ -77,7 +83,8 @@ impl FsOrigin {
                 "A key ending in `/` is a folder here and holds no bytes",
             ));
         }
-        if !std::fs::metadata(self.bucket_path(bucket)?).is_ok_and(|m| m.is_dir()) {
+        let bucket_dir = tokio::fs::metadata(self.bucket_path(bucket)?).await;
+        if !bucket_dir.is_ok_and(|m| m.is_dir()) {
             return Err(Error::new(
                 ErrorKind::NoSuchBucket,
                 "The specified bucket does not exist",
@@ -90,7 +97,7 @@ impl FsOrigin {
         tokio::fs::write(path.join(MARKER_FILE), b"")
             .await
             .map_err(write_failed)?;
-        let md = self.marker_meta(bucket, key)?;
+        let md = self.marker_meta(bucket, key).await?;
         Ok(PutResult {
             etag: etag_of(&md),
             last_modified: md.modified().ok(),
@@ -102,7 +109,7 @@ impl FsOrigin {
     /// Deletes a marker: its file, then each directory it leaves empty up to the bucket; a
     /// missing marker is fine.
     pub(super) async fn delete_folder(&self, bucket: &str, key: &str) -> Result<()> {
-        if self.marker_meta(bucket, key).is_err() {
+        if self.marker_meta(bucket, key).await.is_err() {
             return Ok(());
         }
         let dir = self.folder_path(bucket, key)?;
