@@ -14,7 +14,7 @@
 //! - [`Heat`] / [`NearCache`] / [`TopKeys`]: hot-key detection, a small RAM cache for hot
 //!   chunks owned elsewhere, and the most-read keys (for operators).
 //! - Pins ([`ChunkStore::pin`]): chunks kept in RAM until a deadline, beside foyer's cache.
-//! - [`placement`]: which cache node owns a key (two-level weighted rendezvous hashing).
+//! - [`placement`]: which cache node owns a key: weighted rendezvous over zones, then multi-probe consistent hashing within the zone.
 
 mod flight;
 mod hot;

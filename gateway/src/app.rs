@@ -211,13 +211,14 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             (std::process::id(), std::time::SystemTime::now())
         )
     );
+    let mut region_clients = Vec::new();
     let peer_client = match &s.cluster {
         Some(c) => {
             let addrs = match &c.members {
                 Members::Static(list) => list.clone(),
-                Members::Dns { .. } => Vec::new(),
+                _ => Vec::new(),
             };
-            let membership = Arc::new(Membership::new(&addrs, metrics.clone()));
+            let membership = Arc::new(Membership::new(&addrs, &c.zone, metrics.clone()));
             let client = Arc::new(
                 PeerClient::new(
                     c.secret.clone(),
@@ -231,6 +232,26 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             );
             pipeline =
                 pipeline.with_peers(Arc::clone(&client) as Arc<dyn crate::pipeline::peers::Peers>);
+            let mut regions = Vec::new();
+            for r in &c.regions {
+                let client = Arc::new(
+                    PeerClient::new(
+                        c.secret.clone(),
+                        Arc::new(Membership::of_region(&r.peers, metrics.clone())),
+                        metrics.clone(),
+                        r.timeout,
+                        None,
+                        s.chunk_size,
+                    )
+                    .context("cannot create a region's peer client")?,
+                );
+                region_clients.push((Arc::clone(&client), r.peers.clone()));
+                regions.push(crate::pipeline::Region {
+                    name: Arc::from(r.name.as_str()),
+                    peers: client,
+                });
+            }
+            pipeline = pipeline.with_regions(regions);
             Some(client)
         }
         None => None,
@@ -360,12 +381,73 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                 stopped(rx.clone()),
             )));
         }
+        let cache_node = (s.role != Role::Front).then(|| instance.clone());
+        match &c.members {
+            Members::Etcd {
+                endpoints,
+                prefix,
+                lease_ttl,
+            } => {
+                let etcd = crate::peer::etcd::EtcdMembers::new(endpoints, prefix, *lease_ttl)
+                    .context("cannot create the etcd client")?;
+                if let (Some(instance), Some(addr)) = (&cache_node, &c.advertise) {
+                    let reg = crate::peer::etcd::Registration {
+                        addr: addr.clone(),
+                        zone: c.zone.clone(),
+                        weight: c.weight,
+                        instance: instance.clone(),
+                    };
+                    tasks.push(tokio::spawn(crate::peer::etcd::register(
+                        etcd.clone(),
+                        reg,
+                        stopped(rx.clone()),
+                    )));
+                }
+                tasks.push(tokio::spawn(crate::peer::etcd::follow(
+                    etcd,
+                    Arc::clone(client.membership()),
+                    cache_node,
+                    stopped(rx.clone()),
+                )));
+            }
+            Members::Kubernetes {
+                namespace,
+                service,
+                port,
+                api,
+            } => {
+                let kube = crate::peer::kube::KubeMembers::new(
+                    namespace.as_deref(),
+                    service,
+                    port,
+                    api.as_deref(),
+                    c.advertise.clone().filter(|_| cache_node.is_some()),
+                )
+                .context("cannot create the Kubernetes client")?;
+                tasks.push(tokio::spawn(crate::peer::kube::follow(
+                    kube,
+                    Arc::clone(client.membership()),
+                    stopped(rx.clone()),
+                )));
+            }
+            Members::Static(_) | Members::Dns { .. } => {}
+        }
         tasks.push(tokio::spawn(crate::peer::maintain(
             Arc::clone(client),
             c.members.clone(),
             c.probe_interval,
             stopped(rx.clone()),
         )));
+        // Other regions' nodes are probed too (their lists are short): a region that is down
+        // is skipped rather than waited for on every miss.
+        for (client, peers) in &region_clients {
+            tasks.push(tokio::spawn(crate::peer::maintain(
+                Arc::clone(client),
+                Members::Static(peers.clone()),
+                c.probe_interval,
+                stopped(rx.clone()),
+            )));
+        }
     }
     let admin = Arc::new(crate::admin::Admin::new(
         metrics.clone(),

@@ -84,6 +84,18 @@ struct ServeArgs {
     /// Cache nodes from DNS, re-resolved (a Kubernetes headless Service).
     #[arg(long, value_name = "NAME:PORT")]
     peers_dns: Option<String>,
+    /// Cache nodes from etcd: its client URLs (cache nodes register, everyone watches).
+    #[arg(long, value_name = "URL,URL,...")]
+    peers_etcd: Option<String>,
+    /// Cache nodes from a Kubernetes Service's EndpointSlices (PORT: name or number).
+    #[arg(long, value_name = "[NAMESPACE/]SERVICE:PORT")]
+    peers_k8s: Option<String>,
+    /// The peer address other processes reach this node at. Default: --peer-listen.
+    #[arg(long, value_name = "IP:PORT")]
+    advertise: Option<String>,
+    /// This process's zone (hot replicas go to distinct zones; fronts read their own zone's).
+    #[arg(long, value_name = "ZONE")]
+    zone: Option<String>,
     /// File holding the cluster secret that authenticates peer traffic.
     #[arg(long, value_name = "FILE")]
     cluster_secret_file: Option<PathBuf>,
@@ -138,6 +150,10 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         peer_listen: a.peer_listen,
         peers: a.peers,
         peers_dns: a.peers_dns,
+        peers_etcd: a.peers_etcd,
+        peers_k8s: a.peers_k8s,
+        advertise: a.advertise,
+        zone: a.zone,
         cluster_secret_file: a.cluster_secret_file,
     };
     let settings = config::resolve(file, &overrides)?;
@@ -169,6 +185,15 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
             let members = match &c.members {
                 config::Members::Static(list) => list.join(","),
                 config::Members::Dns { name, port } => format!("DNS {name}:{port}"),
+                config::Members::Etcd {
+                    endpoints, prefix, ..
+                } => format!("etcd {} {prefix}", endpoints.join(",")),
+                config::Members::Kubernetes {
+                    namespace, service, port, ..
+                } => format!(
+                    "EndpointSlices of {}{service}:{port}",
+                    namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default()
+                ),
             };
             match running.peer_addr {
                 Some(p) => println!("  cluster: {role}, peers on {p}, members {members}"),

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub peer_served_bytes: IntCounter,
     /// Reads that went past an unavailable owner: to the next node, or to the origin.
     pub peer_fallbacks: IntCounterVec,
+    /// Chunk fills asked of other regions' clusters, by region and outcome.
+    pub region_fills: IntCounterVec,
     /// Writes whose metadata invalidation did not reach an owner.
     pub peer_invalidations_failed: IntCounter,
     /// Hot chunks served from the near cache.
@@ -150,6 +152,14 @@ impl Metrics {
                 "cistern_peer_served_bytes_total",
                 "Chunk bytes sent to other Cistern nodes",
             )?,
+            region_fills: IntCounterVec::new(
+                Opts::new(
+                    "cistern_region_fills_total",
+                    "Chunk fills asked of another region's cluster before the origin, by region \
+                     and outcome (hit, miss, unavailable, error)",
+                ),
+                &["region", "outcome"],
+            )?,
             peer_fallbacks: IntCounterVec::new(
                 Opts::new(
                     "cistern_peer_fallbacks_total",
@@ -206,6 +216,7 @@ impl Metrics {
         m.registry.register(Box::new(m.peer_served.clone()))?;
         m.registry.register(Box::new(m.peer_served_bytes.clone()))?;
         m.registry.register(Box::new(m.peer_fallbacks.clone()))?;
+        m.registry.register(Box::new(m.region_fills.clone()))?;
         m.registry
             .register(Box::new(m.peer_invalidations_failed.clone()))?;
         m.registry.register(Box::new(m.near_hits.clone()))?;

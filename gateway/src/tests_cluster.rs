@@ -174,6 +174,7 @@ async fn cluster(front_cfg: PipelineConfig) -> Cluster {
             .map(|i| PNode {
                 id: Arc::from(format!("n{i}")),
                 weight: 1.0,
+                zone: Arc::from(""),
             })
             .collect(),
     );

@@ -70,6 +70,28 @@ pub struct ClusterSection {
     pub peers: Vec<String>,
     /// Membership from DNS, `NAME:PORT` (a Kubernetes headless Service), re-resolved.
     pub peers_dns: Option<String>,
+    /// Membership from etcd: its client URLs (`http://10.0.0.5:2379`).
+    #[serde(default)]
+    pub peers_etcd: Vec<String>,
+    /// The etcd key prefix of this cluster. Default `/cistern`.
+    pub etcd_prefix: Option<String>,
+    /// How long an etcd registration outlives its node. Default `10s`.
+    pub lease_ttl: Option<String>,
+    /// Membership from a Kubernetes Service's EndpointSlices: `[NAMESPACE/]SERVICE:PORT`
+    /// (PORT: the peer port's name or number).
+    pub peers_k8s: Option<String>,
+    /// The Kubernetes API address when not in a pod (e.g. `http://127.0.0.1:8001`).
+    pub k8s_api: Option<String>,
+    /// The peer address others reach this node at. Default: `peer_listen`.
+    pub advertise: Option<String>,
+    /// This process's zone (e.g. the node's `topology.kubernetes.io/zone`).
+    pub zone: Option<String>,
+    /// This cluster's region (names it in the other regions' configuration and in logs).
+    pub region: Option<String>,
+    /// Other regions' clusters, asked for a chunk (only what they hold) before the origin, in
+    /// this order.
+    #[serde(default)]
+    pub regions: Vec<RegionSection>,
     /// The cluster secret (at least 16 bytes) authenticating peer traffic.
     pub secret: Option<SecretRef>,
     /// This cache node's relative capacity (default 1).
@@ -84,6 +106,18 @@ pub struct ClusterSection {
     pub hot_threshold: Option<u32>,
     /// How many nodes serve a hot chunk. Default 3.
     pub hot_replicas: Option<usize>,
+}
+
+/// `[[cluster.regions]]`: another region's cache cluster.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSection {
+    /// The region's name.
+    pub name: String,
+    /// Its cache nodes' peer addresses (`HOST:PORT`), as that cluster lists them.
+    pub peers: Vec<String>,
+    /// How long a chunk from it may take before the origin is asked. Default `2s`.
+    pub timeout: Option<String>,
 }
 
 /// `[listen]`.

@@ -62,6 +62,14 @@ pub struct Overrides {
     pub peers: Option<String>,
     /// `--peers-dns NAME:PORT`.
     pub peers_dns: Option<String>,
+    /// `--peers-etcd URL,URL,…`.
+    pub peers_etcd: Option<String>,
+    /// `--peers-k8s [NAMESPACE/]SERVICE:PORT`.
+    pub peers_k8s: Option<String>,
+    /// `--advertise ADDR`.
+    pub advertise: Option<String>,
+    /// `--zone ZONE`.
+    pub zone: Option<String>,
     /// `--cluster-secret-file FILE`.
     pub cluster_secret_file: Option<PathBuf>,
 }
@@ -89,6 +97,45 @@ pub enum Members {
         /// The peer port.
         port: u16,
     },
+    /// Registrations in etcd (cache nodes register under a lease; everyone watches).
+    Etcd {
+        /// Client URLs, tried in turn.
+        endpoints: Vec<String>,
+        /// Key prefix (one per cluster).
+        prefix: String,
+        /// How long a registration outlives its node's last keep-alive.
+        lease_ttl: Duration,
+    },
+    /// A Kubernetes Service's EndpointSlices (ready endpoints).
+    Kubernetes {
+        /// Namespace (default: the pod's).
+        namespace: Option<String>,
+        /// Service name.
+        service: String,
+        /// Peer port name or number.
+        port: String,
+        /// API server address, when not the pod's own (`kubectl proxy`).
+        api: Option<String>,
+    },
+}
+
+impl Members {
+    /// Whether a registry says who is alive (bounded probing), rather than a list or DNS
+    /// (every member probed).
+    pub fn is_registry(&self) -> bool {
+        matches!(self, Self::Etcd { .. } | Self::Kubernetes { .. })
+    }
+}
+
+/// Another region's cache cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRegion {
+    /// Its name.
+    pub name: String,
+    /// Its cache nodes' peer addresses.
+    pub peers: Vec<String>,
+    /// The time a chunk from it may take.
+    pub timeout: Duration,
 }
 
 /// Cluster settings (absent: a single node).
@@ -98,6 +145,15 @@ pub struct ClusterSettings {
     pub peer_listen: Option<SocketAddr>,
     /// Membership.
     pub members: Members,
+    /// The peer address other processes reach this node at (registered in etcd; how a
+    /// Kubernetes node knows itself). Default: the peer listener, when it names a host.
+    pub advertise: Option<String>,
+    /// This process's zone ("" when none).
+    pub zone: String,
+    /// This cluster's region ("" when none).
+    pub region: String,
+    /// Other regions' clusters, asked before the origin, in order.
+    pub regions: Vec<RemoteRegion>,
     /// The cluster secret.
     pub secret: Secret,
     /// This node's weight.

@@ -177,7 +177,9 @@ impl PeerClient {
             Ok((200, _, body)) => match serde_json::from_slice::<Health>(&body) {
                 Ok(h) => {
                     let here = self.instance.as_deref() == Some(h.instance.as_str());
-                    self.membership.succeeded(node, Some(h.weight), here);
+                    // An answer without a zone (an older node) leaves what a registry said.
+                    let zone = Some(h.zone.as_str()).filter(|z| !z.is_empty());
+                    self.membership.succeeded(node, Some(h.weight), zone, here);
                 }
                 Err(_) => self.membership.failed(node),
             },
@@ -191,6 +193,10 @@ impl PeerClient {
 impl Peers for PeerClient {
     fn route(&self, hash: u64, n: usize) -> Vec<Node> {
         self.membership.route(hash, n)
+    }
+
+    fn spread(&self, hash: u64, n: usize) -> Vec<(Node, bool)> {
+        self.membership.spread(hash, n)
     }
 
     fn owners(&self, hash: u64, n: usize) -> Vec<Node> {

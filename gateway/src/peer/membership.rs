@@ -1,11 +1,21 @@
 //! Membership: which cache nodes exist, which are alive, and the placement over them.
 //!
-//! Members come from a static list or from DNS (re-resolved). Every member is probed
-//! (`GET /v1/health`, signed) each interval; a failed probe or request makes a node *suspect*,
-//! [`DEAD_AFTER`] consecutive failures make it *dead*, and one good probe brings it back. Only
-//! dead nodes leave the placement, so a blip does not move keys; each change of the live set
-//! bumps the view's epoch and rebuilds the placement. A node recognises itself among the
-//! members by the random instance id its own health answer carries.
+//! Members come from a static list, from DNS (re-resolved), from etcd (nodes register under a
+//! lease; see [`super::etcd`]) or from a Kubernetes EndpointSlice watch ([`super::kube`]).
+//! A failed probe (`GET /v1/health`, signed) or request makes a node *suspect*: routing skips
+//! it at once (it moves to the end of every route) but it stays placed, so one front's blip
+//! moves no keys. [`DEAD_AFTER`] consecutive failed probes make it *dead*, and one good probe
+//! brings it back. Only dead nodes (and nodes that leave the registry) leave the placement;
+//! each change of the placed set bumps the view's epoch and rebuilds the placement.
+//!
+//! Who is probed: with a static list or DNS (small clusters) every member, each interval; with
+//! a registry (etcd, Kubernetes) liveness comes from the registry (lease expiry, readiness),
+//! and each process probes at most [`PROBES_PER_ROUND`] members per interval — the suspect and
+//! dead first, then the others in turn — so probe traffic per node stays bounded however large
+//! the cluster. A node recognises itself by the random instance id its registration or its own
+//! health answer carries. Each member has a zone (from the registry or its health answer);
+//! placement puts hot-chunk replicas in distinct zones and a front reads a replica in its own
+//! zone when there is one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,6 +28,22 @@ use crate::pipeline::peers::Node;
 
 /// Consecutive failures after which a node is dead.
 pub const DEAD_AFTER: u32 = 2;
+
+/// Probes per interval when a registry (etcd, Kubernetes) lists the members.
+pub const PROBES_PER_ROUND: usize = 4;
+
+/// A member as a registry lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    /// Peer address.
+    pub addr: String,
+    /// Zone ("" when unknown).
+    pub zone: String,
+    /// Relative capacity, when the registry says.
+    pub weight: Option<f64>,
+    /// Whether this is this process.
+    pub here: bool,
+}
 
 /// A member's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +72,20 @@ struct Member {
     health: Health,
     fails: u32,
     weight: f64,
+    zone: Arc<str>,
     here: bool,
+}
+
+impl Member {
+    fn new(zone: &str) -> Self {
+        Self {
+            health: Health::Alive,
+            fails: 0,
+            weight: 1.0,
+            zone: Arc::from(zone),
+            here: false,
+        }
+    }
 }
 
 /// One membership view: immutable, replaced whole on change.
@@ -55,44 +94,75 @@ pub struct View {
     /// Bumped whenever the set of placed nodes (or their weights) changes.
     pub epoch: u64,
     members: BTreeMap<Arc<str>, Member>,
-    placement: Placement,
+    placement: Arc<Placement>,
     /// Per placement index: this process.
     here: Vec<bool>,
+    /// Per placement index: a suspect (routed last).
+    suspect: Vec<bool>,
     /// Placement over every member, dead or alive: where a key's owners are by everyone's
     /// reckoning, for invalidations (a node this process thinks dead may still serve others).
-    everyone: Placement,
+    everyone: Arc<Placement>,
 }
 
 impl View {
-    fn build(epoch: u64, members: BTreeMap<Arc<str>, Member>) -> Self {
+    fn build(epoch: u64, members: BTreeMap<Arc<str>, Member>, keep: Option<&View>) -> Self {
+        if let Some(old) = keep {
+            let suspect = old
+                .placement
+                .nodes()
+                .iter()
+                .map(|n| {
+                    members
+                        .get(&n.id)
+                        .is_some_and(|m| m.health == Health::Suspect)
+                })
+                .collect();
+            return Self {
+                epoch,
+                placement: Arc::clone(&old.placement),
+                everyone: Arc::clone(&old.everyone),
+                here: old.here.clone(),
+                suspect,
+                members,
+            };
+        }
         let live: Vec<PlacementNode> = members
             .iter()
             .filter(|(_, m)| m.health != Health::Dead)
             .map(|(id, m)| PlacementNode {
                 id: Arc::clone(id),
                 weight: m.weight,
+                zone: Arc::clone(&m.zone),
             })
             .collect();
-        let placement = Placement::new(live);
+        let placement = Arc::new(Placement::new(live));
+        let of = |n: &PlacementNode| members.get(&n.id);
         let here = placement
             .nodes()
             .iter()
-            .map(|n| members.get(&n.id).is_some_and(|m| m.here))
+            .map(|n| of(n).is_some_and(|m| m.here))
             .collect();
-        let everyone = Placement::new(
+        let suspect = placement
+            .nodes()
+            .iter()
+            .map(|n| of(n).is_some_and(|m| m.health == Health::Suspect))
+            .collect();
+        let everyone = Arc::new(Placement::new(
             members
                 .iter()
                 .map(|(id, m)| PlacementNode {
                     id: Arc::clone(id),
                     weight: m.weight,
+                    zone: Arc::clone(&m.zone),
                 })
                 .collect(),
-        );
+        ));
         Self {
             epoch,
             members,
             placement,
             here,
+            suspect,
             everyone,
         }
     }
@@ -101,37 +171,80 @@ impl View {
     pub fn members(&self) -> impl Iterator<Item = (&str, Health)> {
         self.members.iter().map(|(a, m)| (&**a, m.health))
     }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Placed node `i` as a route.
+    fn node(&self, i: usize) -> Node {
+        if self.here[i] {
+            Node::Here
+        } else {
+            Node::Peer(Arc::clone(&self.placement.nodes()[i].id))
+        }
+    }
+
+    /// Placed nodes `idx` as routes, the suspect ones moved last (kept in order otherwise).
+    fn routes(&self, idx: Vec<usize>) -> Vec<Node> {
+        let (ok, late): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| !self.suspect[i]);
+        ok.into_iter().chain(late).map(|i| self.node(i)).collect()
+    }
+
+    /// The bytes this view holds (members and both placements), roughly.
+    pub fn heap_bytes(&self) -> usize {
+        let member = std::mem::size_of::<Member>() + 3 * std::mem::size_of::<usize>() + 24;
+        self.members.len() * member
+            + self.placement.heap_bytes()
+            + self.everyone.heap_bytes()
+            + self.here.len() * 2
+    }
 }
 
 /// The membership of the cache cluster as this process sees it.
 pub struct Membership {
     view: RwLock<Arc<View>>,
+    /// This process's zone.
+    zone: Arc<str>,
+    /// Where the next bounded probe round starts.
+    probe_turn: std::sync::atomic::AtomicUsize,
     metrics: Metrics,
+    /// Whether this is this cluster's membership (published as metrics), not another region's.
+    published: bool,
 }
 
 impl Membership {
-    /// Starts with `addrs`, all presumed alive (so a cluster starting together places at once).
-    pub fn new(addrs: &[String], metrics: Metrics) -> Self {
+    /// Starts with `addrs`, all presumed alive (so a cluster starting together places at once),
+    /// for a process in `zone` ("" when unknown).
+    pub fn new(addrs: &[String], zone: &str, metrics: Metrics) -> Self {
         let members = addrs
             .iter()
-            .map(|a| {
-                (
-                    Arc::from(a.as_str()),
-                    Member {
-                        health: Health::Alive,
-                        fails: 0,
-                        weight: 1.0,
-                        here: false,
-                    },
-                )
-            })
+            .map(|a| (Arc::from(a.as_str()), Member::new("")))
             .collect();
         let m = Self {
-            view: RwLock::new(Arc::new(View::build(1, members))),
+            view: RwLock::new(Arc::new(View::build(1, members, None))),
+            zone: Arc::from(zone),
+            probe_turn: std::sync::atomic::AtomicUsize::new(0),
             metrics,
+            published: true,
         };
         m.publish(&m.view());
         m
+    }
+
+    /// Another region's cluster, `addrs` (its cache nodes): placed and probed like ours, but
+    /// not published as this cluster's membership metrics.
+    pub fn of_region(addrs: &[String], metrics: Metrics) -> Self {
+        Self {
+            published: false,
+            ..Self::new(addrs, "", metrics)
+        }
     }
 
     /// The current view.
@@ -139,20 +252,33 @@ impl Membership {
         Arc::clone(&self.view.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Up to `n` placed nodes for `hash`, owner first.
+    /// Up to `n` placed nodes for `hash`, owner first, then the nodes that take over from it;
+    /// suspects last.
     pub fn route(&self, hash: u64, n: usize) -> Vec<Node> {
         let v = self.view();
-        v.placement
-            .ranked(hash, n)
+        v.routes(v.placement.ranked(hash, n))
+    }
+
+    /// Up to `n` placed nodes to hold a hot chunk: the owner first, then one per other zone
+    /// (distinct zones first), suspects last; each with whether it is near (in this process's
+    /// zone, and not suspect).
+    pub fn spread(&self, hash: u64, n: usize) -> Vec<(Node, bool)> {
+        let v = self.view();
+        let (ok, late): (Vec<usize>, Vec<usize>) = v
+            .placement
+            .spread(hash, n)
             .into_iter()
-            .map(|i| {
-                if v.here[i] {
-                    Node::Here
-                } else {
-                    Node::Peer(Arc::clone(&v.placement.nodes()[i].id))
-                }
-            })
+            .partition(|&i| !v.suspect[i]);
+        let near = |i: usize| !v.suspect[i] && *v.placement.nodes()[i].zone == *self.zone;
+        ok.into_iter()
+            .chain(late)
+            .map(|i| (v.node(i), near(i)))
             .collect()
+    }
+
+    /// This process's zone ("" when unknown).
+    pub fn zone(&self) -> &str {
+        &self.zone
     }
 
     /// Up to `n` members for `hash` by the placement over every member (dead ones included),
@@ -205,14 +331,44 @@ impl Membership {
         self.view().members.keys().cloned().collect()
     }
 
-    /// A probe or request to `addr` succeeded; `here` when it answered with our instance id.
-    pub fn succeeded(&self, addr: &str, weight: Option<f64>, here: bool) {
+    /// At most `max` members to probe this round: the suspect and dead first (to clear or
+    /// confirm them), then the others in turn, so every member is probed now and then.
+    pub fn probe_targets(&self, max: usize) -> Vec<Arc<str>> {
+        let v = self.view();
+        let mut out: Vec<Arc<str>> = v
+            .members
+            .iter()
+            .filter(|(_, m)| m.health != Health::Alive)
+            .map(|(a, _)| Arc::clone(a))
+            .take(max)
+            .collect();
+        let n = v.members.len();
+        if out.len() < max && n > 0 {
+            let start = self
+                .probe_turn
+                .fetch_add(max - out.len(), std::sync::atomic::Ordering::Relaxed);
+            for (a, m) in v.members.iter().cycle().skip(start % n).take(n) {
+                if out.len() == max {
+                    break;
+                }
+                if m.health == Health::Alive && !m.here {
+                    out.push(Arc::clone(a));
+                }
+            }
+        }
+        out
+    }
+
+    /// A probe or request to `addr` succeeded; `here` when it answered with our instance id;
+    /// `zone` when its answer named one.
+    pub fn succeeded(&self, addr: &str, weight: Option<f64>, zone: Option<&str>, here: bool) {
         // The common case, a healthy node still healthy, changes nothing: no new view.
         let unchanged = self.view().members.get(addr).is_none_or(|m| {
             m.health == Health::Alive
                 && m.fails == 0
                 && m.here == here
                 && weight.is_none_or(|w| w == m.weight)
+                && zone.is_none_or(|z| *z == *m.zone)
         });
         if unchanged {
             return;
@@ -222,12 +378,16 @@ impl Membership {
             let placed_before = m.health != Health::Dead;
             let changed = !placed_before
                 || m.here != here
+                || zone.is_some_and(|z| *z != *m.zone)
                 || weight.is_some_and(|w| w.is_finite() && w > 0.0 && w != m.weight);
             m.health = Health::Alive;
             m.fails = 0;
             m.here = here;
             if let Some(w) = weight.filter(|w| w.is_finite() && *w > 0.0) {
                 m.weight = w;
+            }
+            if let Some(z) = zone.filter(|z| **z != *m.zone) {
+                m.zone = Arc::from(z);
             }
             Some(changed)
         });
@@ -263,7 +423,8 @@ impl Membership {
         });
     }
 
-    /// Replaces the member list (a DNS answer): new addresses join alive, missing ones leave.
+    /// Replaces the member list (a DNS answer): new addresses join alive, missing ones leave;
+    /// what probes learnt of the others (zone, weight, health) stays.
     pub fn set_addresses(&self, addrs: &[String]) {
         self.update(|members| {
             let before = members.len();
@@ -271,18 +432,46 @@ impl Membership {
             let mut changed = members.len() != before;
             for a in addrs {
                 if !members.contains_key(a.as_str()) {
-                    members.insert(
-                        Arc::from(a.as_str()),
-                        Member {
-                            health: Health::Alive,
-                            fails: 0,
-                            weight: 1.0,
-                            here: false,
-                        },
-                    );
+                    members.insert(Arc::from(a.as_str()), Member::new(""));
                     changed = true;
                 }
             }
+            Some(changed)
+        });
+    }
+
+    /// Replaces the member list with a registry's (etcd, Kubernetes): new members join alive,
+    /// missing ones leave, zones, weights and `here` come from the listing. Health learnt by
+    /// probes and requests stays for members still listed.
+    pub fn set_listed(&self, listed: &[Listed]) {
+        self.update(|members| {
+            let before = members.len();
+            let mut changed = false;
+            let mut next = BTreeMap::new();
+            for l in listed {
+                let mut m = members.remove(l.addr.as_str()).unwrap_or_else(|| {
+                    changed = true;
+                    Member::new(&l.zone)
+                });
+                if *m.zone != *l.zone {
+                    m.zone = Arc::from(l.zone.as_str());
+                    changed = true;
+                }
+                if let Some(w) = l
+                    .weight
+                    .filter(|w| w.is_finite() && *w > 0.0 && *w != m.weight)
+                {
+                    m.weight = w;
+                    changed = true;
+                }
+                if m.here != l.here {
+                    m.here = l.here;
+                    changed = true;
+                }
+                next.insert(Arc::from(l.addr.as_str()), m);
+            }
+            changed |= next.len() != before || !members.is_empty();
+            *members = next;
             Some(changed)
         });
     }
@@ -296,10 +485,12 @@ impl Membership {
             return;
         };
         let epoch = guard.epoch + u64::from(placement_changed);
-        let next = Arc::new(View::build(epoch, members));
+        // Health alone (a suspect) keeps the placements: no O(n) rebuild on a failed request.
+        let keep = (!placement_changed).then_some(&**guard);
+        let next = Arc::new(View::build(epoch, members, keep));
         let before = std::mem::replace(&mut *guard, Arc::clone(&next));
         drop(guard);
-        if placement_changed {
+        if placement_changed && self.published {
             // Measured outside the lock: routing never waits for it.
             let moved = moved_share(&before.placement, &next.placement);
             self.metrics.placement_changes.inc();
@@ -315,6 +506,9 @@ impl Membership {
     }
 
     fn publish(&self, v: &View) {
+        if !self.published {
+            return;
+        }
         for h in [Health::Alive, Health::Suspect, Health::Dead] {
             let n = v.members.values().filter(|m| m.health == h).count();
             self.metrics
@@ -359,7 +553,7 @@ mod tests {
 
     fn m(addrs: &[&str]) -> Membership {
         let list: Vec<String> = addrs.iter().map(|s| s.to_string()).collect();
-        Membership::new(&list, Metrics::new().expect("metrics"))
+        Membership::new(&list, "", Metrics::new().expect("metrics"))
     }
 
     #[test]
@@ -377,7 +571,7 @@ mod tests {
         }
         ms.failed("b:1");
         assert_eq!(ms.view().epoch, e0 + 1, "already dead");
-        ms.succeeded("b:1", None, false);
+        ms.succeeded("b:1", None, None, false);
         assert_eq!(ms.view().epoch, e0 + 2);
         // Unknown addresses change nothing.
         ms.failed("zz:9");
@@ -405,14 +599,14 @@ mod tests {
             }
         }
         assert!(named_dead, "owners() places over every member");
-        ms.succeeded("b:1", None, false);
+        ms.succeeded("b:1", None, None, false);
         assert!(ms.view().members().all(|(_, h)| h == Health::Alive));
     }
 
     #[test]
     fn a_node_that_recognises_itself_routes_here() {
         let ms = m(&["a:1", "b:1"]);
-        ms.succeeded("a:1", None, true);
+        ms.succeeded("a:1", None, None, true);
         let mut here = 0;
         for k in 0..1000u64 {
             let r = ms.route(stable_hash(&[&k.to_le_bytes()]), 2);
@@ -435,5 +629,105 @@ mod tests {
         ms.set_addresses(&["10.0.0.2:7".into()]);
         assert_eq!(ms.view().epoch, e + 1);
         assert_eq!(ms.route(1, 3), vec![Node::Peer("10.0.0.2:7".into())]);
+    }
+
+    fn listed(n: usize, zones: usize) -> Vec<Listed> {
+        (0..n)
+            .map(|i| Listed {
+                addr: format!("10.0.0.{i}:7070"),
+                zone: format!("z{}", i % zones),
+                weight: Some(1.0),
+                here: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_registry_listing_sets_zones_weights_and_self() {
+        let ms = Membership::new(&[], "z1", Metrics::new().expect("metrics"));
+        let mut l = listed(6, 3);
+        l[4].here = true;
+        ms.set_listed(&l);
+        let e = ms.view().epoch;
+        assert_eq!(ms.view().len(), 6);
+        // The same listing again changes nothing; a new weight or zone is a new placement.
+        ms.set_listed(&l);
+        assert_eq!(ms.view().epoch, e);
+        l[0].weight = Some(3.0);
+        ms.set_listed(&l);
+        assert_eq!(ms.view().epoch, e + 1);
+        l[0].zone = "z2".into();
+        ms.set_listed(&l);
+        assert_eq!(ms.view().epoch, e + 2);
+        // A node that left the listing leaves the placement.
+        ms.set_listed(&l[1..]);
+        assert_eq!(ms.view().epoch, e + 3);
+        assert!(!ms.contains("10.0.0.0:7070"));
+        let here = (0..2000u64)
+            .filter(|k| ms.route(stable_hash(&[&k.to_le_bytes()]), 1) == vec![Node::Here])
+            .count();
+        assert!((200..600).contains(&here), "{here}");
+    }
+
+    #[test]
+    fn a_suspect_is_routed_last_without_moving_keys() {
+        let ms = Membership::new(&[], "", Metrics::new().expect("metrics"));
+        ms.set_listed(&listed(5, 1));
+        let e = ms.view().epoch;
+        let key = stable_hash(&[b"k"]);
+        let order = ms.route(key, 3);
+        let Node::Peer(owner) = order[0].clone() else {
+            panic!("a peer")
+        };
+        ms.suspect(&owner);
+        assert_eq!(ms.view().epoch, e, "a suspect stays placed");
+        let now = ms.route(key, 3);
+        assert_eq!(now[0], order[1], "skipped at once");
+        assert_eq!(now[2], order[0], "tried last");
+        ms.succeeded(&owner, None, None, false);
+        assert_eq!(ms.route(key, 3), order);
+        assert_eq!(ms.view().epoch, e);
+    }
+
+    #[test]
+    fn probes_are_bounded_suspects_first_then_in_turn() {
+        let ms = Membership::new(&[], "", Metrics::new().expect("metrics"));
+        ms.set_listed(&listed(100, 1));
+        ms.suspect("10.0.0.42:7070");
+        let first = ms.probe_targets(PROBES_PER_ROUND);
+        assert_eq!(first.len(), PROBES_PER_ROUND);
+        assert_eq!(&*first[0], "10.0.0.42:7070");
+        // Rounds walk the members, the suspect taking one probe of each round: about 34
+        // rounds of 3 more reach all 100.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..40 {
+            let round = ms.probe_targets(PROBES_PER_ROUND);
+            assert_eq!(round.len(), PROBES_PER_ROUND);
+            seen.extend(round);
+        }
+        assert_eq!(seen.len(), 100);
+    }
+
+    #[test]
+    fn hot_replicas_sit_in_distinct_zones_and_the_near_one_is_flagged() {
+        let ms = Membership::new(&[], "z1", Metrics::new().expect("metrics"));
+        ms.set_listed(&listed(12, 3));
+        let zone_of = |n: &Node| match n {
+            Node::Peer(a) => {
+                let i: usize = a[7..a.len() - 5].parse().expect("index");
+                i % 3
+            }
+            Node::Here => unreachable!(),
+        };
+        for k in 0..500u64 {
+            let s = ms.spread(stable_hash(&[&k.to_le_bytes()]), 3);
+            assert_eq!(s.len(), 3);
+            let mut zones: Vec<usize> = s.iter().map(|(n, _)| zone_of(n)).collect();
+            zones.sort_unstable();
+            assert_eq!(zones, vec![0, 1, 2], "one replica per zone");
+            for (n, near) in &s {
+                assert_eq!(*near, zone_of(n) == 1);
+            }
+        }
     }
 }

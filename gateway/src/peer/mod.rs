@@ -1,7 +1,8 @@
 //! The cache cluster: membership, the peer protocol's client and server.
 //!
-//! - [`membership`]: members from a static list or DNS, health probes, suspect/dead marking,
-//!   epochs, and the placement ([`cistern_cache::placement`]) over live nodes.
+//! - [`membership`]: members, health probes, suspect/dead marking, epochs, and the placement
+//!   ([`cistern_cache::placement`]) over live nodes.
+//! - [`etcd`], [`kube`]: members from a registry (etcd leases, Kubernetes EndpointSlices).
 //! - [`client`]: [`client::PeerClient`] asks other nodes for chunks and metadata; it is the
 //!   pipeline's [`crate::pipeline::peers::Peers`].
 //! - [`server`]: a cache node's peer listener.
@@ -10,6 +11,8 @@
 //! Every request and answer is signed with the cluster secret ([`cistern_auth::peer`]).
 
 pub mod client;
+pub mod etcd;
+pub mod kube;
 pub mod membership;
 pub mod server;
 pub mod wire;
@@ -22,7 +25,9 @@ use futures::StreamExt as _;
 use crate::config::Members;
 use client::PeerClient;
 
-/// Keeps membership current until `stop` resolves: re-resolves DNS, probes every member.
+/// Keeps membership current until `stop` resolves: re-resolves DNS and probes. With a list or
+/// DNS every member is probed each interval (small clusters); with a registry (etcd,
+/// Kubernetes), which says who is alive, at most [`membership::PROBES_PER_ROUND`] members.
 pub async fn maintain(
     client: Arc<PeerClient>,
     members: Members,
@@ -50,8 +55,15 @@ pub async fn maintain(
             }
         }
         let timeout = interval.min(Duration::from_secs(2));
+        let targets = if members.is_registry() {
+            client
+                .membership()
+                .probe_targets(membership::PROBES_PER_ROUND)
+        } else {
+            client.membership().addresses()
+        };
         // At most 64 probes at once (many members: a bounded burst).
-        futures::stream::iter(client.membership().addresses())
+        futures::stream::iter(targets)
             .for_each_concurrent(64, |a| {
                 let c = Arc::clone(&client);
                 async move { c.probe(&a, timeout).await }

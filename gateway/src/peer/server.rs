@@ -258,10 +258,15 @@ impl PeerServer {
             instance: self.instance.clone(),
             weight: self.weight,
             epoch: v.epoch,
-            members: v
-                .members()
-                .map(|(a, h)| (a.to_string(), format!("{h:?}").to_lowercase()))
-                .collect(),
+            zone: self.membership.zone().to_string(),
+            member_count: v.len(),
+            members: if v.len() <= wire::HEALTH_MEMBERS {
+                v.members()
+                    .map(|(a, h)| (a.to_string(), h.as_str().to_string()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         let body = serde_json::to_vec(&h)
             .map_err(|e| Error::new(ErrorKind::Internal, "cannot encode health").with_source(e))?;

@@ -2,11 +2,11 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /v1/chunk?b&k&e&s&i&cs[&via][&r]` | 200, the chunk (or its bytes `r`=`start-end`); `x-cistern-tier` says where the node found it |
+//! | `GET /v1/chunk?b&k&e&s&i&cs[&via][&r][&oc]` | 200, the chunk (or its bytes `r`=`start-end`); `x-cistern-tier` says where the node found it; with `oc=1` (another region asking) only from its own cache, else 404 |
 //! | `PUT /v1/chunk?b&k&e&s&i&cs` + chunk | 204: the owner keeps a chunk fetched elsewhere |
 //! | `GET /v1/meta?b&k[&w]` | 200, `u32` length + metadata record [+ chunk `w`, named by `x-cistern-chunk`] |
 //! | `POST /v1/invalidate?b&k` | 204: the owner forgot the object's metadata |
-//! | `GET /v1/health` | 200, JSON: instance id, weight, epoch, members |
+//! | `GET /v1/health` | 200, JSON: instance id, weight, zone, epoch, members (small clusters) |
 //!
 //! `b` is the bucket as the catalog names it, `k` the key, `e` the ETag, `s` the object size,
 //! `i` the chunk index, `cs` the chunk size. Every request and answer is signed
@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::peers::ChunkAsk;
+
+/// Health answers list the members only up to this many.
+pub const HEALTH_MEMBERS: usize = 64;
 
 /// The answer header naming the tier a chunk came from.
 pub const TIER: &str = "x-cistern-tier";
@@ -89,7 +92,15 @@ pub struct Health {
     pub weight: f64,
     /// Its membership epoch.
     pub epoch: u64,
-    /// Its view of the members: address → alive | suspect | dead.
+    /// Its zone ("" when it has none).
+    #[serde(default)]
+    pub zone: String,
+    /// How many members it knows.
+    #[serde(default)]
+    pub member_count: usize,
+    /// Its view of the members: address → alive | suspect | dead; only in small clusters
+    /// (up to [`HEALTH_MEMBERS`] members), so a probe's answer stays small at any size.
+    #[serde(default)]
     pub members: Vec<(String, String)>,
 }
 
@@ -125,6 +136,9 @@ pub fn chunk_query(a: &ChunkAsk) -> String {
     }
     if let Some(p) = a.pin {
         q.append_pair("pin", &p.to_string());
+    }
+    if a.cached_only {
+        q.append_pair("oc", "1");
     }
     q.finish()
 }
@@ -201,6 +215,7 @@ impl Query {
                 ),
             },
             pin: self.opt_num("pin")?,
+            cached_only: self.opt("oc") == Some("1"),
         })
     }
 }
@@ -221,10 +236,11 @@ mod tests {
             via: Some("10.0.0.1:7070".into()),
             part: Some((4096, 8192)),
             pin: Some(3600),
+            cached_only: true,
         };
         let q = Query::parse(Some(&chunk_query(&a)));
         let b = q.chunk().expect("parses");
-        assert_eq!((b.part, b.pin), (a.part, a.pin));
+        assert_eq!((b.part, b.pin, b.cached_only), (a.part, a.pin, true));
         assert_eq!(
             (
                 b.bucket,

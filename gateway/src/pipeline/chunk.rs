@@ -45,7 +45,14 @@ impl Pipeline {
         } else {
             self.heat.is_hot(hash)
         };
-        let mut order = peers.route(hash, if hot { self.cfg.hot_replicas.max(2) } else { 2 });
+        let (mut order, near): (Vec<Node>, Vec<bool>) = if hot {
+            peers
+                .spread(hash, self.cfg.hot_replicas.max(2))
+                .into_iter()
+                .unzip()
+        } else {
+            (peers.route(hash, 2), Vec::new())
+        };
         if order.first() == Some(&Node::Here) {
             // The owner serves its own copy, hot or not.
             return self.local_chunk(b, ck, size, span, None).await;
@@ -66,10 +73,17 @@ impl Pipeline {
             if let Some(Node::Peer(p)) = order.first() {
                 primary = Some(Arc::clone(p));
             }
-            // Spread the readers of a hot chunk over its first few nodes.
+            // Spread the readers of a hot chunk over its nodes in this zone when there are any
+            // (zones hold one replica each), else over all of them.
             let turn = HOT_TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let n = order.len().max(1);
-            order.rotate_left(turn % n);
+            let near: Vec<usize> = (0..order.len()).filter(|&i| near[i]).collect();
+            if near.is_empty() {
+                let n = order.len().max(1);
+                order.rotate_left(turn % n);
+            } else {
+                let first = order.remove(near[turn % near.len()]);
+                order.insert(0, first);
+            }
         }
         let whole = chunk_len(index, self.cfg.chunk_size, size);
         // Only the wanted bytes cross the network, unless the chunk is hot (kept whole here).
@@ -160,6 +174,7 @@ impl Pipeline {
             via,
             part: None,
             pin: None,
+            cached_only: false,
         }
     }
 
@@ -178,6 +193,9 @@ impl Pipeline {
         let origin_bucket = Arc::clone(&b.origin_bucket);
         let ask = self.ask(b, &ck.key, &ck.etag, size, ck.index, via);
         let peers = self.peers.clone();
+        let regions = Arc::clone(&self.regions);
+        let metrics = self.metrics.clone();
+        let hash = ck.placement_hash();
         let len = chunk_len(ck.index, self.cfg.chunk_size, size);
         let served = self
             .store
@@ -204,6 +222,9 @@ impl Pipeline {
                             _ => {}
                         }
                     }
+                    if let Some(data) = from_regions(&regions, hash, &ask, &metrics).await {
+                        return Ok(data);
+                    }
                     fill_from_origin(origin, ask, origin_bucket).await
                 },
             )
@@ -223,6 +244,48 @@ impl Pipeline {
             _ => self.store.resident(ck),
         }
     }
+}
+
+/// One chunk from the first other region whose owner holds it (asked only if cached, so a
+/// region's miss never becomes its origin read). Any failure — a miss, an unreachable or slow
+/// region — is a miss: our own origin is asked next, so a region's outage costs hit ratio only.
+async fn from_regions(
+    regions: &[super::Region],
+    hash: u64,
+    ask: &ChunkAsk,
+    metrics: &crate::metrics::Metrics,
+) -> Option<Bytes> {
+    let want = chunk_len(ask.index, ask.chunk_size, ask.size);
+    for r in regions {
+        let Some(Node::Peer(addr)) = r.peers.route(hash, 1).into_iter().next() else {
+            continue;
+        };
+        let remote = ChunkAsk {
+            via: None,
+            part: None,
+            pin: None,
+            cached_only: true,
+            ..ask.clone()
+        };
+        let outcome = match r.peers.chunk(&addr, &remote).await {
+            Ok((data, _)) if data.len() == want => {
+                metrics
+                    .region_fills
+                    .with_label_values(&[&r.name, "hit"])
+                    .inc();
+                return Some(data);
+            }
+            Ok(_) => "error",
+            Err(PeerError::Answer(e)) if e.kind() == ErrorKind::NotFound => "miss",
+            Err(PeerError::Answer(_)) => "error",
+            Err(PeerError::Unavailable) => "unavailable",
+        };
+        metrics
+            .region_fills
+            .with_label_values(&[&r.name, outcome])
+            .inc();
+    }
+    None
 }
 
 /// Reads one chunk from the origin with `If-Match` on its ETag.

@@ -298,6 +298,7 @@ impl Pipeline {
                                             via: None,
                                             part: None,
                                             pin: None,
+                                            cached_only: false,
                                         };
                                         // Handed over before the metadata is answered, so that
                                         // a reader told the ETag finds the chunk at its owner.

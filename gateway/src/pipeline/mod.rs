@@ -89,6 +89,8 @@ pub struct Pipeline {
     metrics: Metrics,
     /// The cache cluster, when this node is part of one.
     peers: Option<Arc<dyn Peers>>,
+    /// Other regions' clusters, asked (only for what they hold) before the origin, in order.
+    regions: Arc<[Region]>,
     /// Bytes of uploads kept for the cache right now, across all uploads.
     populating: Arc<std::sync::atomic::AtomicU64>,
     heat: Heat,
@@ -97,6 +99,15 @@ pub struct Pipeline {
     top: TopKeys,
     /// Bytes responses hold outside the RAM cache.
     budget: Budget,
+}
+
+/// Another region's cache cluster, as a fill source before the origin.
+#[derive(Clone)]
+pub struct Region {
+    /// Its name (metrics, logs).
+    pub name: Arc<str>,
+    /// Its nodes, placed as that cluster places them.
+    pub peers: Arc<dyn Peers>,
 }
 
 impl Pipeline {
@@ -122,8 +133,15 @@ impl Pipeline {
             cfg,
             metrics,
             peers: None,
+            regions: Arc::from([]),
             populating: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
+    }
+
+    /// Other regions' clusters to ask for a chunk before the origin (in preference order).
+    pub fn with_regions(mut self, regions: Vec<Region>) -> Self {
+        self.regions = Arc::from(regions);
+        self
     }
 
     /// Joins a cache cluster: chunks and metadata are then read from their owners.

@@ -57,6 +57,9 @@ pub struct ChunkAsk {
     /// Pin the chunk at the node for this many seconds (a warm-up with a pin): the node reads
     /// the whole chunk (filling it if missing) and keeps it from eviction until then.
     pub pin: Option<u64>,
+    /// Only if the node holds it (another region's cluster asking before its origin): a node
+    /// without it answers not-found rather than filling it.
+    pub cached_only: bool,
 }
 
 /// Metadata from another node.
@@ -75,6 +78,12 @@ pub struct MetaAnswer {
 pub trait Peers: Send + Sync {
     /// Up to `n` live nodes for a placement hash, owner first.
     fn route(&self, hash: u64, n: usize) -> Vec<Node>;
+
+    /// Up to `n` nodes to hold a hot chunk: the owner first, then one per other zone (distinct
+    /// zones first), each with whether it is near (in this process's zone and not suspect).
+    fn spread(&self, hash: u64, n: usize) -> Vec<(Node, bool)> {
+        self.route(hash, n).into_iter().map(|x| (x, true)).collect()
+    }
 
     /// Up to `n` nodes for a placement hash counting every member, dead or alive (where other
     /// nodes may place it): invalidations go there.

@@ -40,6 +40,13 @@ impl Pipeline {
                 ..served
             });
         }
+        if ask.cached_only && !self.store.resident(&ck) {
+            // Another region asks before its origin: a miss here is its miss, never our fill.
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "The chunk is not cached here (asked only if cached)",
+            ));
+        }
         let span = ChunkSpan {
             index: ask.index,
             start,
