@@ -52,6 +52,13 @@ class Cluster:
             c.start(wait=False)
         for c in self.caches + self.fronts:
             c.wait_ready()
+        # Formed: every process has heard every node answer (a node probed before it listened
+        # is suspect — routed last — until its next probe answers).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(n.metric("cistern_cluster_members", state="alive") == caches for n in self.nodes):
+                break
+            time.sleep(0.05)
 
     @property
     def nodes(self):

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -357,7 +356,17 @@ pub async fn follow(
             let resp = etcd.post("/v3/watch", &body, None).await?;
             let mut stream = resp.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
-            while let Some(chunk) = stream.next().await {
+            let mut pace = super::Coalesce::default();
+            loop {
+                let chunk = match super::next_or_due(&mut stream, &pace).await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(()) => {
+                        apply(&regs);
+                        pace.applied();
+                        continue;
+                    }
+                };
                 buf.extend_from_slice(&chunk?);
                 let mut changed = false;
                 // Every complete line is one message; apply all that arrived together.
@@ -377,8 +386,9 @@ pub async fn follow(
                         Change::None => {}
                     }
                 }
-                if changed {
+                if changed && pace.changed() {
                     apply(&regs);
+                    pace.applied();
                 }
             }
             anyhow::bail!("the watch ended")

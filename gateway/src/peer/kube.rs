@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use serde_json::Value;
 
 use super::membership::{Listed, Membership};
@@ -196,7 +195,17 @@ pub async fn follow(
             let resp = k.get(k.url(Some(&rv)), None).await?;
             let mut stream = resp.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
-            while let Some(chunk) = stream.next().await {
+            let mut pace = super::Coalesce::default();
+            loop {
+                let chunk = match super::next_or_due(&mut stream, &pace).await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(()) => {
+                        apply(&k, &slices, &membership);
+                        pace.applied();
+                        continue;
+                    }
+                };
                 buf.extend_from_slice(&chunk?);
                 let mut changed = false;
                 while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
@@ -221,8 +230,9 @@ pub async fn follow(
                         _ => anyhow::bail!("watch ended: {}", obj["message"]),
                     }
                 }
-                if changed {
+                if changed && pace.changed() {
                     apply(&k, &slices, &membership);
+                    pace.applied();
                 }
             }
             anyhow::bail!("the watch ended at version {rv}")

@@ -18,6 +18,7 @@
 //! zone when there is one.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -67,74 +68,81 @@ impl Health {
     }
 }
 
+/// A member's health between views: shared by every view that holds the member, so marking a
+/// node suspect (a failed request) or clearing it is one atomic store, not a new view.
+#[derive(Debug, Default)]
+struct Flags {
+    suspect: AtomicBool,
+    /// Consecutive failed probes.
+    fails: AtomicU32,
+}
+
 #[derive(Debug, Clone)]
 struct Member {
-    health: Health,
-    fails: u32,
+    /// Failed [`DEAD_AFTER`] probes in a row: not placed.
+    dead: bool,
     weight: f64,
     zone: Arc<str>,
     here: bool,
+    flags: Arc<Flags>,
 }
 
 impl Member {
     fn new(zone: &str) -> Self {
         Self {
-            health: Health::Alive,
-            fails: 0,
+            dead: false,
             weight: 1.0,
             zone: Arc::from(zone),
             here: false,
+            flags: Arc::default(),
+        }
+    }
+
+    fn health(&self) -> Health {
+        if self.dead {
+            Health::Dead
+        } else if self.flags.suspect.load(Ordering::Relaxed) {
+            Health::Suspect
+        } else {
+            Health::Alive
+        }
+    }
+
+    fn placement_node(id: &Arc<str>, m: &Member) -> PlacementNode {
+        PlacementNode {
+            id: Arc::clone(id),
+            weight: m.weight,
+            zone: Arc::clone(&m.zone),
         }
     }
 }
 
-/// One membership view: immutable, replaced whole on change.
+/// One membership view: immutable (but for members' health flags), replaced whole when the
+/// placed set changes.
 #[derive(Debug, Default)]
 pub struct View {
-    /// Bumped whenever the set of placed nodes (or their weights) changes.
+    /// Bumped whenever the set of placed nodes (or their weights, zones) changes.
     pub epoch: u64,
     members: BTreeMap<Arc<str>, Member>,
     placement: Arc<Placement>,
     /// Per placement index: this process.
     here: Vec<bool>,
-    /// Per placement index: a suspect (routed last).
-    suspect: Vec<bool>,
+    /// Per placement index: the member's health flags (suspects are routed last).
+    flags: Vec<Arc<Flags>>,
     /// Placement over every member, dead or alive: where a key's owners are by everyone's
     /// reckoning, for invalidations (a node this process thinks dead may still serve others).
+    /// The same placement as `placement` while no member is dead.
     everyone: Arc<Placement>,
 }
 
 impl View {
-    fn build(epoch: u64, members: BTreeMap<Arc<str>, Member>, keep: Option<&View>) -> Self {
-        if let Some(old) = keep {
-            let suspect = old
-                .placement
-                .nodes()
-                .iter()
-                .map(|n| {
-                    members
-                        .get(&n.id)
-                        .is_some_and(|m| m.health == Health::Suspect)
-                })
-                .collect();
-            return Self {
-                epoch,
-                placement: Arc::clone(&old.placement),
-                everyone: Arc::clone(&old.everyone),
-                here: old.here.clone(),
-                suspect,
-                members,
-            };
-        }
+    fn build(epoch: u64, members: BTreeMap<Arc<str>, Member>) -> Self {
         let live: Vec<PlacementNode> = members
             .iter()
-            .filter(|(_, m)| m.health != Health::Dead)
-            .map(|(id, m)| PlacementNode {
-                id: Arc::clone(id),
-                weight: m.weight,
-                zone: Arc::clone(&m.zone),
-            })
+            .filter(|(_, m)| !m.dead)
+            .map(|(id, m)| Member::placement_node(id, m))
             .collect();
+        let any_dead = live.len() != members.len();
         let placement = Arc::new(Placement::new(live));
         let of = |n: &PlacementNode| members.get(&n.id);
         let here = placement
@@ -142,34 +150,34 @@ impl View {
             .iter()
             .map(|n| of(n).is_some_and(|m| m.here))
             .collect();
-        let suspect = placement
+        let flags = placement
             .nodes()
             .iter()
-            .map(|n| of(n).is_some_and(|m| m.health == Health::Suspect))
+            .map(|n| of(n).map_or_else(Arc::default, |m| Arc::clone(&m.flags)))
             .collect();
-        let everyone = Arc::new(Placement::new(
-            members
-                .iter()
-                .map(|(id, m)| PlacementNode {
-                    id: Arc::clone(id),
-                    weight: m.weight,
-                    zone: Arc::clone(&m.zone),
-                })
-                .collect(),
-        ));
+        let everyone = if any_dead {
+            Arc::new(Placement::new(
+                members
+                    .iter()
+                    .map(|(id, m)| Member::placement_node(id, m))
+                    .collect(),
+            ))
+        } else {
+            Arc::clone(&placement)
+        };
         Self {
             epoch,
             members,
             placement,
             here,
-            suspect,
+            flags,
             everyone,
         }
     }
 
     /// Members and their health, by address.
     pub fn members(&self) -> impl Iterator<Item = (&str, Health)> {
-        self.members.iter().map(|(a, m)| (&**a, m.health))
+        self.members.iter().map(|(a, m)| (&**a, m.health()))
     }
 
     /// How many members.
@@ -180,6 +188,10 @@ impl View {
     /// Whether there are no members.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    fn suspect(&self, i: usize) -> bool {
+        self.flags[i].suspect.load(Ordering::Relaxed)
     }
 
     /// Placed node `i` as a route.
@@ -193,17 +205,23 @@ impl View {
 
     /// Placed nodes `idx` as routes, the suspect ones moved last (kept in order otherwise).
     fn routes(&self, idx: Vec<usize>) -> Vec<Node> {
-        let (ok, late): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| !self.suspect[i]);
+        let (ok, late): (Vec<usize>, Vec<usize>) = idx.into_iter().partition(|&i| !self.suspect(i));
         ok.into_iter().chain(late).map(|i| self.node(i)).collect()
     }
 
-    /// The bytes this view holds (members and both placements), roughly.
+    /// The bytes this view holds (members and placements), roughly.
     pub fn heap_bytes(&self) -> usize {
-        let member = std::mem::size_of::<Member>() + 3 * std::mem::size_of::<usize>() + 24;
+        // A B-tree entry (key, value, share of a node), the flags, the address.
+        let member = std::mem::size_of::<(Arc<str>, Member)>() * 3 / 2 + 48 + 24;
+        let everyone = if Arc::ptr_eq(&self.placement, &self.everyone) {
+            0
+        } else {
+            self.everyone.heap_bytes()
+        };
         self.members.len() * member
             + self.placement.heap_bytes()
-            + self.everyone.heap_bytes()
-            + self.here.len() * 2
+            + everyone
+            + self.here.len() * (1 + std::mem::size_of::<usize>())
     }
 }
 
@@ -213,7 +231,7 @@ pub struct Membership {
     /// This process's zone.
     zone: Arc<str>,
     /// Where the next bounded probe round starts.
-    probe_turn: std::sync::atomic::AtomicUsize,
+    probe_turn: AtomicUsize,
     metrics: Metrics,
     /// Whether this is this cluster's membership (published as metrics), not another region's.
     published: bool,
@@ -228,9 +246,9 @@ impl Membership {
             .map(|a| (Arc::from(a.as_str()), Member::new("")))
             .collect();
         let m = Self {
-            view: RwLock::new(Arc::new(View::build(1, members, None))),
+            view: RwLock::new(Arc::new(View::build(1, members))),
             zone: Arc::from(zone),
-            probe_turn: std::sync::atomic::AtomicUsize::new(0),
+            probe_turn: AtomicUsize::new(0),
             metrics,
             published: true,
         };
@@ -268,8 +286,8 @@ impl Membership {
             .placement
             .spread(hash, n)
             .into_iter()
-            .partition(|&i| !v.suspect[i]);
-        let near = |i: usize| !v.suspect[i] && *v.placement.nodes()[i].zone == *self.zone;
+            .partition(|&i| !v.suspect(i));
+        let near = |i: usize| !v.suspect(i) && *v.placement.nodes()[i].zone == *self.zone;
         ok.into_iter()
             .chain(late)
             .map(|i| (v.node(i), near(i)))
@@ -299,26 +317,26 @@ impl Membership {
             .collect()
     }
 
-    /// A request to `addr` failed: it is suspect (still placed). Only probes mark a node
-    /// dead, so one front's network blip does not move its keys while the others still
-    /// place them there.
+    /// A request to `addr` failed: it is suspect — routed last at once, still placed. Only
+    /// probes mark a node dead, so one front's network blip does not move its keys while the
+    /// others still place them there. One atomic store: no new view.
     pub fn suspect(&self, addr: &str) {
-        let already = self
-            .view()
-            .members
-            .get(addr)
-            .is_none_or(|m| m.health != Health::Alive);
-        if already {
-            return;
-        }
-        self.update(|members| {
-            let m = members.get_mut(addr)?;
-            if m.health == Health::Alive {
-                m.health = Health::Suspect;
+        let v = self.view();
+        if let Some(m) = v.members.get(addr).filter(|m| !m.dead) {
+            if !m.flags.suspect.swap(true, Ordering::Relaxed) {
                 tracing::warn!(peer = addr, "cache node suspect after a failed request");
+                self.moved_health(Health::Alive, Health::Suspect);
             }
-            Some(false)
-        });
+        }
+    }
+
+    /// Moves one member between health gauges (a flag flipped without a new view).
+    fn moved_health(&self, from: Health, to: Health) {
+        if self.published {
+            let g = &self.metrics.cluster_members;
+            g.with_label_values(&[from.as_str()]).dec();
+            g.with_label_values(&[to.as_str()]).inc();
+        }
     }
 
     /// Whether `addr` is a member (placed or not).
@@ -338,7 +356,7 @@ impl Membership {
         let mut out: Vec<Arc<str>> = v
             .members
             .iter()
-            .filter(|(_, m)| m.health != Health::Alive)
+            .filter(|(_, m)| m.health() != Health::Alive)
             .map(|(a, _)| Arc::clone(a))
             .take(max)
             .collect();
@@ -346,12 +364,12 @@ impl Membership {
         if out.len() < max && n > 0 {
             let start = self
                 .probe_turn
-                .fetch_add(max - out.len(), std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(max - out.len(), Ordering::Relaxed);
             for (a, m) in v.members.iter().cycle().skip(start % n).take(n) {
                 if out.len() == max {
                     break;
                 }
-                if m.health == Health::Alive && !m.here {
+                if m.health() == Health::Alive && !m.here {
                     out.push(Arc::clone(a));
                 }
             }
@@ -360,66 +378,74 @@ impl Membership {
     }
 
     /// A probe or request to `addr` succeeded; `here` when it answered with our instance id;
-    /// `zone` when its answer named one.
+    /// `zone` when its answer named one. Clearing a suspect is one atomic store; a dead node
+    /// coming back, or a new weight, zone or identity, is a new placement.
     pub fn succeeded(&self, addr: &str, weight: Option<f64>, zone: Option<&str>, here: bool) {
-        // The common case, a healthy node still healthy, changes nothing: no new view.
-        let unchanged = self.view().members.get(addr).is_none_or(|m| {
-            m.health == Health::Alive
-                && m.fails == 0
-                && m.here == here
-                && weight.is_none_or(|w| w == m.weight)
-                && zone.is_none_or(|z| *z == *m.zone)
-        });
-        if unchanged {
+        let weight = weight.filter(|w| w.is_finite() && *w > 0.0);
+        let v = self.view();
+        let Some(m) = v.members.get(addr) else {
+            return;
+        };
+        let structural = m.dead
+            || m.here != here
+            || weight.is_some_and(|w| w != m.weight)
+            || zone.is_some_and(|z| *z != *m.zone);
+        m.flags.fails.store(0, Ordering::Relaxed);
+        if !structural {
+            if m.flags.suspect.swap(false, Ordering::Relaxed) {
+                tracing::info!(peer = addr, "cache node answers again");
+                self.moved_health(Health::Suspect, Health::Alive);
+            }
             return;
         }
+        drop(v);
         self.update(|members| {
-            let m = members.get_mut(addr)?;
-            let placed_before = m.health != Health::Dead;
-            let changed = !placed_before
-                || m.here != here
-                || zone.is_some_and(|z| *z != *m.zone)
-                || weight.is_some_and(|w| w.is_finite() && w > 0.0 && w != m.weight);
-            m.health = Health::Alive;
-            m.fails = 0;
+            let Some(m) = members.get_mut(addr) else {
+                return false;
+            };
+            if m.dead {
+                tracing::info!(peer = addr, "cache node alive again");
+            }
+            m.dead = false;
+            m.flags.suspect.store(false, Ordering::Relaxed);
             m.here = here;
-            if let Some(w) = weight.filter(|w| w.is_finite() && *w > 0.0) {
+            if let Some(w) = weight {
                 m.weight = w;
             }
-            if let Some(z) = zone.filter(|z| **z != *m.zone) {
+            if let Some(z) = zone {
                 m.zone = Arc::from(z);
             }
-            Some(changed)
+            true
         });
     }
 
-    /// A probe of `addr` failed.
+    /// A probe of `addr` failed: suspect, and after [`DEAD_AFTER`] in a row, dead (a new
+    /// placement without it).
     pub fn failed(&self, addr: &str) {
-        if self
-            .view()
-            .members
-            .get(addr)
-            .is_none_or(|m| m.health == Health::Dead)
-        {
+        let v = self.view();
+        let Some(m) = v.members.get(addr).filter(|m| !m.dead) else {
             return; // unknown, or dead already: nothing changes
-        }
-        self.update(|members| {
-            let m = members.get_mut(addr)?;
-            m.fails = m.fails.saturating_add(1);
-            let before = m.health;
-            m.health = if m.fails >= DEAD_AFTER {
-                Health::Dead
-            } else {
-                Health::Suspect
-            };
-            if before != m.health {
-                tracing::warn!(
-                    peer = addr,
-                    health = m.health.as_str(),
-                    "cache node health changed"
-                );
+        };
+        let fails = m
+            .flags
+            .fails
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if fails < DEAD_AFTER {
+            if !m.flags.suspect.swap(true, Ordering::Relaxed) {
+                tracing::warn!(peer = addr, "cache node suspect after a failed probe");
+                self.moved_health(Health::Alive, Health::Suspect);
             }
-            Some(before != Health::Dead && m.health == Health::Dead)
+            return;
+        }
+        drop(v);
+        self.update(|members| match members.get_mut(addr) {
+            Some(m) if !m.dead => {
+                m.dead = true;
+                tracing::warn!(peer = addr, "cache node dead");
+                true
+            }
+            _ => false,
         });
     }
 
@@ -436,7 +462,7 @@ impl Membership {
                     changed = true;
                 }
             }
-            Some(changed)
+            changed
         });
     }
 
@@ -472,25 +498,23 @@ impl Membership {
             }
             changed |= next.len() != before || !members.is_empty();
             *members = next;
-            Some(changed)
+            changed
         });
     }
 
-    /// Applies `f` to a copy of the members; when it reports a placement change, a new view
-    /// with the next epoch replaces the current one.
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<Arc<str>, Member>) -> Option<bool>) {
+    /// Applies `f` to a copy of the members; when it reports a change, a new view with the
+    /// next epoch (and a new placement) replaces the current one.
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<Arc<str>, Member>) -> bool) {
         let mut guard = self.view.write().unwrap_or_else(|e| e.into_inner());
         let mut members = guard.members.clone();
-        let Some(placement_changed) = f(&mut members) else {
+        if !f(&mut members) {
             return;
-        };
-        let epoch = guard.epoch + u64::from(placement_changed);
-        // Health alone (a suspect) keeps the placements: no O(n) rebuild on a failed request.
-        let keep = (!placement_changed).then_some(&**guard);
-        let next = Arc::new(View::build(epoch, members, keep));
+        }
+        let epoch = guard.epoch + 1;
+        let next = Arc::new(View::build(epoch, members));
         let before = std::mem::replace(&mut *guard, Arc::clone(&next));
         drop(guard);
-        if placement_changed && self.published {
+        if self.published {
             // Measured outside the lock: routing never waits for it.
             let moved = moved_share(&before.placement, &next.placement);
             self.metrics.placement_changes.inc();
@@ -510,7 +534,7 @@ impl Membership {
             return;
         }
         for h in [Health::Alive, Health::Suspect, Health::Dead] {
-            let n = v.members.values().filter(|m| m.health == h).count();
+            let n = v.members.values().filter(|m| m.health() == h).count();
             self.metrics
                 .cluster_members
                 .with_label_values(&[h.as_str()])

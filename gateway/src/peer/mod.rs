@@ -25,6 +25,53 @@ use futures::StreamExt as _;
 use crate::config::Members;
 use client::PeerClient;
 
+/// How often, at most, a registry watch's changes make a new view during a burst (a
+/// thousand nodes starting): a lone change is applied at once.
+pub const COALESCE: Duration = Duration::from_millis(250);
+
+/// Paces a registry watch's changes: at once after a quiet spell, then at most every
+/// [`COALESCE`] while changes keep coming (a new view costs O(members)).
+#[derive(Debug, Default)]
+pub(crate) struct Coalesce {
+    pending: bool,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Coalesce {
+    /// How long to wait for more before applying what is pending (`None`: nothing pending).
+    pub(crate) fn wait(&self) -> Option<Duration> {
+        self.pending.then(|| {
+            self.last.map_or(Duration::ZERO, |l| {
+                (l + COALESCE).saturating_duration_since(tokio::time::Instant::now())
+            })
+        })
+    }
+
+    /// Something changed; `true` when it is to be applied now.
+    pub(crate) fn changed(&mut self) -> bool {
+        self.pending = true;
+        self.last.is_none_or(|l| l.elapsed() >= COALESCE)
+    }
+
+    /// What was pending is applied.
+    pub(crate) fn applied(&mut self) {
+        self.pending = false;
+        self.last = Some(tokio::time::Instant::now());
+    }
+}
+
+/// The next piece of a watch's answer, or, when `pace` has changes pending and their time
+/// comes first, `Err(())`: apply them.
+pub(crate) async fn next_or_due<S: futures::Stream + Unpin>(
+    stream: &mut S,
+    pace: &Coalesce,
+) -> Result<Option<S::Item>, ()> {
+    match pace.wait() {
+        None => Ok(stream.next().await),
+        Some(d) => tokio::time::timeout(d, stream.next()).await.map_err(|_| ()),
+    }
+}
+
 /// Keeps membership current until `stop` resolves: re-resolves DNS and probes. With a list or
 /// DNS every member is probed each interval (small clusters); with a registry (etcd,
 /// Kubernetes), which says who is alive, at most [`membership::PROBES_PER_ROUND`] members.
