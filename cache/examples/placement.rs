@@ -1,7 +1,8 @@
 //! Placement benchmark: build cost, memory, per-lookup cost, key movement and balance at 10,
 //! 1 000 and 100 000 nodes, in one zone and in three.
 //!
-//! `cargo run --release -p cistern-cache --example placement`
+//! `cargo run --release -p cistern-cache --example placement` (`-- changes`: only the table of
+//! membership changes)
 //!
 //! Prints figures only (it asserts nothing about time). Columns:
 //!
@@ -19,6 +20,17 @@
 //!   is a node whose ring points all happen to sit right after others'.
 //!
 //! Every figure but `heap KiB` and `max/mean` is the median of 5 runs.
+//!
+//! A second table, at 1 000 and 100 000 nodes: the cost of a membership change made with
+//! `Placement::with_changes` against a full `Placement::new` of the changed set (median of 5
+//! runs each, a different node each run):
+//!
+//! - `build ms`: `Placement::new` over the n nodes.
+//! - `join ms`, `leave ms`: `with_changes` for one node joining, one leaving.
+//! - `10+10 ms`: ten joining and ten leaving in one change.
+//! - `heap KiB`: `heap_bytes` of the placement after a change (the same as `new`'s: what an
+//!   incremental change needs is kept in the rings themselves, plus one count per distinct
+//!   weight).
 
 use std::collections::HashSet;
 use std::hint::black_box;
@@ -85,7 +97,71 @@ fn per_key<T>(keys: &[u64], f: impl Fn(u64) -> T) -> f64 {
     })
 }
 
+/// The change table: `with_changes` against `new`.
+fn changes() {
+    println!(
+        "{:>7} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "nodes", "zones", "new ms", "join ms", "leave ms", "10+10 ms", "drop ms", "heap KiB"
+    );
+    for n in [1_000usize, 100_000] {
+        for zones in [1usize, 3] {
+            // Spare nodes (the joiners) past the first n.
+            let all = nodes(n + 100, zones);
+            let base: Vec<Node> = all[..n].to_vec();
+            let p = Placement::new(base.clone());
+            // Warm the allocator up (the first large allocations fault their pages in).
+            black_box(p.with_changes(&all[n..n + 1], &[]));
+            // Times `f` alone: making its input and dropping its result are not counted.
+            let timed = |f: &mut dyn FnMut() -> Placement| {
+                let t = Instant::now();
+                let q = black_box(f());
+                let took = t.elapsed().as_secs_f64() * 1e3;
+                (took, q)
+            };
+            let build = med(|| {
+                let input = base.clone();
+                timed(&mut || Placement::new(input.clone())).0
+            });
+            let mut run = 0;
+            let join = med(|| {
+                run += 1;
+                timed(&mut || p.with_changes(&all[n + run..n + run + 1], &[])).0
+            });
+            let leave = med(|| {
+                run += 1;
+                let id = &p.nodes()[(n / 2 + run * 7) % n].id;
+                timed(&mut || p.with_changes(&[], &[id])).0
+            });
+            let mut after = Placement::default();
+            let both = med(|| {
+                run += 1;
+                let join = &all[n + 10 * (run % 9)..n + 10 * (run % 9) + 10];
+                let leave: Vec<&str> = (0..10)
+                    .map(|i| &*p.nodes()[(i * n / 10 + run * 13) % n].id)
+                    .collect();
+                let (took, q) = timed(&mut || p.with_changes(join, &leave));
+                after = q;
+                took
+            });
+            let drop_ms = med(|| {
+                let q = p.with_changes(&all[n..n + 1], &[]);
+                let t = Instant::now();
+                drop(black_box(q));
+                t.elapsed().as_secs_f64() * 1e3
+            });
+            println!(
+                "{n:>7} {zones:>5} {build:>8.2} {join:>8.2} {leave:>8.2} {both:>8.2} {drop_ms:>8.2} {:>9}",
+                after.heap_bytes() / 1024
+            );
+        }
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("changes") {
+        changes();
+        return;
+    }
     let keys: Vec<u64> = (0..KEYS)
         .map(|i| stable_hash(&[b"origin/bucket/some/key.tar", &i.to_le_bytes()]))
         .collect();
@@ -173,4 +249,6 @@ fn main() {
             );
         }
     }
+    println!();
+    changes();
 }

@@ -45,7 +45,7 @@ pub(super) struct Probes {
 }
 
 /// A sorted ring of points with a bucket index over the top bits of a position.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Ring {
     /// Point positions, ascending.
     pos: Vec<u64>,
@@ -70,26 +70,131 @@ impl Ring {
         // A sentinel that no probe is past, so a scan needs no length check.
         pos.push(u64::MAX);
         let owner: Vec<u32> = points.iter().map(|p| p.1).collect();
-        // About one point per bucket: a successor is mostly the bucket's first point or the
-        // next one.
-        let bits = points.len().next_power_of_two().trailing_zeros();
-        let shift = 64 - bits;
-        let mut start = Vec::with_capacity(1 << bits);
-        let mut j = 0usize;
-        for b in 0..1u64 << bits {
-            // With bits = 0 there is one bucket, starting at 0 (and `b << 64` would overflow).
-            let first = if bits == 0 { 0 } else { b << shift };
-            while j < points.len() && pos[j] < first {
-                j += 1;
-            }
-            start.push(j as u32);
-        }
+        let (start, shift) = index(&pos[..owner.len()]);
         Self {
             pos,
             owner,
             start,
             shift,
         }
+    }
+
+    /// How many points.
+    pub(super) fn len(&self) -> usize {
+        self.owner.len()
+    }
+
+    /// The index of `node`'s point at position `at`, if there is one.
+    pub(super) fn find(&self, at: u64, node: u32) -> Option<usize> {
+        let m = self.owner.len();
+        let mut j = self.pos[..m].partition_point(|&x| x < at);
+        while j < m && self.pos[j] == at {
+            if self.owner[j] == node {
+                return Some(j);
+            }
+            j += 1;
+        }
+        None
+    }
+
+    /// This ring changed: the points at indexes `dropped` (ascending) taken out, `added`
+    /// (position, node) points (ascending, nodes already numbered as in the new node list)
+    /// merged in, and every kept point's node renumbered through `remap` (old index to new
+    /// index; `u32::MAX` for a node that left, whose points must all be in `dropped`).
+    /// Exactly the ring [`Ring::new`] builds from the resulting points, without sorting: one
+    /// pass over the points and one over the bucket index. `None` if no point is left.
+    pub(super) fn patched(
+        &self,
+        dropped: &[usize],
+        added: &[(u64, u32)],
+        remap: &[u32],
+    ) -> Option<Self> {
+        let m = self.owner.len();
+        let len = m - dropped.len() + added.len();
+        if len == 0 {
+            return None;
+        }
+        let mut pos: Vec<u64> = Vec::with_capacity(len + 1);
+        let mut owner: Vec<u32> = Vec::with_capacity(len);
+        // Old points before `a` are copied (or dropped); `d` indexes `dropped`.
+        let (mut a, mut d) = (0usize, 0usize);
+        let copy_to = |a: &mut usize,
+                       d: &mut usize,
+                       end: usize,
+                       pos: &mut Vec<u64>,
+                       owner: &mut Vec<u32>| {
+            loop {
+                let stop = match dropped.get(*d) {
+                    Some(&x) if x < end => x,
+                    _ => end,
+                };
+                pos.extend_from_slice(&self.pos[*a..stop]);
+                owner.extend(self.owner[*a..stop].iter().map(|&o| {
+                    debug_assert_ne!(remap[o as usize], u32::MAX, "a leaver's point kept");
+                    remap[o as usize]
+                }));
+                if stop == end {
+                    *a = end;
+                    return;
+                }
+                *a = stop + 1;
+                *d += 1;
+            }
+        };
+        for &(p, o) in added {
+            // The first old point after (p, o) in (position, new node) order. Equal positions
+            // are as rare as in `new`, but must order the same way; a leaver's point there is
+            // passed over (it is dropped anyway).
+            let mut cut = a + self.pos[a..m].partition_point(|&x| x < p);
+            while cut < m && self.pos[cut] == p && {
+                let r = remap[self.owner[cut] as usize];
+                r == u32::MAX || r < o
+            } {
+                cut += 1;
+            }
+            copy_to(&mut a, &mut d, cut, &mut pos, &mut owner);
+            pos.push(p);
+            owner.push(o);
+        }
+        copy_to(&mut a, &mut d, m, &mut pos, &mut owner);
+        debug_assert_eq!(owner.len(), len);
+        pos.push(u64::MAX);
+
+        let bits = len.next_power_of_two().trailing_zeros();
+        let (start, shift) = if self.shift == 64 - bits && self.start.len() == 1 << bits {
+            // Same bucket count: a bucket's first point moves by the points added minus the
+            // points dropped in the buckets before it. Patch it segment by segment.
+            let shift = self.shift;
+            let bucket = |p: u64| p.checked_shr(shift).unwrap_or(0) as usize;
+            let mut events: Vec<(usize, i32)> = Vec::with_capacity(dropped.len() + added.len());
+            events.extend(dropped.iter().map(|&j| (bucket(self.pos[j]), -1)));
+            events.extend(added.iter().map(|&(p, _)| (bucket(p), 1)));
+            events.sort_unstable();
+            let mut start: Vec<u32> = Vec::with_capacity(self.start.len());
+            let (mut b, mut off) = (0usize, 0i32);
+            for (eb, delta) in events {
+                // Buckets up to the event's own start before it.
+                if eb >= b {
+                    start.extend(
+                        self.start[b..=eb]
+                            .iter()
+                            .map(|&s| s.wrapping_add_signed(off)),
+                    );
+                    b = eb + 1;
+                }
+                off += delta;
+            }
+            start.extend(self.start[b..].iter().map(|&s| s.wrapping_add_signed(off)));
+            (start, shift)
+        } else {
+            index(&pos[..len])
+        };
+        Some(Self {
+            pos,
+            owner,
+            start,
+            shift,
+        })
     }
 
     /// The first point at or clockwise after `p`, as an index.
@@ -211,4 +316,23 @@ impl Ring {
     pub(super) fn heap_bytes(&self) -> usize {
         self.pos.capacity() * 8 + self.owner.capacity() * 4 + self.start.capacity() * 4
     }
+}
+
+/// The bucket index over sorted positions `pos` (without the sentinel): about one point per
+/// bucket, so a successor is mostly the bucket's first point or the next one. Returns the
+/// first point of each bucket and the shift that maps a position to its bucket.
+fn index(pos: &[u64]) -> (Vec<u32>, u32) {
+    let bits = pos.len().next_power_of_two().trailing_zeros();
+    let shift = 64 - bits;
+    let mut start = Vec::with_capacity(1 << bits);
+    let mut j = 0usize;
+    for b in 0..1u64 << bits {
+        // With bits = 0 there is one bucket, starting at 0 (and `b << 64` would overflow).
+        let first = if bits == 0 { 0 } else { b << shift };
+        while j < pos.len() && pos[j] < first {
+            j += 1;
+        }
+        start.push(j as u32);
+    }
+    (start, shift)
 }

@@ -1,5 +1,6 @@
 use std::collections::HashSet;
 
+use super::ring::Ring;
 use super::*;
 
 fn nodes(n: usize) -> Vec<Node> {
@@ -308,4 +309,308 @@ fn heap_bytes_counts_the_rings() {
         "{}",
         big.heap_bytes()
     );
+}
+
+#[test]
+fn placement_is_pinned() {
+    // Placement must never change between builds (members built from different commits must
+    // agree): pin a fingerprint of owners and failover orders, weights and zones mixed.
+    let mut ns = zoned(300, 3);
+    for (i, n) in ns.iter_mut().enumerate() {
+        n.weight = [1.0, 1.0, 2.0, 0.5, 1.3][i % 5];
+    }
+    let p = Placement::new(ns);
+    let mut h = 0u64;
+    for k in 0..5_000u64 {
+        for i in p.ranked(key(k), 3) {
+            h = mix(h ^ stable_hash(&[p.nodes()[i].id.as_bytes()]));
+        }
+    }
+    assert_eq!(h, 0x33A2_9C27_8225_90E8);
+}
+
+/// Asserts `a` and `b` are the same placement: the same node list, points, zones, rings and
+/// bucket indexes, weight unit and counts (so every lookup answers the same) and memory.
+#[track_caller]
+fn assert_same(a: &Placement, b: &Placement) {
+    assert_eq!(a.nodes.len(), b.nodes.len());
+    for (x, y) in a.nodes.iter().zip(&b.nodes) {
+        assert_eq!(
+            (&x.id, &x.zone, x.weight.to_bits()),
+            (&y.id, &y.zone, y.weight.to_bits())
+        );
+    }
+    assert_eq!(a.points, b.points);
+    assert_eq!(a.zones, b.zones);
+    assert_eq!(a.unit.to_bits(), b.unit.to_bits());
+    assert_eq!(a.weights, b.weights);
+}
+
+/// What `with_changes` must equal: `new` over the nodes but the removed and re-added ids,
+/// plus the adds.
+fn rebuilt(p: &Placement, add: &[Node], remove: &[&str]) -> Placement {
+    let mut all: Vec<Node> = p
+        .nodes()
+        .iter()
+        .filter(|n| !remove.contains(&&*n.id) && !add.iter().any(|a| a.id == n.id))
+        .cloned()
+        .collect();
+    all.extend_from_slice(add);
+    let mut q = Placement::new(all);
+    // `new` keeps its input's capacity; compare memory at exact capacity.
+    q.nodes.shrink_to_fit();
+    q
+}
+
+/// Applies one change both ways, checks they agree, and says whether it was patched (rather
+/// than rebuilt).
+#[track_caller]
+fn check_change(p: &Placement, add: &[Node], remove: &[&str]) -> (Placement, bool) {
+    let patched = matches!(p.plan(add, remove), Plan::Patch { .. });
+    let q = p.with_changes(add, remove);
+    let r = rebuilt(p, add, remove);
+    assert_same(&q, &r);
+    assert_eq!(q.heap_bytes(), r.heap_bytes());
+    for k in 0..300u64 {
+        let k = key(k);
+        assert_eq!(q.owner(k), r.owner(k));
+        assert_eq!(q.ranked(k, 4), r.ranked(k, 4));
+        assert_eq!(q.spread(k, 4), r.spread(k, 4));
+    }
+    (q, patched)
+}
+
+/// A small deterministic generator for the change sequences.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (mix(self.0) % n as u64) as usize
+    }
+}
+
+fn node(id: usize, weight: f64, zone: &str) -> Node {
+    Node {
+        id: Arc::from(format!("n{id:05}")),
+        weight,
+        zone: Arc::from(zone),
+    }
+}
+
+/// One random change to `p`: mostly a few joins, leaves, weight and zone changes; sometimes
+/// duplicates, unknown ids, an id both removed and re-added, an identical re-add, odd weights
+/// or a change too large to patch.
+fn random_change(rng: &mut Rng, p: &Placement, next_id: &mut usize) -> (Vec<Node>, Vec<Arc<str>>) {
+    const WEIGHTS: [f64; 8] = [1.0, 1.0, 1.0, 1.0, 2.0, 0.5, 1.3, 8.0];
+    const ZONES: [&str; 5] = ["", "az-a", "az-b", "az-c", "az-d"];
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    let big = rng.below(20) == 0;
+    let count = if big {
+        p.len() / 4 + 1
+    } else {
+        1 + rng.below(3)
+    };
+    let existing = |rng: &mut Rng| -> Option<Node> {
+        (!p.is_empty()).then(|| p.nodes()[rng.below(p.len())].clone())
+    };
+    for _ in 0..count {
+        // Joins win while the cluster is small, so that it keeps a size worth patching.
+        let pick = if p.len() < 40 {
+            rng.below(3)
+        } else {
+            rng.below(10)
+        };
+        match pick {
+            0..=2 => {
+                *next_id += 1;
+                let w = WEIGHTS[rng.below(WEIGHTS.len())];
+                add.push(node(*next_id, w, ZONES[rng.below(ZONES.len())]));
+            }
+            3..=5 => remove.extend(existing(rng).map(|n| n.id)),
+            6 => {
+                if let Some(mut n) = existing(rng) {
+                    n.weight = WEIGHTS[rng.below(WEIGHTS.len())];
+                    add.push(n);
+                }
+            }
+            7 => {
+                if let Some(mut n) = existing(rng) {
+                    n.zone = Arc::from(ZONES[rng.below(ZONES.len())]);
+                    add.push(n);
+                }
+            }
+            8 => match rng.below(5) {
+                0 => remove.push(Arc::from("not-a-member")),
+                1 => {
+                    // Both removed and added: ends up with the added record.
+                    if let Some(mut n) = existing(rng) {
+                        remove.push(Arc::clone(&n.id));
+                        n.weight = 2.0;
+                        add.push(n);
+                    }
+                }
+                2 => add.extend(existing(rng)),
+                3 => {
+                    *next_id += 1;
+                    add.push(node(*next_id, f64::NAN, "az-a"));
+                }
+                _ => {
+                    *next_id += 1;
+                    add.push(node(*next_id, 1.0, "az-b"));
+                    add.push(node(*next_id, 2.0, "az-a"));
+                }
+            },
+            _ => {
+                // A whole zone leaving (usually a big change), if it is not most of them.
+                if let Some(n) = existing(rng) {
+                    let size = p.nodes().iter().filter(|m| m.zone == n.zone).count();
+                    if rng.below(4) == 0 && size * 2 < p.len() {
+                        remove.extend(
+                            p.nodes()
+                                .iter()
+                                .filter(|m| m.zone == n.zone)
+                                .map(|m| Arc::clone(&m.id)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    (add, remove)
+}
+
+#[test]
+fn changes_equal_a_rebuild() {
+    // Random change sequences, each step applied to the previous step's result (so errors
+    // would compound), every step compared with `new` over the same nodes.
+    let mut patched = 0;
+    let mut steps = 0;
+    for seed in 0..40u64 {
+        let mut rng = Rng(seed);
+        let start = 20 + rng.below(200);
+        let mut next_id = 0;
+        let initial: Vec<Node> = (0..start)
+            .map(|_| {
+                next_id += 1;
+                let zone = ["", "az-a", "az-b"][(seed % 3) as usize];
+                node(next_id, [1.0, 1.0, 2.0][rng.below(3)], zone)
+            })
+            .collect();
+        let mut p = Placement::new(initial);
+        for _ in 0..40 {
+            let (add, remove) = random_change(&mut rng, &p, &mut next_id);
+            let remove: Vec<&str> = remove.iter().map(|id| &**id).collect();
+            let (q, was_patched) = check_change(&p, &add, &remove);
+            patched += usize::from(was_patched);
+            steps += 1;
+            p = q;
+        }
+    }
+    // Most steps took the incremental path (the rest: big changes, a moved unit).
+    assert!(patched * 10 > steps * 7, "{patched} of {steps}");
+}
+
+#[test]
+fn change_edge_cases() {
+    let none: &[&str] = &[];
+    // From empty, to empty, and a one-point ring (a zero-bit bucket index).
+    let (p, _) = check_change(&Placement::default(), &nodes(3), none);
+    let (p, _) = check_change(
+        &p,
+        &[],
+        &["10.0.0.0:7070", "10.0.0.1:7070", "10.0.0.2:7070"],
+    );
+    assert!(p.is_empty());
+    let p = Placement::new(nodes(9));
+    // A new zone, then one-point rings (a zero-bit bucket index) growing and shrinking.
+    let (p, was_patched) = check_change(&p, &[node(1, 1.0, "az-lone")], none);
+    assert!(was_patched);
+    assert_eq!(p.zone_count(), 2);
+    let (p, _) = check_change(&p, &[node(2, 0.1, "az-tiny")], none);
+    assert_eq!(p.zones[2].ring.len(), 1);
+    let (p, _) = check_change(&p, &[node(3, 0.1, "az-tiny")], none);
+    assert_eq!(p.zones[2].ring.len(), 2);
+    let (p, _) = check_change(&p, &[], &["n00002"]);
+    assert_eq!(p.zones[2].ring.len(), 1);
+    // A zone's last node leaving drops the zone.
+    let (p, was_patched) = check_change(&p, &[], &["n00001"]);
+    assert!(was_patched);
+    assert_eq!(p.zone_count(), 2);
+    // Nothing to do.
+    let (q, _) = check_change(&p, &p.nodes()[..2], &["nobody"]);
+    assert_same(&p, &q);
+    // The bucket count changes as the ring crosses a power of two (64 nodes × 4 points).
+    let all = nodes(70);
+    let mut p = Placement::new(all[..60].to_vec());
+    for n in &all[60..] {
+        let (q, was_patched) = check_change(&p, std::slice::from_ref(n), none);
+        assert!(was_patched);
+        p = q;
+    }
+    for n in all[..12].iter().rev() {
+        p = check_change(&p, &[], &[&n.id]).0;
+    }
+    // A change that moves the unit rebuilds: half the nodes at weight 1, half at 4.
+    let mut mixed = nodes(16);
+    for n in &mut mixed[8..] {
+        n.weight = 4.0;
+    }
+    let p = Placement::new(mixed.clone());
+    let (_, was_patched) = check_change(&p, &[], &[&mixed[8].id]);
+    assert!(!was_patched);
+    let (_, was_patched) = check_change(&p, &[], &[&mixed[0].id]);
+    assert!(was_patched);
+}
+
+#[test]
+fn ring_patch_orders_equal_positions_by_node() {
+    // Equal positions never come from the hash in practice, but must order as `new` does.
+    let old = vec![(5, 0), (5, 2), (5, 4), (9, 1), (1, 3)];
+    let ring = Ring::new(old);
+    // Node 2 leaves; old nodes 0, 1, 3, 4 become 0, 2, 3, 5; new nodes 1, 4 and 6 join
+    // (6 must still go after old 4, past the leaver's point).
+    let remap = [0, 2, u32::MAX, 3, 5];
+    let dropped = [ring.find(5, 2).expect("point")];
+    let added = [(5, 1), (5, 4), (5, 6), (7, 1)];
+    let got = ring.patched(&dropped, &added, &remap).expect("points");
+    let want = Ring::new(vec![
+        (5, 0),
+        (5, 1),
+        (5, 4),
+        (5, 5),
+        (5, 6),
+        (7, 1),
+        (9, 2),
+        (1, 3),
+    ]);
+    assert_eq!(got, want);
+    assert_eq!(ring.find(5, 3), None);
+}
+
+#[test]
+fn changes_equal_a_rebuild_at_scale() {
+    for zones in [1, 3] {
+        let all = zoned(20_000, zones);
+        let mut p = Placement::new(all[..19_990].to_vec());
+        let mut gone = Vec::new();
+        for (step, n) in all[19_990..].iter().enumerate() {
+            let leaver = Arc::clone(&p.nodes()[step * 1_777 % p.len()].id);
+            let (q, was_patched) = check_change(&p, std::slice::from_ref(n), &[&leaver]);
+            assert!(was_patched);
+            gone.push(leaver);
+            p = q;
+        }
+        // Ten back at once, with a new weight each.
+        let back: Vec<Node> = all
+            .iter()
+            .filter(|n| gone.contains(&n.id))
+            .map(|n| Node {
+                weight: 1.5,
+                ..n.clone()
+            })
+            .collect();
+        let (_, was_patched) = check_change(&p, &back, &[]);
+        assert!(was_patched);
+    }
 }
