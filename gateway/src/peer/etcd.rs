@@ -13,7 +13,7 @@
 //! peer requests (every peer answer is signed with the cluster secret), which costs hit ratio
 //! until it is probed dead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -333,22 +333,16 @@ pub async fn follow(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let apply = |regs: &BTreeMap<Vec<u8>, Registration>| {
-        let listed: Vec<Listed> = regs
-            .values()
-            .map(|r| Listed {
-                addr: r.addr.clone(),
-                zone: r.zone.clone(),
-                weight: Some(r.weight),
-                here: instance.as_deref().is_some_and(|i| i == r.instance),
-            })
-            .collect();
-        membership.set_listed(&listed);
+    let listed = |r: &Registration| Listed {
+        addr: r.addr.clone(),
+        zone: r.zone.clone(),
+        weight: Some(r.weight),
+        here: instance.as_deref().is_some_and(|i| i == r.instance),
     };
     loop {
         let round = async {
             let (mut regs, rev) = etcd.list().await?;
-            apply(&regs);
+            membership.set_listed(&regs.values().map(listed).collect::<Vec<_>>());
             let (key, end) = etcd.range();
             let body = json!({ "create_request": {
                 "key": key, "range_end": end, "start_revision": (rev + 1).to_string(),
@@ -357,12 +351,21 @@ pub async fn follow(
             let mut stream = resp.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
             let mut pace = super::Coalesce::default();
+            // Changes not applied yet: registrations by address, and addresses gone.
+            let mut ups: BTreeMap<String, Listed> = BTreeMap::new();
+            let mut gone: BTreeSet<String> = BTreeSet::new();
+            let apply = |ups: &mut BTreeMap<String, Listed>, gone: &mut BTreeSet<String>| {
+                let up: Vec<Listed> = std::mem::take(ups).into_values().collect();
+                let gone = std::mem::take(gone);
+                let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+                membership.change_listed(&up, &gone);
+            };
             loop {
                 let chunk = match super::next_or_due(&mut stream, &pace).await {
                     Ok(Some(chunk)) => chunk,
                     Ok(None) => break,
                     Err(()) => {
-                        apply(&regs);
+                        apply(&mut ups, &mut gone);
                         pace.applied();
                         continue;
                     }
@@ -375,10 +378,20 @@ pub async fn follow(
                     match parse_message(&line) {
                         Change::Events(events) => {
                             for (k, r) in events {
-                                match r {
-                                    Some(r) => regs.insert(k, r),
+                                let old = match &r {
+                                    Some(r) => regs.insert(k, r.clone()),
                                     None => regs.remove(&k),
                                 };
+                                if let Some(old) =
+                                    old.filter(|o| r.as_ref().is_none_or(|r| r.addr != o.addr))
+                                {
+                                    ups.remove(&old.addr);
+                                    gone.insert(old.addr);
+                                }
+                                if let Some(r) = r {
+                                    gone.remove(&r.addr);
+                                    ups.insert(r.addr.clone(), listed(&r));
+                                }
                             }
                             changed = true;
                         }
@@ -387,7 +400,7 @@ pub async fn follow(
                     }
                 }
                 if changed && pace.changed() {
-                    apply(&regs);
+                    apply(&mut ups, &mut gone);
                     pace.applied();
                 }
             }

@@ -17,7 +17,7 @@
 //! placement puts hot-chunk replicas in distinct zones and a front reads a replica in its own
 //! zone when there is one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -135,39 +135,104 @@ pub struct View {
     everyone: Arc<Placement>,
 }
 
-/// What changed between two member sets, as placement changes: the nodes to add (new, or
+/// What changed for the `touched` members, as placement changes: the nodes to add (new, or
 /// with a new weight or zone) and the ids to remove, over the members `counted` keeps.
 fn diff<'a>(
-    before: &'a BTreeMap<Arc<str>, Member>,
+    before: &BTreeMap<Arc<str>, Member>,
     after: &BTreeMap<Arc<str>, Member>,
+    touched: &'a [Arc<str>],
     counted: impl Fn(&Member) -> bool,
 ) -> (Vec<PlacementNode>, Vec<&'a str>) {
     let mut add = Vec::new();
-    for (id, m) in after.iter().filter(|(_, m)| counted(m)) {
-        let same = before
-            .get(id)
-            .is_some_and(|b| counted(b) && b.weight == m.weight && b.zone == m.zone);
-        if !same {
-            add.push(Member::placement_node(id, m));
+    let mut remove = Vec::new();
+    for id in touched {
+        let was = before.get(id).filter(|m| counted(m));
+        match after.get(id).filter(|m| counted(m)) {
+            Some(m) => {
+                if was.is_none_or(|b| b.weight != m.weight || b.zone != m.zone) {
+                    add.push(Member::placement_node(id, m));
+                }
+            }
+            None if was.is_some() => remove.push(&**id),
+            None => {}
         }
     }
-    let remove = before
-        .iter()
-        .filter(|(id, b)| counted(b) && after.get(*id).is_none_or(|m| !counted(m)))
-        .map(|(id, _)| &**id)
-        .collect();
     (add, remove)
+}
+
+/// Removes the members not in `keep`, returning their ids.
+fn remove_unlisted(
+    members: &mut BTreeMap<Arc<str>, Member>,
+    keep: &HashSet<&str>,
+) -> Vec<Arc<str>> {
+    let gone: Vec<Arc<str>> = members
+        .keys()
+        .filter(|k| !keep.contains(&***k))
+        .cloned()
+        .collect();
+    for g in &gone {
+        members.remove(g);
+    }
+    gone
+}
+
+/// A member and its id, to change.
+fn entry_mut<'a>(
+    members: &'a mut BTreeMap<Arc<str>, Member>,
+    addr: &str,
+) -> Option<(Arc<str>, &'a mut Member)> {
+    let id = Arc::clone(members.get_key_value(addr)?.0);
+    Some((id, members.get_mut(addr)?))
+}
+
+/// Adds or updates a listed member, noting it in `touched` when anything changed.
+fn upsert(members: &mut BTreeMap<Arc<str>, Member>, l: &Listed, touched: &mut Vec<Arc<str>>) {
+    let weight = l.weight.filter(|w| w.is_finite() && *w > 0.0);
+    match entry_mut(members, l.addr.as_str()) {
+        Some((id, m)) => {
+            let mut changed = false;
+            if *m.zone != *l.zone {
+                m.zone = Arc::from(l.zone.as_str());
+                changed = true;
+            }
+            if let Some(w) = weight.filter(|w| *w != m.weight) {
+                m.weight = w;
+                changed = true;
+            }
+            if m.here != l.here {
+                m.here = l.here;
+                changed = true;
+            }
+            if changed {
+                touched.push(id);
+            }
+        }
+        None => {
+            let id: Arc<str> = Arc::from(l.addr.as_str());
+            let mut m = Member::new(&l.zone);
+            m.here = l.here;
+            if let Some(w) = weight {
+                m.weight = w;
+            }
+            members.insert(Arc::clone(&id), m);
+            touched.push(id);
+        }
+    }
 }
 
 impl View {
     /// The view over `members`; with `before`, its placements are changed rather than built
     /// anew (a join or leave at 100 000 nodes: milliseconds instead of tens).
-    fn build(epoch: u64, members: BTreeMap<Arc<str>, Member>, before: Option<&View>) -> Self {
+    fn build(
+        epoch: u64,
+        members: BTreeMap<Arc<str>, Member>,
+        before: Option<(&View, &[Arc<str>])>,
+    ) -> Self {
         let live = |m: &Member| !m.dead;
         let any_dead = members.values().any(|m| m.dead);
         let placement = Arc::new(match before {
-            Some(b) => {
-                let (add, remove) = diff(&b.members, &members, live);
+            Some((b, touched)) => {
+                let (add, remove) = diff(&b.members, &members, touched, live);
                 b.placement.with_changes(&add, &remove)
             }
             None => Placement::new(
@@ -178,21 +243,36 @@ impl View {
                     .collect(),
             ),
         });
-        let of = |n: &PlacementNode| members.get(&n.id);
-        let here = placement
-            .nodes()
-            .iter()
-            .map(|n| of(n).is_some_and(|m| m.here))
-            .collect();
-        let flags = placement
-            .nodes()
-            .iter()
-            .map(|n| of(n).map_or_else(Arc::default, |m| Arc::clone(&m.flags)))
-            .collect();
+        // The placement's nodes are the live members in id order, as the map iterates them:
+        // one walk, not a lookup per node.
+        let live_members: Vec<&Member> = members.values().filter(|m| live(m)).collect();
+        let aligned = live_members.len() == placement.len()
+            && members
+                .iter()
+                .filter(|(_, m)| live(m))
+                .zip(placement.nodes())
+                .all(|((id, _), n)| *id == n.id);
+        let (here, flags) = if aligned {
+            live_members
+                .iter()
+                .map(|m| (m.here, Arc::clone(&m.flags)))
+                .unzip()
+        } else {
+            placement
+                .nodes()
+                .iter()
+                .map(|n| {
+                    members
+                        .get(&n.id)
+                        .map_or((false, Arc::default()), |m| (m.here, Arc::clone(&m.flags)))
+                })
+                .unzip()
+        };
+        debug_assert!(aligned, "placement nodes out of the members' order");
         let everyone = match (any_dead, before) {
             (false, _) => Arc::clone(&placement),
-            (true, Some(b)) => {
-                let (add, remove) = diff(&b.members, &members, |_| true);
+            (true, Some((b, touched))) => {
+                let (add, remove) = diff(&b.members, &members, touched, |_| true);
                 Arc::new(b.everyone.with_changes(&add, &remove))
             }
             (true, None) => Arc::new(Placement::new(
@@ -437,8 +517,8 @@ impl Membership {
         }
         drop(v);
         self.update(|members| {
-            let Some(m) = members.get_mut(addr) else {
-                return false;
+            let Some((id, m)) = entry_mut(members, addr) else {
+                return Vec::new();
             };
             if m.dead {
                 tracing::info!(peer = addr, "cache node alive again");
@@ -452,7 +532,7 @@ impl Membership {
             if let Some(z) = zone {
                 m.zone = Arc::from(z);
             }
-            true
+            vec![id]
         });
     }
 
@@ -476,13 +556,13 @@ impl Membership {
             return;
         }
         drop(v);
-        self.update(|members| match members.get_mut(addr) {
-            Some(m) if !m.dead => {
+        self.update(|members| match entry_mut(members, addr) {
+            Some((id, m)) if !m.dead => {
                 m.dead = true;
                 tracing::warn!(peer = addr, "cache node dead");
-                true
+                vec![id]
             }
-            _ => false,
+            _ => Vec::new(),
         });
     }
 
@@ -490,16 +570,16 @@ impl Membership {
     /// what probes learnt of the others (zone, weight, health) stays.
     pub fn set_addresses(&self, addrs: &[String]) {
         self.update(|members| {
-            let before = members.len();
-            members.retain(|a, _| addrs.iter().any(|x| **x == **a));
-            let mut changed = members.len() != before;
+            let keep: HashSet<&str> = addrs.iter().map(String::as_str).collect();
+            let mut touched = remove_unlisted(members, &keep);
             for a in addrs {
                 if !members.contains_key(a.as_str()) {
-                    members.insert(Arc::from(a.as_str()), Member::new(""));
-                    changed = true;
+                    let id: Arc<str> = Arc::from(a.as_str());
+                    members.insert(Arc::clone(&id), Member::new(""));
+                    touched.push(id);
                 }
             }
-            changed
+            touched
         });
     }
 
@@ -508,47 +588,44 @@ impl Membership {
     /// probes and requests stays for members still listed.
     pub fn set_listed(&self, listed: &[Listed]) {
         self.update(|members| {
-            let before = members.len();
-            let mut changed = false;
-            let mut next = BTreeMap::new();
+            let keep: HashSet<&str> = listed.iter().map(|l| l.addr.as_str()).collect();
+            let mut touched = remove_unlisted(members, &keep);
             for l in listed {
-                let mut m = members.remove(l.addr.as_str()).unwrap_or_else(|| {
-                    changed = true;
-                    Member::new(&l.zone)
-                });
-                if *m.zone != *l.zone {
-                    m.zone = Arc::from(l.zone.as_str());
-                    changed = true;
-                }
-                if let Some(w) = l
-                    .weight
-                    .filter(|w| w.is_finite() && *w > 0.0 && *w != m.weight)
-                {
-                    m.weight = w;
-                    changed = true;
-                }
-                if m.here != l.here {
-                    m.here = l.here;
-                    changed = true;
-                }
-                next.insert(Arc::from(l.addr.as_str()), m);
+                upsert(members, l, &mut touched);
             }
-            changed |= next.len() != before || !members.is_empty();
-            *members = next;
-            changed
+            touched
         });
     }
 
-    /// Applies `f` to a copy of the members; when it reports a change, a new view with the
-    /// next epoch (and a new placement) replaces the current one.
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<Arc<str>, Member>) -> bool) {
+    /// Applies a registry's changes (a watch's events): `upsert` members join or change,
+    /// `remove`d ones leave. Costs what changed, not the cluster's size (but for the view's
+    /// O(n) routing tables).
+    pub fn change_listed(&self, upsert_: &[Listed], remove: &[&str]) {
+        self.update(|members| {
+            let mut touched = Vec::new();
+            for r in remove {
+                if let Some((id, _)) = members.remove_entry(*r) {
+                    touched.push(id);
+                }
+            }
+            for l in upsert_ {
+                upsert(members, l, &mut touched);
+            }
+            touched
+        });
+    }
+
+    /// Applies `f` to a copy of the members; when it reports members it changed, a new view
+    /// with the next epoch (its placements changed for those members) replaces the current one.
+    fn update(&self, f: impl FnOnce(&mut BTreeMap<Arc<str>, Member>) -> Vec<Arc<str>>) {
         let mut guard = self.view.write().unwrap_or_else(|e| e.into_inner());
         let mut members = guard.members.clone();
-        if !f(&mut members) {
+        let touched = f(&mut members);
+        if touched.is_empty() {
             return;
         }
         let epoch = guard.epoch + 1;
-        let next = Arc::new(View::build(epoch, members, Some(&guard)));
+        let next = Arc::new(View::build(epoch, members, Some((&guard, &touched))));
         let before = std::mem::replace(&mut *guard, Arc::clone(&next));
         drop(guard);
         if self.published {
@@ -728,6 +805,28 @@ mod tests {
             .filter(|k| ms.route(stable_hash(&[&k.to_le_bytes()]), 1) == vec![Node::Here])
             .count();
         assert!((200..600).contains(&here), "{here}");
+    }
+
+    #[test]
+    fn watch_changes_apply_as_a_listing_would() {
+        let all = listed(20, 2);
+        let ms = Membership::new(&[], "", Metrics::new().expect("metrics"));
+        ms.set_listed(&all[..10]);
+        let e = ms.view().epoch;
+        ms.change_listed(&all[10..12], &["10.0.0.3:7070", "10.0.0.99:7070"]);
+        assert_eq!(ms.view().epoch, e + 1);
+        assert_eq!(ms.view().len(), 11);
+        // Nothing new: no new view.
+        ms.change_listed(&all[10..11], &["10.0.0.3:7070"]);
+        assert_eq!(ms.view().epoch, e + 1);
+        let fresh = Membership::new(&[], "", Metrics::new().expect("metrics"));
+        let mut same: Vec<Listed> = all[..12].to_vec();
+        same.remove(3);
+        fresh.set_listed(&same);
+        for k in 0..500u64 {
+            let key = stable_hash(&[&k.to_le_bytes()]);
+            assert_eq!(ms.route(key, 3), fresh.route(key, 3));
+        }
     }
 
     #[test]
