@@ -148,11 +148,10 @@ fn diff<'a>(
     for id in touched {
         let was = before.get(id).filter(|m| counted(m));
         match after.get(id).filter(|m| counted(m)) {
-            Some(m) => {
-                if was.is_none_or(|b| b.weight != m.weight || b.zone != m.zone) {
-                    add.push(Member::placement_node(id, m));
-                }
+            Some(m) if was.is_none_or(|b| b.weight != m.weight || b.zone != m.zone) => {
+                add.push(Member::placement_node(id, m));
             }
+            Some(_) => {}
             None if was.is_some() => remove.push(&**id),
             None => {}
         }
