@@ -65,7 +65,7 @@ fn main() {
                 })
                 .collect(),
         );
-        let view_mib = ms.view().heap_bytes() as f64 / (1 << 20) as f64;
+        let view_mib = ms.heap_bytes() as f64 / (1 << 20) as f64;
         let keys: Vec<u64> = (0..100_000u64)
             .map(|i| stable_hash(&[b"bucket/shard.tar", &i.to_le_bytes()]))
             .collect();

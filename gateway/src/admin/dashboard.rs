@@ -67,10 +67,9 @@ pub fn stats(a: &Admin) -> Value {
         .sum();
     let (pinned_chunks, pinned_bytes, pin_capacity) = a.pipeline.pinned();
     let cluster = a.membership.as_ref().map(|ms| {
-        let v = ms.view();
         json!({
-            "epoch": v.epoch,
-            "members": v.members().map(|(addr, h)| json!({"address": addr, "state": h.as_str()})).collect::<Vec<_>>(),
+            "epoch": ms.view().epoch,
+            "members": ms.members().iter().map(|(addr, h)| json!({"address": &**addr, "state": h.as_str()})).collect::<Vec<_>>(),
         })
     });
     json!({

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use cistern_cache::placement::{stable_hash, Node as PlacementNode, Placement};
@@ -117,13 +117,14 @@ impl Member {
     }
 }
 
-/// One membership view: immutable (but for members' health flags), replaced whole when the
-/// placed set changes.
+/// One membership view: the placements and routing tables of one epoch, immutable (but for
+/// members' health flags), replaced whole when the placed set changes. The members themselves
+/// live beside it ([`Membership`]), changed in place: a new view costs its placements' changes
+/// and two routing tables, not a copy of every member.
 #[derive(Debug, Default)]
 pub struct View {
     /// Bumped whenever the set of placed nodes (or their weights, zones) changes.
     pub epoch: u64,
-    members: BTreeMap<Arc<str>, Member>,
     placement: Arc<Placement>,
     /// Per placement index: this process.
     here: Vec<bool>,
@@ -135,10 +136,11 @@ pub struct View {
     everyone: Arc<Placement>,
 }
 
-/// What changed for the `touched` members, as placement changes: the nodes to add (new, or
-/// with a new weight or zone) and the ids to remove, over the members `counted` keeps.
+/// What changed for the `touched` members, as placement changes against `before` (the
+/// previous view's placement over the same kind of members): the nodes to add (new, or with a
+/// new weight or zone) and the ids to remove, over the members `counted` keeps.
 fn diff<'a>(
-    before: &BTreeMap<Arc<str>, Member>,
+    before: &Placement,
     after: &BTreeMap<Arc<str>, Member>,
     touched: &'a [Arc<str>],
     counted: impl Fn(&Member) -> bool,
@@ -146,7 +148,11 @@ fn diff<'a>(
     let mut add = Vec::new();
     let mut remove = Vec::new();
     for id in touched {
-        let was = before.get(id).filter(|m| counted(m));
+        let nodes = before.nodes();
+        let was = nodes
+            .binary_search_by(|n| (*n.id).cmp(&**id))
+            .ok()
+            .map(|i| &nodes[i]);
         match after.get(id).filter(|m| counted(m)) {
             Some(m) if was.is_none_or(|b| b.weight != m.weight || b.zone != m.zone) => {
                 add.push(Member::placement_node(id, m));
@@ -224,14 +230,14 @@ impl View {
     /// anew (a join or leave at 100 000 nodes: milliseconds instead of tens).
     fn build(
         epoch: u64,
-        members: BTreeMap<Arc<str>, Member>,
+        members: &BTreeMap<Arc<str>, Member>,
         before: Option<(&View, &[Arc<str>])>,
     ) -> Self {
         let live = |m: &Member| !m.dead;
         let any_dead = members.values().any(|m| m.dead);
         let placement = Arc::new(match before {
             Some((b, touched)) => {
-                let (add, remove) = diff(&b.members, &members, touched, live);
+                let (add, remove) = diff(&b.placement, members, touched, live);
                 b.placement.with_changes(&add, &remove)
             }
             None => Placement::new(
@@ -271,7 +277,7 @@ impl View {
         let everyone = match (any_dead, before) {
             (false, _) => Arc::clone(&placement),
             (true, Some((b, touched))) => {
-                let (add, remove) = diff(&b.members, &members, touched, |_| true);
+                let (add, remove) = diff(&b.everyone, members, touched, |_| true);
                 Arc::new(b.everyone.with_changes(&add, &remove))
             }
             (true, None) => Arc::new(Placement::new(
@@ -283,27 +289,11 @@ impl View {
         };
         Self {
             epoch,
-            members,
             placement,
             here,
             flags,
             everyone,
         }
-    }
-
-    /// Members and their health, by address.
-    pub fn members(&self) -> impl Iterator<Item = (&str, Health)> {
-        self.members.iter().map(|(a, m)| (&**a, m.health()))
-    }
-
-    /// How many members.
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    /// Whether there are no members.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     fn suspect(&self, i: usize) -> bool {
@@ -325,17 +315,14 @@ impl View {
         ok.into_iter().chain(late).map(|i| self.node(i)).collect()
     }
 
-    /// The bytes this view holds (members and placements), roughly.
+    /// The bytes this view holds (placements and routing tables), roughly.
     pub fn heap_bytes(&self) -> usize {
-        // A B-tree entry (key, value, share of a node), the flags, the address.
-        let member = std::mem::size_of::<(Arc<str>, Member)>() * 3 / 2 + 48 + 24;
         let everyone = if Arc::ptr_eq(&self.placement, &self.everyone) {
             0
         } else {
             self.everyone.heap_bytes()
         };
-        self.members.len() * member
-            + self.placement.heap_bytes()
+        self.placement.heap_bytes()
             + everyone
             + self.here.len() * (1 + std::mem::size_of::<usize>())
     }
@@ -343,6 +330,8 @@ impl View {
 
 /// The membership of the cache cluster as this process sees it.
 pub struct Membership {
+    /// The members by address, changed in place (under this lock, then a new view).
+    members: Mutex<BTreeMap<Arc<str>, Member>>,
     view: RwLock<Arc<View>>,
     /// This process's zone.
     zone: Arc<str>,
@@ -357,19 +346,49 @@ impl Membership {
     /// Starts with `addrs`, all presumed alive (so a cluster starting together places at once),
     /// for a process in `zone` ("" when unknown).
     pub fn new(addrs: &[String], zone: &str, metrics: Metrics) -> Self {
-        let members = addrs
+        let members: BTreeMap<Arc<str>, Member> = addrs
             .iter()
             .map(|a| (Arc::from(a.as_str()), Member::new("")))
             .collect();
         let m = Self {
-            view: RwLock::new(Arc::new(View::build(1, members, None))),
+            view: RwLock::new(Arc::new(View::build(1, &members, None))),
+            members: Mutex::new(members),
             zone: Arc::from(zone),
             probe_turn: AtomicUsize::new(0),
             metrics,
             published: true,
         };
-        m.publish(&m.view());
+        m.publish(&m.lock(), 1);
         m
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Member>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Members and their health, by address.
+    pub fn members(&self) -> Vec<(Arc<str>, Health)> {
+        self.lock()
+            .iter()
+            .map(|(a, m)| (Arc::clone(a), m.health()))
+            .collect()
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The bytes the members and the current view hold, roughly.
+    pub fn heap_bytes(&self) -> usize {
+        // A B-tree entry (key, value, share of a node), the flags, the address.
+        let member = std::mem::size_of::<(Arc<str>, Member)>() * 3 / 2 + 48 + 24;
+        self.len() * member + self.view().heap_bytes()
     }
 
     /// Another region's cluster, `addrs` (its cache nodes): placed and probed like ours, but
@@ -419,12 +438,13 @@ impl Membership {
     /// owner first.
     pub fn owners(&self, hash: u64, n: usize) -> Vec<Node> {
         let v = self.view();
+        let members = self.lock();
         v.everyone
             .ranked(hash, n)
             .into_iter()
             .map(|i| {
                 let id = &v.everyone.nodes()[i].id;
-                if v.members.get(id).is_some_and(|m| m.here) {
+                if members.get(id).is_some_and(|m| m.here) {
                     Node::Here
                 } else {
                     Node::Peer(Arc::clone(id))
@@ -437,8 +457,8 @@ impl Membership {
     /// probes mark a node dead, so one front's network blip does not move its keys while the
     /// others still place them there. One atomic store: no new view.
     pub fn suspect(&self, addr: &str) {
-        let v = self.view();
-        if let Some(m) = v.members.get(addr).filter(|m| !m.dead) {
+        let members = self.lock();
+        if let Some(m) = members.get(addr).filter(|m| !m.dead) {
             if !m.flags.suspect.swap(true, Ordering::Relaxed) {
                 tracing::warn!(peer = addr, "cache node suspect after a failed request");
                 self.moved_health(Health::Alive, Health::Suspect);
@@ -457,31 +477,30 @@ impl Membership {
 
     /// Whether `addr` is a member (placed or not).
     pub fn contains(&self, addr: &str) -> bool {
-        self.view().members.contains_key(addr)
+        self.lock().contains_key(addr)
     }
 
     /// Every member's address (to probe).
     pub fn addresses(&self) -> Vec<Arc<str>> {
-        self.view().members.keys().cloned().collect()
+        self.lock().keys().cloned().collect()
     }
 
     /// At most `max` members to probe this round: the suspect and dead first (to clear or
     /// confirm them), then the others in turn, so every member is probed now and then.
     pub fn probe_targets(&self, max: usize) -> Vec<Arc<str>> {
-        let v = self.view();
-        let mut out: Vec<Arc<str>> = v
-            .members
+        let members = self.lock();
+        let mut out: Vec<Arc<str>> = members
             .iter()
             .filter(|(_, m)| m.health() != Health::Alive)
             .map(|(a, _)| Arc::clone(a))
             .take(max)
             .collect();
-        let n = v.members.len();
+        let n = members.len();
         if out.len() < max && n > 0 {
             let start = self
                 .probe_turn
                 .fetch_add(max - out.len(), Ordering::Relaxed);
-            for (a, m) in v.members.iter().cycle().skip(start % n).take(n) {
+            for (a, m) in members.iter().cycle().skip(start % n).take(n) {
                 if out.len() == max {
                     break;
                 }
@@ -498,8 +517,8 @@ impl Membership {
     /// coming back, or a new weight, zone or identity, is a new placement.
     pub fn succeeded(&self, addr: &str, weight: Option<f64>, zone: Option<&str>, here: bool) {
         let weight = weight.filter(|w| w.is_finite() && *w > 0.0);
-        let v = self.view();
-        let Some(m) = v.members.get(addr) else {
+        let members = self.lock();
+        let Some(m) = members.get(addr) else {
             return;
         };
         let structural = m.dead
@@ -514,7 +533,7 @@ impl Membership {
             }
             return;
         }
-        drop(v);
+        drop(members);
         self.update(|members| {
             let Some((id, m)) = entry_mut(members, addr) else {
                 return Vec::new();
@@ -538,8 +557,8 @@ impl Membership {
     /// A probe of `addr` failed: suspect, and after [`DEAD_AFTER`] in a row, dead (a new
     /// placement without it).
     pub fn failed(&self, addr: &str) {
-        let v = self.view();
-        let Some(m) = v.members.get(addr).filter(|m| !m.dead) else {
+        let members = self.lock();
+        let Some(m) = members.get(addr).filter(|m| !m.dead) else {
             return; // unknown, or dead already: nothing changes
         };
         let fails = m
@@ -554,7 +573,7 @@ impl Membership {
             }
             return;
         }
-        drop(v);
+        drop(members);
         self.update(|members| match entry_mut(members, addr) {
             Some((id, m)) if !m.dead => {
                 m.dead = true;
@@ -617,18 +636,20 @@ impl Membership {
     /// Applies `f` to a copy of the members; when it reports members it changed, a new view
     /// with the next epoch (its placements changed for those members) replaces the current one.
     fn update(&self, f: impl FnOnce(&mut BTreeMap<Arc<str>, Member>) -> Vec<Arc<str>>) {
-        let mut guard = self.view.write().unwrap_or_else(|e| e.into_inner());
-        let mut members = guard.members.clone();
+        let mut members = self.lock();
         let touched = f(&mut members);
         if touched.is_empty() {
             return;
         }
+        let mut guard = self.view.write().unwrap_or_else(|e| e.into_inner());
         let epoch = guard.epoch + 1;
-        let next = Arc::new(View::build(epoch, members, Some((&guard, &touched))));
+        let next = Arc::new(View::build(epoch, &members, Some((&guard, &touched))));
         let before = std::mem::replace(&mut *guard, Arc::clone(&next));
         drop(guard);
+        self.publish(&members, epoch);
+        drop(members);
         if self.published {
-            // Measured outside the lock: routing never waits for it.
+            // Measured outside the locks: routing never waits for it.
             let moved = moved_share(&before.placement, &next.placement);
             self.metrics.placement_changes.inc();
             self.metrics.placement_moved_ratio.set(moved);
@@ -639,21 +660,23 @@ impl Membership {
                 "cluster membership changed"
             );
         }
-        self.publish(&next);
     }
 
-    fn publish(&self, v: &View) {
+    fn publish(&self, members: &BTreeMap<Arc<str>, Member>, epoch: u64) {
         if !self.published {
             return;
         }
+        let mut n = [0i64; 3];
+        for m in members.values() {
+            n[m.health() as usize] += 1;
+        }
         for h in [Health::Alive, Health::Suspect, Health::Dead] {
-            let n = v.members.values().filter(|m| m.health() == h).count();
             self.metrics
                 .cluster_members
                 .with_label_values(&[h.as_str()])
-                .set(n as i64);
+                .set(n[h as usize]);
         }
-        self.metrics.cluster_epoch.set(v.epoch as i64);
+        self.metrics.cluster_epoch.set(epoch as i64);
     }
 }
 
@@ -700,9 +723,11 @@ mod tests {
         ms.failed("b:1");
         assert_eq!(ms.view().epoch, e0, "a suspect node stays placed");
         ms.failed("b:1");
-        let v = ms.view();
-        assert_eq!(v.epoch, e0 + 1);
-        assert!(v.members().any(|(a, h)| a == "b:1" && h == Health::Dead));
+        assert_eq!(ms.view().epoch, e0 + 1);
+        assert!(ms
+            .members()
+            .iter()
+            .any(|(a, h)| &**a == "b:1" && *h == Health::Dead));
         for k in 0..500u64 {
             assert_ne!(ms.route(k, 1), vec![Node::Peer("b:1".into())]);
         }
@@ -721,9 +746,11 @@ mod tests {
         let e0 = ms.view().epoch;
         ms.suspect("b:1");
         ms.suspect("b:1");
-        let v = ms.view();
-        assert_eq!(v.epoch, e0, "requests alone never move keys");
-        assert!(v.members().any(|(a, h)| a == "b:1" && h == Health::Suspect));
+        assert_eq!(ms.view().epoch, e0, "requests alone never move keys");
+        assert!(ms
+            .members()
+            .iter()
+            .any(|(a, h)| &**a == "b:1" && *h == Health::Suspect));
         // Probes decide: two failures, dead; routing skips it, owners still name it.
         ms.failed("b:1");
         ms.failed("b:1");
@@ -737,7 +764,7 @@ mod tests {
         }
         assert!(named_dead, "owners() places over every member");
         ms.succeeded("b:1", None, None, false);
-        assert!(ms.view().members().all(|(_, h)| h == Health::Alive));
+        assert!(ms.members().iter().all(|(_, h)| *h == Health::Alive));
     }
 
     #[test]
@@ -786,7 +813,7 @@ mod tests {
         l[4].here = true;
         ms.set_listed(&l);
         let e = ms.view().epoch;
-        assert_eq!(ms.view().len(), 6);
+        assert_eq!(ms.len(), 6);
         // The same listing again changes nothing; a new weight or zone is a new placement.
         ms.set_listed(&l);
         assert_eq!(ms.view().epoch, e);
@@ -814,7 +841,7 @@ mod tests {
         let e = ms.view().epoch;
         ms.change_listed(&all[10..12], &["10.0.0.3:7070", "10.0.0.99:7070"]);
         assert_eq!(ms.view().epoch, e + 1);
-        assert_eq!(ms.view().len(), 11);
+        assert_eq!(ms.len(), 11);
         // Nothing new: no new view.
         ms.change_listed(&all[10..11], &["10.0.0.3:7070"]);
         assert_eq!(ms.view().epoch, e + 1);

@@ -253,15 +253,17 @@ impl PeerServer {
     }
 
     fn health(&self) -> Result<Answer> {
-        let v = self.membership.view();
+        let ms = &self.membership;
+        let count = ms.len();
         let h = Health {
             instance: self.instance.clone(),
             weight: self.weight,
-            epoch: v.epoch,
-            zone: self.membership.zone().to_string(),
-            member_count: v.len(),
-            members: if v.len() <= wire::HEALTH_MEMBERS {
-                v.members()
+            epoch: ms.view().epoch,
+            zone: ms.zone().to_string(),
+            member_count: count,
+            members: if count <= wire::HEALTH_MEMBERS {
+                ms.members()
+                    .iter()
                     .map(|(a, h)| (a.to_string(), h.as_str().to_string()))
                     .collect()
             } else {
