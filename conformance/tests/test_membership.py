@@ -257,9 +257,12 @@ def test_hot_replicas_in_distinct_zones_and_the_front_reads_its_own(cistern_fact
 
 class FakeKubeApi:
     """A stand-in for the Kubernetes API's EndpointSlice list and watch (no Kubernetes here):
-    it serves what the tests put, as the API server's JSON."""
+    it serves what the tests put, as the API server's JSON, and ends each watch after
+    `watch_seconds` as the API server does after some minutes."""
 
-    def __init__(self):
+    def __init__(self, watch_seconds: float = 2.0):
+        self.watch_seconds = watch_seconds
+        self.lists = 0
         self.slices: dict[str, dict] = {}
         self.version = 1
         self.cond = threading.Condition()
@@ -287,8 +290,9 @@ class FakeKubeApi:
                     self.send_header("transfer-encoding", "chunked")
                     self.end_headers()
                     sent = since
+                    ends = time.monotonic() + api.watch_seconds
                     try:
-                        while True:
+                        while time.monotonic() < ends:
                             with api.cond:
                                 api.cond.wait_for(lambda: api.version > sent, timeout=1)
                                 new = [e for v, e in api.events if v > sent]
@@ -297,9 +301,13 @@ class FakeKubeApi:
                                 line = (json.dumps(e) + "\n").encode()
                                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                                 self.wfile.flush()
+                        self.wfile.write(b"0\r\n\r\n")  # the watch ends; the client watches again
+                        self.wfile.flush()
                     except (BrokenPipeError, ConnectionResetError):
-                        return
+                        pass
+                    return
                 with api.cond:
+                    api.lists += 1
                     body = json.dumps({"kind": "EndpointSliceList",
                                        "metadata": {"resourceVersion": str(api.version)},
                                        "items": list(api.slices.values())}).encode()
@@ -353,6 +361,10 @@ def test_kubernetes_endpointslice_membership(cistern_factory, tmp_path):
         wait_for("three members from the slices", lambda: alive(c.front) == 3)
         data = c.put("k8s.bin", 6 * MIB)
         assert s3(c.front).get_object(Bucket="ds", Key="k8s.bin")["Body"].read() == data
+        # Past the first watches' end: every process watches again from where it ended, without
+        # listing again (4 processes, one list each).
+        time.sleep(api.watch_seconds + 0.5)
+        assert api.lists == 4, api.lists
         # A node that is not ready leaves the placement; ready again, it returns.
         api.set("s1", c.peer_ports[1], "z1", ready=False)
         wait_for("an unready node to leave", lambda: members(c.front) == 2)

@@ -192,58 +192,64 @@ pub async fn follow(
                 .filter_map(|s| Some((s["metadata"]["name"].as_str()?.to_string(), s.clone())))
                 .collect();
             apply(&k, &slices, &membership);
-            let resp = k.get(k.url(Some(&rv)), None).await?;
-            let mut stream = resp.bytes_stream();
-            let mut buf: Vec<u8> = Vec::new();
-            let mut pace = super::Coalesce::default();
+            // The API server ends a watch after some minutes: watch again from where it ended
+            // (a list again only when the version is gone, or on an error).
             loop {
-                let chunk = match super::next_or_due(&mut stream, &pace).await {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) => break,
-                    Err(()) => {
+                let resp = k.get(k.url(Some(&rv)), None).await?;
+                let mut stream = resp.bytes_stream();
+                let mut buf: Vec<u8> = Vec::new();
+                let mut pace = super::Coalesce::default();
+                loop {
+                    let chunk = match super::next_or_due(&mut stream, &pace).await {
+                        Ok(Some(chunk)) => chunk,
+                        Ok(None) => break,
+                        Err(()) => {
+                            apply(&k, &slices, &membership);
+                            pace.applied();
+                            continue;
+                        }
+                    };
+                    buf.extend_from_slice(&chunk?);
+                    let mut changed = false;
+                    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=nl).collect();
+                        let ev: Value = serde_json::from_slice(&line)?;
+                        let obj = &ev["object"];
+                        if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
+                            rv = v.to_string();
+                        }
+                        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                        match ev["type"].as_str() {
+                            Some("ADDED" | "MODIFIED") => {
+                                slices.insert(name, obj.clone());
+                                changed = true;
+                            }
+                            Some("DELETED") => {
+                                slices.remove(&name);
+                                changed = true;
+                            }
+                            Some("BOOKMARK") => {}
+                            // ERROR (410 Gone: the version is too old) or anything else.
+                            _ => anyhow::bail!("watch ended: {}", obj["message"]),
+                        }
+                    }
+                    if changed && pace.changed() {
                         apply(&k, &slices, &membership);
                         pace.applied();
-                        continue;
-                    }
-                };
-                buf.extend_from_slice(&chunk?);
-                let mut changed = false;
-                while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=nl).collect();
-                    let ev: Value = serde_json::from_slice(&line)?;
-                    let obj = &ev["object"];
-                    if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
-                        rv = v.to_string();
-                    }
-                    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                    match ev["type"].as_str() {
-                        Some("ADDED" | "MODIFIED") => {
-                            slices.insert(name, obj.clone());
-                            changed = true;
-                        }
-                        Some("DELETED") => {
-                            slices.remove(&name);
-                            changed = true;
-                        }
-                        Some("BOOKMARK") => {}
-                        // ERROR (410 Gone: the version is too old) or anything else.
-                        _ => anyhow::bail!("watch ended: {}", obj["message"]),
                     }
                 }
-                if changed && pace.changed() {
+                if pace.wait().is_some() {
                     apply(&k, &slices, &membership);
-                    pace.applied();
                 }
+                tracing::debug!(version = %rv, "EndpointSlice watch ended; watching again");
             }
-            anyhow::bail!("the watch ended at version {rv}")
         };
-        let result: anyhow::Result<()> = tokio::select! {
+        let result: anyhow::Result<std::convert::Infallible> = tokio::select! {
             r = round => r,
             () = &mut stop => return,
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "EndpointSlice watch broke; listing again");
-        }
+        let Err(e) = result;
+        tracing::warn!(error = %e, "EndpointSlice watch broke; listing again");
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
             () = &mut stop => return,
