@@ -27,26 +27,10 @@ pub(super) fn cluster_settings(
         .or(c.peer_listen.as_deref())
         .map(|a| parse_addr("cluster.peer_listen", a))
         .transpose()?;
-    let peers: Vec<String> = match &o.peers {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-        None => c.peers.clone(),
-    };
+    let peers = listed(&o.peers, &c.peers);
     check_peers("cluster.peers", &peers)?;
     let dns = o.peers_dns.as_deref().or(c.peers_dns.as_deref());
-    let etcd: Vec<String> = match &o.peers_etcd {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
-        None => c.peers_etcd.clone(),
-    };
+    let etcd = listed(&o.peers_etcd, &c.peers_etcd);
     let k8s = o.peers_k8s.as_deref().or(c.peers_k8s.as_deref());
     let given = [
         !peers.is_empty(),
@@ -275,6 +259,19 @@ pub(super) fn cluster_settings(
             hot_replicas: c.hot_replicas.unwrap_or(3).clamp(1, 16),
         }),
     ))
+}
+
+/// A list from a flag (`A,B,…`) when given, else from the file.
+fn listed(flag: &Option<String>, file: &[String]) -> Vec<String> {
+    match flag {
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        None => file.to_vec(),
+    }
 }
 
 /// Every entry is `HOST:PORT`.

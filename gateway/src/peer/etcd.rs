@@ -14,6 +14,7 @@
 //! until it is probed dead.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -332,92 +333,85 @@ pub async fn follow(
     instance: Option<String>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
     let listed = |r: &Registration| Listed {
         addr: r.addr.clone(),
         zone: r.zone.clone(),
         weight: Some(r.weight),
         here: instance.as_deref().is_some_and(|i| i == r.instance),
     };
+    super::follow_registry("etcd", stop, || round(&etcd, &membership, &listed)).await;
+}
+
+/// One list and watch; ends only on an error.
+async fn round(
+    etcd: &EtcdMembers,
+    membership: &Membership,
+    listed: &impl Fn(&Registration) -> Listed,
+) -> anyhow::Result<Infallible> {
+    let (mut regs, rev) = etcd.list().await?;
+    membership.set_listed(&regs.values().map(listed).collect::<Vec<_>>());
+    let (key, end) = etcd.range();
+    let body = json!({ "create_request": {
+        "key": key, "range_end": end, "start_revision": (rev + 1).to_string(),
+    }});
+    let resp = etcd.post("/v3/watch", &body, None).await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut pace = super::Coalesce::default();
+    // Changes not applied yet: registrations by address, and addresses gone.
+    let mut ups: BTreeMap<String, Listed> = BTreeMap::new();
+    let mut gone: BTreeSet<String> = BTreeSet::new();
+    let apply = |ups: &mut BTreeMap<String, Listed>, gone: &mut BTreeSet<String>| {
+        let up: Vec<Listed> = std::mem::take(ups).into_values().collect();
+        let gone = std::mem::take(gone);
+        let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+        membership.change_listed(&up, &gone);
+    };
     loop {
-        let round = async {
-            let (mut regs, rev) = etcd.list().await?;
-            membership.set_listed(&regs.values().map(listed).collect::<Vec<_>>());
-            let (key, end) = etcd.range();
-            let body = json!({ "create_request": {
-                "key": key, "range_end": end, "start_revision": (rev + 1).to_string(),
-            }});
-            let resp = etcd.post("/v3/watch", &body, None).await?;
-            let mut stream = resp.bytes_stream();
-            let mut buf: Vec<u8> = Vec::new();
-            let mut pace = super::Coalesce::default();
-            // Changes not applied yet: registrations by address, and addresses gone.
-            let mut ups: BTreeMap<String, Listed> = BTreeMap::new();
-            let mut gone: BTreeSet<String> = BTreeSet::new();
-            let apply = |ups: &mut BTreeMap<String, Listed>, gone: &mut BTreeSet<String>| {
-                let up: Vec<Listed> = std::mem::take(ups).into_values().collect();
-                let gone = std::mem::take(gone);
-                let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
-                membership.change_listed(&up, &gone);
-            };
-            loop {
-                let chunk = match super::next_or_due(&mut stream, &pace).await {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) => break,
-                    Err(()) => {
-                        apply(&mut ups, &mut gone);
-                        pace.applied();
-                        continue;
-                    }
-                };
-                buf.extend_from_slice(&chunk?);
-                let mut changed = false;
-                // Every complete line is one message; apply all that arrived together.
-                while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=nl).collect();
-                    match parse_message(&line) {
-                        Change::Events(events) => {
-                            for (k, r) in events {
-                                let old = match &r {
-                                    Some(r) => regs.insert(k, r.clone()),
-                                    None => regs.remove(&k),
-                                };
-                                if let Some(old) =
-                                    old.filter(|o| r.as_ref().is_none_or(|r| r.addr != o.addr))
-                                {
-                                    ups.remove(&old.addr);
-                                    gone.insert(old.addr);
-                                }
-                                if let Some(r) = r {
-                                    gone.remove(&r.addr);
-                                    ups.insert(r.addr.clone(), listed(&r));
-                                }
-                            }
-                            changed = true;
-                        }
-                        Change::Ended(why) => anyhow::bail!(why),
-                        Change::None => {}
-                    }
-                }
-                if changed && pace.changed() {
-                    apply(&mut ups, &mut gone);
-                    pace.applied();
-                }
+        let chunk = match super::next_or_due(&mut stream, &pace).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(()) => {
+                apply(&mut ups, &mut gone);
+                pace.applied();
+                continue;
             }
-            anyhow::bail!("the watch ended")
         };
-        let result: anyhow::Result<()> = tokio::select! {
-            r = round => r,
-            () = &mut stop => return,
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "etcd membership watch broke; listing again");
+        buf.extend_from_slice(&chunk?);
+        let mut changed = false;
+        // Every complete line is one message; apply all that arrived together.
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            match parse_message(&line) {
+                Change::Events(events) => {
+                    for (k, r) in events {
+                        let old = match &r {
+                            Some(r) => regs.insert(k, r.clone()),
+                            None => regs.remove(&k),
+                        };
+                        if let Some(old) =
+                            old.filter(|o| r.as_ref().is_none_or(|r| r.addr != o.addr))
+                        {
+                            ups.remove(&old.addr);
+                            gone.insert(old.addr);
+                        }
+                        if let Some(r) = r {
+                            gone.remove(&r.addr);
+                            ups.insert(r.addr.clone(), listed(&r));
+                        }
+                    }
+                    changed = true;
+                }
+                Change::Ended(why) => anyhow::bail!(why),
+                Change::None => {}
+            }
         }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = &mut stop => return,
+        if changed && pace.changed() {
+            apply(&mut ups, &mut gone);
+            pace.applied();
         }
     }
+    anyhow::bail!("the watch ended")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! The pod's service account needs `list` and `watch` on `endpointslices` (see `deploy/`).
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,84 +177,74 @@ pub async fn follow(
     membership: Arc<Membership>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
+    super::follow_registry("EndpointSlice", stop, || round(&k, &membership)).await;
+}
+
+/// One list, then watches from its version; ends only on an error (or a version gone).
+async fn round(k: &KubeMembers, membership: &Membership) -> anyhow::Result<Infallible> {
+    let list = k.get(k.url(None), Some(Duration::from_secs(10))).await?;
+    let list: Value = serde_json::from_slice(&list.bytes().await?)?;
+    let mut rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut slices: BTreeMap<String, Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["metadata"]["name"].as_str()?.to_string(), s.clone())))
+        .collect();
+    apply(k, &slices, membership);
+    // The API server ends a watch after some minutes: watch again from where it ended
+    // (a list again only when the version is gone, or on an error).
     loop {
-        let round = async {
-            let list = k.get(k.url(None), Some(Duration::from_secs(10))).await?;
-            let list: Value = serde_json::from_slice(&list.bytes().await?)?;
-            let mut rv = list["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let mut slices: BTreeMap<String, Value> = list["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| Some((s["metadata"]["name"].as_str()?.to_string(), s.clone())))
-                .collect();
-            apply(&k, &slices, &membership);
-            // The API server ends a watch after some minutes: watch again from where it ended
-            // (a list again only when the version is gone, or on an error).
-            loop {
-                let resp = k.get(k.url(Some(&rv)), None).await?;
-                let mut stream = resp.bytes_stream();
-                let mut buf: Vec<u8> = Vec::new();
-                let mut pace = super::Coalesce::default();
-                loop {
-                    let chunk = match super::next_or_due(&mut stream, &pace).await {
-                        Ok(Some(chunk)) => chunk,
-                        Ok(None) => break,
-                        Err(()) => {
-                            apply(&k, &slices, &membership);
-                            pace.applied();
-                            continue;
-                        }
-                    };
-                    buf.extend_from_slice(&chunk?);
-                    let mut changed = false;
-                    while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=nl).collect();
-                        let ev: Value = serde_json::from_slice(&line)?;
-                        let obj = &ev["object"];
-                        if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
-                            rv = v.to_string();
-                        }
-                        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-                        match ev["type"].as_str() {
-                            Some("ADDED" | "MODIFIED") => {
-                                slices.insert(name, obj.clone());
-                                changed = true;
-                            }
-                            Some("DELETED") => {
-                                slices.remove(&name);
-                                changed = true;
-                            }
-                            Some("BOOKMARK") => {}
-                            // ERROR (410 Gone: the version is too old) or anything else.
-                            _ => anyhow::bail!("watch ended: {}", obj["message"]),
-                        }
-                    }
-                    if changed && pace.changed() {
-                        apply(&k, &slices, &membership);
-                        pace.applied();
-                    }
+        let resp = k.get(k.url(Some(&rv)), None).await?;
+        let mut stream = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut pace = super::Coalesce::default();
+        loop {
+            let chunk = match super::next_or_due(&mut stream, &pace).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(()) => {
+                    apply(k, &slices, membership);
+                    pace.applied();
+                    continue;
                 }
-                if pace.wait().is_some() {
-                    apply(&k, &slices, &membership);
+            };
+            buf.extend_from_slice(&chunk?);
+            let mut changed = false;
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let ev: Value = serde_json::from_slice(&line)?;
+                let obj = &ev["object"];
+                if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
+                    rv = v.to_string();
                 }
-                tracing::debug!(version = %rv, "EndpointSlice watch ended; watching again");
+                let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                match ev["type"].as_str() {
+                    Some("ADDED" | "MODIFIED") => {
+                        slices.insert(name, obj.clone());
+                        changed = true;
+                    }
+                    Some("DELETED") => {
+                        slices.remove(&name);
+                        changed = true;
+                    }
+                    Some("BOOKMARK") => {}
+                    // ERROR (410 Gone: the version is too old) or anything else.
+                    _ => anyhow::bail!("watch ended: {}", obj["message"]),
+                }
             }
-        };
-        let result: anyhow::Result<std::convert::Infallible> = tokio::select! {
-            r = round => r,
-            () = &mut stop => return,
-        };
-        let Err(e) = result;
-        tracing::warn!(error = %e, "EndpointSlice watch broke; listing again");
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = &mut stop => return,
+            if changed && pace.changed() {
+                apply(k, &slices, membership);
+                pace.applied();
+            }
         }
+        if pace.wait().is_some() {
+            apply(k, &slices, membership);
+        }
+        tracing::debug!(version = %rv, "EndpointSlice watch ended; watching again");
     }
 }
 

@@ -72,6 +72,31 @@ pub(crate) async fn next_or_due<S: futures::Stream + Unpin>(
     }
 }
 
+/// Runs a registry's list-and-watch `round` until `stop`. A round ends only on an error (a
+/// broken or compacted watch, an unreachable registry): logged, then, a second later, a new
+/// round lists and watches again. Meanwhile the last view stays.
+pub(crate) async fn follow_registry<F, Fut>(
+    registry: &str,
+    stop: impl std::future::Future<Output = ()>,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<std::convert::Infallible>>,
+{
+    tokio::pin!(stop);
+    loop {
+        let Err(e) = tokio::select! {
+            r = round() => r,
+            () = &mut stop => return,
+        };
+        tracing::warn!(registry, error = %e, "membership watch broke; listing again");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
 /// Keeps membership current until `stop` resolves: re-resolves DNS and probes. With a list or
 /// DNS every member is probed each interval (small clusters); with a registry (etcd,
 /// Kubernetes), which says who is alive, at most [`membership::PROBES_PER_ROUND`] members.
