@@ -6,7 +6,8 @@
 //! - [`ChunkKey`] / [`Chunk`]: a chunk is identified by `(origin, bucket, key, etag, index)`, so
 //!   two versions of an object never share bytes; each chunk carries a CRC32C checked when it is
 //!   read back from disk.
-//! - [`ChunkStore`]: a foyer hybrid cache (RAM + SSD) with per-chunk single-flight fill, which
+//! - [`ChunkStore`]: a foyer RAM cache of whole chunks over the SSD chunk log (segments read
+//!   back by the 4 KiB-aligned pieces a range touches), with per-chunk single-flight fill; it
 //!   reports the tier each read was served from.
 //! - [`MetaCache`] / [`ObjectMeta`] / [`Consistency`]: object metadata and the per-bucket
 //!   freshness policy.
@@ -19,6 +20,7 @@
 mod flight;
 mod hot;
 mod key;
+mod log;
 mod meta;
 mod pin;
 pub mod placement;

@@ -1,4 +1,5 @@
-//! The chunk store: a foyer hybrid cache (RAM + SSD) with single-flight fill.
+//! The chunk store: a foyer RAM cache of whole chunks, the SSD chunk log (`log/`), and
+//! single-flight fill.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -7,18 +8,17 @@ use std::time::SystemTime;
 
 use std::ops::Range;
 
-use tokio::sync::Semaphore;
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, Cache, CacheBuilder, DeviceBuilder, FsDeviceBuilder, HybridCache,
-    HybridCacheBuilder, HybridCachePolicy, Load, PsyncIoEngineConfig, RecoverMode,
+    HybridCacheBuilder, HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
 };
 use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
 use prometheus::{IntCounter, Registry};
 
 use crate::flight::SingleFlight;
 use crate::key::{Chunk, ChunkKey, PieceKey};
+use crate::log::{segment_size, ChunkLog, LogConfig};
 use crate::pin::Pins;
 
 /// Where a chunk's bytes came from.
@@ -62,14 +62,14 @@ pub struct Served {
 pub struct StoreConfig {
     /// Directory for the SSD cache; `None` or a zero `disk_bytes` keeps chunks in RAM only.
     pub dir: Option<PathBuf>,
-    /// RAM capacity in bytes: whole chunks, plus a small share for SSD pieces read back.
+    /// RAM capacity in bytes: whole chunks, plus a small share for metadata records.
     pub memory_bytes: usize,
     /// SSD cache capacity in bytes.
     pub disk_bytes: usize,
     /// Chunk size in bytes.
     pub chunk_size: usize,
-    /// The unit chunks are stored on SSD in (a multiple of 4 KiB, at most `chunk_size`): an
-    /// SSD hit reads only the pieces the wanted range touches.
+    /// The unit an SSD hit reads and checks (one CRC32C each; a multiple of 4 KiB, at most
+    /// `chunk_size`): a range reads only the pieces it touches.
     pub piece_size: usize,
 }
 
@@ -108,27 +108,22 @@ const RECORD: u32 = u32::MAX;
 
 /// Chunks in RAM and on SSD, filled once per key however many callers ask at once.
 ///
-/// RAM holds whole chunks (a memory hit is one lookup and a zero-copy slice). The SSD holds
-/// each chunk as pieces of `piece_size`, written once when the chunk is filled, so an SSD hit
-/// reads only the pieces its range touches (a 4 KiB read costs one piece, not the chunk).
-/// A read of a whole chunk from SSD brings it back into RAM; pieces read for a part of a
-/// chunk are kept in a small piece cache (the hybrid cache's own RAM tier).
+/// RAM holds whole chunks (a memory hit is one lookup and a zero-copy slice). The SSD chunk
+/// log holds each chunk whole, written once when it is filled, with a CRC32C per piece of
+/// `piece_size`, so an SSD hit reads only the pieces its range touches (a 4 KiB read of 4 KiB
+/// pieces reads 4 KiB). A read of a whole chunk from SSD brings it back into RAM. Metadata
+/// records live in a small foyer hybrid cache of their own (RAM, and SSD when there is one).
 #[derive(Clone)]
 pub struct ChunkStore {
     ram: Cache<ChunkKey, Bytes>,
-    /// SSD pieces (and metadata records); RAM-only when no disk is configured, then holding
-    /// records only.
-    pieces: HybridCache<PieceKey, Chunk>,
+    /// Metadata records (see [`ChunkStore::insert_record`]).
+    records: HybridCache<PieceKey, Chunk>,
+    /// The SSD tier; `None` without a disk.
+    log: Option<ChunkLog>,
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    corrupt: IntCounter,
-    piece_size: usize,
-    disk: bool,
-    /// SSD reads in flight at once. Each holds two piece-sized buffers (the aligned read and
-    /// the decoded piece): unbounded, 256 concurrent 4 KiB misses held 128 MiB.
-    reads: Semaphore,
     /// The marker [`ChunkStore::close`] leaves in the cache directory.
     clean_marker: Option<PathBuf>,
     /// When the store was opened, if the process before did not close it (killed, crashed):
@@ -143,28 +138,40 @@ struct Inner {
 /// process did not close the store.
 const CLEAN_MARKER: &str = "cistern-closed-cleanly";
 
-/// The SSD tier's block (foyer's unit of writing and eviction) for pieces of `piece_size`.
-fn block_size(piece_size: usize) -> usize {
-    (16 << 20)
-        .max(piece_size * 2 + 64 * 1024)
-        .next_multiple_of(4096)
+/// The records' foyer block (its unit of writing and eviction on SSD).
+const RECORD_BLOCK: usize = 4 << 20;
+
+/// The SSD share kept for metadata records: 1/32 of the disk, between 2 blocks and 1 GiB.
+fn records_disk(disk_bytes: usize) -> usize {
+    (disk_bytes / 32).clamp(2 * RECORD_BLOCK, 1 << 30) / RECORD_BLOCK * RECORD_BLOCK
 }
 
-/// The files the SSD tier keeps open for `disk_bytes` (foyer's directory device holds one
-/// file per block).
-pub fn ssd_files(disk_bytes: usize, piece_size: usize) -> usize {
-    disk_bytes / block_size(piece_size)
+/// The chunk log's settings for a disk of `disk_bytes` in `dir`.
+fn log_config(dir: &std::path::Path, cfg: &StoreConfig) -> LogConfig {
+    LogConfig {
+        dir: dir.join("chunks"),
+        capacity: cfg.disk_bytes.saturating_sub(records_disk(cfg.disk_bytes)),
+        chunk_size: cfg.chunk_size,
+        piece: cfg.piece_size,
+    }
 }
 
-/// SSD piece reads in flight at once: deep enough to keep an NVMe device busy.
-const SSD_READS_IN_FLIGHT: usize = 32;
+/// The files the SSD tier keeps open for `disk_bytes` with chunks of `chunk_size`: one per
+/// chunk log segment, one per records block (foyer's directory device).
+pub fn ssd_files(disk_bytes: usize, chunk_size: usize) -> usize {
+    let records = records_disk(disk_bytes);
+    disk_bytes.saturating_sub(records) / segment_size(chunk_size) + records / RECORD_BLOCK
+}
+
+/// The files an earlier layout (every piece in foyer, in the directory itself) left.
+const OLD_LAYOUT_PREFIX: &str = "foyer-storage-direct-fs-";
 
 impl ChunkStore {
     /// Opens (and, with a disk directory, recovers) the store. foyer's metrics and the
     /// store's own are registered in `registry`.
     ///
-    /// Policy: `WriteOnInsertion` — a chunk's pieces are written to SSD once, when it is
-    /// filled, so a crash keeps what was fetched. Memory hits never touch the storage engine.
+    /// A chunk is written to SSD once, when it is filled, so a crash keeps what was fetched.
+    /// Memory hits never touch the SSD tier.
     pub async fn open(cfg: &StoreConfig, registry: &Registry) -> Result<Self, OpenError> {
         if cfg.piece_size < 4096
             || !cfg.piece_size.is_multiple_of(4096)
@@ -184,15 +191,12 @@ impl ChunkStore {
 
         let disk = cfg.dir.is_some() && cfg.disk_bytes > 0;
         let memory = cfg.memory_bytes.max(1);
-        // The piece cache: SSD pieces read back for part of a chunk, and metadata records.
-        let piece_memory = if disk {
-            (memory / 16).clamp(cfg.piece_size * 4, 256 << 20)
-        } else {
-            (memory / 32).clamp(1 << 20, 16 << 20)
-        }
-        .min(memory / 2)
-        .max(1);
-        let ram = CacheBuilder::new((memory - piece_memory).max(cfg.chunk_size * 2))
+        // The records' RAM share.
+        let record_memory = (memory / 32)
+            .clamp(1 << 20, 16 << 20)
+            .min(memory / 2)
+            .max(1);
+        let ram = CacheBuilder::new((memory - record_memory).max(cfg.chunk_size * 2))
             .with_name("cistern-ram")
             .with_shards(8)
             .with_weighter(|_k: &ChunkKey, v: &Bytes| v.len() + 128)
@@ -204,9 +208,8 @@ impl ChunkStore {
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .with_flush_on_close(true)
             .with_metrics_registry(Box::new(foyer_metrics))
-            .memory(piece_memory)
-            // Shards split the capacity: each must hold a few pieces.
-            .with_shards((piece_memory / (cfg.piece_size * 4)).clamp(1, 8))
+            .memory(record_memory)
+            .with_shards((record_memory / (1 << 20)).clamp(1, 8))
             .with_weighter(|_k: &PieceKey, v: &Chunk| v.data.len() + 128)
             .storage();
 
@@ -224,53 +227,52 @@ impl ChunkStore {
             },
             None => None,
         };
-        let pieces = match &cfg.dir {
+        let (records, log) = match &cfg.dir {
             Some(dir) if disk => {
-                // A block holds many pieces; an entry must fit in a block minus 4 KiB. The
-                // write buffer is one block and up to two more queue, so blocks are kept
-                // small (16 MiB): that memory is outside the RAM cache.
-                let block = block_size(cfg.piece_size);
-                let min = block * 2;
-                if cfg.disk_bytes < min {
+                let log_cfg = log_config(dir, cfg);
+                if log_cfg.segments() < 2 {
                     return Err(OpenError::DiskTooSmall {
                         disk: cfg.disk_bytes,
                         chunk: cfg.chunk_size,
-                        min,
+                        min: records_disk(cfg.disk_bytes) + 2 * segment_size(cfg.chunk_size),
                     });
                 }
-                // O_DIRECT: the RAM tier is ours, so the page cache would only hold a second
-                // copy of the SSD tier; and buffered writes spent half of a cold fill's CPU
-                // copying blocks into it (perf: copy_folio_from_iter_atomic 52 %).
-                let device = FsDeviceBuilder::new(dir)
-                    .with_capacity(cfg.disk_bytes)
+                remove_old_layout(dir).map_err(OpenError::Io)?;
+                let corrupt = corrupt.clone();
+                let reg = registry.clone();
+                let log =
+                    tokio::task::spawn_blocking(move || ChunkLog::open(&log_cfg, &reg, corrupt))
+                        .await
+                        .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+                        .map_err(OpenError::Io)?;
+                // O_DIRECT, like the chunk log.
+                let records_dir = dir.join("records");
+                std::fs::create_dir_all(&records_dir).map_err(OpenError::Io)?;
+                let device = FsDeviceBuilder::new(records_dir)
+                    .with_capacity(records_disk(cfg.disk_bytes))
                     .with_direct(true)
                     .build()?;
-                builder
+                let records = builder
                     .with_io_engine_config(PsyncIoEngineConfig::new())
                     .with_engine_config(
                         BlockEngineConfig::new(device)
-                            .with_block_size(block)
-                            // Fills arrive in bursts (read-ahead); past these bounds foyer
-                            // drops SSD writes (counted as buffer_overflow), costing only
-                            // SSD hit ratio.
-                            .with_buffer_pool_size(block)
-                            .with_submit_queue_size_threshold(block * 2),
+                            .with_block_size(RECORD_BLOCK)
+                            .with_buffer_pool_size(RECORD_BLOCK)
+                            .with_submit_queue_size_threshold(RECORD_BLOCK * 2),
                     )
                     .with_recover_mode(RecoverMode::Quiet)
                     .build()
-                    .await?
+                    .await?;
+                (records, Some(log))
             }
-            _ => builder.build().await?,
+            _ => (builder.build().await?, None),
         };
 
         Ok(Self {
             ram,
-            pieces,
+            records,
+            log,
             inner: Arc::new(Inner {
-                corrupt,
-                piece_size: cfg.piece_size,
-                disk,
-                reads: Semaphore::new(SSD_READS_IN_FLIGHT),
                 clean_marker,
                 unclean_since,
                 pins: Pins::new(cfg.memory_bytes as u64 / 2),
@@ -311,8 +313,8 @@ impl ChunkStore {
             });
         }
         let whole = want.start == 0 && want.end >= len;
-        if self.inner.disk && !whole && !want.is_empty() {
-            if let Some(data) = self.read_pieces(&key, len, want.clone()).await {
+        if let Some(log) = self.log.as_ref().filter(|_| !whole && !want.is_empty()) {
+            if let Some(data) = log.read(&key, len, want.clone()).await {
                 return Ok(Served {
                     data,
                     tier: Tier::Disk,
@@ -326,8 +328,8 @@ impl ChunkStore {
             .run(key, move || {
                 let fill = fill();
                 async move {
-                    if this.inner.disk && len > 0 {
-                        if let Some(data) = this.read_pieces(&task_key, len, 0..len).await {
+                    if let Some(log) = this.log.as_ref().filter(|_| len > 0) {
+                        if let Some(data) = log.read(&task_key, len, 0..len).await {
                             // A whole chunk read from SSD comes back into RAM.
                             this.ram.insert(task_key, data.clone());
                             return Ok((data, Tier::Disk));
@@ -346,107 +348,18 @@ impl ChunkStore {
         })
     }
 
-    /// Reads bytes `want` of a chunk of `len` bytes from its SSD pieces; `None` when a piece
-    /// is missing, unreadable or corrupt (a corrupt piece is removed).
-    async fn read_pieces(&self, key: &ChunkKey, len: usize, want: Range<usize>) -> Option<Bytes> {
-        let p = self.inner.piece_size;
-        let (first, last) = (want.start / p, (want.end - 1) / p);
-        let piece_key = |i: usize| PieceKey {
-            chunk: key.clone(),
-            piece: i as u32,
-        };
-        // Cheap index checks first, so that a miss costs no read.
-        let storage = self.pieces.storage();
-        if !(first..=last).all(|i| {
-            let k = piece_key(i);
-            self.pieces.memory().contains(&k) || storage.may_contains(&k)
-        }) {
-            return None;
-        }
-        // One piece goes through the piece cache (small reads of one piece repeat); several
-        // are read straight from SSD, as they are copied into one buffer below.
-        let single = first == last;
-        let reads = (first..=last).map(|i| {
-            let k = piece_key(i);
-            async move {
-                let _reading = self.inner.reads.acquire().await;
-                let got = if single {
-                    self.pieces
-                        .get(&k)
-                        .await
-                        .map(|e| e.map(|e| e.value().clone()))
-                } else if let Some(e) = self.pieces.memory().get(&k) {
-                    Ok(Some(e.value().clone()))
-                } else {
-                    match self.pieces.storage().load(&k).await {
-                        Ok(Load::Entry { value, .. }) => Ok(Some(value)),
-                        Ok(Load::Piece { piece, .. }) => Ok(Some(piece.value().clone())),
-                        Ok(_) => Ok(None),
-                        Err(e) => Err(e),
-                    }
-                };
-                (got, k)
-            }
-        });
-        let mut parts = Vec::with_capacity(last - first + 1);
-        for (i, (got, k)) in (first..).zip(futures::future::join_all(reads).await) {
-            let expected = ((i + 1) * p).min(len).saturating_sub(i * p);
-            match got {
-                Ok(Some(c)) if c.intact && c.data.len() == expected => parts.push(c.data),
-                Ok(Some(c)) => {
-                    if c.intact {
-                        tracing::warn!(key = ?key, piece = i, "chunk piece of the wrong length on ssd, dropping");
-                    } else {
-                        self.inner.corrupt.inc();
-                        tracing::warn!(key = ?key, piece = i, "corrupt chunk piece on ssd, dropping and refetching");
-                    }
-                    self.pieces.remove(&k);
-                    return None;
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ssd cache read failed, treating as a miss");
-                    return None;
-                }
-            }
-        }
-        let base = first * p;
-        if let [one] = parts.as_slice() {
-            return Some(one.slice(want.start - base..(want.end - base).min(one.len())));
-        }
-        let mut out = BytesMut::with_capacity(want.len());
-        let mut at = base;
-        for part in &parts {
-            let from = want.start.max(at) - at;
-            let to = want.end.min(at + part.len()) - at;
-            out.extend_from_slice(&part[from..to]);
-            at += part.len();
-        }
-        Some(out.freeze())
-    }
-
-    /// Inserts a chunk obtained elsewhere (a fill, a write, another node): into RAM, and its
-    /// pieces onto SSD.
+    /// Inserts a chunk obtained elsewhere (a fill, a write, another node): into RAM, and
+    /// onto SSD.
     pub fn insert(&self, key: ChunkKey, data: Bytes) {
-        if self.inner.disk {
-            let p = self.inner.piece_size;
-            for (i, start) in (0..data.len()).step_by(p).enumerate() {
-                let piece = data.slice(start..(start + p).min(data.len()));
-                // Straight to SSD: the RAM copy is the whole chunk below.
-                self.pieces
-                    .storage_writer(PieceKey {
-                        chunk: key.clone(),
-                        piece: i as u32,
-                    })
-                    .insert(Chunk::new(piece));
-            }
+        if let Some(log) = &self.log {
+            log.append(key.clone(), data.clone());
         }
         self.ram.insert(key, data);
     }
 
-    /// Whether chunks are kept on SSD (as pieces).
+    /// Whether chunks are kept on SSD.
     pub fn has_disk(&self) -> bool {
-        self.inner.disk
+        self.log.is_some()
     }
 
     /// Whether the chunk is in RAM (the RAM cache or the pin table).
@@ -456,12 +369,7 @@ impl ChunkStore {
 
     /// Whether the chunk is in RAM or (probably) on SSD, without reading it.
     pub fn resident(&self, key: &ChunkKey) -> bool {
-        self.in_memory(key)
-            || (self.inner.disk
-                && self.pieces.storage().may_contains(&PieceKey {
-                    chunk: key.clone(),
-                    piece: 0,
-                }))
+        self.in_memory(key) || self.log.as_ref().is_some_and(|l| l.contains(key))
     }
 
     /// Pins a whole chunk (`data`) in RAM until `until`: reads find it there however the RAM
@@ -479,12 +387,12 @@ impl ChunkStore {
 
     /// Keeps a small record (e.g. object metadata) under `key`, in RAM and on SSD.
     pub fn insert_record(&self, key: ChunkKey, data: Bytes) {
-        self.pieces.insert(record(key), Chunk::new(data));
+        self.records.insert(record(key), Chunk::new(data));
     }
 
     /// Reads a record stored with [`ChunkStore::insert_record`], never filling.
     pub async fn get_record(&self, key: &ChunkKey) -> Option<Bytes> {
-        match self.pieces.get(&record(key.clone())).await {
+        match self.records.get(&record(key.clone())).await {
             Ok(Some(e)) if e.value().intact => Some(e.value().data.clone()),
             _ => None,
         }
@@ -492,13 +400,16 @@ impl ChunkStore {
 
     /// Removes a record.
     pub fn remove_record(&self, key: &ChunkKey) {
-        self.pieces.remove(&record(key.clone()));
+        self.records.remove(&record(key.clone()));
     }
 
     /// Flushes what is still queued for SSD and closes the store, marking its directory as
     /// closed cleanly.
     pub async fn close(&self) -> Result<(), foyer::Error> {
-        self.pieces.close().await?;
+        if let Some(log) = &self.log {
+            log.flush().await;
+        }
+        self.records.close().await?;
         if let Some(m) = &self.inner.clean_marker {
             if let Err(e) = std::fs::write(m, b"") {
                 tracing::warn!(error = %e, "cannot mark the cache as closed cleanly");
@@ -511,7 +422,10 @@ impl ChunkStore {
     /// cleanly: what a process killed after its writes reached the SSD leaves.
     #[doc(hidden)]
     pub async fn close_without_marking(&self) {
-        let _ = self.pieces.close().await;
+        if let Some(log) = &self.log {
+            log.flush().await;
+        }
+        let _ = self.records.close().await;
     }
 
     /// When this store was opened, if the process before it did not close it: records
@@ -520,12 +434,40 @@ impl ChunkStore {
         self.inner.unclean_since
     }
 
-    /// Drops every chunk and piece from RAM only (tests use it to exercise the SSD tier).
+    /// Drops every chunk and record from RAM only (tests use it to exercise the SSD tier).
     #[doc(hidden)]
     pub fn clear_memory(&self) {
         self.ram.clear();
-        self.pieces.memory().clear();
+        self.records.memory().clear();
     }
+}
+
+/// Removes the SSD files of the layout before the chunk log (every piece in foyer's files in
+/// the cache directory itself): their space belongs to the log now.
+fn remove_old_layout(dir: &std::path::Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(OLD_LAYOUT_PREFIX)
+        {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            files = removed,
+            "removed the SSD cache files of the earlier layout"
+        );
+    }
+    Ok(())
 }
 
 fn record(chunk: ChunkKey) -> PieceKey {
@@ -658,10 +600,11 @@ mod tests {
             !store.ram.contains(&key(3)),
             "a partial read does not bring the whole chunk into RAM"
         );
-        assert!(
-            store.pieces.memory().usage() < 512 << 10,
-            "only the touched pieces were read: {} bytes",
-            store.pieces.memory().usage()
+        let read = store.log.as_ref().map(|l| l.read_bytes()).unwrap_or(0);
+        assert_eq!(
+            read,
+            5 * (64 << 10),
+            "only the touched pieces were read: {read} bytes"
         );
         // A whole-chunk read assembles every piece and brings the chunk back into RAM.
         let whole = store
@@ -733,6 +676,9 @@ mod tests {
     fn corrupt_on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
         for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
             let path = entry.path();
+            if path.is_dir() && corrupt_on_disk(&path, needle) {
+                return true;
+            }
             if !path.is_file() {
                 continue;
             }

@@ -89,7 +89,8 @@ impl<O: Origin> OriginBuild for O {
 const SPARE_FILES: u64 = 4096;
 
 /// Raises the open-file limit to its hard maximum, and refuses an SSD tier whose files would
-/// not fit under it (foyer keeps one open per 16 MiB block: 900 GiB is 57,600).
+/// not fit under it (one per chunk log segment, at least 16 MiB each: 900 GiB is at most
+/// 57,600).
 fn open_files_for(ssd_files: u64) -> anyhow::Result<()> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut lim = getrlimit(Resource::Nofile);
@@ -105,7 +106,7 @@ fn open_files_for(ssd_files: u64) -> anyhow::Result<()> {
     };
     if ssd_files + 256 > limit {
         anyhow::bail!(
-            "cache.disk needs {ssd_files} open files (one per 16 MiB block of the SSD tier) but \
+            "cache.disk needs {ssd_files} open files (one per segment of the SSD tier) but \
              the open-file limit is {limit}: raise the limit (ulimit -n, or the container \
              runtime's nofile) or make cache.disk smaller"
         );
@@ -137,7 +138,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
             .with_context(|| format!("cannot create cache directory {}", s.cache_dir.display()))?;
         let files = cistern_cache::ssd_files(
             usize::try_from(s.disk_bytes).unwrap_or(usize::MAX),
-            usize::try_from(s.piece_size).unwrap_or(usize::MAX),
+            usize::try_from(s.chunk_size).unwrap_or(usize::MAX),
         );
         open_files_for(files as u64)?;
     }
@@ -189,7 +190,6 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     }
     let mut pipeline_cfg = PipelineConfig::new(s.chunk_size, s.readahead);
     pipeline_cfg.stream_memory = usize::try_from(s.stream_memory).unwrap_or(usize::MAX);
-    pipeline_cfg.piece_size = usize::try_from(s.piece_size).unwrap_or(usize::MAX);
     // What one written object may hold of the RAM cache while it is sent (populate_on_write).
     pipeline_cfg.populate_max_bytes = (s.memory_bytes / 4).min(1 << 30);
     if let Some(c) = &s.cluster {

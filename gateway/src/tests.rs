@@ -119,7 +119,7 @@ async fn body(read: ObjectRead) -> Vec<u8> {
 async fn the_response_budget_bounds_held_bytes_without_stalling_a_sequential_reader() {
     let mut cfg = PipelineConfig::new(256 * 1024, 4);
     cfg.stream_memory = MIB;
-    cfg.piece_size = 64 * 1024;
+    cfg.stream_step = 64 * 1024;
     let s = setup_cfg(cfg, Consistency::Immutable, false).await;
     let objects: Vec<Bytes> = (0..8).map(|i| pattern(2 * MIB + 1000, i)).collect();
     for (i, d) in objects.iter().enumerate() {

@@ -233,7 +233,7 @@ pub struct Settings {
     pub disk_bytes: u64,
     /// Chunk bytes.
     pub chunk_size: u64,
-    /// SSD piece bytes.
+    /// The unit an SSD hit reads and checks (one CRC32C each, kept in RAM).
     pub piece_size: u64,
     /// Response bytes held outside the RAM cache at once.
     pub stream_memory: u64,
@@ -352,7 +352,7 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     }
     let piece_size = match &f.cache.piece_size {
         Some(v) => parse_size(v).map_err(|e| err("cache.piece_size", e))?,
-        None => (256 * 1024).min(chunk_size / 4096 * 4096),
+        None => 4096,
     };
     if piece_size < 4096 || piece_size % 4096 != 0 || piece_size > chunk_size {
         return Err(err(

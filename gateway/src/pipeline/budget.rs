@@ -5,8 +5,8 @@
 //! they come back when the connection has written them (the permit travels inside the
 //! `Bytes` handed to hyper). When the budget is spent, a response that still holds bytes
 //! waits; one that holds nothing — a new request, or a reader that has drained everything it
-//! was sent — goes on without the budget, one piece at a time. So memory stays near the
-//! budget plus one piece per connection, and no client can stall another for good: a client
+//! was sent — goes on without the budget, one step ([`STEP`]) at a time. So memory stays near
+//! the budget plus one step per connection, and no client can stall another for good: a client
 //! that reads its responses one after another never waits on bytes it has not read yet.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,11 +17,16 @@ use cistern_cache::range::ChunkSpan;
 use prometheus::IntCounter;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+/// What a response without budget reads at a time by default: small enough to bound memory
+/// per connection, large enough that a 1 MiB range is a few reads, not hundreds (it used to be
+/// the SSD piece size, which is 4 KiB now).
+pub(super) const STEP: usize = 256 << 10;
+
 /// Bytes in flight outside the RAM cache, shared by all responses.
 pub(super) struct Budget {
     permits: Arc<Semaphore>,
     total: usize,
-    /// The unit a response without budget advances by (the SSD piece size).
+    /// The unit a response without budget advances by ([`STEP`] outside tests).
     piece: usize,
     /// Counts reads that found the budget spent.
     waits: IntCounter,

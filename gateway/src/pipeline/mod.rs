@@ -50,8 +50,8 @@ pub struct PipelineConfig {
     pub populate_max_bytes: u64,
     /// Bytes that responses may hold outside the RAM cache at once (see `budget`).
     pub stream_memory: usize,
-    /// The SSD piece size: the unit a response without budget advances by.
-    pub piece_size: usize,
+    /// The unit a response without budget advances by (see `budget`).
+    pub stream_step: usize,
 }
 
 impl PipelineConfig {
@@ -65,7 +65,7 @@ impl PipelineConfig {
             hot_replicas: 1,
             populate_max_bytes: 256 << 20,
             stream_memory: 32 << 20,
-            piece_size: 256 << 10,
+            stream_step: budget::STEP,
         }
     }
 }
@@ -127,7 +127,7 @@ impl Pipeline {
             top: TopKeys::new(256, std::time::Duration::from_secs(30)),
             budget: Budget::new(
                 cfg.stream_memory,
-                cfg.piece_size,
+                cfg.stream_step,
                 metrics.budget_waits.clone(),
             ),
             cfg,
