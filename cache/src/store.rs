@@ -351,7 +351,7 @@ impl ChunkStore {
     /// Inserts a chunk obtained elsewhere (a fill, a write, another node): into RAM, and
     /// onto SSD.
     pub fn insert(&self, key: ChunkKey, data: Bytes) {
-        if let Some(log) = &self.log {
+        if let Some(log) = self.log.as_ref().filter(|l| !l.contains(&key)) {
             log.append(key.clone(), data.clone());
         }
         self.ram.insert(key, data);
