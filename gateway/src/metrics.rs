@@ -181,7 +181,7 @@ impl Metrics {
             )?,
             budget_waits: IntCounter::new(
                 "cistern_stream_budget_waits_total",
-                "Reads that found the response memory budget (cache.stream_memory) spent, and waited or went on a piece at a time",
+                "Reads that found the response memory budget (cache.stream_memory) spent, and waited or went on 256 KiB at a time",
             )?,
             cluster_members: IntGaugeVec::new(
                 Opts::new("cistern_cluster_members", "Cache nodes by state"),

@@ -45,7 +45,7 @@ pub(crate) const QUEUE_BYTES: usize = 48 << 20;
 /// Threads reading segments: as many reads in flight at once (an NVMe device wants depth).
 const READERS: usize = 16;
 /// Bytes of reads in flight at most (their buffers), in units of [`READ_UNIT`].
-const READ_BUDGET: usize = 32 << 20;
+const READ_BUDGET: usize = 16 << 20;
 const READ_UNIT: usize = 64 << 10;
 
 /// The segment size for chunks of `chunk_size`: at least 16 MiB and four chunks.

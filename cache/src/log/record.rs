@@ -35,6 +35,12 @@ pub(crate) fn align_up(n: usize) -> usize {
 /// A zeroed buffer of `len` bytes whose start is 4 KiB-aligned in memory (O_DIRECT needs it):
 /// the vector and the offset of that start in it.
 pub(crate) fn aligned(len: usize) -> (Vec<u8>, usize) {
+    // Large allocations usually come page-aligned: then no slack is needed.
+    let mut buf = Vec::with_capacity(len);
+    if (buf.as_ptr() as usize).is_multiple_of(ALIGN) {
+        buf.resize(len, 0);
+        return (buf, 0);
+    }
     let buf = vec![0u8; len + ALIGN];
     let off = (ALIGN - buf.as_ptr() as usize % ALIGN) % ALIGN;
     (buf, off)

@@ -27,34 +27,34 @@ pub(super) struct Budget {
     permits: Arc<Semaphore>,
     total: usize,
     /// The unit a response without budget advances by ([`STEP`] outside tests).
-    piece: usize,
+    step: usize,
     /// Counts reads that found the budget spent.
     waits: IntCounter,
 }
 
 /// What a response may read next.
 pub(super) struct Grant {
-    /// The bytes to read: the span asked for, or its first piece.
+    /// The bytes to read: the span asked for, or its first step.
     pub span: ChunkSpan,
     /// Budget held until those bytes are written (`None`: without budget).
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Budget {
-    pub fn new(total: usize, piece: usize, waits: IntCounter) -> Self {
+    pub fn new(total: usize, step: usize, waits: IntCounter) -> Self {
         let total = total.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             permits: Arc::new(Semaphore::new(total)),
             total,
-            piece: piece.max(1),
+            step: step.max(1),
             waits,
         }
     }
 
-    /// Admits a small read (at most a piece) without budget by a response that holds
+    /// Admits a small read (at most a step) without budget by a response that holds
     /// nothing and has nothing in flight (`alone`): the same a spent budget would allow it.
     pub fn small(&self, span: ChunkSpan, held: &Held, alone: bool) -> Option<Grant> {
-        (alone && span.end - span.start <= self.piece && held.is_drained())
+        (alone && span.end - span.start <= self.step && held.is_drained())
             .then_some(Grant { span, permit: None })
     }
 
@@ -82,15 +82,15 @@ impl Budget {
                 permit: p.ok(),
             }),
             () = held.drained() => Some(Grant {
-                span: self.first_piece(span),
+                span: self.first_step(span),
                 permit: None,
             }),
         }
     }
 
-    /// The part of `span` up to the end of the piece it starts in.
-    pub fn first_piece(&self, span: ChunkSpan) -> ChunkSpan {
-        let end = ((span.start / self.piece + 1) * self.piece).min(span.end);
+    /// The part of `span` up to the end of the step it starts in.
+    pub fn first_step(&self, span: ChunkSpan) -> ChunkSpan {
+        let end = ((span.start / self.step + 1) * self.step).min(span.end);
         ChunkSpan { end, ..span }
     }
 }

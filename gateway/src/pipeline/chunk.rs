@@ -23,7 +23,7 @@ impl Pipeline {
     /// whole for the near cache.
     ///
     /// `fresh`: the response's first read of this chunk (only those count towards heat; a
-    /// response may read a chunk a piece at a time).
+    /// response may read a chunk a step at a time).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn chunk(
         &self,
@@ -142,7 +142,7 @@ impl Pipeline {
             .peer_fallbacks
             .with_label_values(&["origin"])
             .inc();
-        // Only the wanted bytes: nothing is kept, and a response read a piece at a time
+        // Only the wanted bytes: nothing is kept, and a response read a step at a time
         // must not fetch the whole chunk once per piece.
         let mut ask = self.ask(b, key, etag, size, index, None);
         ask.part = Some((span.start, span.end));

@@ -383,9 +383,9 @@ impl Pipeline {
     }
 
     /// Admits reading `span` under the response budget: at once when it is small or in RAM.
-    /// Part of a chunk that is not in RAM and lives here is read a piece at a time (each
-    /// piece one SSD read, sent as it comes, never copied into one buffer); a whole chunk is
-    /// read whole, and comes back into RAM.
+    /// Part of a chunk that is not in RAM and lives here is read a step (256 KiB) at a time
+    /// (each step one SSD read, sent as it comes, never copied into one buffer); a whole chunk
+    /// is read whole, and comes back into RAM.
     #[allow(clippy::too_many_arguments)]
     async fn admit(
         &self,
@@ -414,7 +414,7 @@ impl Pipeline {
         let span = if whole || !here {
             span
         } else {
-            self.budget.first_piece(span)
+            self.budget.first_step(span)
         };
         self.budget.admit(span, held, wait).await
     }
