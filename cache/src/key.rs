@@ -23,6 +23,18 @@ pub struct ChunkKey {
 }
 
 impl ChunkKey {
+    /// Chunk `index` of one fixed object (`o`/`b`/`k`, ETag `e`), for the crate's tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(index: u64) -> Self {
+        Self {
+            origin: "o".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            etag: "e".into(),
+            index,
+        }
+    }
+
     /// The chunk's placement hash (which node owns it). The ETag is left out, so every
     /// version of a chunk lives on the same node; `index` spreads an object's chunks.
     pub fn placement_hash(&self) -> u64 {

@@ -129,13 +129,7 @@ mod tests {
     use super::*;
 
     fn key(i: u64) -> ChunkKey {
-        ChunkKey {
-            origin: "o".into(),
-            bucket: "b".into(),
-            key: "k".into(),
-            etag: "e".into(),
-            index: i,
-        }
+        ChunkKey::for_test(i)
     }
 
     #[test]

@@ -489,13 +489,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn key(i: u64) -> ChunkKey {
-        ChunkKey {
-            origin: "o".into(),
-            bucket: "b".into(),
-            key: "k".into(),
-            etag: "e".into(),
-            index: i,
-        }
+        ChunkKey::for_test(i)
     }
 
     async fn open(dir: &std::path::Path) -> ChunkStore {

@@ -293,7 +293,10 @@ impl ChunkLog {
     /// Waits until every write queued before it is on the device.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).is_ok() {
+        // `send` blocks while the queue is full: off the runtime's workers.
+        let tx = self.tx.clone();
+        let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(done)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
             let _ = wait.await;
         }
     }

@@ -1,13 +1,7 @@
 use super::*;
 
 fn key(i: u64) -> ChunkKey {
-    ChunkKey {
-        origin: "o".into(),
-        bucket: "b".into(),
-        key: "k".into(),
-        etag: "e".into(),
-        index: i,
-    }
+    ChunkKey::for_test(i)
 }
 
 /// Bytes that do not repeat within a chunk (a 64-byte window finds one place).
