@@ -14,12 +14,15 @@
 //! - [`SingleFlight`]: coalesces concurrent identical work into one task.
 //! - [`Heat`] / [`NearCache`] / [`TopKeys`]: hot-key detection, a small RAM cache for hot
 //!   chunks owned elsewhere, and the most-read keys (for operators).
+//! - [`KvStore`]: cache-only namespaces (the inference KV tier): objects written into the
+//!   cache and nowhere else, with a per-namespace quota (LRU eviction) and time to live.
 //! - Pins ([`ChunkStore::pin`]): chunks kept in RAM until a deadline, beside foyer's cache.
 //! - [`placement`]: which cache node owns a key: weighted rendezvous over zones, then multi-probe consistent hashing within the zone.
 
 mod flight;
 mod hot;
 mod key;
+mod kv;
 mod log;
 mod meta;
 mod pin;
@@ -30,5 +33,6 @@ mod store;
 pub use flight::SingleFlight;
 pub use hot::{Heat, NearCache, TopKeys};
 pub use key::{Chunk, ChunkKey, PieceKey};
+pub use kv::{KvError, KvLimits, KvStore, KvUsage};
 pub use meta::{Consistency, Lookup, MetaCache, MetaKey, ObjectMeta};
 pub use store::{ssd_files, ChunkStore, Served, StoreConfig, Tier};

@@ -348,6 +348,50 @@ impl ChunkStore {
         })
     }
 
+    /// Bytes `want` of the chunk `key` (of `len` bytes) if the store holds it, from RAM or
+    /// SSD, never filling. A whole chunk read from SSD comes back into RAM.
+    pub async fn get_cached(
+        &self,
+        key: &ChunkKey,
+        len: usize,
+        want: Range<usize>,
+    ) -> Option<Served> {
+        if let Some(entry) = self.ram.get(key) {
+            return Some(Served {
+                data: clamp(entry.value(), &want),
+                tier: Tier::Memory,
+                coalesced: false,
+            });
+        }
+        if let Some(data) = self.inner.pins.get(key) {
+            return Some(Served {
+                data: clamp(&data, &want),
+                tier: Tier::Memory,
+                coalesced: false,
+            });
+        }
+        let log = self.log.as_ref().filter(|_| len > 0)?;
+        let whole = want.start == 0 && want.end >= len;
+        let read = if whole { 0..len } else { want.clone() };
+        let data = log.read(key, len, read).await?;
+        if whole {
+            self.ram.insert(key.clone(), data.clone());
+        }
+        Some(Served {
+            data,
+            tier: Tier::Disk,
+            coalesced: false,
+        })
+    }
+
+    /// Drops a chunk from RAM and SSD (a pin stays until its deadline).
+    pub fn remove(&self, key: &ChunkKey) {
+        self.ram.remove(key);
+        if let Some(log) = &self.log {
+            log.remove(key);
+        }
+    }
+
     /// Inserts a chunk obtained elsewhere (a fill, a write, another node): into RAM, and
     /// onto SSD.
     pub fn insert(&self, key: ChunkKey, data: Bytes) {
@@ -401,6 +445,13 @@ impl ChunkStore {
     /// Removes a record.
     pub fn remove_record(&self, key: &ChunkKey) {
         self.records.remove(&record(key.clone()));
+    }
+
+    /// Waits until every chunk queued for SSD before it is written.
+    pub async fn flush(&self) {
+        if let Some(log) = &self.log {
+            log.flush().await;
+        }
     }
 
     /// Flushes what is still queued for SSD and closes the store, marking its directory as

@@ -272,6 +272,13 @@ impl ChunkLog {
             .unwrap_or(false)
     }
 
+    /// Forgets the chunk: later reads miss. Its bytes stay until the segment is reused.
+    pub fn remove(&self, key: &ChunkKey) {
+        if let Ok(mut index) = self.inner.index.write() {
+            index.remove(key);
+        }
+    }
+
     /// Queues the chunk for writing; dropped (and counted) when the queue is full.
     pub fn append(&self, key: ChunkKey, data: Bytes) {
         let len = data.len();
