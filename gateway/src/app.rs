@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use cistern_auth::policy::Policy;
-use cistern_cache::{ChunkStore, StoreConfig};
+use cistern_cache::{ChunkStore, KvLimits, KvStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Members, OriginSpec, Role, Settings};
 use crate::metrics::Metrics;
 use crate::origin::fs::FsOrigin;
+use crate::origin::kv::KvOrigin;
 use crate::origin::layers::{Instrumented, Resilient};
 use crate::origin::s3::S3Origin;
 use crate::origin::Origin;
@@ -173,36 +174,6 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
         }
         origins.insert(o.name.clone(), origin);
     }
-    let mut explicit = Vec::new();
-    for b in &s.buckets {
-        let origin = origins
-            .get(&b.origin)
-            .with_context(|| format!("bucket {:?}: unknown origin {:?}", b.name, b.origin))?;
-        explicit.push(BucketBinding {
-            name: b.name.clone(),
-            origin: Arc::clone(origin),
-            origin_name: Arc::from(b.origin.as_str()),
-            origin_bucket: Arc::from(b.origin_bucket.as_str()),
-            consistency: b.consistency,
-            public_read: b.public_read,
-            populate_on_write: b.populate_on_write,
-        });
-    }
-    let mut pipeline_cfg = PipelineConfig::new(s.chunk_size, s.readahead);
-    pipeline_cfg.stream_memory = usize::try_from(s.stream_memory).unwrap_or(usize::MAX);
-    // What one written object may hold of the RAM cache while it is sent (populate_on_write).
-    pipeline_cfg.populate_max_bytes = (s.memory_bytes / 4).min(1 << 30);
-    if let Some(c) = &s.cluster {
-        pipeline_cfg.near_cache_bytes = usize::try_from(c.near_cache_bytes).unwrap_or(usize::MAX);
-        pipeline_cfg.hot_threshold = c.hot_threshold;
-        pipeline_cfg.hot_replicas = c.hot_replicas;
-    }
-    let mut pipeline = Pipeline::new(
-        Catalog::new(explicit, auto),
-        store,
-        pipeline_cfg,
-        metrics.clone(),
-    );
     // A random id per process: a node finds itself among the members by it.
     let instance = format!(
         "{:016x}",
@@ -230,8 +201,6 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                 )
                 .context("cannot create the peer client")?,
             );
-            pipeline =
-                pipeline.with_peers(Arc::clone(&client) as Arc<dyn crate::pipeline::peers::Peers>);
             let mut regions = Vec::new();
             for r in &c.regions {
                 let client = Arc::new(
@@ -251,11 +220,86 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                     peers: client,
                 });
             }
-            pipeline = pipeline.with_regions(regions);
-            Some(client)
+            Some((client, regions))
         }
         None => None,
     };
+    let (peer_client, regions) = match peer_client {
+        Some((c, r)) => (Some(c), r),
+        None => (None, Vec::new()),
+    };
+    let cluster_peers = peer_client
+        .as_ref()
+        .map(|c| Arc::clone(c) as Arc<dyn crate::pipeline::peers::Peers>);
+    // This process's share of the cache-only buckets, when it is a cache node.
+    let kv = (!front_only).then(|| Arc::new(KvStore::new(store.clone(), s.chunk_size)));
+    if let Some(kv) = &kv {
+        metrics
+            .registry
+            .register(Box::new(
+                crate::metrics::KvMetrics::new(Arc::clone(kv))
+                    .context("cannot create the cache-only metrics")?,
+            ))
+            .context("cannot register the cache-only metrics")?;
+    }
+    let mut explicit = Vec::new();
+    for b in &s.buckets {
+        if let Some(c) = b.cache_only {
+            let origin = KvOrigin::new(
+                &b.name,
+                KvLimits {
+                    quota: c.quota,
+                    ttl: c.ttl,
+                },
+                c.replicas,
+                s.chunk_size,
+                kv.clone(),
+                cluster_peers.clone(),
+            );
+            explicit.push(BucketBinding {
+                name: b.name.clone(),
+                origin: Arc::new(origin),
+                origin_name: Arc::from(crate::config::NO_ORIGIN),
+                origin_bucket: Arc::from(b.name.as_str()),
+                consistency: b.consistency,
+                public_read: b.public_read,
+                populate_on_write: false,
+                cache_only: true,
+            });
+            continue;
+        }
+        let origin = origins
+            .get(&b.origin)
+            .with_context(|| format!("bucket {:?}: unknown origin {:?}", b.name, b.origin))?;
+        explicit.push(BucketBinding {
+            name: b.name.clone(),
+            origin: Arc::clone(origin),
+            origin_name: Arc::from(b.origin.as_str()),
+            origin_bucket: Arc::from(b.origin_bucket.as_str()),
+            consistency: b.consistency,
+            public_read: b.public_read,
+            populate_on_write: b.populate_on_write,
+            cache_only: false,
+        });
+    }
+    let mut pipeline_cfg = PipelineConfig::new(s.chunk_size, s.readahead);
+    pipeline_cfg.stream_memory = usize::try_from(s.stream_memory).unwrap_or(usize::MAX);
+    // What one written object may hold of the RAM cache while it is sent (populate_on_write).
+    pipeline_cfg.populate_max_bytes = (s.memory_bytes / 4).min(1 << 30);
+    if let Some(c) = &s.cluster {
+        pipeline_cfg.near_cache_bytes = usize::try_from(c.near_cache_bytes).unwrap_or(usize::MAX);
+        pipeline_cfg.hot_threshold = c.hot_threshold;
+        pipeline_cfg.hot_replicas = c.hot_replicas;
+    }
+    let mut pipeline = Pipeline::new(
+        Catalog::new(explicit, auto),
+        store,
+        pipeline_cfg,
+        metrics.clone(),
+    );
+    if let Some(p) = cluster_peers {
+        pipeline = pipeline.with_peers(p).with_regions(regions);
+    }
     let pipeline = Arc::new(pipeline);
     let policy = Arc::new(Policy::new(s.principals.clone()));
     let admin_policy = Arc::clone(&policy);
@@ -373,6 +417,7 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
                 Arc::clone(client.membership()),
                 metrics.clone(),
                 s.chunk_size,
+                kv.clone(),
             ));
             tasks.push(tokio::spawn(run_peer(
                 l,

@@ -175,6 +175,7 @@ fn s3_harness() -> &'static S3Harness {
                 consistency: Consistency::Strict,
                 public_read: false,
                 populate_on_write: false,
+                cache_only: false,
             };
             let pipeline = Arc::new(Pipeline::new(
                 Catalog::new(vec![binding], vec![]),

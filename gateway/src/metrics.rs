@@ -1,5 +1,10 @@
 //! Cistern's Prometheus metrics. The binary owns the registry; components receive handles.
 
+use std::sync::Arc;
+
+use cistern_cache::KvStore;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
@@ -228,5 +233,91 @@ impl Metrics {
         m.registry
             .register(Box::new(m.placement_moved_ratio.clone()))?;
         Ok(m)
+    }
+}
+
+/// This node's cache-only buckets, read from its [`KvStore`] at each scrape:
+/// `cistern_kv_objects{bucket}`, `cistern_kv_bytes{bucket}` and
+/// `cistern_kv_dropped_total{bucket,reason}` (reason `quota`, `expired` or `lost`).
+pub struct KvMetrics {
+    kv: Arc<KvStore>,
+    objects: IntGaugeVec,
+    bytes: IntGaugeVec,
+    dropped: IntCounterVec,
+}
+
+impl KvMetrics {
+    fn families() -> Result<(IntGaugeVec, IntGaugeVec, IntCounterVec), prometheus::Error> {
+        Ok((
+            IntGaugeVec::new(
+                Opts::new(
+                    "cistern_kv_objects",
+                    "Objects of each cache-only bucket this node keeps",
+                ),
+                &["bucket"],
+            )?,
+            IntGaugeVec::new(
+                Opts::new(
+                    "cistern_kv_bytes",
+                    "Bytes of each cache-only bucket this node keeps",
+                ),
+                &["bucket"],
+            )?,
+            IntCounterVec::new(
+                Opts::new(
+                    "cistern_kv_dropped_total",
+                    "Cache-only objects this node dropped: over the quota, past their time \
+                     to live, or with bytes the cache lost",
+                ),
+                &["bucket", "reason"],
+            )?,
+        ))
+    }
+
+    /// The metrics of `kv`.
+    pub fn new(kv: Arc<KvStore>) -> Result<Self, prometheus::Error> {
+        let (objects, bytes, dropped) = Self::families()?;
+        Ok(Self {
+            kv,
+            objects,
+            bytes,
+            dropped,
+        })
+    }
+}
+
+impl Collector for KvMetrics {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = self.objects.desc();
+        d.extend(self.bytes.desc());
+        d.extend(self.dropped.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        // Fresh families each scrape: a counter's value is the store's own count.
+        let Ok((objects, bytes, dropped)) = Self::families() else {
+            return Vec::new();
+        };
+        for u in self.kv.usage() {
+            let b = u.space.as_str();
+            objects
+                .with_label_values(&[b])
+                .set(i64::try_from(u.objects).unwrap_or(i64::MAX));
+            bytes
+                .with_label_values(&[b])
+                .set(i64::try_from(u.bytes).unwrap_or(i64::MAX));
+            for (reason, n) in [
+                ("quota", u.evicted),
+                ("expired", u.expired),
+                ("lost", u.lost),
+            ] {
+                dropped.with_label_values(&[b, reason]).inc_by(n);
+            }
+        }
+        let mut out = objects.collect();
+        out.extend(bytes.collect());
+        out.extend(dropped.collect());
+        out
     }
 }

@@ -88,6 +88,7 @@ async fn setup_cfg(
         consistency,
         public_read: false,
         populate_on_write,
+        cache_only: false,
     };
     let pipeline = Arc::new(Pipeline::new(
         Catalog::new(vec![binding], vec![]),

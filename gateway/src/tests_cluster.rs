@@ -155,6 +155,7 @@ async fn pipeline(
         consistency: Consistency::Ttl(Duration::from_secs(60)),
         public_read: false,
         populate_on_write: false,
+        cache_only: false,
     };
     let peers = Arc::new(Loopback {
         fabric: Arc::clone(fabric),

@@ -281,6 +281,7 @@ async fn cistern(origin: SocketAddr, consistency: Consistency) -> (SocketAddr, M
         consistency,
         public_read: true,
         populate_on_write: false,
+        cache_only: false,
     };
     let pipeline = Arc::new(Pipeline::new(
         Catalog::new(vec![binding], vec![]),

@@ -52,6 +52,7 @@ async fn front() -> Front {
         consistency: Consistency::Ttl(Duration::from_secs(60)),
         public_read,
         populate_on_write: false,
+        cache_only: false,
     };
     let catalog = Catalog::new(
         vec![bind("data", false), bind("pub", true)],

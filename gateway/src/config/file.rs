@@ -285,7 +285,7 @@ pub struct SecretRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketSection {
-    /// Origin name.
+    /// Origin name, or `none` for a cache-only namespace (objects live only in the cache).
     pub origin: String,
     /// Bucket at the origin. Default: the exposed name.
     pub origin_bucket: Option<String>,
@@ -297,6 +297,14 @@ pub struct BucketSection {
     pub public_read: Option<bool>,
     /// Keep what is written through Cistern in the cache (checkpoints read right back).
     pub populate_on_write: Option<bool>,
+    /// Cache-only: the most bytes the namespace keeps on each cache node; the least recently
+    /// used objects are evicted beyond it. Default: none (only the cache's size bounds it).
+    pub quota: Option<String>,
+    /// Cache-only: how long an object lives after it was written. Default: until evicted.
+    pub expire_after: Option<String>,
+    /// Cache-only: how many cache nodes keep each object, in distinct zones where there are
+    /// zones. Default: 1.
+    pub replicas: Option<usize>,
 }
 
 /// `[[principals]]`.

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod file;
+mod kv;
 mod parse;
 
 pub use file::{
@@ -212,7 +213,11 @@ pub struct BucketSettings {
     pub public_read: bool,
     /// Populate the cache on write.
     pub populate_on_write: bool,
+    /// A cache-only namespace (origin `none`): its limits.
+    pub cache_only: Option<kv::CacheOnly>,
 }
+
+pub use kv::{CacheOnly, NO_ORIGIN};
 
 /// Everything the binary needs to start.
 #[derive(Debug, Clone)]
@@ -389,6 +394,12 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     let mut origins = Vec::new();
     for (name, sec) in &f.origins {
         let key = format!("origins.{name}");
+        if name == NO_ORIGIN {
+            return Err(err(
+                &key,
+                "`none` names no origin (a cache-only bucket's `origin = \"none\"`)",
+            ));
+        }
         let (spec, expose, retry) = match sec {
             OriginSection::Fs {
                 root,
@@ -480,7 +491,8 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
     let mut buckets = Vec::new();
     for (name, b) in &f.buckets {
         let key = format!("buckets.{name}");
-        if !f.origins.contains_key(&b.origin) {
+        let cache_only = kv::cache_only(&key, b)?;
+        if cache_only.is_none() && !f.origins.contains_key(&b.origin) {
             return Err(err(
                 &format!("{key}.origin"),
                 format!("unknown origin {:?}", b.origin),
@@ -501,7 +513,9 @@ pub fn resolve(file: Option<FileConfig>, o: &Overrides) -> Result<Settings, Conf
             origin_bucket: b.origin_bucket.clone().unwrap_or_else(|| name.clone()),
             consistency: policy(&key, &p, default_consistency)?,
             public_read: b.public_read.unwrap_or(default_public_read),
-            populate_on_write: b.populate_on_write.unwrap_or(default_populate_on_write),
+            populate_on_write: b.populate_on_write.unwrap_or(default_populate_on_write)
+                && cache_only.is_none(),
+            cache_only,
         });
     }
 

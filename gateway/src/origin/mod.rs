@@ -4,10 +4,12 @@
 //! - [`fs`]: a local directory, one subdirectory per bucket.
 //! - [`s3`]: any S3-compatible endpoint, SigV4-signed.
 //! - [`azure`]: an Azure Blob Storage account (or Azurite), Shared Key or SAS.
+//! - [`kv`]: none at all: a cache-only bucket's objects, kept on the cache nodes.
 
 pub mod azure;
 pub mod entra;
 pub mod fs;
+pub mod kv;
 pub mod layers;
 pub mod listing;
 pub mod s3;

@@ -1,18 +1,20 @@
 //! The peer client: asks other cache nodes for chunks and metadata ([`Peers`] for the
 //! pipeline), and probes them for membership.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cistern_auth::{peer as mac, Secret};
 use cistern_cache::{ObjectMeta, Tier};
 
 use super::membership::Membership;
 use super::wire::{self, ErrorBody, Health};
 use crate::metrics::Metrics;
-use crate::pipeline::peers::{ChunkAsk, MetaAnswer, Node, PeerError, Peers};
+use crate::origin::{ListPage, ListQuery};
+use crate::pipeline::peers::{ChunkAsk, KvPut, MetaAnswer, Node, PeerError, Peers};
 
 /// Talks to the other cache nodes.
 pub struct PeerClient {
@@ -277,6 +279,99 @@ impl Peers for PeerClient {
             return Err(self.refusal(node, status, &body));
         }
         Ok(())
+    }
+
+    fn members(&self) -> Vec<Node> {
+        self.membership.placed()
+    }
+
+    async fn kv_put(&self, node: &str, put: &KvPut, data: Bytes) -> Result<(), PeerError> {
+        let path = format!("/v1/kv/put?{}", wire::kv_put_query(put));
+        let body = match &put.commit {
+            Some((meta, _)) => {
+                let record = meta.to_bytes();
+                let mut b = BytesMut::with_capacity(4 + record.len() + data.len());
+                b.put_u32(record.len() as u32);
+                b.put_slice(&record);
+                b.put_slice(&data);
+                b.freeze()
+            }
+            None => data,
+        };
+        let (status, _, body) = self
+            .call(
+                "kv_put",
+                reqwest::Method::PUT,
+                node,
+                path,
+                Some(body),
+                Some(self.fill_timeout),
+            )
+            .await?;
+        if status >= 300 {
+            return Err(self.refusal(node, status, &body));
+        }
+        Ok(())
+    }
+
+    async fn kv_get(
+        &self,
+        node: &str,
+        space: &str,
+        key: &str,
+        range: Option<Range<u64>>,
+        if_match: Option<&str>,
+    ) -> Result<(ObjectMeta, Bytes), PeerError> {
+        let path = format!(
+            "/v1/kv/get?{}",
+            wire::kv_get_query(space, key, range.as_ref(), if_match)
+        );
+        let (status, _, mut body) = self
+            .call(
+                "kv_get",
+                reqwest::Method::GET,
+                node,
+                path,
+                None,
+                Some(self.fill_timeout),
+            )
+            .await?;
+        if status != 200 {
+            return Err(self.refusal(node, status, &body));
+        }
+        if body.len() < 4 {
+            return Err(PeerError::Unavailable);
+        }
+        let n = body.get_u32() as usize;
+        if body.len() < n {
+            return Err(PeerError::Unavailable);
+        }
+        let meta = ObjectMeta::from_bytes(body.split_to(n)).ok_or(PeerError::Unavailable)?;
+        Ok((meta, body))
+    }
+
+    async fn kv_delete(&self, node: &str, space: &str, key: &str) -> Result<(), PeerError> {
+        let path = format!("/v1/kv/delete?{}", wire::meta_query(space, key, None));
+        let (status, _, body) = self
+            .call("kv_delete", reqwest::Method::POST, node, path, None, None)
+            .await?;
+        if status >= 300 {
+            return Err(self.refusal(node, status, &body));
+        }
+        Ok(())
+    }
+
+    async fn kv_list(&self, node: &str, space: &str, q: &ListQuery) -> Result<ListPage, PeerError> {
+        let path = format!("/v1/kv/list?{}", wire::kv_list_query(space, q));
+        let (status, _, body) = self
+            .call("kv_list", reqwest::Method::GET, node, path, None, None)
+            .await?;
+        if status != 200 {
+            return Err(self.refusal(node, status, &body));
+        }
+        serde_json::from_slice::<wire::KvListing>(&body)
+            .map(wire::KvListing::page)
+            .map_err(|_| PeerError::Unavailable)
     }
 
     async fn push(&self, node: &str, ask: &ChunkAsk, data: Bytes) -> Result<(), PeerError> {

@@ -429,6 +429,12 @@ impl Membership {
             .collect()
     }
 
+    /// Every placed node (alive or suspect), in placement order.
+    pub fn placed(&self) -> Vec<Node> {
+        let v = self.view();
+        (0..v.placement.nodes().len()).map(|i| v.node(i)).collect()
+    }
+
     /// This process's zone ("" when unknown).
     pub fn zone(&self) -> &str {
         &self.zone

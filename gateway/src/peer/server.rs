@@ -1,12 +1,13 @@
-//! The peer listener of a cache node: answers chunk, metadata, invalidation and health
-//! requests from other nodes, each signed with the cluster secret. Unsigned or mis-signed
+//! The peer listener of a cache node: answers chunk, metadata, invalidation, cache-only
+//! object and health requests from other nodes, each signed with the cluster secret. Unsigned or mis-signed
 //! requests get 401 and nothing else.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use cistern_auth::{peer as mac, Secret};
+use cistern_cache::{KvLimits, KvStore, ObjectMeta};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
@@ -15,6 +16,9 @@ use super::wire::{self, ErrorBody, Health, Query};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+
+/// The most a cache-only commit's metadata record may add to a chunk-sized body.
+const KV_META_MAX: usize = 256 << 10;
 
 /// Serves the peer protocol over this node's pipeline.
 pub struct PeerServer {
@@ -26,6 +30,8 @@ pub struct PeerServer {
     membership: Arc<Membership>,
     metrics: Metrics,
     max_body: usize,
+    /// This node's share of the cache-only buckets.
+    kv: Option<Arc<KvStore>>,
 }
 
 struct Answer {
@@ -91,8 +97,10 @@ impl PeerServer {
         membership: Arc<Membership>,
         metrics: Metrics,
         chunk_size: u64,
+        kv: Option<Arc<KvStore>>,
     ) -> Self {
         Self {
+            kv,
             pipeline,
             body_key: mac::BodyKey::new(&secret),
             secret,
@@ -100,7 +108,10 @@ impl PeerServer {
             weight,
             membership,
             metrics,
-            max_body: usize::try_from(chunk_size).unwrap_or(usize::MAX),
+            // A cache-only commit carries the metadata record beside its chunk.
+            max_body: usize::try_from(chunk_size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(KV_META_MAX),
         }
     }
 
@@ -142,6 +153,10 @@ impl PeerServer {
             ("GET", "/v1/meta") => ("meta", self.meta(&q).await),
             ("POST", "/v1/invalidate") => ("invalidate", self.invalidate(&q).await),
             ("GET", "/v1/health") => ("health", self.health()),
+            ("PUT", "/v1/kv/put") => ("kv_put", self.kv_put(&q, body)),
+            ("GET", "/v1/kv/get") => ("kv_get", self.kv_get(&q).await),
+            ("POST", "/v1/kv/delete") => ("kv_delete", self.kv_delete(&q)),
+            ("GET", "/v1/kv/list") => ("kv_list", self.kv_list(&q)),
             _ => (
                 "unknown",
                 Err(Error::new(
@@ -250,6 +265,93 @@ impl PeerServer {
             .serve_invalidate(q.get("b")?, q.get("k")?)
             .await?;
         Ok(Answer::empty())
+    }
+
+    fn kv(&self) -> Result<&KvStore> {
+        self.kv.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "this node keeps no cache-only objects",
+            )
+        })
+    }
+
+    fn kv_put(&self, q: &Query, mut body: Bytes) -> Result<Answer> {
+        let kv = self.kv()?;
+        let (space, key, etag) = (q.get("b")?, q.get("k")?, q.get("e")?);
+        let index = q.num("i")?;
+        let commit = q.text("c") == Some("1");
+        let meta = if commit {
+            let bad = || Error::new(ErrorKind::InvalidArgument, "bad metadata record");
+            if body.len() < 4 {
+                return Err(bad());
+            }
+            let n = body.get_u32() as usize;
+            if body.len() < n {
+                return Err(bad());
+            }
+            let meta = ObjectMeta::from_bytes(body.split_to(n)).ok_or_else(bad)?;
+            if meta.etag != etag {
+                return Err(bad());
+            }
+            Some(meta)
+        } else {
+            None
+        };
+        if !body.is_empty() {
+            kv.stage(space, key, etag, index, body);
+        }
+        if let Some(meta) = meta {
+            let limits = KvLimits {
+                quota: q.opt_num("q")?,
+                ttl: q.opt_num("t")?.map(Duration::from_secs),
+            };
+            kv.commit(space, key, meta, limits, Instant::now())
+                .map_err(crate::origin::kv::kv_error)?;
+        }
+        Ok(Answer::empty())
+    }
+
+    async fn kv_get(&self, q: &Query) -> Result<Answer> {
+        let kv = self.kv()?;
+        let (space, key) = (q.get("b")?, q.get("k")?);
+        let now = Instant::now();
+        let (meta, data) = match q.kv_range()? {
+            Some(r) => {
+                let (m, d, _) = kv
+                    .read(space, key, r, q.text("e"), now)
+                    .await
+                    .map_err(crate::origin::kv::kv_error)?;
+                (m, d)
+            }
+            None => (
+                kv.head(space, key, now)
+                    .map_err(crate::origin::kv::kv_error)?,
+                Bytes::new(),
+            ),
+        };
+        let record = meta.to_bytes();
+        let mut body = BytesMut::with_capacity(4 + record.len() + data.len());
+        body.put_u32(record.len() as u32);
+        body.put_slice(&record);
+        body.put_slice(&data);
+        self.metrics.peer_served_bytes.inc_by(data.len() as u64);
+        Ok(Answer::ok(body.freeze()))
+    }
+
+    fn kv_delete(&self, q: &Query) -> Result<Answer> {
+        self.kv()?.remove(q.get("b")?, q.get("k")?);
+        Ok(Answer::empty())
+    }
+
+    fn kv_list(&self, q: &Query) -> Result<Answer> {
+        let page = crate::origin::kv::local_page(self.kv()?, q.get("b")?, &q.kv_list()?)?;
+        let body = serde_json::to_vec(&wire::KvListing::of(page)).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot encode a listing").with_source(e)
+        })?;
+        let mut a = Answer::ok(Bytes::from(body));
+        a.headers.push(("content-type", "application/json".into()));
+        Ok(a)
     }
 
     fn health(&self) -> Result<Answer> {

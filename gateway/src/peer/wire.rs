@@ -7,6 +7,10 @@
 //! | `GET /v1/meta?b&k[&w]` | 200, `u32` length + metadata record [+ chunk `w`, named by `x-cistern-chunk`] |
 //! | `POST /v1/invalidate?b&k` | 204: the owner forgot the object's metadata |
 //! | `GET /v1/health` | 200, JSON: instance id, weight, zone, epoch, members (small clusters) |
+//! | `PUT /v1/kv/put?b&k&e&i[&c&q&t]` + chunk | 204: a cache-only object's chunk `i` of version `e` is kept; with `c=1` the body starts with the `u32`-length metadata record and the object is committed under quota `q` bytes and time to live `t` seconds |
+//! | `GET /v1/kv/get?b&k[&r][&e]` | 200, `u32` length + metadata record [+ bytes `r`=`start-end`]; with `e`, only that version (else 412) |
+//! | `POST /v1/kv/delete?b&k` | 204: the node dropped the object |
+//! | `GET /v1/kv/list?b&p[&d][&m][&n]` | 200, JSON: the node's page of the namespace's listing (prefix `p`, delimiter `d`, after `m`, at most `n`) |
 //!
 //! `b` is the bucket as the catalog names it, `k` the key, `e` the ETag, `s` the object size,
 //! `i` the chunk index, `cs` the chunk size. Every request and answer is signed
@@ -20,7 +24,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::peers::ChunkAsk;
+use crate::origin::{ListCursor, ListEntry, ListPage, ListQuery};
+use crate::pipeline::peers::{ChunkAsk, KvPut};
 
 /// Health answers list the members only up to this many.
 pub const HEALTH_MEMBERS: usize = 64;
@@ -217,6 +222,139 @@ impl Query {
             pin: self.opt_num("pin")?,
             cached_only: self.opt("oc") == Some("1"),
         })
+    }
+}
+
+/// The query of a cache-only object's chunk or commit.
+pub fn kv_put_query(p: &KvPut) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("b", &p.space)
+        .append_pair("k", &p.key)
+        .append_pair("e", &p.etag)
+        .append_pair("i", &p.index.to_string());
+    if let Some((_, limits)) = &p.commit {
+        q.append_pair("c", "1");
+        if let Some(quota) = limits.quota {
+            q.append_pair("q", &quota.to_string());
+        }
+        if let Some(ttl) = limits.ttl {
+            q.append_pair("t", &ttl.as_secs().max(1).to_string());
+        }
+    }
+    q.finish()
+}
+
+/// The query of a cache-only object's read (`range` `None`: metadata only).
+pub fn kv_get_query(
+    space: &str,
+    key: &str,
+    range: Option<&std::ops::Range<u64>>,
+    if_match: Option<&str>,
+) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("b", space).append_pair("k", key);
+    if let Some(r) = range {
+        q.append_pair("r", &format!("{}-{}", r.start, r.end));
+    }
+    if let Some(e) = if_match {
+        q.append_pair("e", e);
+    }
+    q.finish()
+}
+
+/// The query of a node's page of a cache-only listing.
+pub fn kv_list_query(space: &str, lq: &ListQuery) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("b", space)
+        .append_pair("p", &lq.prefix)
+        .append_pair("n", &lq.max_keys.to_string());
+    if let Some(d) = &lq.delimiter {
+        q.append_pair("d", d);
+    }
+    if let ListCursor::V1 { marker: Some(m) } = &lq.cursor {
+        q.append_pair("m", m);
+    }
+    q.finish()
+}
+
+/// A node's page of a cache-only listing.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KvListing {
+    /// (key, size, ETag, last modified in ms since the epoch).
+    pub entries: Vec<(String, u64, String, u64)>,
+    /// Common prefixes.
+    pub prefixes: Vec<String>,
+    /// Whether the node holds more.
+    pub truncated: bool,
+}
+
+impl KvListing {
+    /// The wire form of a page.
+    pub fn of(p: ListPage) -> Self {
+        let ms = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        Self {
+            entries: p
+                .entries
+                .into_iter()
+                .map(|e| (e.key, e.size, e.etag, ms(e.last_modified)))
+                .collect(),
+            prefixes: p.common_prefixes,
+            truncated: p.truncated,
+        }
+    }
+
+    /// The page it stands for.
+    pub fn page(self) -> ListPage {
+        ListPage {
+            entries: self
+                .entries
+                .into_iter()
+                .map(|(key, size, etag, ms)| ListEntry {
+                    key,
+                    size,
+                    etag,
+                    last_modified: std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                    owner: None,
+                })
+                .collect(),
+            common_prefixes: self.prefixes,
+            truncated: self.truncated,
+            next: None,
+        }
+    }
+}
+
+impl Query {
+    /// The listing a `kv_list_query` names.
+    pub fn kv_list(&self) -> Result<ListQuery> {
+        Ok(ListQuery {
+            prefix: self.get("p")?.to_string(),
+            delimiter: self.opt("d").map(str::to_string),
+            max_keys: usize::try_from(self.num("n")?).unwrap_or(usize::MAX),
+            cursor: ListCursor::V1 {
+                marker: self.opt("m").map(str::to_string),
+            },
+        })
+    }
+
+    /// The byte range a `kv_get_query` names, if any.
+    pub fn kv_range(&self) -> Result<Option<std::ops::Range<u64>>> {
+        self.opt("r")
+            .map(|r| {
+                r.split_once('-')
+                    .and_then(|(s, e)| Some(s.parse().ok()?..e.parse().ok()?))
+                    .filter(|r: &std::ops::Range<u64>| r.start <= r.end)
+                    .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "bad range"))
+            })
+            .transpose()
+    }
+
+    /// An optional text parameter.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.opt(name)
     }
 }
 

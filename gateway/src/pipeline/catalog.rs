@@ -26,6 +26,9 @@ pub struct BucketBinding {
     pub public_read: bool,
     /// Whether objects written through Cistern are kept in the cache.
     pub populate_on_write: bool,
+    /// A cache-only bucket: its origin is the cache cluster itself ([`crate::origin::kv`]),
+    /// so reads go to it directly, past the chunk and metadata caches.
+    pub cache_only: bool,
 }
 
 /// An origin whose every bucket is exposed under its own name.
@@ -112,6 +115,7 @@ impl Catalog {
                     consistency: a.consistency,
                     public_read: a.public_read,
                     populate_on_write: a.populate_on_write,
+                    cache_only: false,
                 }));
                 break;
             }

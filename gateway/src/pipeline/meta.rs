@@ -72,6 +72,10 @@ impl Pipeline {
     /// owners in the cluster before the write is answered, so a read through any front sees
     /// the new version.
     pub(super) async fn written(&self, b: &BucketBinding, key: &Arc<str>) {
+        if b.cache_only {
+            // Nothing of a cache-only bucket is in the metadata cache (see `direct`).
+            return;
+        }
         self.written_here(&self.meta_key(b, key));
         self.forget_at_owners(b, key).await;
     }

@@ -17,6 +17,7 @@ mod budget;
 mod catalog;
 mod chunk;
 mod conditions;
+mod direct;
 mod meta;
 pub mod peers;
 mod read;

@@ -5,13 +5,15 @@
 //! are found, probed and spoken to is the peer module's business ([`crate::peer`]), which
 //! implements [`Peers`]; the pipeline never sees HTTP.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cistern_cache::{ObjectMeta, Tier};
+use cistern_cache::{KvLimits, ObjectMeta, Tier};
 
 use crate::error::Error;
+use crate::origin::{ListPage, ListQuery};
 
 /// One place a key can be read from, as [`Peers::route`] lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,4 +111,58 @@ pub trait Peers: Send + Sync {
 
     /// Hands `node` a chunk it owns (fetched elsewhere along with metadata).
     async fn push(&self, node: &str, ask: &ChunkAsk, data: Bytes) -> Result<(), PeerError>;
+
+    /// Every live cache node (a cache-only namespace's listing asks them all).
+    fn members(&self) -> Vec<Node> {
+        Vec::new()
+    }
+
+    /// Stores at `node` a chunk of a cache-only object, or (with `put.commit`) its last
+    /// chunk and its metadata, making the object visible there.
+    async fn kv_put(&self, node: &str, put: &KvPut, data: Bytes) -> Result<(), PeerError> {
+        let _ = (node, put, data);
+        Err(PeerError::Unavailable)
+    }
+
+    /// A cache-only object's metadata at `node`, with bytes `range` (none: metadata only);
+    /// with `if_match`, only that version.
+    async fn kv_get(
+        &self,
+        node: &str,
+        space: &str,
+        key: &str,
+        range: Option<Range<u64>>,
+        if_match: Option<&str>,
+    ) -> Result<(ObjectMeta, Bytes), PeerError> {
+        let _ = (node, space, key, range, if_match);
+        Err(PeerError::Unavailable)
+    }
+
+    /// Drops a cache-only object at `node`.
+    async fn kv_delete(&self, node: &str, space: &str, key: &str) -> Result<(), PeerError> {
+        let _ = (node, space, key);
+        Err(PeerError::Unavailable)
+    }
+
+    /// One page of a cache-only namespace's listing of what `node` holds (`q`'s cursor is a
+    /// V1 marker).
+    async fn kv_list(&self, node: &str, space: &str, q: &ListQuery) -> Result<ListPage, PeerError> {
+        let _ = (node, space, q);
+        Err(PeerError::Unavailable)
+    }
+}
+
+/// A piece of a cache-only object sent to one of the nodes that keep it.
+#[derive(Debug, Clone)]
+pub struct KvPut {
+    /// The namespace (the bucket, as exposed).
+    pub space: Arc<str>,
+    /// The object key.
+    pub key: Arc<str>,
+    /// The version being written (its ETag).
+    pub etag: Arc<str>,
+    /// The chunk the body holds.
+    pub index: u64,
+    /// With the last chunk: the object's metadata and the namespace's limits, to commit.
+    pub commit: Option<(ObjectMeta, KvLimits)>,
 }

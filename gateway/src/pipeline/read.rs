@@ -94,10 +94,20 @@ impl Body {
         self.remaining
     }
 
-    fn ready(b: Bytes) -> Self {
+    pub(super) fn ready(b: Bytes) -> Self {
         Self {
             remaining: b.len() as u64,
             source: Source::Ready(Some(b).filter(|b| !b.is_empty())),
+        }
+    }
+}
+
+impl Body {
+    /// A body of `len` bytes fed by `rx`.
+    pub(super) fn channel(rx: mpsc::Receiver<Result<Bytes>>, len: u64) -> Self {
+        Self {
+            source: Source::Channel(rx),
+            remaining: len,
         }
     }
 }
@@ -135,6 +145,9 @@ impl Pipeline {
         part: Option<u32>,
         cond: &Conditions,
     ) -> Result<(Arc<ObjectMeta>, CacheStatus, Option<PartInfo>)> {
+        if b.cache_only {
+            return self.direct_head(b, key, part, cond).await;
+        }
         let key: Arc<str> = Arc::from(key);
         let (fill, cold) = self.metadata(b, &key, None).await?;
         cond.evaluate(&fill.meta)?;
@@ -160,6 +173,9 @@ impl Pipeline {
         cond: &Conditions,
     ) -> Result<ObjectRead> {
         self.top.touch(&format!("{}/{key}", b.name));
+        if b.cache_only {
+            return self.direct_get(b, key, sel, cond).await;
+        }
         let key: Arc<str> = Arc::from(key);
         match self.try_get(b, &key, sel, cond).await {
             Err(e) if e.kind() == ErrorKind::ObjectChanged => {
@@ -419,7 +435,7 @@ impl Pipeline {
         self.budget.admit(span, held, wait).await
     }
 
-    fn count_served(&self, tier: Tier, n: usize) {
+    pub(super) fn count_served(&self, tier: Tier, n: usize) {
         self.metrics
             .served_bytes
             .with_label_values(&[tier.as_str()])
@@ -432,7 +448,7 @@ impl Pipeline {
 const STALLED_CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Hands one body piece to the response; false when the client is gone or stalled too long.
-async fn send_or_give_up(tx: &mpsc::Sender<Result<Bytes>>, msg: Result<Bytes>) -> bool {
+pub(super) async fn send_or_give_up(tx: &mpsc::Sender<Result<Bytes>>, msg: Result<Bytes>) -> bool {
     match tokio::time::timeout(STALLED_CLIENT_TIMEOUT, tx.send(msg)).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,

@@ -1,0 +1,580 @@
+//! The "origin" of a cache-only bucket (`origin = "none"`, the inference KV tier): objects live
+//! only on the cache nodes. Each object is kept whole on `replicas` nodes chosen by its key
+//! (the placement owner, then one per other zone), in their [`KvStore`]s:
+//!
+//! - a write streams the body to every replica chunk by chunk and commits the last chunk with
+//!   the metadata; it succeeds when at least one replica committed;
+//! - a read asks the replicas in placement order, and a replica that lost the object (a
+//!   restart, an eviction) or does not answer sends it to the next; when none has it, the
+//!   object is not found (a miss, never an error);
+//! - a listing asks every live node and merges their pages;
+//! - nothing is durable: an object is gone when every replica lost it.
+//!
+//! Without a cluster, the one replica is this process.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use cistern_cache::{KvError, KvLimits, KvStore, ObjectMeta};
+use futures::StreamExt;
+
+use super::listing;
+use super::upload::BodyCheck;
+use super::{
+    single_part, BucketEntry, ListCursor, ListPage, ListQuery, Origin, PartInfo, PutOptions,
+    PutResult, RangeRead, Upload,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::peers::{KvPut, Node, PeerError, Peers};
+
+/// Where a cache-only bucket's objects live.
+pub struct KvOrigin {
+    space: Arc<str>,
+    limits: KvLimits,
+    replicas: usize,
+    chunk_size: u64,
+    /// This process's store, when it is a cache node.
+    local: Option<Arc<KvStore>>,
+    /// The cluster, when there is one.
+    peers: Option<Arc<dyn Peers>>,
+}
+
+fn unavailable() -> Error {
+    Error::new(
+        ErrorKind::OriginUnavailable,
+        "No cache node holding this cache-only bucket answered",
+    )
+}
+
+fn not_found() -> Error {
+    Error::new(ErrorKind::NotFound, "The specified key does not exist.")
+}
+
+/// The wire error for a store's answer.
+pub fn kv_error(e: KvError) -> Error {
+    match e {
+        KvError::NotFound => not_found(),
+        KvError::Changed => Error::new(
+            ErrorKind::ObjectChanged,
+            "The object changed while it was read",
+        ),
+        KvError::Incomplete => Error::new(
+            ErrorKind::OriginUnavailable,
+            "A cache node lost part of the object while it was written",
+        ),
+        KvError::TooLarge => Error::new(
+            ErrorKind::InvalidArgument,
+            "The object is larger than this cache-only bucket's quota",
+        ),
+    }
+}
+
+/// A new version's ETag: 32 hex digits, unique per write (not the body's MD5, which would cost
+/// a pass over every byte written).
+fn new_etag() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let h = |salt: u8| {
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            (salt, seq, now, std::process::id()),
+        )
+    };
+    format!("{:016x}{:016x}", h(1), h(2))
+}
+
+impl KvOrigin {
+    /// The origin of cache-only bucket `space`.
+    pub fn new(
+        space: &str,
+        limits: KvLimits,
+        replicas: usize,
+        chunk_size: u64,
+        local: Option<Arc<KvStore>>,
+        peers: Option<Arc<dyn Peers>>,
+    ) -> Self {
+        Self {
+            space: Arc::from(space),
+            limits,
+            replicas: replicas.max(1),
+            chunk_size: chunk_size.max(1),
+            local,
+            peers,
+        }
+    }
+
+    /// The nodes that keep `key`, preferred first.
+    fn replicas_of(&self, key: &str) -> Vec<Node> {
+        match &self.peers {
+            Some(p) => {
+                let hash = cistern_cache::placement::stable_hash(&[
+                    b"kv",
+                    self.space.as_bytes(),
+                    key.as_bytes(),
+                ]);
+                p.spread(hash, self.replicas)
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect()
+            }
+            None => vec![Node::Here],
+        }
+    }
+
+    fn local(&self) -> Result<&KvStore> {
+        self.local.as_deref().ok_or_else(unavailable)
+    }
+
+    fn peers(&self) -> Result<&dyn Peers> {
+        self.peers.as_deref().ok_or_else(unavailable)
+    }
+
+    /// The object from the first replica that holds it; `range` `None` for metadata only.
+    /// Replicas that cannot be reached count as not holding it: a cache-only object is a
+    /// cache entry, and its readers take a miss (and recompute) rather than an error.
+    async fn fetch(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+        if_match: Option<&str>,
+    ) -> Result<(ObjectMeta, Bytes)> {
+        let mut last = not_found();
+        for node in self.replicas_of(key) {
+            let got = match node {
+                Node::Here => {
+                    let kv = self.local()?;
+                    let now = Instant::now();
+                    match &range {
+                        Some(r) => kv
+                            .read(&self.space, key, r.clone(), if_match, now)
+                            .await
+                            .map(|(m, b, _)| (Arc::unwrap_or_clone(m), b)),
+                        None => kv
+                            .head(&self.space, key, now)
+                            .map(|m| (Arc::unwrap_or_clone(m), Bytes::new())),
+                    }
+                    .map_err(|e| PeerError::Answer(kv_error(e)))
+                }
+                Node::Peer(addr) => {
+                    self.peers()?
+                        .kv_get(&addr, &self.space, key, range.clone(), if_match)
+                        .await
+                }
+            };
+            match got {
+                Ok(found) => return Ok(found),
+                // Another replica may hold what this one lost, or a version this one missed.
+                Err(PeerError::Answer(e)) => last = e,
+                Err(PeerError::Unavailable) => {}
+            }
+        }
+        Err(last)
+    }
+
+    /// Sends one piece of the object to every replica still taking part; a replica that
+    /// fails drops out.
+    async fn send(&self, nodes: &mut Vec<Node>, put: &KvPut, data: Bytes) -> Option<Error> {
+        let mut failure = None;
+        let results = futures::future::join_all(nodes.iter().map(|n| {
+            let data = data.clone();
+            async move {
+                match n {
+                    Node::Here => {
+                        let kv = self.local()?;
+                        kv.stage(&put.space, &put.key, &put.etag, put.index, data);
+                        if let Some((meta, limits)) = &put.commit {
+                            kv.commit(&put.space, &put.key, meta.clone(), *limits, Instant::now())
+                                .map_err(kv_error)?;
+                        }
+                        Ok(())
+                    }
+                    Node::Peer(addr) => match self.peers()?.kv_put(addr, put, data).await {
+                        Ok(()) => Ok(()),
+                        Err(PeerError::Answer(e)) => Err(e),
+                        Err(PeerError::Unavailable) => Err(unavailable()),
+                    },
+                }
+            }
+        }))
+        .await;
+        let mut kept = Vec::with_capacity(nodes.len());
+        for (n, r) in nodes.drain(..).zip(results) {
+            match r {
+                Ok(()) => kept.push(n),
+                Err(e) => {
+                    tracing::debug!(node = ?n, error = %e, "a replica dropped out of a cache-only write");
+                    failure = Some(e);
+                }
+            }
+        }
+        *nodes = kept;
+        failure
+    }
+}
+
+#[async_trait]
+impl Origin for KvOrigin {
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
+        Ok(vec![BucketEntry {
+            name: self.space.to_string(),
+            created: None,
+            listing: None,
+        }])
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        Ok(bucket == &*self.space)
+    }
+
+    async fn head(&self, _bucket: &str, key: &str) -> Result<ObjectMeta> {
+        Ok(self.fetch(key, None, None).await?.0)
+    }
+
+    async fn read(
+        &self,
+        _bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead> {
+        let (meta, data) = self.fetch(key, Some(range), if_match).await?;
+        Ok(RangeRead { meta, data })
+    }
+
+    async fn list(&self, _bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        let after = match &q.cursor {
+            ListCursor::V1 { marker } => marker.clone(),
+            ListCursor::V2 {
+                continuation: Some(t),
+                ..
+            } => Some(listing::decode_token(t)?),
+            ListCursor::V2 { start_after, .. } => start_after.clone(),
+        };
+        let node_q = ListQuery {
+            cursor: ListCursor::V1 {
+                marker: after.clone(),
+            },
+            ..q.clone()
+        };
+        let nodes = match &self.peers {
+            Some(p) => p.members(),
+            None => vec![Node::Here],
+        };
+        let pages = futures::future::join_all(nodes.iter().map(|n| {
+            let node_q = &node_q;
+            async move {
+                match n {
+                    Node::Here => local_page(self.local()?, &self.space, node_q),
+                    Node::Peer(addr) => self
+                        .peers()?
+                        .kv_list(addr, &self.space, node_q)
+                        .await
+                        .map_err(|_| unavailable()),
+                }
+            }
+        }))
+        .await;
+        let mut answered = Vec::new();
+        for (n, p) in nodes.iter().zip(pages) {
+            match p {
+                Ok(p) => answered.push(p),
+                // A node that does not answer is left out, as its objects would be lost.
+                Err(e) => {
+                    tracing::debug!(node = ?n, error = %e, "a cache node left out of a listing")
+                }
+            }
+        }
+        if answered.is_empty() && !nodes.is_empty() {
+            return Err(unavailable());
+        }
+        let merged = merge_pages(answered, q.max_keys);
+        Ok(ListPage {
+            next: merged.next.map(|n| match &q.cursor {
+                ListCursor::V1 { .. } => n,
+                ListCursor::V2 { .. } => listing::encode_token(&n),
+            }),
+            ..merged
+        })
+    }
+
+    async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
+        let meta = self.head(bucket, key).await?;
+        single_part(&meta, part)
+    }
+
+    async fn put(
+        &self,
+        _bucket: &str,
+        key: &str,
+        upload: Upload,
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        if self.limits.quota.is_some_and(|q| upload.len > q) {
+            return Err(kv_error(KvError::TooLarge));
+        }
+        if opts.create_only && self.fetch(key, None, None).await.is_ok() {
+            return Err(Error::new(
+                ErrorKind::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
+        let now = SystemTime::now();
+        let etag: Arc<str> = Arc::from(new_etag());
+        let mut nodes = self.replicas_of(key);
+        let mut put = KvPut {
+            space: Arc::clone(&self.space),
+            key: Arc::from(key),
+            etag: Arc::clone(&etag),
+            index: 0,
+            commit: None,
+        };
+        let cs = usize::try_from(self.chunk_size).unwrap_or(usize::MAX);
+        let mut buf = BytesMut::new();
+        // A full chunk not sent yet: the object's last one goes with the commit.
+        let mut pending: Option<Bytes> = None;
+        let mut body = upload.body;
+        let mut failure = None;
+        while let Some(piece) = body.next().await {
+            let mut piece = piece?;
+            check.update(&piece)?;
+            while !piece.is_empty() {
+                if let Some(chunk) = pending.take() {
+                    failure = self.send(&mut nodes, &put, chunk).await.or(failure);
+                    if nodes.is_empty() {
+                        return Err(failure.unwrap_or_else(unavailable));
+                    }
+                    put.index += 1;
+                }
+                if buf.is_empty() && piece.len() >= cs {
+                    // A piece holding a whole chunk is sliced, not copied.
+                    pending = Some(piece.split_to(cs));
+                    continue;
+                }
+                let take = (cs - buf.len()).min(piece.len());
+                buf.extend_from_slice(&piece.split_to(take));
+                if buf.len() == cs {
+                    pending = Some(buf.split().freeze());
+                }
+            }
+        }
+        check.finish()?;
+        let meta = ObjectMeta {
+            size: upload.len,
+            etag: etag.to_string(),
+            last_modified: now,
+            content_type: opts.content_type.clone(),
+            content_encoding: opts.content_encoding.clone(),
+            cache_control: opts.cache_control.clone(),
+            content_disposition: opts.content_disposition.clone(),
+            content_language: opts.content_language.clone(),
+            user_metadata: opts.user_metadata.clone(),
+            content_md5: opts.content_md5.clone(),
+            created: Some(now),
+            ..ObjectMeta::default()
+        };
+        put.commit = Some((meta, self.limits));
+        let last = pending.unwrap_or_else(|| buf.freeze());
+        failure = self.send(&mut nodes, &put, last).await.or(failure);
+        if nodes.is_empty() {
+            return Err(failure.unwrap_or_else(unavailable));
+        }
+        Ok(PutResult {
+            etag: etag.to_string(),
+            last_modified: Some(now),
+            version_id: None,
+            origin_headers: Vec::new(),
+        })
+    }
+
+    async fn delete(&self, _bucket: &str, key: &str) -> Result<()> {
+        let nodes = match &self.peers {
+            // Every replica's place, dead or alive: a node that comes back must not serve it.
+            Some(_) => self.replicas_of(key),
+            None => vec![Node::Here],
+        };
+        let mut reached = false;
+        for n in nodes {
+            match n {
+                Node::Here => {
+                    self.local()?.remove(&self.space, key);
+                    reached = true;
+                }
+                Node::Peer(addr) => {
+                    if self
+                        .peers()?
+                        .kv_delete(&addr, &self.space, key)
+                        .await
+                        .is_ok()
+                    {
+                        reached = true;
+                    }
+                }
+            }
+        }
+        if reached {
+            Ok(())
+        } else {
+            Err(unavailable())
+        }
+    }
+}
+
+/// This node's page of a cache-only namespace's listing.
+pub fn local_page(kv: &KvStore, space: &str, q: &ListQuery) -> Result<ListPage> {
+    let after = match &q.cursor {
+        ListCursor::V1 { marker } => marker.as_deref(),
+        ListCursor::V2 { start_after, .. } => start_after.as_deref(),
+    };
+    let entries = kv
+        .list(space, &q.prefix, after, Instant::now())
+        .into_iter()
+        .map(|(k, m)| super::ListEntry {
+            key: k.to_string(),
+            size: m.size,
+            etag: m.etag.clone(),
+            last_modified: m.last_modified,
+            owner: None,
+        });
+    listing::page(entries, q)
+}
+
+/// Merges the nodes' pages of one listing into one page of at most `max` items (keys and
+/// common prefixes). A truncated node page is complete only up to its last item, so nothing
+/// past the earliest such item is returned; a key held by several replicas appears once.
+fn merge_pages(pages: Vec<ListPage>, max: usize) -> ListPage {
+    let bound: Option<String> = pages
+        .iter()
+        .filter(|p| p.truncated)
+        .filter_map(|p| {
+            let last_key = p.entries.last().map(|e| e.key.clone());
+            let last_prefix = p.common_prefixes.last().cloned();
+            last_key.max(last_prefix)
+        })
+        .min();
+    let mut truncated = pages.iter().any(|p| p.truncated);
+    let mut entries: Vec<super::ListEntry> = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    for p in pages {
+        entries.extend(p.entries);
+        prefixes.extend(p.common_prefixes);
+    }
+    // The newest copy of each key first, then one per key.
+    entries.sort_by(|a, b| {
+        a.key
+            .cmp(&b.key)
+            .then(b.last_modified.cmp(&a.last_modified))
+    });
+    entries.dedup_by(|a, b| a.key == b.key);
+    prefixes.sort();
+    prefixes.dedup();
+    let within = |k: &str| bound.as_deref().is_none_or(|b| k <= b);
+    let mut out = ListPage::default();
+    let (mut ei, mut pi) = (0, 0);
+    let mut last = None;
+    loop {
+        let next_is_entry = match (entries.get(ei), prefixes.get(pi)) {
+            (Some(e), Some(p)) => e.key.as_str() < p.as_str(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let item = if next_is_entry {
+            entries[ei].key.clone()
+        } else {
+            prefixes[pi].clone()
+        };
+        if !within(&item) {
+            truncated = true;
+            break;
+        }
+        if out.entries.len() + out.common_prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        if next_is_entry {
+            out.entries.push(entries[ei].clone());
+            ei += 1;
+        } else {
+            out.common_prefixes.push(prefixes[pi].clone());
+            pi += 1;
+        }
+        last = Some(item);
+    }
+    out.truncated = truncated;
+    if out.truncated {
+        out.next = last;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::origin::ListEntry;
+
+    fn page(keys: &[&str], prefixes: &[&str], truncated: bool) -> ListPage {
+        ListPage {
+            entries: keys
+                .iter()
+                .map(|k| ListEntry {
+                    key: k.to_string(),
+                    size: 1,
+                    etag: "e".into(),
+                    last_modified: SystemTime::UNIX_EPOCH,
+                    owner: None,
+                })
+                .collect(),
+            common_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            truncated,
+            next: None,
+        }
+    }
+
+    fn keys(p: &ListPage) -> Vec<String> {
+        p.entries.iter().map(|e| e.key.clone()).collect()
+    }
+
+    #[test]
+    fn merged_pages_stop_at_the_earliest_truncated_node_and_dedupe_replicas() {
+        // Node A was cut after "b" (it may hold "b1"): nothing past "b" is certain.
+        let m = merge_pages(
+            vec![page(&["a", "b"], &[], true), page(&["a", "c"], &[], false)],
+            10,
+        );
+        assert_eq!(keys(&m), ["a", "b"]);
+        assert!(m.truncated);
+        assert_eq!(m.next.as_deref(), Some("b"));
+        // Complete pages merge whole, up to max.
+        let m = merge_pages(
+            vec![
+                page(&["a", "d"], &["p/"], false),
+                page(&["b", "d"], &[], false),
+            ],
+            10,
+        );
+        assert_eq!(keys(&m), ["a", "b", "d"]);
+        assert_eq!(m.common_prefixes, ["p/"]);
+        assert!(!m.truncated && m.next.is_none());
+        let m = merge_pages(
+            vec![
+                page(&["a", "d"], &["p/"], false),
+                page(&["b", "d"], &[], false),
+            ],
+            2,
+        );
+        assert_eq!(keys(&m), ["a", "b"]);
+        assert_eq!(m.next.as_deref(), Some("b"));
+        // A truncated node whose bound is this page's last item: still truncated.
+        let m = merge_pages(vec![page(&["a"], &[], true)], 1);
+        assert!(m.truncated);
+        assert_eq!(m.next.as_deref(), Some("a"));
+    }
+}
