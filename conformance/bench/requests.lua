@@ -1,10 +1,13 @@
 -- requests.lua — wrk script: replays pre-formatted requests from REQ_FILE, one per line,
 -- `PATH<TAB>Name: value<TAB>…` (as sigv4_requests.py writes them), cycling through them from
--- a random start. done() prints the same RESULT line as the anchor's range.lua.
+-- a random start. done() prints the same RESULT line as the anchor's range.lua. METHOD
+-- (default GET) and BODY_BYTES (a body of that many bytes with each request) make uploads.
 --   REQ_FILE=requests.tsv wrk -t1 -c64 -d5s -s requests.lua http://127.0.0.1:19100
 
 local file = os.getenv("REQ_FILE")
 local seed = tonumber(os.getenv("SEED") or "1")
+local method = os.getenv("METHOD") or "GET"
+local body_bytes = tonumber(os.getenv("BODY_BYTES") or "0")
 
 local threads = {}
 
@@ -19,6 +22,8 @@ local idx = 0
 
 function init(args)
    math.randomseed(seed * 7919 + (tid or 0))
+   local body = nil
+   if body_bytes > 0 then body = string.rep("k", body_bytes) end
    for line in io.lines(file) do
       local path, headers = nil, {}
       for field in string.gmatch(line, "[^\t]+") do
@@ -30,7 +35,7 @@ function init(args)
          end
       end
       nreqs = nreqs + 1
-      reqs[nreqs] = wrk.format("GET", path, headers)
+      reqs[nreqs] = wrk.format(method, path, headers, body)
    end
    idx = math.random(0, nreqs - 1)
 end

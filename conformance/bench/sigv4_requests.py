@@ -12,7 +12,8 @@ as `PATH<TAB>Name: value<TAB>…` for requests.lua. Every request carries its ow
 the server verifies a different one each time.
 
 Credentials come from the environment: BENCH_AK, BENCH_SECRET, BENCH_REGION (default
-us-east-1); BENCH_EXPIRES (presigned, default 3600 s). Signatures are made at the current time:
+us-east-1); BENCH_EXPIRES (presigned, default 3600 s); BENCH_METHOD (presigned: the method
+signed, default GET; bench/kv presigns PUTs). Signatures are made at the current time:
 header-signed requests stay valid for 15 minutes (S3's clock-skew window), so make the file
 just before the run. Standard library only; the signer follows AWS's SigV4 documentation
 (checked below against its published GET Object example).
@@ -68,8 +69,8 @@ def header_signed(ak, key, region, host, path, headers, amz_date):
     }
 
 
-def presigned_path(ak, key, region, host, path, amz_date, expires):
-    """`path?X-Amz-…` signing `host` only, with an unsigned payload."""
+def presigned_path(ak, key, region, host, path, amz_date, expires, method="GET"):
+    """`path?X-Amz-…` signing `host` only, with an unsigned payload, for `method`."""
     date = amz_date[:8]
     scope = f"{date}/{region}/s3/aws4_request"
     q = {
@@ -80,7 +81,7 @@ def presigned_path(ak, key, region, host, path, amz_date, expires):
         "X-Amz-SignedHeaders": "host",
     }
     cq = "&".join(f"{enc(k, False)}={enc(v, False)}" for k, v in sorted(q.items()))
-    canonical = "\n".join(["GET", path, cq, f"host:{host}", "", "host", "UNSIGNED-PAYLOAD"])
+    canonical = "\n".join([method, path, cq, f"host:{host}", "", "host", "UNSIGNED-PAYLOAD"])
     return f"{path}?{cq}&X-Amz-Signature={signature(key, amz_date, scope, canonical)}"
 
 
@@ -120,7 +121,8 @@ def main(argv):
         if mode == "header":
             headers.update(header_signed(ak, key, region, host, path, headers, amz_date))
         elif mode == "presigned":
-            path = presigned_path(ak, key, region, host, path, amz_date, expires)
+            path = presigned_path(ak, key, region, host, path, amz_date, expires,
+                                  os.environ.get("BENCH_METHOD", "GET"))
         elif mode != "anon":
             sys.exit(f"unknown mode {mode}")
         out.write("\t".join([path] + [f"{k}: {v}" for k, v in headers.items()]) + "\n")
