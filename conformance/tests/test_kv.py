@@ -108,6 +108,47 @@ def test_put_get_ranges_head_list_delete(kv):
     assert "Contents" not in c.list_objects_v2(Bucket="kv", Prefix="page/")
 
 
+def test_uploads_in_parts_from_any_order_complete_into_one_object(kv):
+    from boto3.s3.transfer import TransferConfig
+    import io
+    c = kv.client(WRITER)
+    data = s3util.det_bytes("parts", 13 * MIB + 17)
+    cfg = TransferConfig(multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB, max_concurrency=3)
+    c.upload_fileobj(io.BytesIO(data), "kv", "ckpt/layer.kv", Config=cfg,
+                     ExtraArgs={"ContentType": "application/x-kv", "Metadata": {"tokens": "256"}})
+    got = c.get_object(Bucket="kv", Key="ckpt/layer.kv")
+    assert got["Body"].read() == data
+    assert got["ETag"].strip('"').endswith("-3")
+    assert got["ContentType"] == "application/x-kv" and got["Metadata"] == {"tokens": "256"}
+    r = c.get_object(Bucket="kv", Key="ckpt/layer.kv", Range=f"bytes={5 * MIB - 2}-{10 * MIB + 1}")
+    assert r["Body"].read() == data[5 * MIB - 2:10 * MIB + 2]
+    # Parts sent out of order, completed in order; the staged parts are not objects.
+    up = c.create_multipart_upload(Bucket="kv", Key="ooo")["UploadId"]
+    p2 = c.upload_part(Bucket="kv", Key="ooo", UploadId=up, PartNumber=2, Body=b"B" * 100)
+    p1 = c.upload_part(Bucket="kv", Key="ooo", UploadId=up, PartNumber=1, Body=b"A" * (5 * MIB))
+    assert [o["Key"] for o in c.list_objects_v2(Bucket="kv")["Contents"]] == ["ckpt/layer.kv"]
+    with pytest.raises(ClientError) as e:
+        c.complete_multipart_upload(Bucket="kv", Key="ooo", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": '"nope"'}]})
+    assert code(e.value) == "InvalidPart"
+    c.complete_multipart_upload(Bucket="kv", Key="ooo", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+    assert c.get_object(Bucket="kv", Key="ooo")["Body"].read() == b"A" * (5 * MIB) + b"B" * 100
+    with pytest.raises(ClientError) as e:  # completed: the upload is gone
+        c.upload_part(Bucket="kv", Key="ooo", UploadId=up, PartNumber=3, Body=b"C")
+    assert code(e.value) == "NoSuchUpload"
+    # An aborted upload leaves nothing.
+    up = c.create_multipart_upload(Bucket="kv", Key="gone")["UploadId"]
+    c.upload_part(Bucket="kv", Key="gone", UploadId=up, PartNumber=1, Body=b"x" * 10)
+    c.abort_multipart_upload(Bucket="kv", Key="gone", UploadId=up)
+    with pytest.raises(ClientError) as e:
+        c.head_object(Bucket="kv", Key="gone")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as e:
+        c.upload_part(Bucket="kv", Key="other-key", UploadId=up, PartNumber=1, Body=b"x")
+    assert code(e.value) == "NoSuchUpload"
+
+
 def test_bad_digest_and_conditional_create_leave_nothing_behind(kv):
     c = kv.client(WRITER)
     body = b"kv block" * 100

@@ -28,8 +28,14 @@ use super::{
     single_part, BucketEntry, ListCursor, ListPage, ListQuery, Origin, PartInfo, PutOptions,
     PutResult, RangeRead, Upload,
 };
+
+mod list;
+mod parts;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::peers::{KvPut, Node, PeerError, Peers};
+pub use list::local_page;
+use list::merge_pages;
 
 /// Where a cache-only bucket's objects live.
 pub struct KvOrigin {
@@ -111,12 +117,12 @@ impl KvOrigin {
     }
 
     /// The nodes that keep `key`, preferred first.
-    fn replicas_of(&self, key: &str) -> Vec<Node> {
+    fn replicas_of(&self, space: &str, key: &str) -> Vec<Node> {
         match &self.peers {
             Some(p) => {
                 let hash = cistern_cache::placement::stable_hash(&[
                     b"kv",
-                    self.space.as_bytes(),
+                    space.as_bytes(),
                     key.as_bytes(),
                 ]);
                 p.spread(hash, self.replicas)
@@ -141,30 +147,31 @@ impl KvOrigin {
     /// cache entry, and its readers take a miss (and recompute) rather than an error.
     async fn fetch(
         &self,
+        space: &str,
         key: &str,
         range: Option<Range<u64>>,
         if_match: Option<&str>,
     ) -> Result<(ObjectMeta, Bytes)> {
         let mut last = not_found();
-        for node in self.replicas_of(key) {
+        for node in self.replicas_of(space, key) {
             let got = match node {
                 Node::Here => {
                     let kv = self.local()?;
                     let now = Instant::now();
                     match &range {
                         Some(r) => kv
-                            .read(&self.space, key, r.clone(), if_match, now)
+                            .read(space, key, r.clone(), if_match, now)
                             .await
                             .map(|(m, b, _)| (Arc::unwrap_or_clone(m), b)),
                         None => kv
-                            .head(&self.space, key, now)
+                            .head(space, key, now)
                             .map(|m| (Arc::unwrap_or_clone(m), Bytes::new())),
                     }
                     .map_err(|e| PeerError::Answer(kv_error(e)))
                 }
                 Node::Peer(addr) => {
                     self.peers()?
-                        .kv_get(&addr, &self.space, key, range.clone(), if_match)
+                        .kv_get(&addr, space, key, range.clone(), if_match)
                         .await
                 }
             };
@@ -188,7 +195,9 @@ impl KvOrigin {
                 match n {
                     Node::Here => {
                         let kv = self.local()?;
-                        kv.stage(&put.space, &put.key, &put.etag, put.index, data);
+                        if !data.is_empty() {
+                            kv.stage(&put.space, &put.key, &put.etag, put.index, data);
+                        }
                         if let Some((meta, limits)) = &put.commit {
                             kv.commit(&put.space, &put.key, meta.clone(), *limits, Instant::now())
                                 .map_err(kv_error)?;
@@ -217,38 +226,105 @@ impl KvOrigin {
         *nodes = kept;
         failure
     }
-}
 
-#[async_trait]
-impl Origin for KvOrigin {
-    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
-        Ok(vec![BucketEntry {
-            name: self.space.to_string(),
-            created: None,
-            listing: None,
-        }])
+    /// Drops `key` of `space` at every replica that answers; an error only when none did.
+    async fn remove(&self, space: &str, key: &str) -> Result<()> {
+        let mut reached = false;
+        for n in self.replicas_of(space, key) {
+            match n {
+                Node::Here => {
+                    self.local()?.remove(space, key);
+                    reached = true;
+                }
+                Node::Peer(addr) => {
+                    reached |= self.peers()?.kv_delete(&addr, space, key).await.is_ok();
+                }
+            }
+        }
+        if reached {
+            Ok(())
+        } else {
+            Err(unavailable())
+        }
     }
 
-    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
-        Ok(bucket == &*self.space)
-    }
-
-    async fn head(&self, _bucket: &str, key: &str) -> Result<ObjectMeta> {
-        Ok(self.fetch(key, None, None).await?.0)
-    }
-
-    async fn read(
+    /// Streams `upload` to the replicas of `key` in `space`, chunk by chunk, and commits it
+    /// there as `meta` (its ETag names the version; its size is the upload's). Succeeds when
+    /// at least one replica committed.
+    #[allow(clippy::too_many_arguments)] // reason: what a write is, spelled out once
+    async fn write<S>(
         &self,
-        _bucket: &str,
+        space: &Arc<str>,
         key: &str,
-        range: Range<u64>,
-        if_match: Option<&str>,
-    ) -> Result<RangeRead> {
-        let (meta, data) = self.fetch(key, Some(range), if_match).await?;
-        Ok(RangeRead { meta, data })
+        mut body: S,
+        len: u64,
+        content_md5: Option<&str>,
+        meta: ObjectMeta,
+        limits: KvLimits,
+    ) -> Result<()>
+    where
+        S: futures::Stream<Item = Result<Bytes>> + Send + Unpin,
+    {
+        if limits.quota.is_some_and(|q| len > q) {
+            return Err(kv_error(KvError::TooLarge));
+        }
+        let mut check = BodyCheck::new(len, content_md5)?;
+        let etag: Arc<str> = Arc::from(meta.etag.as_str());
+        let mut nodes = self.replicas_of(space, key);
+        let mut put = KvPut {
+            space: Arc::clone(space),
+            key: Arc::from(key),
+            etag: Arc::clone(&etag),
+            index: 0,
+            commit: None,
+        };
+        let cs = usize::try_from(self.chunk_size).unwrap_or(usize::MAX);
+        let mut buf = BytesMut::new();
+        // A full chunk not sent yet: the object's last one goes with the commit.
+        let mut pending: Option<Bytes> = None;
+        let mut failure = None;
+        while let Some(piece) = body.next().await {
+            let mut piece = piece?;
+            check.update(&piece)?;
+            while !piece.is_empty() {
+                if let Some(chunk) = pending.take() {
+                    failure = self.send(&mut nodes, &put, chunk).await.or(failure);
+                    if nodes.is_empty() {
+                        return Err(failure.unwrap_or_else(unavailable));
+                    }
+                    put.index += 1;
+                }
+                if buf.is_empty() && piece.len() >= cs {
+                    // A piece holding a whole chunk is sliced, not copied.
+                    pending = Some(piece.split_to(cs));
+                    continue;
+                }
+                if buf.is_empty() {
+                    // The whole chunk at once: growing it piece by piece copies it again
+                    // and again.
+                    let left = len.saturating_sub(put.index * self.chunk_size);
+                    buf.reserve(usize::try_from(left).unwrap_or(cs).min(cs));
+                }
+                let take = (cs - buf.len()).min(piece.len());
+                buf.extend_from_slice(&piece.split_to(take));
+                if buf.len() == cs {
+                    pending = Some(buf.split().freeze());
+                }
+            }
+        }
+        check.finish()?;
+        let meta = ObjectMeta { size: len, ..meta };
+        put.commit = Some((meta, limits));
+        let last = pending.unwrap_or_else(|| buf.freeze());
+        failure = self.send(&mut nodes, &put, last).await.or(failure);
+        if nodes.is_empty() {
+            return Err(failure.unwrap_or_else(unavailable));
+        }
+        Ok(())
     }
 
-    async fn list(&self, _bucket: &str, q: &ListQuery) -> Result<ListPage> {
+    /// One page of `space`'s listing, merged from every node's.
+    async fn list_in(&self, space: &str, q: &ListQuery) -> Result<ListPage> {
         let after = match &q.cursor {
             ListCursor::V1 { marker } => marker.clone(),
             ListCursor::V2 {
@@ -271,10 +347,10 @@ impl Origin for KvOrigin {
             let node_q = &node_q;
             async move {
                 match n {
-                    Node::Here => local_page(self.local()?, &self.space, node_q),
+                    Node::Here => local_page(self.local()?, space, node_q),
                     Node::Peer(addr) => self
                         .peers()?
-                        .kv_list(addr, &self.space, node_q)
+                        .kv_list(addr, space, node_q)
                         .await
                         .map_err(|_| unavailable()),
                 }
@@ -303,6 +379,40 @@ impl Origin for KvOrigin {
             ..merged
         })
     }
+}
+
+#[async_trait]
+impl Origin for KvOrigin {
+    async fn list_buckets(&self) -> Result<Vec<BucketEntry>> {
+        Ok(vec![BucketEntry {
+            name: self.space.to_string(),
+            created: None,
+            listing: None,
+        }])
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        Ok(bucket == &*self.space)
+    }
+
+    async fn head(&self, _bucket: &str, key: &str) -> Result<ObjectMeta> {
+        Ok(self.fetch(&self.space, key, None, None).await?.0)
+    }
+
+    async fn read(
+        &self,
+        _bucket: &str,
+        key: &str,
+        range: Range<u64>,
+        if_match: Option<&str>,
+    ) -> Result<RangeRead> {
+        let (meta, data) = self.fetch(&self.space, key, Some(range), if_match).await?;
+        Ok(RangeRead { meta, data })
+    }
+
+    async fn list(&self, _bucket: &str, q: &ListQuery) -> Result<ListPage> {
+        self.list_in(&self.space, q).await
+    }
 
     async fn part(&self, bucket: &str, key: &str, part: u32) -> Result<PartInfo> {
         let meta = self.head(bucket, key).await?;
@@ -316,59 +426,15 @@ impl Origin for KvOrigin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        if self.limits.quota.is_some_and(|q| upload.len > q) {
-            return Err(kv_error(KvError::TooLarge));
-        }
-        if opts.create_only && self.fetch(key, None, None).await.is_ok() {
+        if opts.create_only && self.fetch(&self.space, key, None, None).await.is_ok() {
             return Err(Error::new(
                 ErrorKind::PreconditionFailed,
                 "At least one of the pre-conditions you specified did not hold",
             ));
         }
-        let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
         let now = SystemTime::now();
-        let etag: Arc<str> = Arc::from(new_etag());
-        let mut nodes = self.replicas_of(key);
-        let mut put = KvPut {
-            space: Arc::clone(&self.space),
-            key: Arc::from(key),
-            etag: Arc::clone(&etag),
-            index: 0,
-            commit: None,
-        };
-        let cs = usize::try_from(self.chunk_size).unwrap_or(usize::MAX);
-        let mut buf = BytesMut::new();
-        // A full chunk not sent yet: the object's last one goes with the commit.
-        let mut pending: Option<Bytes> = None;
-        let mut body = upload.body;
-        let mut failure = None;
-        while let Some(piece) = body.next().await {
-            let mut piece = piece?;
-            check.update(&piece)?;
-            while !piece.is_empty() {
-                if let Some(chunk) = pending.take() {
-                    failure = self.send(&mut nodes, &put, chunk).await.or(failure);
-                    if nodes.is_empty() {
-                        return Err(failure.unwrap_or_else(unavailable));
-                    }
-                    put.index += 1;
-                }
-                if buf.is_empty() && piece.len() >= cs {
-                    // A piece holding a whole chunk is sliced, not copied.
-                    pending = Some(piece.split_to(cs));
-                    continue;
-                }
-                let take = (cs - buf.len()).min(piece.len());
-                buf.extend_from_slice(&piece.split_to(take));
-                if buf.len() == cs {
-                    pending = Some(buf.split().freeze());
-                }
-            }
-        }
-        check.finish()?;
         let meta = ObjectMeta {
-            size: upload.len,
-            etag: etag.to_string(),
+            etag: new_etag(),
             last_modified: now,
             content_type: opts.content_type.clone(),
             content_encoding: opts.content_encoding.clone(),
@@ -380,201 +446,51 @@ impl Origin for KvOrigin {
             created: Some(now),
             ..ObjectMeta::default()
         };
-        put.commit = Some((meta, self.limits));
-        let last = pending.unwrap_or_else(|| buf.freeze());
-        failure = self.send(&mut nodes, &put, last).await.or(failure);
-        if nodes.is_empty() {
-            return Err(failure.unwrap_or_else(unavailable));
-        }
+        let etag = meta.etag.clone();
+        let space = Arc::clone(&self.space);
+        let md5 = opts.content_md5.as_deref();
+        self.write(&space, key, upload.body, upload.len, md5, meta, self.limits)
+            .await?;
         Ok(PutResult {
-            etag: etag.to_string(),
+            etag,
             last_modified: Some(now),
             version_id: None,
             origin_headers: Vec::new(),
         })
     }
 
+    async fn start_parts(&self, _bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {
+        self.start_upload(key, opts).await
+    }
+
+    async fn put_part(
+        &self,
+        _bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: u32,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<String> {
+        self.upload_part(key, upload_id, part, upload, content_md5)
+            .await
+    }
+
+    async fn complete_parts(
+        &self,
+        _bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutResult> {
+        self.complete_upload(key, upload_id, parts).await
+    }
+
+    async fn abort_parts(&self, _bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.abort_upload(key, upload_id).await
+    }
+
     async fn delete(&self, _bucket: &str, key: &str) -> Result<()> {
-        let nodes = match &self.peers {
-            // Every replica's place, dead or alive: a node that comes back must not serve it.
-            Some(_) => self.replicas_of(key),
-            None => vec![Node::Here],
-        };
-        let mut reached = false;
-        for n in nodes {
-            match n {
-                Node::Here => {
-                    self.local()?.remove(&self.space, key);
-                    reached = true;
-                }
-                Node::Peer(addr) => {
-                    if self
-                        .peers()?
-                        .kv_delete(&addr, &self.space, key)
-                        .await
-                        .is_ok()
-                    {
-                        reached = true;
-                    }
-                }
-            }
-        }
-        if reached {
-            Ok(())
-        } else {
-            Err(unavailable())
-        }
-    }
-}
-
-/// This node's page of a cache-only namespace's listing.
-pub fn local_page(kv: &KvStore, space: &str, q: &ListQuery) -> Result<ListPage> {
-    let after = match &q.cursor {
-        ListCursor::V1 { marker } => marker.as_deref(),
-        ListCursor::V2 { start_after, .. } => start_after.as_deref(),
-    };
-    let entries = kv
-        .list(space, &q.prefix, after, Instant::now())
-        .into_iter()
-        .map(|(k, m)| super::ListEntry {
-            key: k.to_string(),
-            size: m.size,
-            etag: m.etag.clone(),
-            last_modified: m.last_modified,
-            owner: None,
-        });
-    listing::page(entries, q)
-}
-
-/// Merges the nodes' pages of one listing into one page of at most `max` items (keys and
-/// common prefixes). A truncated node page is complete only up to its last item, so nothing
-/// past the earliest such item is returned; a key held by several replicas appears once.
-fn merge_pages(pages: Vec<ListPage>, max: usize) -> ListPage {
-    let bound: Option<String> = pages
-        .iter()
-        .filter(|p| p.truncated)
-        .filter_map(|p| {
-            let last_key = p.entries.last().map(|e| e.key.clone());
-            let last_prefix = p.common_prefixes.last().cloned();
-            last_key.max(last_prefix)
-        })
-        .min();
-    let mut truncated = pages.iter().any(|p| p.truncated);
-    let mut entries: Vec<super::ListEntry> = Vec::new();
-    let mut prefixes: Vec<String> = Vec::new();
-    for p in pages {
-        entries.extend(p.entries);
-        prefixes.extend(p.common_prefixes);
-    }
-    // The newest copy of each key first, then one per key.
-    entries.sort_by(|a, b| {
-        a.key
-            .cmp(&b.key)
-            .then(b.last_modified.cmp(&a.last_modified))
-    });
-    entries.dedup_by(|a, b| a.key == b.key);
-    prefixes.sort();
-    prefixes.dedup();
-    let within = |k: &str| bound.as_deref().is_none_or(|b| k <= b);
-    let mut out = ListPage::default();
-    let (mut ei, mut pi) = (0, 0);
-    let mut last = None;
-    loop {
-        let next_is_entry = match (entries.get(ei), prefixes.get(pi)) {
-            (Some(e), Some(p)) => e.key.as_str() < p.as_str(),
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        let item = if next_is_entry {
-            entries[ei].key.clone()
-        } else {
-            prefixes[pi].clone()
-        };
-        if !within(&item) {
-            truncated = true;
-            break;
-        }
-        if out.entries.len() + out.common_prefixes.len() == max {
-            truncated = true;
-            break;
-        }
-        if next_is_entry {
-            out.entries.push(entries[ei].clone());
-            ei += 1;
-        } else {
-            out.common_prefixes.push(prefixes[pi].clone());
-            pi += 1;
-        }
-        last = Some(item);
-    }
-    out.truncated = truncated;
-    if out.truncated {
-        out.next = last;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::origin::ListEntry;
-
-    fn page(keys: &[&str], prefixes: &[&str], truncated: bool) -> ListPage {
-        ListPage {
-            entries: keys
-                .iter()
-                .map(|k| ListEntry {
-                    key: k.to_string(),
-                    size: 1,
-                    etag: "e".into(),
-                    last_modified: SystemTime::UNIX_EPOCH,
-                    owner: None,
-                })
-                .collect(),
-            common_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
-            truncated,
-            next: None,
-        }
-    }
-
-    fn keys(p: &ListPage) -> Vec<String> {
-        p.entries.iter().map(|e| e.key.clone()).collect()
-    }
-
-    #[test]
-    fn merged_pages_stop_at_the_earliest_truncated_node_and_dedupe_replicas() {
-        // Node A was cut after "b" (it may hold "b1"): nothing past "b" is certain.
-        let m = merge_pages(
-            vec![page(&["a", "b"], &[], true), page(&["a", "c"], &[], false)],
-            10,
-        );
-        assert_eq!(keys(&m), ["a", "b"]);
-        assert!(m.truncated);
-        assert_eq!(m.next.as_deref(), Some("b"));
-        // Complete pages merge whole, up to max.
-        let m = merge_pages(
-            vec![
-                page(&["a", "d"], &["p/"], false),
-                page(&["b", "d"], &[], false),
-            ],
-            10,
-        );
-        assert_eq!(keys(&m), ["a", "b", "d"]);
-        assert_eq!(m.common_prefixes, ["p/"]);
-        assert!(!m.truncated && m.next.is_none());
-        let m = merge_pages(
-            vec![
-                page(&["a", "d"], &["p/"], false),
-                page(&["b", "d"], &[], false),
-            ],
-            2,
-        );
-        assert_eq!(keys(&m), ["a", "b"]);
-        assert_eq!(m.next.as_deref(), Some("b"));
-        // A truncated node whose bound is this page's last item: still truncated.
-        let m = merge_pages(vec![page(&["a"], &[], true)], 1);
-        assert!(m.truncated);
-        assert_eq!(m.next.as_deref(), Some("a"));
+        self.remove(&self.space, key).await
     }
 }
