@@ -16,6 +16,9 @@ import s3util
 from conftest import DEV_ACCOUNT_KEY, MIB, TESTER, WRITER, free_port
 
 KV = """
+[s3]
+virtual_host_domains = ["localhost"]
+
 [buckets.kv]
 origin = "none"
 
@@ -147,6 +150,44 @@ def test_uploads_in_parts_from_any_order_complete_into_one_object(kv):
     with pytest.raises(ClientError) as e:
         c.upload_part(Bucket="kv", Key="other-key", UploadId=up, PartNumber=1, Body=b"x")
     assert code(e.value) == "NoSuchUpload"
+
+
+def vhost(kv, method, key, body=b"", headers=None):
+    """A request to bucket `kv` addressed virtual-host style (`Host: kv.localhost:PORT`, the
+    path naming only the key), as LMCache's S3 connector sends it; sent to 127.0.0.1."""
+    import http.client
+    host = f"kv.localhost:{kv.s3_port}"
+    path = "/" + s3util.enc_key(key)
+    hdrs = s3util.sign_headers(method, f"http://{host}{path}", headers, WRITER, body)
+    conn = http.client.HTTPConnection("127.0.0.1", kv.s3_port, timeout=60)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host)
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body or None)
+        r = conn.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def test_lmcache_call_pattern_virtual_hosted(kv):
+    # LMCache keys chunks `model@world@worker@hash@dtype`, '/' made '_', one object per chunk;
+    # it HEADs before every get and reads in 8 MiB ranges, accepting 200 or 206.
+    key = "meta-llama_Llama-3.1-8B@1@0@1234abcd0000@bfloat16"
+    chunk = s3util.det_bytes("lmcache", 4 * MIB)
+    assert vhost(kv, "HEAD", key)[0] == 404
+    status, _, _ = vhost(kv, "PUT", key, chunk)
+    assert status == 200
+    status, h, _ = vhost(kv, "HEAD", key)
+    assert status == 200 and int(h["content-length"]) == len(chunk)
+    status, h, got = vhost(kv, "GET", key, headers={"Range": "bytes=0-8388607"})
+    assert status == 206 and got == chunk
+    assert h["content-range"] == f"bytes 0-{len(chunk) - 1}/{len(chunk)}"
+    listed = kv.client(WRITER).list_objects_v2(Bucket="kv")
+    assert [o["Key"] for o in listed["Contents"]] == [key]
 
 
 def test_bad_digest_and_conditional_create_leave_nothing_behind(kv):

@@ -409,16 +409,18 @@ pub async fn start(s: &Settings) -> anyhow::Result<Running> {
     }
     if let (Some(c), Some(client)) = (&s.cluster, &peer_client) {
         if let Some(l) = peer_listener {
-            let server = Arc::new(PeerServer::new(
-                Arc::clone(&pipeline),
-                c.secret.clone(),
-                instance.clone(),
-                c.weight,
-                Arc::clone(client.membership()),
-                metrics.clone(),
-                s.chunk_size,
-                kv.clone(),
-            ));
+            let server = Arc::new(
+                PeerServer::new(
+                    Arc::clone(&pipeline),
+                    c.secret.clone(),
+                    instance.clone(),
+                    c.weight,
+                    Arc::clone(client.membership()),
+                    metrics.clone(),
+                    s.chunk_size,
+                )
+                .with_kv(kv.clone()),
+            );
             tasks.push(tokio::spawn(run_peer(
                 l,
                 server,

@@ -238,7 +238,8 @@ impl Metrics {
 
 /// This node's cache-only buckets, read from its [`KvStore`] at each scrape:
 /// `cistern_kv_objects{bucket}`, `cistern_kv_bytes{bucket}` and
-/// `cistern_kv_dropped_total{bucket,reason}` (reason `quota`, `expired` or `lost`).
+/// `cistern_kv_dropped_total{bucket,reason}` (reason `quota`, `expired` or `lost`). Uploads in
+/// parts in progress count as bucket `<bucket>/uploads`.
 pub struct KvMetrics {
     kv: Arc<KvStore>,
     objects: IntGaugeVec,
@@ -300,7 +301,10 @@ impl Collector for KvMetrics {
             return Vec::new();
         };
         for u in self.kv.usage() {
-            let b = u.space.as_str();
+            // A bucket's uploads in progress are kept as `<bucket>\0uploads` (see
+            // `origin::kv::parts`): shown as `<bucket>/uploads`, a name no bucket has.
+            let name = u.space.replace('\0', "/");
+            let b = name.as_str();
             objects
                 .with_label_values(&[b])
                 .set(i64::try_from(u.objects).unwrap_or(i64::MAX));

@@ -58,7 +58,9 @@ async fn reads_back_ranges_across_chunks_and_only_the_committed_version() {
     let now = Instant::now();
     let data = bytes(3 * CS as usize + 100, 1);
     assert_eq!(
-        kv.read("s", "k", 0..10, None, now).await.unwrap_err(),
+        kv.read("s", "k", 0..10, None, now)
+            .await
+            .expect_err("must fail"),
         KvError::NotFound
     );
     put(&kv, "k", "v1", &data, KvLimits::default(), now).expect("commit");
@@ -75,7 +77,9 @@ async fn reads_back_ranges_across_chunks_and_only_the_committed_version() {
         assert_eq!(got, data.slice(r.start as usize..end), "{r:?}");
     }
     assert_eq!(
-        kv.read("s", "k", 0..1, Some("v0"), now).await.unwrap_err(),
+        kv.read("s", "k", 0..1, Some("v0"), now)
+            .await
+            .expect_err("must fail"),
         KvError::Changed
     );
     // A version staged but never committed is invisible; committing it replaces the first.
@@ -95,7 +99,10 @@ async fn reads_back_ranges_across_chunks_and_only_the_committed_version() {
     );
     assert!(kv.remove("s", "k"));
     assert!(!kv.remove("s", "k"));
-    assert_eq!(kv.head("s", "k", now).unwrap_err(), KvError::NotFound);
+    assert_eq!(
+        kv.head("s", "k", now).expect_err("must fail"),
+        KvError::NotFound
+    );
 }
 
 #[tokio::test]
@@ -150,7 +157,10 @@ async fn objects_expire_after_their_ttl() {
     )
     .expect("put");
     let t = t0 + Duration::from_secs(11);
-    assert_eq!(kv.head("s", "a", t).unwrap_err(), KvError::NotFound);
+    assert_eq!(
+        kv.head("s", "a", t).expect_err("must fail"),
+        KvError::NotFound
+    );
     assert_eq!(kv.list("s", "", None, t).len(), 1);
     kv.head("s", "b", t).expect("b lives");
     let u = &kv.usage()[0];
@@ -199,12 +209,19 @@ async fn an_object_whose_bytes_the_cache_lost_is_gone_not_half_served() {
     // A chunk gone from every tier: the object is dropped, counted, and not found.
     kv.store.remove(&KvStore::chunk_key("s", "k", "e", 1));
     assert_eq!(
-        kv.read("s", "k", CS..CS + 1, None, now).await.unwrap_err(),
+        kv.read("s", "k", CS..CS + 1, None, now)
+            .await
+            .expect_err("must fail"),
         KvError::NotFound
     );
-    assert_eq!(kv.head("s", "k", now).unwrap_err(), KvError::NotFound);
     assert_eq!(
-        kv.read("s", "k", 0..1, None, now).await.unwrap_err(),
+        kv.head("s", "k", now).expect_err("must fail"),
+        KvError::NotFound
+    );
+    assert_eq!(
+        kv.read("s", "k", 0..1, None, now)
+            .await
+            .expect_err("must fail"),
         KvError::NotFound
     );
     let u = &kv.usage()[0];

@@ -97,10 +97,9 @@ impl PeerServer {
         membership: Arc<Membership>,
         metrics: Metrics,
         chunk_size: u64,
-        kv: Option<Arc<KvStore>>,
     ) -> Self {
         Self {
-            kv,
+            kv: None,
             pipeline,
             body_key: mac::BodyKey::new(&secret),
             secret,
@@ -113,6 +112,12 @@ impl PeerServer {
                 .unwrap_or(usize::MAX)
                 .saturating_add(KV_META_MAX),
         }
+    }
+
+    /// Serves this node's share of the cache-only buckets too.
+    pub fn with_kv(mut self, kv: Option<Arc<KvStore>>) -> Self {
+        self.kv = kv;
+        self
     }
 
     /// Answers one request: its body (at most one chunk) is read first, since the request's

@@ -99,6 +99,7 @@ pub(super) fn merge_pages(pages: Vec<ListPage>, max: usize) -> ListPage {
 mod tests {
     use super::*;
     use crate::origin::ListEntry;
+    use std::time::SystemTime;
 
     fn page(keys: &[&str], prefixes: &[&str], truncated: bool) -> ListPage {
         ListPage {
