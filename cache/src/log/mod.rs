@@ -10,7 +10,8 @@
 //!   and serves a slice of the read buffer. A piece that fails its CRC is counted, its record
 //!   forgotten, and the read is a miss (the chunk is fetched again).
 //! - **Writes** go through a bounded queue to one writer thread: past [`QUEUE_BYTES`] a write
-//!   is dropped (counted), costing SSD hit ratio only.
+//!   is dropped (counted), costing SSD hit ratio only. The writer gathers what is queued (up to
+//!   [`BATCH_BYTES`]) into one write: consecutive records are contiguous in a segment.
 //! - **Eviction** is FIFO by segment: when the active segment is full, the writer moves to the
 //!   next one in ring order, bumps its generation and forgets its records. A read that raced
 //!   with the reuse sees the generation changed after its read and treats it as a miss.
@@ -42,6 +43,8 @@ use record::{aligned, Header, ALIGN};
 
 /// Bytes of chunks queued for the writer at most; past it writes are dropped.
 pub(crate) const QUEUE_BYTES: usize = 48 << 20;
+/// Bytes of queued chunks the writer gathers into one write (one device round trip).
+const BATCH_BYTES: usize = 8 << 20;
 /// Threads reading segments: as many reads in flight at once (an NVMe device wants depth).
 const READERS: usize = 16;
 /// Bytes of reads in flight at most (their buffers), in units of [`READ_UNIT`].
@@ -252,7 +255,8 @@ impl ChunkLog {
         if !fresh {
             writer.recover()?;
         }
-        let (tx, rx) = sync_channel(256);
+        // Bounded by bytes (`QUEUE_BYTES`) first; the count only bounds tiny chunks.
+        let (tx, rx) = sync_channel(4096);
         std::thread::Builder::new()
             .name("cistern-ssd-writer".into())
             .spawn(move || writer.run(rx))?;
@@ -409,13 +413,36 @@ impl Metrics {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
-        while let Ok(msg) = rx.recv() {
+        let mut next: Option<Msg> = None;
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+            };
             match msg {
                 Msg::Write(key, data) => {
-                    let len = data.len();
-                    self.write(key, &data);
-                    drop(data);
-                    self.inner.queued.fetch_sub(len, Ordering::AcqRel);
+                    // What else is queued goes out with it, in one write: consecutive records
+                    // are contiguous in the segment, and a write costs a device round trip.
+                    let mut bytes = data.len();
+                    let mut batch = vec![(key, data)];
+                    while bytes < BATCH_BYTES {
+                        match rx.try_recv() {
+                            Ok(Msg::Write(k, d)) => {
+                                bytes += d.len();
+                                batch.push((k, d));
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_batch(batch);
+                    self.inner.queued.fetch_sub(bytes, Ordering::AcqRel);
                 }
                 Msg::Flush(done) => {
                     for s in &self.inner.segs {
@@ -427,45 +454,84 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, key: ChunkKey, data: &[u8]) {
+    /// Writes records for `batch`, as few writes as the active segment allows.
+    fn write_batch(&mut self, batch: Vec<(ChunkKey, Bytes)>) {
         let inner = self.inner.clone();
-        let Some(rec) = record::encode(self.seq, &key, data, inner.piece, &self.salt) else {
-            inner.metrics.errors.with_label_values(&["write"]).inc();
-            return;
-        };
-        if rec.total > inner.seg_size {
-            inner.metrics.errors.with_label_values(&["write"]).inc();
+        let mut group: Vec<(ChunkKey, Bytes, record::Plan)> = Vec::new();
+        let mut group_total = 0;
+        for (key, data) in batch {
+            let Some(plan) =
+                record::plan(&key, data.len(), inner.piece).filter(|p| p.total <= inner.seg_size)
+            else {
+                inner.metrics.errors.with_label_values(&["write"]).inc();
+                continue;
+            };
+            if self.at + group_total + plan.total > inner.seg_size {
+                self.write_group(std::mem::take(&mut group));
+                group_total = 0;
+                if self.at + plan.total > inner.seg_size {
+                    self.advance();
+                }
+            }
+            group_total += plan.total;
+            group.push((key, data, plan));
+        }
+        self.write_group(group);
+    }
+
+    /// Writes consecutive records at the active segment's end in one write, then indexes them.
+    fn write_group(&mut self, group: Vec<(ChunkKey, Bytes, record::Plan)>) {
+        if group.is_empty() {
             return;
         }
-        if self.at + rec.total > inner.seg_size {
-            self.advance();
+        let inner = self.inner.clone();
+        let total: usize = group.iter().map(|(_, _, p)| p.total).sum();
+        let (mut buf, off) = record::aligned(total);
+        let out = &mut buf[off..off + total];
+        let mut placed = Vec::with_capacity(group.len());
+        let mut rel = 0;
+        for (i, (_, data, plan)) in group.iter().enumerate() {
+            let crcs = record::encode_into(
+                plan,
+                &mut out[rel..rel + plan.total],
+                self.seq + i as u64,
+                data,
+                inner.piece,
+                &self.salt,
+            );
+            placed.push((rel + plan.size, crcs));
+            rel += plan.total;
         }
         let seg = &inner.segs[self.active];
-        if let Err(e) = seg.file.write_all_at(rec.bytes(), self.at as u64) {
+        if let Err(e) = seg.file.write_all_at(out, self.at as u64) {
             inner.metrics.errors.with_label_values(&["write"]).inc();
-            tracing::warn!(error = %e, "ssd cache write failed; the chunk stays in RAM only");
-            // What was written of it is past `at`: the next record overwrites it.
+            tracing::warn!(error = %e, "ssd cache write failed; the chunks stay in RAM only");
+            // What was written of them is past `at`: the next records overwrite it.
             return;
         }
-        let loc = Loc {
-            seg: self.active,
-            gen: seg.gen.load(Ordering::Acquire),
-            data_at: (self.at + rec.size) as u64,
-            len: data.len(),
-            crcs: rec.crcs.into(),
-        };
+        let gen = seg.gen.load(Ordering::Acquire);
         if let Ok(mut index) = inner.index.write() {
-            index.insert(key.clone(), loc);
+            for ((key, data, _), (data_rel, crcs)) in group.iter().zip(placed) {
+                let loc = Loc {
+                    seg: self.active,
+                    gen,
+                    data_at: (self.at + data_rel) as u64,
+                    len: data.len(),
+                    crcs: crcs.into(),
+                };
+                index.insert(key.clone(), loc);
+            }
         }
-        self.keys[self.active].push(key);
-        self.at += rec.total;
-        self.seq += 1;
+        let n = group.len();
+        self.keys[self.active].extend(group.into_iter().map(|(k, _, _)| k));
+        self.at += total;
+        self.seq += n as u64;
         self.fill(self.at);
         inner
             .metrics
             .io_bytes
             .with_label_values(&["write"])
-            .inc_by(rec.total as u64);
+            .inc_by(total as u64);
     }
 
     fn fill(&mut self, at: usize) {

@@ -75,6 +75,7 @@ fn header_size(key_len: usize, len: usize, piece: usize) -> usize {
 }
 
 /// A record laid out for writing: `buf[off..off + total]` is 4 KiB-aligned in memory.
+#[cfg(test)]
 pub(crate) struct Encoded {
     pub buf: Vec<u8>,
     pub off: usize,
@@ -84,30 +85,47 @@ pub(crate) struct Encoded {
     pub crcs: Vec<u32>,
 }
 
+#[cfg(test)]
 impl Encoded {
     pub fn bytes(&self) -> &[u8] {
         &self.buf[self.off..self.off + self.total]
     }
 }
 
-/// The record for `key` and `data`, sealed with `salt` (see [`seal`]); `None` when the key
-/// or the data is too long for the format.
-pub(crate) fn encode(
+/// A record's layout, before its bytes are known: the encoded key, the header's size and the
+/// record's total size on disk (both multiples of 4 KiB).
+pub(crate) struct Plan {
+    key: Vec<u8>,
+    pub size: usize,
+    pub total: usize,
+}
+
+/// The layout of the record for `key` and `len` bytes of data; `None` when the key or the
+/// data is too long for the format.
+pub(crate) fn plan(key: &ChunkKey, len: usize, piece: usize) -> Option<Plan> {
+    let mut k = Vec::with_capacity(key.estimated_size());
+    key.encode(&mut k).ok()?;
+    if k.len() > MAX_KEY || u32::try_from(len).is_err() {
+        return None;
+    }
+    let size = header_size(k.len(), len, piece);
+    Some(Plan {
+        key: k,
+        size,
+        total: size + align_up(len),
+    })
+}
+
+/// Writes the record planned as `p` for `data` into `out` (`p.total` zeroed bytes), sealed
+/// with `salt` (see [`seal`]); answers the pieces' CRC32Cs.
+pub(crate) fn encode_into(
+    p: &Plan,
+    out: &mut [u8],
     seq: u64,
-    key: &ChunkKey,
     data: &[u8],
     piece: usize,
     salt: &[u8; 32],
-) -> Option<Encoded> {
-    let mut k = Vec::with_capacity(key.estimated_size());
-    key.encode(&mut k).ok()?;
-    if k.len() > MAX_KEY || u32::try_from(data.len()).is_err() {
-        return None;
-    }
-    let size = header_size(k.len(), data.len(), piece);
-    let total = size + align_up(data.len());
-    let (mut buf, off) = aligned(total);
-    let out = &mut buf[off..off + total];
+) -> Vec<u32> {
     let mut at = 0;
     let mut put = |b: &[u8]| {
         out[at..at + b.len()].copy_from_slice(b);
@@ -119,8 +137,8 @@ pub(crate) fn encode(
     put(&seq.to_le_bytes());
     put(&(data.len() as u32).to_le_bytes());
     put(&(piece as u32).to_le_bytes());
-    put(&(k.len() as u32).to_le_bytes());
-    put(&k);
+    put(&(p.key.len() as u32).to_le_bytes());
+    put(&p.key);
     let crcs: Vec<u32> = data.chunks(piece).map(crc32c::crc32c).collect();
     for c in &crcs {
         put(&c.to_le_bytes());
@@ -128,12 +146,27 @@ pub(crate) fn encode(
     let end = at;
     let tag = seal(salt, &out[..end]);
     out[end..end + TAG].copy_from_slice(&tag);
-    out[size..size + data.len()].copy_from_slice(data);
+    out[p.size..p.size + data.len()].copy_from_slice(data);
+    crcs
+}
+
+/// The record for `key` and `data` in a buffer of its own (see [`encode_into`]).
+#[cfg(test)]
+pub(crate) fn encode(
+    seq: u64,
+    key: &ChunkKey,
+    data: &[u8],
+    piece: usize,
+    salt: &[u8; 32],
+) -> Option<Encoded> {
+    let p = plan(key, data.len(), piece)?;
+    let (mut buf, off) = aligned(p.total);
+    let crcs = encode_into(&p, &mut buf[off..off + p.total], seq, data, piece, salt);
     Some(Encoded {
         buf,
         off,
-        total,
-        size,
+        total: p.total,
+        size: p.size,
         crcs,
     })
 }
