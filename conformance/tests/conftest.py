@@ -9,6 +9,7 @@ Environment:
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -53,12 +54,21 @@ def pytest_configure(config):
 # --------------------------------------------------------------------------- ports / processes
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port below the kernel's ephemeral range (32768 and up), never the same twice in
+    a session. A port the kernel picks (bind to 0) can be taken as the source port of some
+    outgoing connection before the process it is for binds it (seen in CI: `Address already
+    in use`); ports below the range are never picked that way. (20000–20199 are left to
+    test_membership's simulated nodes.)"""
+    for _ in range(10_000):
+        port = random.randrange(21000, 32000)
+        if port not in _HANDED_OUT and port_is_free(port):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free port in 21000-32000")
 
 
 def port_is_free(port: int) -> bool:
