@@ -486,24 +486,27 @@ impl Writer {
         }
         let inner = self.inner.clone();
         let total: usize = group.iter().map(|(_, _, p)| p.total).sum();
-        let (mut buf, off) = record::aligned(total);
-        let out = &mut buf[off..off + total];
+        // Appended, not zeroed first: only the records' padding is written twice.
+        let (mut buf, off) = record::aligned_empty(total);
         let mut placed = Vec::with_capacity(group.len());
-        let mut rel = 0;
         for (i, (_, data, plan)) in group.iter().enumerate() {
-            let crcs = record::encode_into(
+            let rel = buf.len() - off;
+            let crcs = record::encode_append(
                 plan,
-                &mut out[rel..rel + plan.total],
+                &mut buf,
                 self.seq + i as u64,
                 data,
                 inner.piece,
                 &self.salt,
             );
             placed.push((rel + plan.size, crcs));
-            rel += plan.total;
         }
+        debug_assert!(
+            (buf[off..].as_ptr() as usize).is_multiple_of(ALIGN),
+            "moved"
+        );
         let seg = &inner.segs[self.active];
-        if let Err(e) = seg.file.write_all_at(out, self.at as u64) {
+        if let Err(e) = seg.file.write_all_at(&buf[off..], self.at as u64) {
             inner.metrics.errors.with_label_values(&["write"]).inc();
             tracing::warn!(error = %e, "ssd cache write failed; the chunks stay in RAM only");
             // What was written of them is past `at`: the next records overwrite it.

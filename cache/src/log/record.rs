@@ -116,41 +116,49 @@ pub(crate) fn plan(key: &ChunkKey, len: usize, piece: usize) -> Option<Plan> {
     })
 }
 
-/// Writes the record planned as `p` for `data` into `out` (`p.total` zeroed bytes), sealed
-/// with `salt` (see [`seal`]); answers the pieces' CRC32Cs.
-pub(crate) fn encode_into(
+/// A buffer for records: `buf[off..]` starts 4 KiB-aligned in memory and records are
+/// appended to it without zeroing what they overwrite (only their padding is written as zeros).
+pub(crate) fn aligned_empty(capacity: usize) -> (Vec<u8>, usize) {
+    let buf = Vec::with_capacity(capacity + ALIGN);
+    let off = (ALIGN - buf.as_ptr() as usize % ALIGN) % ALIGN;
+    let mut buf = buf;
+    buf.resize(off, 0);
+    (buf, off)
+}
+
+/// Appends the record planned as `p` for `data` to `out` (which must have room for
+/// `p.total` more bytes, so that it does not move), sealed with `salt` (see [`seal`]);
+/// answers the pieces' CRC32Cs.
+pub(crate) fn encode_append(
     p: &Plan,
-    out: &mut [u8],
+    out: &mut Vec<u8>,
     seq: u64,
     data: &[u8],
     piece: usize,
     salt: &[u8; 32],
 ) -> Vec<u32> {
-    let mut at = 0;
-    let mut put = |b: &[u8]| {
-        out[at..at + b.len()].copy_from_slice(b);
-        at += b.len();
-    };
-    put(&MAGIC.to_le_bytes());
-    put(&VERSION.to_le_bytes());
-    put(&0u16.to_le_bytes());
-    put(&seq.to_le_bytes());
-    put(&(data.len() as u32).to_le_bytes());
-    put(&(piece as u32).to_le_bytes());
-    put(&(p.key.len() as u32).to_le_bytes());
-    put(&p.key);
+    let start = out.len();
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(piece as u32).to_le_bytes());
+    out.extend_from_slice(&(p.key.len() as u32).to_le_bytes());
+    out.extend_from_slice(&p.key);
     let crcs: Vec<u32> = data.chunks(piece).map(crc32c::crc32c).collect();
     for c in &crcs {
-        put(&c.to_le_bytes());
+        out.extend_from_slice(&c.to_le_bytes());
     }
-    let end = at;
-    let tag = seal(salt, &out[..end]);
-    out[end..end + TAG].copy_from_slice(&tag);
-    out[p.size..p.size + data.len()].copy_from_slice(data);
+    let tag = seal(salt, &out[start..]);
+    out.extend_from_slice(&tag);
+    out.resize(start + p.size, 0);
+    out.extend_from_slice(data);
+    out.resize(start + p.total, 0);
     crcs
 }
 
-/// The record for `key` and `data` in a buffer of its own (see [`encode_into`]).
+/// The record for `key` and `data` in a buffer of its own (see [`encode_append`]).
 #[cfg(test)]
 pub(crate) fn encode(
     seq: u64,
@@ -160,8 +168,8 @@ pub(crate) fn encode(
     salt: &[u8; 32],
 ) -> Option<Encoded> {
     let p = plan(key, data.len(), piece)?;
-    let (mut buf, off) = aligned(p.total);
-    let crcs = encode_into(&p, &mut buf[off..off + p.total], seq, data, piece, salt);
+    let (mut buf, off) = aligned_empty(p.total);
+    let crcs = encode_append(&p, &mut buf, seq, data, piece, salt);
     Some(Encoded {
         buf,
         off,
