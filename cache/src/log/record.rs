@@ -80,9 +80,6 @@ pub(crate) struct Encoded {
     pub buf: Vec<u8>,
     pub off: usize,
     pub total: usize,
-    /// The header's size: the data starts there.
-    pub size: usize,
-    pub crcs: Vec<u32>,
 }
 
 #[cfg(test)]
@@ -169,13 +166,11 @@ pub(crate) fn encode(
 ) -> Option<Encoded> {
     let p = plan(key, data.len(), piece)?;
     let (mut buf, off) = aligned_empty(p.total);
-    let crcs = encode_append(&p, &mut buf, seq, data, piece, salt);
+    encode_append(&p, &mut buf, seq, data, piece, salt);
     Some(Encoded {
         buf,
         off,
         total: p.total,
-        size: p.size,
-        crcs,
     })
 }
 
