@@ -268,6 +268,14 @@ def test_blob_clients_read_and_write_the_same_namespace(kv):
     assert got == b"z" * 3000
     names = [b.name for b in svc.get_container_client("kv").list_blobs(name_starts_with="from/")]
     assert names == ["from/blob"]
+    # Large blobs go up as blocks (Put Block, Put Block List), as azcopy sends them.
+    blocky = BlobServiceClient.from_connection_string(
+        kv.connection_string(), retry_total=0, max_single_put_size=MIB, max_block_size=MIB)
+    data = s3util.det_bytes("blocks", 3 * MIB + 10)
+    blocky.get_blob_client("kv", "from/blocks").upload_blob(data, content_settings=None)
+    assert kv.client(WRITER).get_object(Bucket="kv", Key="from/blocks")["Body"].read() == data
+    names = [b.name for b in svc.get_container_client("kv").list_blobs(name_starts_with="from/")]
+    assert names == ["from/blob", "from/blocks"], "staged blocks are not objects"
 
 
 # --------------------------------------------------------------------------- cluster

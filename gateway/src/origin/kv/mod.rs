@@ -25,8 +25,8 @@ use futures::StreamExt;
 use super::listing;
 use super::upload::BodyCheck;
 use super::{
-    single_part, BucketEntry, ListCursor, ListPage, ListQuery, Origin, PartInfo, PutOptions,
-    PutResult, RangeRead, Upload,
+    single_part, BlockRef, BucketEntry, ListCursor, ListPage, ListQuery, Origin, PartInfo,
+    PutOptions, PutResult, RangeRead, Upload,
 };
 
 mod list;
@@ -488,6 +488,31 @@ impl Origin for KvOrigin {
 
     async fn abort_parts(&self, _bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.abort_upload(key, upload_id).await
+    }
+
+    async fn put_block(
+        &self,
+        _bucket: &str,
+        key: &str,
+        block_id: &str,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<()> {
+        self.stage_block(key, block_id, upload, content_md5).await
+    }
+
+    async fn commit_blocks(
+        &self,
+        _bucket: &str,
+        key: &str,
+        blocks: &[BlockRef],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        self.commit_block_list(key, blocks, opts).await
+    }
+
+    async fn staged_blocks(&self, _bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
+        self.blocks_of(key).await
     }
 
     async fn delete(&self, _bucket: &str, key: &str) -> Result<()> {

@@ -1,5 +1,6 @@
-//! Uploads in parts into a cache-only bucket (S3 multipart; what LMCache's S3 client sends
-//! for objects over 8 MiB). Parts arrive at any front, in any order, so they are kept in the
+//! Uploads in parts into a cache-only bucket (S3 multipart, which LMCache's S3 client sends
+//! for objects over 8 MiB; Blob Put Block and Put Block List, which azcopy and the Azure SDKs
+//! send for large blobs). Parts arrive at any front, in any order, so they are kept in the
 //! cluster like objects: in a hidden namespace beside the bucket's, under `<upload>/<part>`,
 //! on their own replicas, with an upload record `<upload>` holding the object's key and
 //! headers. Completing reads the parts back in order into one new object, then drops them.
@@ -14,7 +15,7 @@ use futures::StreamExt;
 
 use super::{new_etag, KvOrigin};
 use crate::error::{Error, ErrorKind, Result};
-use crate::origin::{ListCursor, ListQuery, PutOptions, PutResult, Upload};
+use crate::origin::{BlockRef, ListCursor, ListQuery, PutOptions, PutResult, Upload};
 
 /// How long an upload's parts are kept without being completed.
 const UPLOAD_TTL: Duration = Duration::from_secs(3600);
@@ -36,6 +37,11 @@ fn invalid_part(why: &str) -> Error {
 
 fn part_key(upload_id: &str, part: u32) -> String {
     format!("{upload_id}/{part:05}")
+}
+
+/// A staged Blob block of `key` (a NUL keeps it apart from any upload's parts).
+fn block_key(key: &str, block_id: &str) -> String {
+    format!("{key}\0block\0{block_id}")
 }
 
 impl KvOrigin {
@@ -164,9 +170,35 @@ impl KvOrigin {
             }
             found.push((pk, meta));
         }
+        let now = SystemTime::now();
+        let meta = ObjectMeta {
+            etag: format!("{}-{}", new_etag(), parts.len()),
+            last_modified: now,
+            created: Some(now),
+            origin_headers: Vec::new(),
+            ..record
+        };
+        let etag = meta.etag.clone();
+        self.write_joined(found, key, meta).await?;
+        self.drop_upload(upload_id).await;
+        Ok(PutResult {
+            etag,
+            last_modified: Some(now),
+            version_id: None,
+            origin_headers: Vec::new(),
+        })
+    }
+
+    /// Writes `key` as the staged pieces `found` (keys in the uploads namespace, with the
+    /// versions checked) joined in order, read back a chunk's worth at a time.
+    async fn write_joined(
+        &self,
+        found: Vec<(String, ObjectMeta)>,
+        key: &str,
+        meta: ObjectMeta,
+    ) -> Result<()> {
+        let uploads = self.uploads();
         let total: u64 = found.iter().map(|(_, m)| m.size).sum();
-        // The parts' bytes in order, a chunk's worth at a time, each only from the version
-        // that was checked above.
         let cs = self.chunk_size;
         let pieces: Vec<(String, String, std::ops::Range<u64>)> = found
             .iter()
@@ -188,23 +220,113 @@ impl KvOrigin {
                 if data.len() as u64 == want {
                     Ok(data)
                 } else {
-                    Err(invalid_part("A part was lost before the upload completed"))
+                    Err(invalid_part(
+                        "A staged part was lost before the upload completed",
+                    ))
                 }
             })
             .boxed();
-        let now = SystemTime::now();
-        let meta = ObjectMeta {
-            etag: format!("{}-{}", new_etag(), parts.len()),
-            last_modified: now,
-            created: Some(now),
-            origin_headers: Vec::new(),
-            ..record
-        };
-        let etag = meta.etag.clone();
         let space = Arc::clone(&self.space);
         self.write(&space, key, body, total, None, meta, self.limits)
-            .await?;
-        self.drop_upload(upload_id).await;
+            .await
+    }
+
+    /// Stages a Blob block of `key` (Put Block), as an upload's part is staged.
+    pub(super) async fn stage_block(
+        &self,
+        key: &str,
+        block_id: &str,
+        upload: Upload,
+        content_md5: Option<&str>,
+    ) -> Result<()> {
+        let meta = ObjectMeta {
+            etag: new_etag(),
+            last_modified: SystemTime::now(),
+            ..ObjectMeta::default()
+        };
+        self.write(
+            &self.uploads(),
+            &block_key(key, block_id),
+            upload.body,
+            upload.len,
+            content_md5,
+            meta,
+            self.upload_limits(),
+        )
+        .await
+    }
+
+    /// The blocks staged for `key`: (id, size), by id.
+    pub(super) async fn blocks_of(&self, key: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = block_key(key, "");
+        let q = ListQuery {
+            prefix: prefix.clone(),
+            delimiter: None,
+            max_keys: 100_000,
+            cursor: ListCursor::V1 { marker: None },
+        };
+        let page = self.list_in(&self.uploads(), &q).await?;
+        Ok(page
+            .entries
+            .into_iter()
+            .map(|e| (e.key[prefix.len()..].to_string(), e.size))
+            .collect())
+    }
+
+    /// Commits `key` from staged blocks (Put Block List), then drops every block staged for
+    /// it, as Azure does. A cache-only object keeps no committed blocks to reuse.
+    pub(super) async fn commit_block_list(
+        &self,
+        key: &str,
+        blocks: &[BlockRef],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        if opts.create_only && self.fetch(&self.space, key, None, None).await.is_ok() {
+            return Err(Error::new(
+                ErrorKind::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        let uploads = self.uploads();
+        let mut found = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            let id = match b {
+                BlockRef::Latest(id) | BlockRef::Uncommitted(id) => id,
+                BlockRef::Committed(_) => {
+                    return Err(invalid_part(
+                        "The specified block list is invalid (a cache-only object keeps no \
+                         committed blocks)",
+                    ))
+                }
+            };
+            let bk = block_key(key, id);
+            match self.fetch(&uploads, &bk, None, None).await {
+                Ok((m, _)) => found.push((bk, m)),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(invalid_part("The specified block list is invalid"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let now = SystemTime::now();
+        let meta = ObjectMeta {
+            etag: new_etag(),
+            last_modified: now,
+            content_type: opts.content_type.clone(),
+            content_encoding: opts.content_encoding.clone(),
+            cache_control: opts.cache_control.clone(),
+            content_disposition: opts.content_disposition.clone(),
+            content_language: opts.content_language.clone(),
+            user_metadata: opts.user_metadata.clone(),
+            content_md5: opts.content_md5.clone(),
+            created: Some(now),
+            ..ObjectMeta::default()
+        };
+        let etag = meta.etag.clone();
+        self.write_joined(found, key, meta).await?;
+        for (id, _) in self.blocks_of(key).await.unwrap_or_default() {
+            let _ = self.remove(&uploads, &block_key(key, &id)).await;
+        }
         Ok(PutResult {
             etag,
             last_modified: Some(now),
