@@ -23,38 +23,40 @@ pub struct CacheOnly {
     pub replicas: usize,
 }
 
+/// The first of `keys` (name, whether set) that is set, as an error at `key.name`.
+fn refuse_set(key: &str, keys: &[(&str, bool)], why: &str) -> Result<(), ConfigError> {
+    match keys.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(err(&format!("{key}.{name}"), why)),
+        None => Ok(()),
+    }
+}
+
 /// The cache-only settings of `[buckets.NAME]` (at `key`), or `None` for a bucket with an
 /// origin. Keys that belong to the other kind are refused rather than ignored.
 pub fn cache_only(key: &str, b: &BucketSection) -> Result<Option<CacheOnly>, ConfigError> {
     if b.origin != NO_ORIGIN {
-        for (name, set) in [
-            ("quota", b.quota.is_some()),
-            ("expire_after", b.expire_after.is_some()),
-            ("replicas", b.replicas.is_some()),
-        ] {
-            if set {
-                return Err(err(
-                    &format!("{key}.{name}"),
-                    "only a cache-only bucket (origin = \"none\") takes this",
-                ));
-            }
-        }
+        refuse_set(
+            key,
+            &[
+                ("quota", b.quota.is_some()),
+                ("expire_after", b.expire_after.is_some()),
+                ("replicas", b.replicas.is_some()),
+            ],
+            "only a cache-only bucket (origin = \"none\") takes this",
+        )?;
         return Ok(None);
     }
-    for (name, set) in [
-        ("origin_bucket", b.origin_bucket.is_some()),
-        ("consistency", b.consistency.is_some()),
-        ("ttl", b.ttl.is_some()),
-        ("populate_on_write", b.populate_on_write.is_some()),
-    ] {
-        if set {
-            return Err(err(
-                &format!("{key}.{name}"),
-                "a cache-only bucket (origin = \"none\") has no origin to follow; \
-                 use expire_after for an object lifetime",
-            ));
-        }
-    }
+    refuse_set(
+        key,
+        &[
+            ("origin_bucket", b.origin_bucket.is_some()),
+            ("consistency", b.consistency.is_some()),
+            ("ttl", b.ttl.is_some()),
+            ("populate_on_write", b.populate_on_write.is_some()),
+        ],
+        "a cache-only bucket (origin = \"none\") has no origin to follow; \
+         use expire_after for an object lifetime",
+    )?;
     let quota = match &b.quota {
         Some(q) => {
             let v = parse_size(q).map_err(|e| err(&format!("{key}.quota"), e))?;

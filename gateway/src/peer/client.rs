@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use cistern_auth::{peer as mac, Secret};
 use cistern_cache::{ObjectMeta, Tier};
 
@@ -237,7 +237,7 @@ impl Peers for PeerClient {
         want: Option<u64>,
     ) -> Result<MetaAnswer, PeerError> {
         let path = format!("/v1/meta?{}", wire::meta_query(bucket, key, want));
-        let (status, headers, mut body) = self
+        let (status, headers, body) = self
             .call(
                 "meta",
                 reqwest::Method::GET,
@@ -250,14 +250,7 @@ impl Peers for PeerClient {
         if status != 200 {
             return Err(self.refusal(node, status, &body));
         }
-        if body.len() < 4 {
-            return Err(PeerError::Unavailable);
-        }
-        let n = body.get_u32() as usize;
-        if body.len() < n {
-            return Err(PeerError::Unavailable);
-        }
-        let meta = ObjectMeta::from_bytes(body.split_to(n)).ok_or(PeerError::Unavailable)?;
+        let (meta, body) = wire::unframe(body).ok_or(PeerError::Unavailable)?;
         let chunk = headers
             .get(wire::CHUNK_INDEX)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -288,14 +281,7 @@ impl Peers for PeerClient {
     async fn kv_put(&self, node: &str, put: &KvPut, data: Bytes) -> Result<(), PeerError> {
         let path = format!("/v1/kv/put?{}", wire::kv_put_query(put));
         let body = match &put.commit {
-            Some((meta, _)) => {
-                let record = meta.to_bytes();
-                let mut b = BytesMut::with_capacity(4 + record.len() + data.len());
-                b.put_u32(record.len() as u32);
-                b.put_slice(&record);
-                b.put_slice(&data);
-                b.freeze()
-            }
+            Some((meta, _)) => wire::framed(meta, &data),
             None => data,
         };
         let (status, _, body) = self
@@ -326,7 +312,7 @@ impl Peers for PeerClient {
             "/v1/kv/get?{}",
             wire::kv_get_query(space, key, range.as_ref(), if_match)
         );
-        let (status, _, mut body) = self
+        let (status, _, body) = self
             .call(
                 "kv_get",
                 reqwest::Method::GET,
@@ -339,15 +325,7 @@ impl Peers for PeerClient {
         if status != 200 {
             return Err(self.refusal(node, status, &body));
         }
-        if body.len() < 4 {
-            return Err(PeerError::Unavailable);
-        }
-        let n = body.get_u32() as usize;
-        if body.len() < n {
-            return Err(PeerError::Unavailable);
-        }
-        let meta = ObjectMeta::from_bytes(body.split_to(n)).ok_or(PeerError::Unavailable)?;
-        Ok((meta, body))
+        wire::unframe(body).ok_or(PeerError::Unavailable)
     }
 
     async fn kv_delete(&self, node: &str, space: &str, key: &str) -> Result<(), PeerError> {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use cistern_auth::{peer as mac, Secret};
-use cistern_cache::{KvLimits, KvStore, ObjectMeta};
+use cistern_cache::{KvLimits, KvStore};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
@@ -243,25 +243,20 @@ impl PeerServer {
             .pipeline
             .serve_meta(q.get("b")?, q.get("k")?, want)
             .await?;
-        let record = answer.meta.to_bytes();
-        let chunk = answer.chunk;
-        let extra = chunk.as_ref().map_or(0, |(_, d)| d.len());
-        let mut body = BytesMut::with_capacity(4 + record.len() + extra);
-        body.put_u32(record.len() as u32);
-        body.put_slice(&record);
         let mut headers = Vec::new();
         if answer.fetched {
             headers.push((wire::FETCHED, "1".to_string()));
         }
-        if let Some((i, data)) = chunk {
-            body.put_slice(&data);
+        let mut rest = Bytes::new();
+        if let Some((i, data)) = answer.chunk {
             headers.push((wire::CHUNK_INDEX, i.to_string()));
             self.metrics.peer_served_bytes.inc_by(data.len() as u64);
+            rest = data;
         }
         Ok(Answer {
             status: 200,
             headers,
-            body: body.freeze(),
+            body: wire::framed(&answer.meta, &rest),
         })
     }
 
@@ -281,27 +276,17 @@ impl PeerServer {
         })
     }
 
-    fn kv_put(&self, q: &Query, mut body: Bytes) -> Result<Answer> {
+    fn kv_put(&self, q: &Query, body: Bytes) -> Result<Answer> {
         let kv = self.kv()?;
         let (space, key, etag) = (q.get("b")?, q.get("k")?, q.get("e")?);
         let index = q.num("i")?;
-        let commit = q.text("c") == Some("1");
-        let meta = if commit {
-            let bad = || Error::new(ErrorKind::InvalidArgument, "bad metadata record");
-            if body.len() < 4 {
-                return Err(bad());
-            }
-            let n = body.get_u32() as usize;
-            if body.len() < n {
-                return Err(bad());
-            }
-            let meta = ObjectMeta::from_bytes(body.split_to(n)).ok_or_else(bad)?;
-            if meta.etag != etag {
-                return Err(bad());
-            }
-            Some(meta)
+        let (meta, body) = if q.text("c") == Some("1") {
+            let (meta, rest) = wire::unframe(body)
+                .filter(|(m, _)| m.etag == etag)
+                .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "bad metadata record"))?;
+            (Some(meta), rest)
         } else {
-            None
+            (None, body)
         };
         if !body.is_empty() {
             kv.stage(space, key, etag, index, body);
@@ -335,13 +320,8 @@ impl PeerServer {
                 Bytes::new(),
             ),
         };
-        let record = meta.to_bytes();
-        let mut body = BytesMut::with_capacity(4 + record.len() + data.len());
-        body.put_u32(record.len() as u32);
-        body.put_slice(&record);
-        body.put_slice(&data);
         self.metrics.peer_served_bytes.inc_by(data.len() as u64);
-        Ok(Answer::ok(body.freeze()))
+        Ok(Answer::ok(wire::framed(&meta, &data)))
     }
 
     fn kv_delete(&self, q: &Query) -> Result<Answer> {

@@ -21,6 +21,8 @@
 
 use std::sync::Arc;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use cistern_cache::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -223,6 +225,30 @@ impl Query {
             cached_only: self.opt("oc") == Some("1"),
         })
     }
+}
+
+/// A metadata record followed by bytes, as metadata answers, cache-only reads and commits
+/// carry them: the record's length (`u32`), the record, then `rest`.
+pub fn framed(meta: &ObjectMeta, rest: &[u8]) -> Bytes {
+    let record = meta.to_bytes();
+    let mut body = BytesMut::with_capacity(4 + record.len() + rest.len());
+    body.put_u32(record.len() as u32);
+    body.put_slice(&record);
+    body.put_slice(rest);
+    body.freeze()
+}
+
+/// The metadata and the bytes after it in a [`framed`] body; `None` when malformed.
+pub fn unframe(mut body: Bytes) -> Option<(ObjectMeta, Bytes)> {
+    if body.len() < 4 {
+        return None;
+    }
+    let n = body.get_u32() as usize;
+    if body.len() < n {
+        return None;
+    }
+    let meta = ObjectMeta::from_bytes(body.split_to(n))?;
+    Some((meta, body))
 }
 
 /// The query of a cache-only object's chunk or commit.

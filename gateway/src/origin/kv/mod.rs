@@ -96,6 +96,34 @@ fn new_etag() -> String {
     format!("{:016x}{:016x}", h(1), h(2))
 }
 
+/// A new version's metadata as an upload's options describe it (its size is set when written).
+fn new_version(opts: &PutOptions) -> ObjectMeta {
+    let now = SystemTime::now();
+    ObjectMeta {
+        etag: new_etag(),
+        last_modified: now,
+        content_type: opts.content_type.clone(),
+        content_encoding: opts.content_encoding.clone(),
+        cache_control: opts.cache_control.clone(),
+        content_disposition: opts.content_disposition.clone(),
+        content_language: opts.content_language.clone(),
+        user_metadata: opts.user_metadata.clone(),
+        content_md5: opts.content_md5.clone(),
+        created: Some(now),
+        ..ObjectMeta::default()
+    }
+}
+
+/// What writing `meta` created.
+fn created(meta: &ObjectMeta) -> PutResult {
+    PutResult {
+        etag: meta.etag.clone(),
+        last_modified: Some(meta.last_modified),
+        version_id: None,
+        origin_headers: Vec::new(),
+    }
+}
+
 impl KvOrigin {
     /// The origin of cache-only bucket `space`.
     pub fn new(
@@ -225,6 +253,17 @@ impl KvOrigin {
         }
         *nodes = kept;
         failure
+    }
+
+    /// `PreconditionFailed` for a create-only write (`If-None-Match: *`) when `key` exists.
+    async fn refuse_existing(&self, key: &str, opts: &PutOptions) -> Result<()> {
+        if opts.create_only && self.fetch(&self.space, key, None, None).await.is_ok() {
+            return Err(Error::new(
+                ErrorKind::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        Ok(())
     }
 
     /// Drops `key` of `space` at every replica that answers; an error only when none did.
@@ -426,37 +465,14 @@ impl Origin for KvOrigin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        if opts.create_only && self.fetch(&self.space, key, None, None).await.is_ok() {
-            return Err(Error::new(
-                ErrorKind::PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold",
-            ));
-        }
-        let now = SystemTime::now();
-        let meta = ObjectMeta {
-            etag: new_etag(),
-            last_modified: now,
-            content_type: opts.content_type.clone(),
-            content_encoding: opts.content_encoding.clone(),
-            cache_control: opts.cache_control.clone(),
-            content_disposition: opts.content_disposition.clone(),
-            content_language: opts.content_language.clone(),
-            user_metadata: opts.user_metadata.clone(),
-            content_md5: opts.content_md5.clone(),
-            created: Some(now),
-            ..ObjectMeta::default()
-        };
-        let etag = meta.etag.clone();
+        self.refuse_existing(key, opts).await?;
+        let meta = new_version(opts);
+        let done = created(&meta);
         let space = Arc::clone(&self.space);
         let md5 = opts.content_md5.as_deref();
         self.write(&space, key, upload.body, upload.len, md5, meta, self.limits)
             .await?;
-        Ok(PutResult {
-            etag,
-            last_modified: Some(now),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(done)
     }
 
     async fn start_parts(&self, _bucket: &str, key: &str, opts: &PutOptions) -> Result<String> {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use cistern_cache::{KvLimits, ObjectMeta};
 use futures::StreamExt;
 
-use super::{new_etag, KvOrigin};
+use super::{created, new_etag, new_version, KvOrigin};
 use crate::error::{Error, ErrorKind, Result};
 use crate::origin::{BlockRef, ListCursor, ListQuery, PutOptions, PutResult, Upload};
 
@@ -78,17 +78,11 @@ impl KvOrigin {
     /// Starts an upload: its record keeps the key and the headers the object will have.
     pub(super) async fn start_upload(&self, key: &str, opts: &PutOptions) -> Result<String> {
         let upload_id = new_etag();
+        // The object's headers, but no digest: it would be of this empty record.
         let record = ObjectMeta {
-            etag: new_etag(),
-            last_modified: SystemTime::now(),
-            content_type: opts.content_type.clone(),
-            content_encoding: opts.content_encoding.clone(),
-            cache_control: opts.cache_control.clone(),
-            content_disposition: opts.content_disposition.clone(),
-            content_language: opts.content_language.clone(),
-            user_metadata: opts.user_metadata.clone(),
+            content_md5: None,
             origin_headers: vec![(KEY_HEADER.to_string(), key.to_string())],
-            ..ObjectMeta::default()
+            ..new_version(opts)
         };
         let empty = futures::stream::empty::<Result<Bytes>>();
         self.write(
@@ -178,15 +172,10 @@ impl KvOrigin {
             origin_headers: Vec::new(),
             ..record
         };
-        let etag = meta.etag.clone();
+        let done = created(&meta);
         self.write_joined(found, key, meta).await?;
         self.drop_upload(upload_id).await;
-        Ok(PutResult {
-            etag,
-            last_modified: Some(now),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(done)
     }
 
     /// Writes `key` as the staged pieces `found` (keys in the uploads namespace, with the
@@ -281,12 +270,7 @@ impl KvOrigin {
         blocks: &[BlockRef],
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        if opts.create_only && self.fetch(&self.space, key, None, None).await.is_ok() {
-            return Err(Error::new(
-                ErrorKind::PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold",
-            ));
-        }
+        self.refuse_existing(key, opts).await?;
         let uploads = self.uploads();
         let mut found = Vec::with_capacity(blocks.len());
         for b in blocks {
@@ -308,31 +292,13 @@ impl KvOrigin {
                 Err(e) => return Err(e),
             }
         }
-        let now = SystemTime::now();
-        let meta = ObjectMeta {
-            etag: new_etag(),
-            last_modified: now,
-            content_type: opts.content_type.clone(),
-            content_encoding: opts.content_encoding.clone(),
-            cache_control: opts.cache_control.clone(),
-            content_disposition: opts.content_disposition.clone(),
-            content_language: opts.content_language.clone(),
-            user_metadata: opts.user_metadata.clone(),
-            content_md5: opts.content_md5.clone(),
-            created: Some(now),
-            ..ObjectMeta::default()
-        };
-        let etag = meta.etag.clone();
+        let meta = new_version(opts);
+        let done = created(&meta);
         self.write_joined(found, key, meta).await?;
         for (id, _) in self.blocks_of(key).await.unwrap_or_default() {
             let _ = self.remove(&uploads, &block_key(key, &id)).await;
         }
-        Ok(PutResult {
-            etag,
-            last_modified: Some(now),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(done)
     }
 
     /// Abandons an upload and its parts.
