@@ -349,9 +349,10 @@ impl Placement {
                 .chain(next_gone)
                 .min()
                 .unwrap_or(self.nodes.len());
-            // Old node j becomes node j + shift in this run.
-            let shift = (nodes.len() - i) as u32;
-            remap.extend((i as u32..end as u32).map(|j| j + shift));
+            // Old node j becomes node j + shift in this run (negative once nodes have gone:
+            // computed signed, where it wrapped before and overflowed in debug builds).
+            let shift = nodes.len() as i64 - i as i64;
+            remap.extend((i..end).map(|j| (j as i64 + shift) as u32));
             nodes.extend_from_slice(&self.nodes[i..end]);
             points.extend_from_slice(&self.points[i..end]);
             i = end;
