@@ -298,19 +298,8 @@ impl ChunkStore {
         Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: Clone + Send + Sync + 'static,
     {
-        if let Some(entry) = self.ram.get(&key) {
-            return Ok(Served {
-                data: clamp(entry.value(), &want),
-                tier: Tier::Memory,
-                coalesced: false,
-            });
-        }
-        if let Some(data) = self.inner.pins.get(&key) {
-            return Ok(Served {
-                data: clamp(&data, &want),
-                tier: Tier::Memory,
-                coalesced: false,
-            });
+        if let Some(hit) = self.in_ram(&key, &want) {
+            return Ok(hit);
         }
         let whole = want.start == 0 && want.end >= len;
         if let Some(log) = self.log.as_ref().filter(|_| !whole && !want.is_empty()) {
@@ -356,19 +345,8 @@ impl ChunkStore {
         len: usize,
         want: Range<usize>,
     ) -> Option<Served> {
-        if let Some(entry) = self.ram.get(key) {
-            return Some(Served {
-                data: clamp(entry.value(), &want),
-                tier: Tier::Memory,
-                coalesced: false,
-            });
-        }
-        if let Some(data) = self.inner.pins.get(key) {
-            return Some(Served {
-                data: clamp(&data, &want),
-                tier: Tier::Memory,
-                coalesced: false,
-            });
+        if let Some(hit) = self.in_ram(key, &want) {
+            return Some(hit);
         }
         let log = self.log.as_ref().filter(|_| len > 0)?;
         let whole = want.start == 0 && want.end >= len;
@@ -380,6 +358,20 @@ impl ChunkStore {
         Some(Served {
             data,
             tier: Tier::Disk,
+            coalesced: false,
+        })
+    }
+
+    /// Bytes `want` of a chunk held in RAM (cached or pinned), never reading the SSD or
+    /// filling: a caller's check before it sets up a fill.
+    pub fn in_ram(&self, key: &ChunkKey, want: &Range<usize>) -> Option<Served> {
+        let data = match self.ram.get(key) {
+            Some(entry) => clamp(entry.value(), want),
+            None => clamp(&self.inner.pins.get(key)?, want),
+        };
+        Some(Served {
+            data,
+            tier: Tier::Memory,
             coalesced: false,
         })
     }
