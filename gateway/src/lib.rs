@@ -5,7 +5,8 @@
 //!   read-ahead).
 //! - [`blob`]: the Azure Blob front (its router, auth, XML and its one error mapping).
 //! - [`s3`]: the S3 front on `s3s` (operations, auth, hosts, and its one error mapping).
-//! - [`server`]: listeners with graceful drain, the access log and request metrics.
+//! - [`server`]: listeners with graceful drain, the access log and request metrics;
+//!   [`logfmt`]: the log line format.
 //! - [`admin`]: the admin listener's warm-up jobs, stats and dashboard.
 //! - [`config`], [`app`], [`metrics`]: configuration, wiring and the metrics registry, used by
 //!   the `cistern` binary.
@@ -14,7 +15,9 @@ pub mod admin;
 pub mod app;
 pub mod blob;
 pub mod config;
+pub mod dates;
 pub mod error;
+pub mod logfmt;
 pub mod metrics;
 pub mod origin;
 pub mod peer;

@@ -121,6 +121,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer)
+        .event_format(cistern_gateway::logfmt::Lines::default())
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub served_bytes: IntCounterVec,
     /// What the cache did per object read (hit, miss, partial, bypass).
     pub cache_results: IntCounterVec,
+    /// `served_bytes` by tier, resolved once per label.
+    pub served: Series,
+    /// `cache_results` by result, resolved once per label.
+    pub cache_result: Series,
     /// Requests to origins by origin, operation and status.
     pub origin_requests: IntCounterVec,
     /// Origin request latency.
@@ -71,6 +75,20 @@ impl Metrics {
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0, 10.0, 30.0,
         ];
+        let served_bytes = IntCounterVec::new(
+            Opts::new(
+                "cistern_served_bytes_total",
+                "Object bytes sent to clients by tier",
+            ),
+            &["tier"],
+        )?;
+        let cache_results = IntCounterVec::new(
+            Opts::new(
+                "cistern_cache_results_total",
+                "Object reads by what the cache did",
+            ),
+            &["result"],
+        )?;
         let m = Self {
             requests: IntCounterVec::new(
                 Opts::new(
@@ -87,20 +105,10 @@ impl Metrics {
                 .buckets(buckets.clone()),
                 &["dialect", "operation"],
             )?,
-            served_bytes: IntCounterVec::new(
-                Opts::new(
-                    "cistern_served_bytes_total",
-                    "Object bytes sent to clients by tier",
-                ),
-                &["tier"],
-            )?,
-            cache_results: IntCounterVec::new(
-                Opts::new(
-                    "cistern_cache_results_total",
-                    "Object reads by what the cache did",
-                ),
-                &["result"],
-            )?,
+            served: Series::new(&served_bytes, &["memory", "disk", "peer", "origin"]),
+            served_bytes,
+            cache_result: Series::new(&cache_results, &["hit", "miss", "partial", "bypass"]),
+            cache_results,
             origin_requests: IntCounterVec::new(
                 Opts::new(
                     "cistern_origin_requests_total",
@@ -233,6 +241,35 @@ impl Metrics {
         m.registry
             .register(Box::new(m.placement_moved_ratio.clone()))?;
         Ok(m)
+    }
+}
+
+/// The series of a one-label counter vector for its usual label values, each looked up once:
+/// a lookup by label hashes the values and takes a lock, on every request otherwise.
+#[derive(Clone)]
+pub struct Series {
+    vec: IntCounterVec,
+    names: &'static [&'static str],
+    resolved: Arc<[std::sync::OnceLock<IntCounter>]>,
+}
+
+impl Series {
+    fn new(vec: &IntCounterVec, names: &'static [&'static str]) -> Self {
+        Self {
+            vec: vec.clone(),
+            names,
+            resolved: names.iter().map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+
+    /// Adds `n` to the series labelled `label` (created on first use, as by label).
+    pub fn inc_by(&self, label: &str, n: u64) {
+        match self.names.iter().position(|&x| x == label) {
+            Some(i) => self.resolved[i]
+                .get_or_init(|| self.vec.with_label_values(&[label]))
+                .inc_by(n),
+            None => self.vec.with_label_values(&[label]).inc_by(n),
+        }
     }
 }
 

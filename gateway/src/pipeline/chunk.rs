@@ -189,6 +189,11 @@ impl Pipeline {
         span: ChunkSpan,
         via: Option<Arc<str>>,
     ) -> Result<Served> {
+        // A RAM hit needs none of the fill's setup (its clones and allocations).
+        if let Some(served) = self.store.in_ram(&ck, &(span.start..span.end)) {
+            check_len(&served.data, span.end - span.start)?;
+            return Ok(served);
+        }
         let origin = Arc::clone(&b.origin);
         let origin_bucket = Arc::clone(&b.origin_bucket);
         let ask = self.ask(b, &ck.key, &ck.etag, size, ck.index, via);

@@ -79,7 +79,7 @@ impl Pipeline {
             }
             _ => Bytes::new(),
         };
-        self.metrics.cache_results.with_label_values(&["hit"]).inc();
+        self.metrics.cache_result.inc_by("hit", 1);
         self.count_served(Tier::Memory, head.len());
         let meta = Arc::new(meta);
         let done = bytes.start + head.len() as u64;

@@ -228,7 +228,7 @@ impl Pipeline {
             }
         };
         if bytes.is_empty() {
-            self.metrics.cache_results.with_label_values(&["hit"]).inc();
+            self.metrics.cache_result.inc_by("hit", 1);
             return Ok(ObjectRead {
                 meta,
                 range: shown_range,
@@ -243,8 +243,12 @@ impl Pipeline {
         }
         let etag: Arc<str> = Arc::from(meta.etag.as_str());
         let spans: Vec<_> = chunk_spans(bytes.clone(), cs).collect();
+        let one_chunk = spans.len() == 1;
         let status = if cold {
             CacheStatus::Miss
+        } else if one_chunk {
+            // Told by the read itself (below): the origin's bytes make it a miss.
+            CacheStatus::Hit
         } else {
             let resident = spans
                 .iter()
@@ -259,7 +263,6 @@ impl Pipeline {
         // The first bytes are read before answering, so that errors (a vanished or changed
         // object, an unreachable origin) become proper error responses.
         let held = Arc::new(Held::default());
-        let one_chunk = spans.len() == 1;
         let mut pending: VecDeque<ChunkSpan> = spans.into();
         let first = pending[0];
         let (first_served, first_permit) = match fill.chunk {
@@ -298,10 +301,7 @@ impl Pipeline {
             (CacheStatus::Hit, Tier::Origin) => CacheStatus::Partial,
             (s, _) => s,
         };
-        self.metrics
-            .cache_results
-            .with_label_values(&[status.as_str()])
-            .inc();
+        self.metrics.cache_result.inc_by(status.as_str(), 1);
         self.metrics
             .first_byte_seconds
             .observe(start.elapsed().as_secs_f64());
@@ -436,10 +436,7 @@ impl Pipeline {
     }
 
     pub(super) fn count_served(&self, tier: Tier, n: usize) {
-        self.metrics
-            .served_bytes
-            .with_label_values(&[tier.as_str()])
-            .inc_by(n as u64);
+        self.metrics.served.inc_by(tier.as_str(), n as u64);
     }
 }
 

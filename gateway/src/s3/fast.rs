@@ -362,16 +362,17 @@ fn respond(
         let v = super::content_range(r, meta.size);
         hs.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).ok()?);
     }
-    let ctype = super::content_type(meta);
-    hs.insert(header::CONTENT_TYPE, HeaderValue::from_str(&ctype).ok()?);
-    let etag = format!("\"{}\"", meta.etag);
+    let ctype = meta
+        .content_type
+        .as_deref()
+        .unwrap_or(super::DEFAULT_CONTENT_TYPE);
+    hs.insert(header::CONTENT_TYPE, HeaderValue::from_str(ctype).ok()?);
+    let mut etag = String::with_capacity(meta.etag.len() + 2);
+    etag.push('"');
+    etag.push_str(&meta.etag);
+    etag.push('"');
     hs.insert(header::ETAG, HeaderValue::from_str(&etag).ok()?);
-    // s3s's own formatter (httpdate panics outside 1970–9999; a file's mtime can be there).
-    let mut lm = Vec::with_capacity(29);
-    Timestamp::from(meta.last_modified)
-        .format(TimestampFormat::HttpDate, &mut lm)
-        .ok()?;
-    hs.insert(header::LAST_MODIFIED, HeaderValue::from_bytes(&lm).ok()?);
+    hs.insert(header::LAST_MODIFIED, http_date(meta.last_modified)?);
     for (k, v) in &meta.user_metadata {
         // s3s sends non-ASCII values RFC 2047-encoded: those objects take the s3s path.
         if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -383,6 +384,20 @@ fn respond(
     super::origin_headers(meta, hs);
     hs.insert(CACHE_HEADER, HeaderValue::from_static(cache.as_str()));
     Some(resp)
+}
+
+/// `t` as an HTTP date: by hand for 1970–9999 (a tenth of the cost of a general formatter,
+/// on every response), else by s3s's formatter as the s3s path writes it (`httpdate` panics
+/// outside that span, and a file's mtime can be there).
+fn http_date(t: SystemTime) -> Option<HeaderValue> {
+    if let Some(d) = crate::dates::http_date(t) {
+        return HeaderValue::from_bytes(&d).ok();
+    }
+    let mut v = Vec::with_capacity(29);
+    Timestamp::from(t)
+        .format(TimestampFormat::HttpDate, &mut v)
+        .ok()?;
+    HeaderValue::from_bytes(&v).ok()
 }
 
 /// Whether `p` is a path as SigV4 signs it: every byte unreserved or `/`, or a `%XX`

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,19 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+mod access;
+mod body;
+
+pub use body::{body_timed_out, is_body_timeout, BodyTimeout, TimedBody};
+
 use crate::blob::{BlobBody, BlobFront};
 use crate::metrics::Metrics;
 use crate::s3::auth::OpSlot;
 use crate::s3::error::{complete_error_body, early_response, refuse_early, ErrorContext};
 use crate::s3::fast::Outcome;
 use crate::s3::S3Endpoint;
+use access::{request_id, Recorder};
+use body::{request_body, sized};
 
 /// What a client may take and send before the listener gives up on it (`[server]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,16 +58,6 @@ impl Default for Limits {
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn request_id() -> String {
-    let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("{t:X}{:04X}{n:08X}", std::process::id() & 0xFFFF)
-}
-
 /// Serves the S3 dialect on `listener` until `shutdown` resolves, then drains.
 pub async fn run_s3(
     listener: TcpListener,
@@ -70,29 +67,28 @@ pub async fn run_s3(
     shutdown: impl Future<Output = ()>,
 ) {
     // One `Arc` per request, not a clone of every metric handle (2 % of a 4 KiB hit's CPU).
-    let metrics = Arc::new(metrics);
+    let rec = Arc::new(Recorder::new(metrics));
     serve(listener, limits, shutdown, move |req, _peer| {
-        let (svc, metrics) = (Arc::clone(&svc), Arc::clone(&metrics));
-        async move { Ok::<_, Infallible>(handle_s3(&svc, &metrics, limits, req).await) }
+        let (svc, rec) = (Arc::clone(&svc), Arc::clone(&rec));
+        async move { Ok::<_, Infallible>(handle_s3(&svc, &rec, limits, req).await) }
     })
     .await;
 }
 
 async fn handle_s3(
     front: &S3Endpoint,
-    metrics: &Metrics,
+    rec: &Recorder,
     limits: Limits,
     mut req: http::Request<Incoming>,
 ) -> http::Response<s3s::Body> {
     let start = Instant::now();
     let rid = request_id();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // Shares the request's bytes (no copy of the path).
+    let uri = req.uri().clone();
     // For error documents: where the request was addressed.
     let host = req.headers().get(http::header::HOST).cloned();
     let copy = req.headers().contains_key("x-amz-copy-source");
-    let slot = OpSlot::default();
-    req.extensions_mut().insert(slot.clone());
 
     let mut early = refuse_early(
         req.method(),
@@ -107,9 +103,10 @@ async fn handle_s3(
         (None, Some(fast)) => fast.serve(&req).await,
         _ => Outcome::Declined,
     };
+    let mut fast_op = None;
     let fast = match fast {
         Outcome::Served(op, resp) => {
-            let _ = slot.0.set(op.to_string());
+            fast_op = Some(op);
             Some(resp)
         }
         Outcome::Failed(f) => {
@@ -118,7 +115,12 @@ async fn handle_s3(
         }
         Outcome::Declined => None,
     };
+    // The s3s path names the operation it ran in this slot (the fast path returned it).
+    let mut slot = None;
     if early.is_none() && fast.is_none() {
+        let s = OpSlot::default();
+        req.extensions_mut().insert(s.clone());
+        slot = Some(s);
         if let Some(at) = front.placer.place(&req).await {
             req.extensions_mut().insert(at);
         }
@@ -155,7 +157,7 @@ async fn handle_s3(
         let (bucket, key) = match copy {
             // A copy's error may be about its source: name neither.
             true => (None, None),
-            false => request_target(&front.hosts, host.as_ref(), &path),
+            false => request_target(&front.hosts, host.as_ref(), uri.path()),
         };
         let cx = ErrorContext {
             request_id: &rid,
@@ -167,8 +169,12 @@ async fn handle_s3(
     if let Ok(v) = http::HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }
-    let op = slot.0.get().map_or("unknown", String::as_str);
-    record(metrics, "s3", &rid, &method, &path, op, &resp, start);
+    let op = match (fast_op, &slot) {
+        (Some(op), _) => op,
+        (None, Some(s)) => s.0.get().map_or("unknown", String::as_str),
+        (None, None) => "unknown",
+    };
+    rec.record("s3", &rid, &method, uri.path(), op, &resp, start);
     resp
 }
 
@@ -238,90 +244,6 @@ fn request_target(
     }
 }
 
-/// The largest upload taken without a `Content-Length` (held in memory until it ends).
-const UNSIZED_MAX: usize = 64 << 20;
-
-/// Unsized uploads buffered at once (bounds the memory they hold to 4 × [`UNSIZED_MAX`]).
-static UNSIZED: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-
-/// The request as s3s takes it. A single-payload upload sent chunked, without a
-/// `Content-Length` (as moto and many S3 servers accept; s3s asks for the length), is read
-/// whole — up to [`UNSIZED_MAX`] — and given its length; `aws-chunked` bodies carry theirs in
-/// `x-amz-decoded-content-length`.
-async fn sized(
-    req: http::Request<Incoming>,
-    body_timeout: Duration,
-    rid: &str,
-) -> Result<http::Request<s3s::Body>, http::Response<s3s::Body>> {
-    use http_body_util::BodyExt as _;
-    let h = req.headers();
-    let chunked = h
-        .get(http::header::TRANSFER_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let streaming = h
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("STREAMING-"));
-    let unsized_upload = matches!(*req.method(), http::Method::PUT | http::Method::POST)
-        && chunked
-        && !streaming
-        && !h.contains_key(http::header::CONTENT_LENGTH);
-    if !unsized_upload {
-        return Ok(req.map(|b| match http_body::Body::is_end_stream(&b) {
-            // No body (the reads): nothing to time, nothing to allocate.
-            true => s3s::Body::from(b),
-            false => s3s::Body::http_body(TimedBody::new(b, body_timeout)),
-        }));
-    }
-    let too_large = || {
-        early_response(
-            http::StatusCode::LENGTH_REQUIRED,
-            "MissingContentLength",
-            &format!("Uploads over {UNSIZED_MAX} bytes must send Content-Length"),
-            rid,
-        )
-    };
-    let Ok(_permit) = UNSIZED.acquire().await else {
-        return Err(too_large());
-    };
-    let (mut parts, body) = req.into_parts();
-    let body = TimedBody::new(body, body_timeout);
-    let bytes = match http_body_util::Limited::new(body, UNSIZED_MAX)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large())
-        }
-        Err(e) if is_body_timeout(&*e) => {
-            let e = crate::s3::error::to_s3(body_timed_out(e));
-            return Err(early_response(
-                e.status_code().unwrap_or(http::StatusCode::BAD_REQUEST),
-                e.code().as_str(),
-                e.message().unwrap_or_default(),
-                rid,
-            ));
-        }
-        Err(_) => return Err(early_response(
-            http::StatusCode::BAD_REQUEST,
-            "IncompleteBody",
-            "You did not provide the number of bytes specified by the Content-Length HTTP header",
-            rid,
-        )),
-    };
-    // Transfer-Encoding stays: a client may have signed it.
-    parts.headers.insert(
-        http::header::CONTENT_LENGTH,
-        http::HeaderValue::from(bytes.len()),
-    );
-    Ok(http::Request::from_parts(parts, s3s::Body::from(bytes)))
-}
-
 /// Serves the Blob dialect on `listener` until `shutdown` resolves, then drains.
 pub async fn run_blob(
     listener: TcpListener,
@@ -330,17 +252,17 @@ pub async fn run_blob(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let metrics = Arc::new(metrics);
+    let rec = Arc::new(Recorder::new(metrics));
     serve(listener, limits, shutdown, move |req, peer| {
-        let (front, metrics) = (Arc::clone(&front), Arc::clone(&metrics));
-        async move { Ok::<_, Infallible>(handle_blob(&front, &metrics, limits, req, peer).await) }
+        let (front, rec) = (Arc::clone(&front), Arc::clone(&rec));
+        async move { Ok::<_, Infallible>(handle_blob(&front, &rec, limits, req, peer).await) }
     })
     .await;
 }
 
 async fn handle_blob(
     front: &BlobFront,
-    metrics: &Metrics,
+    rec: &Recorder,
     limits: Limits,
     req: http::Request<Incoming>,
     peer: SocketAddr,
@@ -350,8 +272,7 @@ async fn handle_blob(
     let (parts, body) = req.into_parts();
     let body = request_body(TimedBody::new(body, limits.body_read_timeout));
     let handled = front.handle(&parts, body, Some(peer.ip()), &rid).await;
-    record(
-        metrics,
+    rec.record(
         "blob",
         &rid,
         &parts.method,
@@ -361,141 +282,6 @@ async fn handle_blob(
         start,
     );
     handled.response
-}
-
-/// A request body as a stream of data; a body that breaks off is `IncompleteBody`, one the
-/// client stopped sending `ClientTimeout`.
-fn request_body(body: TimedBody<Incoming>) -> crate::blob::RequestBody {
-    use futures::StreamExt;
-    http_body_util::BodyStream::new(body)
-        .filter_map(|frame| async move {
-            match frame {
-                Ok(f) => f.into_data().ok().map(Ok),
-                Err(e) if is_body_timeout(&*e) => Some(Err(body_timed_out(e))),
-                Err(e) => Some(Err(crate::error::Error::new(
-                    crate::error::ErrorKind::IncompleteBody,
-                    "The request body could not be read completely.",
-                )
-                .with_source(BoxedError(e)))),
-            }
-        })
-        .boxed()
-}
-
-/// A boxed error as an error source.
-#[derive(Debug)]
-struct BoxedError(BoxError);
-
-impl std::fmt::Display for BoxedError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for BoxedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The error a request body ends with when the client sent nothing for the listener's
-/// `body_read_timeout` while the server was waiting for it.
-#[derive(Debug, thiserror::Error)]
-#[error("{BODY_TIMEOUT}: nothing received for {0:?}")]
-pub struct BodyTimeout(Duration);
-
-/// How [`BodyTimeout`] reads: some wrappers (s3s's `aws-chunked` decoder) keep only the text.
-const BODY_TIMEOUT: &str = "request body timed out";
-
-/// Whether `e` (or what it wraps) is a [`BodyTimeout`].
-pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<BodyTimeout>() || err.to_string().contains(BODY_TIMEOUT) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-/// The internal error for a body the client stopped sending.
-pub fn body_timed_out(source: BoxError) -> crate::error::Error {
-    crate::error::Error::new(
-        crate::error::ErrorKind::ClientTimeout,
-        "Your socket connection to the server was not read from or written to within the timeout period.",
-    )
-    .with_source(BoxedError(source))
-}
-
-/// A request body that fails with [`BodyTimeout`] when the client sends nothing for `limit`
-/// while the server waits for the next piece. Time the server spends not asking (while the
-/// origin takes what it was given, say) does not count: the clock starts at each wait.
-pub struct TimedBody<B> {
-    inner: B,
-    limit: Duration,
-    /// The deadline of the current wait (allocated at the first wait only).
-    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    waiting: bool,
-}
-
-impl<B> TimedBody<B> {
-    /// Wraps `inner`.
-    pub fn new(inner: B, limit: Duration) -> Self {
-        Self {
-            inner,
-            limit,
-            sleep: None,
-            waiting: false,
-        }
-    }
-}
-
-impl<B> http_body::Body for TimedBody<B>
-where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = &mut *self;
-        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.waiting = false;
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                let limit = this.limit;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if !this.waiting {
-                    this.waiting = true;
-                    sleep.as_mut().reset(tokio::time::Instant::now() + limit);
-                }
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(limit))))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// Whether a request speaks the Blob dialect: it names a storage service version, carries a
@@ -532,87 +318,21 @@ pub async fn run_dual(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let metrics = Arc::new(metrics);
+    let rec = Arc::new(Recorder::new(metrics));
     serve(listener, limits, shutdown, move |req, peer| {
-        let (s3, blob, metrics) = (Arc::clone(&s3), Arc::clone(&blob), Arc::clone(&metrics));
+        let (s3, blob, rec) = (Arc::clone(&s3), Arc::clone(&blob), Arc::clone(&rec));
         async move {
             let resp = if is_blob_request(&req) {
-                handle_blob(&blob, &metrics, limits, req, peer)
+                handle_blob(&blob, &rec, limits, req, peer)
                     .await
                     .map(Either::Right)
             } else {
-                handle_s3(&s3, &metrics, limits, req)
-                    .await
-                    .map(Either::Left)
+                handle_s3(&s3, &rec, limits, req).await.map(Either::Left)
             };
             Ok::<_, Infallible>(resp)
         }
     })
     .await;
-}
-
-/// Request metrics and the access-log line, the same for both dialects.
-#[allow(clippy::too_many_arguments)] // reason: one flat call site per dialect reads best
-fn record<B>(
-    metrics: &Metrics,
-    dialect: &'static str,
-    rid: &str,
-    method: &http::Method,
-    path: &str,
-    op: &str,
-    resp: &http::Response<B>,
-    start: Instant,
-) {
-    let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    metrics
-        .requests
-        .with_label_values(&[dialect, op, status_label(status)])
-        .inc();
-    metrics
-        .request_seconds
-        .with_label_values(&[dialect, op])
-        .observe(elapsed.as_secs_f64());
-    let cache = resp
-        .headers()
-        .get(crate::pipeline::CACHE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info!(
-        target: "cistern::access",
-        request_id = %rid,
-        dialect,
-        %method,
-        path = %path,
-        operation = op,
-        status,
-        cache,
-        micros = elapsed.as_micros() as u64,
-        "request"
-    );
-}
-
-fn status_label(s: u16) -> &'static str {
-    match s {
-        200 => "200",
-        204 => "204",
-        206 => "206",
-        304 => "304",
-        400 => "400",
-        403 => "403",
-        404 => "404",
-        412 => "412",
-        416 => "416",
-        500 => "500",
-        501 => "501",
-        503 => "503",
-        _ => match s / 100 {
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
-    }
 }
 
 /// Serves the peer protocol (a cache node's internal listener) until `shutdown` resolves.
@@ -751,6 +471,34 @@ async fn protocol(stream: &tokio::net::TcpStream) -> Protocol {
 #[cfg(test)]
 mod tests {
     use super::is_blob_request;
+
+    #[test]
+    fn request_ids_are_hex_time_pid_and_sequence() {
+        for (v, w, want) in [
+            (0u64, 1, "0"),
+            (0, 4, "0000"),
+            (0x1F, 1, "1F"),
+            (0xABCDE, 4, "ABCDE"),
+        ] {
+            let mut s = String::new();
+            super::access::push_hex(&mut s, v, w);
+            assert_eq!(s, want);
+        }
+        let mut s = String::new();
+        super::access::push_hex(&mut s, u64::MAX, 8);
+        assert_eq!(s, format!("{:X}", u64::MAX));
+        let (a, b) = (super::access::request_id(), super::access::request_id());
+        let pid = format!("{:04X}", std::process::id() & 0xFFFF);
+        for id in [&a, &b] {
+            assert!(
+                id.len() >= 20 && id.bytes().all(|c| c.is_ascii_hexdigit()),
+                "{id}"
+            );
+            assert_eq!(&id[id.len() - 12..id.len() - 8], pid);
+        }
+        let seq = |id: &str| u64::from_str_radix(&id[id.len() - 8..], 16).expect("test value");
+        assert!(seq(&b) > seq(&a));
+    }
 
     #[tokio::test]
     async fn a_request_body_times_out_only_while_the_server_waits_for_it() {
