@@ -163,6 +163,25 @@ impl PeerClient {
         }
     }
 
+    /// [`Self::call`], with an answer outside 2xx turned into the error it stands for.
+    async fn call_ok(
+        &self,
+        op: &'static str,
+        method: reqwest::Method,
+        node: &str,
+        path_and_query: String,
+        body: Option<Bytes>,
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::header::HeaderMap, Bytes), PeerError> {
+        let (status, headers, body) = self
+            .call(op, method, node, path_and_query, body, timeout)
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(self.refusal(node, status, &body));
+        }
+        Ok((headers, body))
+    }
+
     /// Probes `node`: its health answer tells its weight and whether it is this process.
     pub async fn probe(&self, node: &str, timeout: Duration) {
         let r = self
@@ -207,8 +226,8 @@ impl Peers for PeerClient {
 
     async fn chunk(&self, node: &str, ask: &ChunkAsk) -> Result<(Bytes, Tier), PeerError> {
         let path = format!("/v1/chunk?{}", wire::chunk_query(ask));
-        let (status, headers, body) = self
-            .call(
+        let (headers, body) = self
+            .call_ok(
                 "chunk",
                 reqwest::Method::GET,
                 node,
@@ -217,9 +236,6 @@ impl Peers for PeerClient {
                 Some(self.fill_timeout),
             )
             .await?;
-        if status != 200 {
-            return Err(self.refusal(node, status, &body));
-        }
         let tier = match headers.get(wire::TIER).and_then(|v| v.to_str().ok()) {
             Some("memory") => Tier::Memory,
             Some("disk") => Tier::Disk,
@@ -237,8 +253,8 @@ impl Peers for PeerClient {
         want: Option<u64>,
     ) -> Result<MetaAnswer, PeerError> {
         let path = format!("/v1/meta?{}", wire::meta_query(bucket, key, want));
-        let (status, headers, body) = self
-            .call(
+        let (headers, body) = self
+            .call_ok(
                 "meta",
                 reqwest::Method::GET,
                 node,
@@ -247,9 +263,6 @@ impl Peers for PeerClient {
                 Some(self.fill_timeout),
             )
             .await?;
-        if status != 200 {
-            return Err(self.refusal(node, status, &body));
-        }
         let (meta, body) = wire::unframe(body).ok_or(PeerError::Unavailable)?;
         let chunk = headers
             .get(wire::CHUNK_INDEX)
@@ -265,12 +278,8 @@ impl Peers for PeerClient {
 
     async fn invalidate(&self, node: &str, bucket: &str, key: &str) -> Result<(), PeerError> {
         let path = format!("/v1/invalidate?{}", wire::meta_query(bucket, key, None));
-        let (status, _, body) = self
-            .call("invalidate", reqwest::Method::POST, node, path, None, None)
+        self.call_ok("invalidate", reqwest::Method::POST, node, path, None, None)
             .await?;
-        if status >= 300 {
-            return Err(self.refusal(node, status, &body));
-        }
         Ok(())
     }
 
@@ -284,19 +293,15 @@ impl Peers for PeerClient {
             Some((meta, _)) => wire::framed(meta, &data),
             None => data,
         };
-        let (status, _, body) = self
-            .call(
-                "kv_put",
-                reqwest::Method::PUT,
-                node,
-                path,
-                Some(body),
-                Some(self.fill_timeout),
-            )
-            .await?;
-        if status >= 300 {
-            return Err(self.refusal(node, status, &body));
-        }
+        self.call_ok(
+            "kv_put",
+            reqwest::Method::PUT,
+            node,
+            path,
+            Some(body),
+            Some(self.fill_timeout),
+        )
+        .await?;
         Ok(())
     }
 
@@ -312,8 +317,8 @@ impl Peers for PeerClient {
             "/v1/kv/get?{}",
             wire::kv_get_query(space, key, range.as_ref(), if_match)
         );
-        let (status, _, body) = self
-            .call(
+        let (_, body) = self
+            .call_ok(
                 "kv_get",
                 reqwest::Method::GET,
                 node,
@@ -322,31 +327,21 @@ impl Peers for PeerClient {
                 Some(self.fill_timeout),
             )
             .await?;
-        if status != 200 {
-            return Err(self.refusal(node, status, &body));
-        }
         wire::unframe(body).ok_or(PeerError::Unavailable)
     }
 
     async fn kv_delete(&self, node: &str, space: &str, key: &str) -> Result<(), PeerError> {
         let path = format!("/v1/kv/delete?{}", wire::meta_query(space, key, None));
-        let (status, _, body) = self
-            .call("kv_delete", reqwest::Method::POST, node, path, None, None)
+        self.call_ok("kv_delete", reqwest::Method::POST, node, path, None, None)
             .await?;
-        if status >= 300 {
-            return Err(self.refusal(node, status, &body));
-        }
         Ok(())
     }
 
     async fn kv_list(&self, node: &str, space: &str, q: &ListQuery) -> Result<ListPage, PeerError> {
         let path = format!("/v1/kv/list?{}", wire::kv_list_query(space, q));
-        let (status, _, body) = self
-            .call("kv_list", reqwest::Method::GET, node, path, None, None)
+        let (_, body) = self
+            .call_ok("kv_list", reqwest::Method::GET, node, path, None, None)
             .await?;
-        if status != 200 {
-            return Err(self.refusal(node, status, &body));
-        }
         serde_json::from_slice::<wire::KvListing>(&body)
             .map(wire::KvListing::page)
             .map_err(|_| PeerError::Unavailable)
@@ -354,12 +349,8 @@ impl Peers for PeerClient {
 
     async fn push(&self, node: &str, ask: &ChunkAsk, data: Bytes) -> Result<(), PeerError> {
         let path = format!("/v1/chunk?{}", wire::chunk_query(ask));
-        let (status, _, body) = self
-            .call("push", reqwest::Method::PUT, node, path, Some(data), None)
+        self.call_ok("push", reqwest::Method::PUT, node, path, Some(data), None)
             .await?;
-        if status >= 300 {
-            return Err(self.refusal(node, status, &body));
-        }
         Ok(())
     }
 }
