@@ -29,9 +29,12 @@ pub fn put_digits(out: &mut [u8], width: usize, mut v: u64) {
 
 /// Appends `v` in decimal (what `write!(s, "{v}")` does, without the formatting machinery).
 pub fn push_u64(s: &mut String, v: u64) {
-    let mut buf = [0u8; 20];
+    s.push_str(decimal(v, &mut [0; 20]));
+}
+
+/// `v` in decimal, written into `buf` (no allocation).
+pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
-    let mut v = v;
     loop {
         i -= 1;
         buf[i] = b'0' + (v % 10) as u8;
@@ -40,7 +43,7 @@ pub fn push_u64(s: &mut String, v: u64) {
             break;
         }
     }
-    s.push_str(std::str::from_utf8(&buf[i..]).unwrap_or("0"));
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// `t` as an HTTP date (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`); `None` before 1970

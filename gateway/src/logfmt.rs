@@ -176,9 +176,9 @@ impl Visit for Fields<'_, '_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.start(field) {
-            let mut s = String::new();
-            crate::dates::push_u64(&mut s, value);
-            self.result = self.out.write_str(&s);
+            self.result = self
+                .out
+                .write_str(crate::dates::decimal(value, &mut [0; 20]));
         }
     }
 

@@ -91,8 +91,8 @@ fn bodies(text: &str) -> Vec<String> {
     text.lines().map(|l| l[28..].to_string()).collect()
 }
 
-#[test]
-fn lines_match_the_default_format() {
+/// What `run` logs (every level) through [`Lines`] and through the default format.
+fn both(run: fn()) -> (String, String) {
     let (ours, theirs) = (Kept::default(), Kept::default());
     let sub = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -100,14 +100,19 @@ fn lines_match_the_default_format() {
         .with_writer(ours.clone())
         .event_format(Lines::default())
         .finish();
-    tracing::subscriber::with_default(sub, emit);
+    tracing::subscriber::with_default(sub, run);
     let sub = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .with_writer(theirs.clone())
         .finish();
-    tracing::subscriber::with_default(sub, emit);
-    let (ours, theirs) = (ours.text(), theirs.text());
+    tracing::subscriber::with_default(sub, run);
+    (ours.text(), theirs.text())
+}
+
+#[test]
+fn lines_match_the_default_format() {
+    let (ours, theirs) = both(emit);
     assert_eq!(ours.lines().count(), 9, "{ours}");
     assert_eq!(bodies(&ours), bodies(&theirs));
     assert!(ours.contains(
@@ -120,25 +125,13 @@ fn lines_match_the_default_format() {
 
 #[test]
 fn lines_in_spans_take_the_default_format() {
-    let (ours, theirs) = (Kept::default(), Kept::default());
-    let run = || {
+    let (ours, theirs) = both(|| {
         let span = tracing::info_span!("fill", chunk = 3u64);
         let _g = span.enter();
         tracing::info!(n = 1u64, "inside");
-    };
-    let sub = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(ours.clone())
-        .event_format(Lines::default())
-        .finish();
-    tracing::subscriber::with_default(sub, run);
-    let sub = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(theirs.clone())
-        .finish();
-    tracing::subscriber::with_default(sub, run);
-    assert!(ours.text().contains("fill{chunk=3}: "), "{}", ours.text());
-    assert_eq!(bodies(&ours.text()), bodies(&theirs.text()));
+    });
+    assert!(ours.contains("fill{chunk=3}: "), "{ours}");
+    assert_eq!(bodies(&ours), bodies(&theirs));
 }
 
 #[test]
