@@ -196,10 +196,11 @@ impl KvStore {
     }
 
     /// Keeps chunk `index` of version `etag` of an object, not yet visible (see
-    /// [`KvStore::commit`]).
+    /// [`KvStore::commit`]): in RAM, and on SSD once RAM lets it go (the index is in RAM, so
+    /// an SSD copy made sooner would serve nothing a restart could find).
     pub fn stage(&self, space: &str, key: &str, etag: &str, index: u64, data: Bytes) {
         self.store
-            .insert(Self::chunk_key(space, key, etag, index), data);
+            .insert_write_back(Self::chunk_key(space, key, etag, index), data);
     }
 
     /// Makes an object visible: `meta` (its size and ETag, which names the version whose

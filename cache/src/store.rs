@@ -10,8 +10,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, Cache, CacheBuilder, DeviceBuilder, FsDeviceBuilder, HybridCache,
-    HybridCacheBuilder, HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
+    BlockEngineConfig, Cache, CacheBuilder, DeviceBuilder, Event, EventListener, FsDeviceBuilder,
+    HybridCache, HybridCacheBuilder, HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
 };
 use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
 use prometheus::{IntCounter, Registry};
@@ -170,8 +170,9 @@ impl ChunkStore {
     /// Opens (and, with a disk directory, recovers) the store. foyer's metrics and the
     /// store's own are registered in `registry`.
     ///
-    /// A chunk is written to SSD once, when it is filled, so a crash keeps what was fetched.
-    /// Memory hits never touch the SSD tier.
+    /// A chunk is written to SSD once, when it is filled, so a crash keeps what was fetched
+    /// (a cache-only object's chunk when RAM lets it go: see
+    /// [`ChunkStore::insert_write_back`]). Memory hits never touch the SSD tier.
     pub async fn open(cfg: &StoreConfig, registry: &Registry) -> Result<Self, OpenError> {
         if cfg.piece_size < 4096
             || !cfg.piece_size.is_multiple_of(4096)
@@ -200,8 +201,7 @@ impl ChunkStore {
             .with_name("cistern-ram")
             .with_shards(8)
             .with_weighter(|_k: &ChunkKey, v: &Bytes| v.len() + 128)
-            .with_metrics_registry(Box::new(foyer_metrics.clone()))
-            .build();
+            .with_metrics_registry(Box::new(foyer_metrics.clone()));
 
         let builder = HybridCacheBuilder::new()
             .with_name("cistern")
@@ -267,6 +267,11 @@ impl ChunkStore {
             }
             _ => (builder.build().await?, None),
         };
+        let ram = match &log {
+            Some(log) => ram.with_event_listener(Arc::new(Spill { log: log.clone() })),
+            None => ram,
+        }
+        .build();
 
         Ok(Self {
             ram,
@@ -385,11 +390,18 @@ impl ChunkStore {
     }
 
     /// Inserts a chunk obtained elsewhere (a fill, a write, another node): into RAM, and
-    /// onto SSD.
+    /// onto SSD at once, so that a restart finds it there.
     pub fn insert(&self, key: ChunkKey, data: Bytes) {
         if let Some(log) = self.log.as_ref().filter(|l| !l.contains(&key)) {
             log.append(key.clone(), data.clone());
         }
+        self.ram.insert(key, data);
+    }
+
+    /// Inserts a chunk that no restart could use (a cache-only object's, whose index lives in
+    /// RAM): into RAM only. It goes to SSD when RAM lets it go, like every chunk the SSD tier
+    /// does not hold, so a chunk removed or replaced while in RAM costs no SSD write.
+    pub fn insert_write_back(&self, key: ChunkKey, data: Bytes) {
         self.ram.insert(key, data);
     }
 
@@ -477,11 +489,35 @@ impl ChunkStore {
         self.inner.unclean_since
     }
 
+    /// Chunks the SSD tier has written and indexed.
+    #[cfg(test)]
+    pub(crate) fn ssd_chunks(&self) -> usize {
+        self.log.as_ref().map_or(0, ChunkLog::len)
+    }
+
     /// Drops every chunk and record from RAM only (tests use it to exercise the SSD tier).
     #[doc(hidden)]
     pub fn clear_memory(&self) {
         self.ram.clear();
         self.records.memory().clear();
+    }
+}
+
+/// Sends the chunks the RAM cache evicts to the SSD tier when it does not hold them (it
+/// dropped their write, its FIFO reused their segment, or they were inserted write-back). A
+/// chunk removed or replaced in RAM is not: the caller meant it gone.
+struct Spill {
+    log: ChunkLog,
+}
+
+impl EventListener for Spill {
+    type Key = ChunkKey;
+    type Value = Bytes;
+
+    fn on_leave(&self, reason: Event, key: &ChunkKey, value: &Bytes) {
+        if matches!(reason, Event::Evict | Event::Clear) && !self.log.contains(key) {
+            self.log.append(key.clone(), value.clone());
+        }
     }
 }
 

@@ -198,9 +198,9 @@ async fn an_object_whose_bytes_the_cache_lost_is_gone_not_half_served() {
     let now = Instant::now();
     let data = bytes(2 * CS as usize, 3);
     put(&kv, "k", "e", &data, KvLimits::default(), now).expect("put");
-    kv.store.flush().await;
     // From SSD once RAM let the chunks go.
     kv.store.clear_memory();
+    kv.store.flush().await;
     let (_, got, tier) = kv
         .read("s", "k", 10..CS + 10, None, now)
         .await
@@ -226,4 +226,41 @@ async fn an_object_whose_bytes_the_cache_lost_is_gone_not_half_served() {
     );
     let u = &kv.usage()[0];
     assert_eq!((u.objects, u.lost), (0, 1));
+}
+
+#[tokio::test]
+async fn blocks_go_to_ssd_only_when_ram_lets_them_go_and_stay_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kv = kv(Some(dir.path())).await;
+    let now = Instant::now();
+    let first = bytes(2 * CS as usize, 7);
+    put(&kv, "first", "e", &first, KvLimits::default(), now).expect("put");
+    let gone = bytes(CS as usize, 8);
+    put(&kv, "gone", "e", &gone, KvLimits::default(), now).expect("put");
+    assert!(kv.remove("s", "gone"));
+    kv.store.flush().await;
+    assert_eq!(kv.store.ssd_chunks(), 0, "written while RAM held them");
+
+    // 48 MiB of objects through a 32 MiB RAM cache: what RAM evicts goes to SSD, and every
+    // object reads back whole, whether from RAM, the SSD write queue or the SSD.
+    let objects: Vec<Bytes> = (0..96).map(|i| bytes(8 * CS as usize, i as u8)).collect();
+    for (i, data) in objects.iter().enumerate() {
+        put(&kv, &format!("o/{i}"), "e", data, KvLimits::default(), now).expect("put");
+    }
+    kv.store.flush().await;
+    assert!(kv.store.ssd_chunks() > 0, "nothing was evicted to SSD");
+    let (_, got, tier) = kv
+        .read("s", "first", 0..first.len() as u64, None, now)
+        .await
+        .expect("the first object, evicted");
+    assert_eq!((got, tier), (first, Tier::Disk));
+    // (Reading whole chunks back brings them into RAM, evicting others to SSD again.)
+    for (i, data) in objects.iter().enumerate() {
+        let (_, got, _) = kv
+            .read("s", &format!("o/{i}"), 0..data.len() as u64, None, now)
+            .await
+            .expect("read");
+        assert_eq!(got, *data, "object {i}");
+    }
+    assert!(kv.head("s", "gone", now).is_err());
 }

@@ -11,7 +11,10 @@
 //!   forgotten, and the read is a miss (the chunk is fetched again).
 //! - **Writes** go through a bounded queue to one writer thread: past [`QUEUE_BYTES`] a write
 //!   is dropped (counted), costing SSD hit ratio only. The writer gathers what is queued (up to
-//!   [`BATCH_BYTES`]) into one write: consecutive records are contiguous in a segment.
+//!   [`BATCH_BYTES`]) into one write: consecutive records are contiguous in a segment. Until
+//!   its record is indexed, a queued chunk is held (and read) from the queue: a chunk the RAM
+//!   tier let go on its way to SSD is never absent from both. A chunk removed while queued is
+//!   written but not indexed.
 //! - **Eviction** is FIFO by segment: when the active segment is full, the writer moves to the
 //!   next one in ring order, bumps its generation and forgets its records. A read that raced
 //!   with the reuse sees the generation changed after its read and treats it as a miss.
@@ -32,7 +35,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
@@ -162,9 +165,17 @@ struct Inner {
     seg_size: usize,
     piece: usize,
     index: RwLock<HashMap<ChunkKey, Loc>>,
+    /// Chunks queued for the writer, not indexed yet. Locked before `index` where both are.
+    queued_chunks: Mutex<HashMap<ChunkKey, Bytes>>,
     reads: Semaphore,
     queued: AtomicUsize,
     metrics: Metrics,
+}
+
+impl Inner {
+    fn queued(&self) -> MutexGuard<'_, HashMap<ChunkKey, Bytes>> {
+        self.queued_chunks.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 enum Msg {
@@ -239,6 +250,7 @@ impl ChunkLog {
             seg_size,
             piece: cfg.piece,
             index: RwLock::new(HashMap::new()),
+            queued_chunks: Mutex::new(HashMap::new()),
             reads: Semaphore::new(READ_BUDGET / READ_UNIT),
             queued: AtomicUsize::new(0),
             metrics,
@@ -267,17 +279,21 @@ impl ChunkLog {
         })
     }
 
-    /// Whether the log holds the chunk.
+    /// Whether the log holds the chunk (written, or queued for writing).
     pub fn contains(&self, key: &ChunkKey) -> bool {
-        self.inner
-            .index
-            .read()
-            .map(|i| i.contains_key(key))
-            .unwrap_or(false)
+        // Queued first: the writer moves a chunk from there to the index under that lock.
+        self.inner.queued().contains_key(key)
+            || self
+                .inner
+                .index
+                .read()
+                .map(|i| i.contains_key(key))
+                .unwrap_or(false)
     }
 
     /// Forgets the chunk: later reads miss. Its bytes stay until the segment is reused.
     pub fn remove(&self, key: &ChunkKey) {
+        self.inner.queued().remove(key);
         if let Ok(mut index) = self.inner.index.write() {
             index.remove(key);
         }
@@ -293,9 +309,13 @@ impl ChunkLog {
             }
             return;
         }
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+        self.inner.queued().insert(key.clone(), data.clone());
+        if let Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) =
             self.tx.try_send(Msg::Write(key, data))
         {
+            if let Msg::Write(key, _) = m {
+                self.inner.queued().remove(&key);
+            }
             self.inner.queued.fetch_sub(len, Ordering::AcqRel);
             self.inner.metrics.drops.inc();
         }
@@ -317,8 +337,15 @@ impl ChunkLog {
     /// was reused under the read, or a piece fails its CRC32C (then the record is forgotten).
     pub async fn read(&self, key: &ChunkKey, len: usize, want: Range<usize>) -> Option<Bytes> {
         let inner = &self.inner;
+        if want.start >= want.end || want.end > len {
+            return None;
+        }
+        let queued = inner.queued().get(key).cloned();
+        if let Some(data) = queued {
+            return (data.len() == len).then(|| data.slice(want));
+        }
         let loc = inner.index.read().ok()?.get(key).cloned()?;
-        if loc.len != len || want.start >= want.end || want.end > len {
+        if loc.len != len {
             return None;
         }
         let span = record::piece_span(&want, len, inner.piece);
@@ -464,6 +491,7 @@ impl Writer {
                 record::plan(&key, data.len(), inner.piece).filter(|p| p.total <= inner.seg_size)
             else {
                 inner.metrics.errors.with_label_values(&["write"]).inc();
+                inner.queued().remove(&key);
                 continue;
             };
             if self.at + group_total + plan.total > inner.seg_size {
@@ -509,12 +537,22 @@ impl Writer {
         if let Err(e) = seg.file.write_all_at(&buf[off..], self.at as u64) {
             inner.metrics.errors.with_label_values(&["write"]).inc();
             tracing::warn!(error = %e, "ssd cache write failed; the chunks stay in RAM only");
+            let mut queued = inner.queued();
+            for (key, _, _) in &group {
+                queued.remove(key);
+            }
             // What was written of them is past `at`: the next records overwrite it.
             return;
         }
         let gen = seg.gen.load(Ordering::Acquire);
-        if let Ok(mut index) = inner.index.write() {
+        {
+            let mut queued = inner.queued();
+            let mut index = inner.index.write().unwrap_or_else(|e| e.into_inner());
             for ((key, data, _), (data_rel, crcs)) in group.iter().zip(placed) {
+                // Removed while it was queued: written, never to be read.
+                if queued.remove(key).is_none() {
+                    continue;
+                }
                 let loc = Loc {
                     seg: self.active,
                     gen,

@@ -214,3 +214,25 @@ async fn a_burst_is_written_in_batches_across_segments_and_recovered_whole() {
         assert_eq!(got, body(i, 8192), "{i}");
     }
 }
+
+#[tokio::test]
+async fn a_queued_chunk_reads_back_and_a_removed_one_is_never_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path(), 2);
+    let (a, b) = (body(1, 3 * 4096), body(2, 3 * 4096));
+    log.append(key(1), a.clone());
+    log.append(key(2), b);
+    // Whether the writer got to them or not: held from the queue until indexed.
+    assert!(log.contains(&key(1)));
+    assert_eq!(
+        log.read(&key(1), a.len(), 4096..8192).await,
+        Some(a.slice(4096..8192))
+    );
+    assert!(log.read(&key(1), a.len() + 1, 0..1).await.is_none());
+    log.remove(&key(2));
+    assert!(!log.contains(&key(2)));
+    log.flush().await;
+    assert!(!log.contains(&key(2)) && log.read(&key(2), 3 * 4096, 0..1).await.is_none());
+    assert_eq!(log.len(), 1);
+    assert!(log.inner.queued().is_empty(), "nothing left behind");
+}
