@@ -83,17 +83,21 @@ pub fn kv_error(e: KvError) -> Error {
 /// a pass over every byte written).
 fn new_etag() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
+    // Two random keys per process (the pid in the hash keeps two processes' ids apart even
+    // if their keys met).
+    static KEYS: std::sync::OnceLock<[std::collections::hash_map::RandomState; 2]> =
+        std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(Default::default);
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let h = |salt: u8| {
-        std::hash::BuildHasher::hash_one(
-            &std::collections::hash_map::RandomState::new(),
-            (salt, seq, now, std::process::id()),
-        )
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let h = |k: &std::collections::hash_map::RandomState| {
+        std::hash::BuildHasher::hash_one(k, (seq, now, pid))
     };
-    format!("{:016x}{:016x}", h(1), h(2))
+    format!("{:016x}{:016x}", h(&keys[0]), h(&keys[1]))
 }
 
 /// A new version's metadata as an upload's options describe it (its size is set when written).
