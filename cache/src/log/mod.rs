@@ -536,7 +536,7 @@ impl Writer {
         let seg = &inner.segs[self.active];
         if let Err(e) = seg.file.write_all_at(&buf[off..], self.at as u64) {
             inner.metrics.errors.with_label_values(&["write"]).inc();
-            tracing::warn!(error = %e, "ssd cache write failed; the chunks stay in RAM only");
+            tracing::warn!(error = %e, "ssd cache write failed; these chunks are not kept on SSD");
             let mut queued = inner.queued();
             for (key, _, _) in &group {
                 queued.remove(key);
