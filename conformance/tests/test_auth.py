@@ -47,6 +47,20 @@ def test_presigned_v4_with_curl(gw, moto_data, key):
     assert status == 403, status
 
 
+@pytest.mark.parametrize("rng", ["0-1,5-6", "5-2"])
+def test_presigned_v4_range_s3_ignores_sends_the_whole_object(gw, moto_data, rng):
+    # S3 ignores several ranges, or a backwards one, and sends the whole object (as moto does
+    # for a header-signed request; for a presigned URL moto answers 500, so the object itself
+    # is the reference). A presigned URL does not sign Range, so Cistern drops it too (a signed
+    # one it cannot: see test_differential's xfail).
+    url = gw.client(signature_version="s3v4").generate_presigned_url(
+        "get_object", Params={"Bucket": "motob", "Key": "chunky.bin"}, ExpiresIn=300)
+    status, body, hdrs = curl(url, "-H", f"Range: bytes={rng}")
+    want = moto_data.objects["chunky.bin"]
+    assert (status, len(body)) == (200, len(want)), (status, body[:300], hdrs)
+    assert body == want
+
+
 def test_presigned_v4_head_object(gw, moto_data):
     s3 = gw.client(signature_version="s3v4")
     url = s3.generate_presigned_url("head_object", Params={"Bucket": "motob", "Key": "presign.txt"},

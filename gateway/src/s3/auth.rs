@@ -197,6 +197,57 @@ pub fn date_for_sigv4(h: &mut http::HeaderMap) -> Option<(http::StatusCode, &'st
     None
 }
 
+/// Drops a `Range` header S3 ignores (several ranges, or a backwards one: see
+/// `fast::ignored_range`) from a GET or HEAD whose signature does not cover it — anonymous,
+/// presigned without `range` in `X-Amz-SignedHeaders`, a SigV4 header that does not sign it,
+/// SigV2 — so that both paths send the whole object, as S3 does. A header the signature
+/// covers stays (the check would fail without it), and s3s refuses it (`400`).
+pub fn drop_ignored_range(method: &http::Method, h: &mut http::HeaderMap, query: Option<&str>) {
+    if !matches!(*method, http::Method::GET | http::Method::HEAD) {
+        return;
+    }
+    let mut values = h.get_all(http::header::RANGE).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return;
+    };
+    if !v.to_str().is_ok_and(super::fast::ignored_range) || range_signed(h, query) {
+        return;
+    }
+    h.remove(http::header::RANGE);
+}
+
+/// Whether a SigV4 signature of the request (header or query) covers `range`; true when
+/// unsure.
+fn range_signed(h: &http::HeaderMap, query: Option<&str>) -> bool {
+    let names = |list: &str| {
+        list.split(';')
+            .any(|n| n.trim().eq_ignore_ascii_case("range"))
+    };
+    if let Some(auth) = h.get(http::header::AUTHORIZATION) {
+        let Ok(auth) = auth.to_str() else {
+            return true;
+        };
+        return match auth.strip_prefix("AWS4-HMAC-SHA256") {
+            Some(rest) => rest
+                .split(',')
+                .find_map(|p| p.trim().strip_prefix("SignedHeaders="))
+                .is_none_or(names),
+            // SigV2 signs no Range.
+            None => false,
+        };
+    }
+    query.is_some_and(|q| {
+        q.split('&')
+            .filter_map(|p| p.split_once('='))
+            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Amz-SignedHeaders"))
+            .any(|(_, v)| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .map_or(true, |v| names(&v))
+            })
+    })
+}
+
 /// A request `Date` as clients write it: RFC 7231's IMF-fixdate (`Sun, 06 Nov 1994 08:49:37
 /// GMT`) and obsolete forms, RFC 2822 with a numeric zone (Python's `email.utils.formatdate`,
 /// which botocore uses: `… -0000`), or the ISO 8601 basic form AWS's documentation shows for
@@ -356,5 +407,72 @@ mod date_tests {
             http::HeaderValue::from_static("Mon, 07 Dec 2026 02:16:34 GMT"),
         );
         assert!(date_for_sigv4(&mut h).is_some(), "two Date headers");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_range_s3_ignores_is_dropped_only_where_no_signature_covers_it() {
+        let run = |method: http::Method, hs: &[(&str, &str)], query: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in hs {
+                h.append(
+                    http::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    http::HeaderValue::from_str(v).expect("value"),
+                );
+            }
+            drop_ignored_range(&method, &mut h, query);
+            h.contains_key(http::header::RANGE)
+        };
+        let multi = ("range", "bytes=0-1,5-6");
+        let v4 = |signed: &'static str| {
+            (
+                "authorization",
+                match signed {
+                    "range" => "AWS4-HMAC-SHA256 Credential=a/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-date, Signature=ab",
+                    _ => "AWS4-HMAC-SHA256 Credential=a/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=ab",
+                },
+            )
+        };
+        use http::Method;
+        // Dropped: nothing signs it.
+        assert!(!run(Method::GET, &[multi], None), "anonymous");
+        assert!(
+            !run(Method::HEAD, &[("range", "bytes=5-2")], None),
+            "backwards"
+        );
+        assert!(
+            !run(Method::GET, &[multi, v4("")], None),
+            "header, unsigned"
+        );
+        assert!(
+            !run(Method::GET, &[multi, ("authorization", "AWS a:b")], None),
+            "SigV2"
+        );
+        let presigned =
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host&X-Amz-Signature=ab";
+        assert!(!run(Method::GET, &[multi], Some(presigned)), "presigned");
+        // Kept: signed, or not one S3 ignores, or not a read.
+        assert!(
+            run(Method::GET, &[multi, v4("range")], None),
+            "header, signed"
+        );
+        let signed = "X-Amz-SignedHeaders=host%3Brange&X-Amz-Signature=ab";
+        assert!(
+            run(Method::GET, &[multi], Some(signed)),
+            "presigned, signed"
+        );
+        assert!(
+            run(Method::GET, &[("range", "bytes=0-9")], None),
+            "a plain range"
+        );
+        assert!(run(Method::PUT, &[multi], None), "not a read");
+        assert!(
+            run(Method::GET, &[multi, ("range", "bytes=0-1")], None),
+            "two headers"
+        );
     }
 }

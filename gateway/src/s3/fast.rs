@@ -470,6 +470,34 @@ fn parse_date(v: &str) -> Option<SystemTime> {
     Some(SystemTime::from(time::OffsetDateTime::from(t)))
 }
 
+/// Whether S3 ignores this `Range` value and sends the whole object: several byte ranges (S3
+/// serves one range per request), or one whose last position is before its first (invalid;
+/// RFC 9110 says to ignore a range set holding one). s3s refuses both with `400
+/// InvalidArgument`; see `s3::auth::drop_ignored_range`.
+pub(crate) fn ignored_range(v: &str) -> bool {
+    let Some(set) = v.strip_prefix("bytes=") else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|c| c.is_ascii_digit());
+    let spec = |s: &str| {
+        s.split_once('-').is_some_and(|(a, b)| {
+            (digits(a) || a.is_empty())
+                && (digits(b) || b.is_empty())
+                && !(a.is_empty() && b.is_empty())
+        })
+    };
+    let backwards = |s: &str| {
+        s.split_once('-').is_some_and(|(a, b)| {
+            digits(a) && digits(b) && a.parse::<u64>().ok() > b.parse::<u64>().ok()
+        })
+    };
+    let specs: Vec<&str> = set.split(',').map(str::trim).collect();
+    match specs.as_slice() {
+        [one] => backwards(one),
+        many => many.iter().all(|s| spec(s)),
+    }
+}
+
 /// `bytes=A-B`, `bytes=A-` or `bytes=-N` with plain digits (what s3s accepts as one range).
 pub(crate) fn parse_range(v: &str) -> Option<RangeSpec> {
     let spec = v.strip_prefix("bytes=")?;
@@ -558,6 +586,26 @@ mod tests {
             "bytes=0-9300000000000000000",
         ] {
             assert!(parse_range(bad).is_none(), "{bad}");
+        }
+        for ignored in [
+            "bytes=5-2",
+            "bytes=0-1,5-6",
+            "bytes=0-1, -5, 9-",
+            "bytes=9-0,1-2",
+        ] {
+            assert!(ignored_range(ignored), "{ignored}");
+        }
+        for kept in [
+            "bytes=0-9",
+            "bytes=5-",
+            "bytes=-3",
+            "bytes=0-1,x",
+            "bytes=0-1,-",
+            "items=0-1,5-6",
+            "bytes=",
+            "bytes=a-b",
+        ] {
+            assert!(!ignored_range(kept), "{kept}");
         }
         assert!(matches!(parse_etag("*"), Some(EtagMatch::Any)));
         assert!(matches!(parse_etag("\"abc\""), Some(EtagMatch::OneOf(v)) if v == ["abc"]));

@@ -98,6 +98,7 @@ async fn handle_s3(
     );
     if early.is_none() {
         early = crate::s3::auth::date_for_sigv4(req.headers_mut());
+        crate::s3::auth::drop_ignored_range(&method, req.headers_mut(), uri.query());
     }
     let fast = match (&early, &front.fast) {
         (None, Some(fast)) => fast.serve(&req).await,
