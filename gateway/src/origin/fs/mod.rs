@@ -8,9 +8,8 @@
 //! status-change time (nanoseconds), in hex, followed by `-1` so that no client mistakes it
 //! for an MD5 of the content. Any write, replace or truncate changes it.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -19,7 +18,12 @@ use bytes::Bytes;
 use cistern_cache::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+mod files;
 mod folders;
+mod parts;
+
+pub(crate) use files::read_aligned;
+use files::*;
 
 use super::upload::BodyCheck;
 use super::BlockRef;
@@ -174,246 +178,6 @@ impl FsOrigin {
         }
         Ok(real)
     }
-}
-
-/// Where uploads are written before they are renamed into place: under the root, outside
-/// every bucket (names starting with `.` are not buckets), on the same file system.
-const UPLOADS_DIR: &str = ".cistern-uploads";
-
-static UPLOAD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-fn read_failed(e: std::io::Error) -> Error {
-    Error::new(ErrorKind::OriginUnavailable, "The origin failed to read").with_source(e)
-}
-
-fn write_failed(e: std::io::Error) -> Error {
-    Error::new(
-        ErrorKind::OriginUnavailable,
-        "The origin failed to store the object",
-    )
-    .with_source(e)
-}
-
-/// Removes the entries of the uploads directory untouched for `ttl` (staged uploads are
-/// touched by each part or block added). Returns how many went.
-async fn sweep(dir: &Path, ttl: std::time::Duration) -> std::io::Result<usize> {
-    let mut entries = match tokio::fs::read_dir(dir).await {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    while let Some(e) = entries.next_entry().await? {
-        let Ok(md) = tokio::fs::symlink_metadata(e.path()).await else {
-            continue;
-        };
-        let old = md
-            .modified()
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > ttl);
-        if !old {
-            continue;
-        }
-        let gone = if md.is_dir() {
-            tokio::fs::remove_dir_all(e.path()).await
-        } else {
-            tokio::fs::remove_file(e.path()).await
-        };
-        if gone.is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-/// Renames a finished upload into `<bucket>/<key>`, creating parent directories inside the
-/// bucket only (a symlinked directory must not lead out).
-async fn place(tmp: &Path, bucket_real: &Path, key: &str, create_only: bool) -> Result<PathBuf> {
-    // Parents inside the bucket only (a symlinked directory must not lead out).
-    let target = bucket_real.join(key);
-    let parent = target.parent().unwrap_or(bucket_real).to_path_buf();
-    tokio::fs::create_dir_all(&parent).await.map_err(|e| {
-        Error::new(ErrorKind::InvalidArgument, "A parent of this key is a file").with_source(e)
-    })?;
-    let parent_real = tokio::fs::canonicalize(&parent)
-        .await
-        .map_err(write_failed)?;
-    if !parent_real.starts_with(bucket_real) {
-        return Err(Error::new(
-            ErrorKind::AccessDenied,
-            "The key resolves outside its bucket",
-        ));
-    }
-    if tokio::fs::metadata(&target).await.is_ok_and(|m| m.is_dir()) {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "A directory already has this key's name",
-        ));
-    }
-    if create_only {
-        // A hard link fails when the name exists: create-only without a window.
-        match tokio::fs::hard_link(tmp, &target).await {
-            Ok(()) => {
-                let _ = tokio::fs::remove_file(tmp).await;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::new(
-                    ErrorKind::PreconditionFailed,
-                    "An object already has this key",
-                ))
-            }
-            Err(e) => return Err(write_failed(e)),
-        }
-    } else {
-        tokio::fs::rename(tmp, &target)
-            .await
-            .map_err(write_failed)?;
-    }
-    Ok(target)
-}
-
-/// Removes a temporary upload file when dropped: after a failed write, or when the request is
-/// dropped mid-body (a client that disconnects cancels the future, so no error path runs).
-/// After a successful rename the file is gone and this does nothing.
-struct TempGuard(PathBuf);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        // One unlink; never blocks for long.
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A temporary file name no other writer picks, even another process sharing the root (PIDs
-/// repeat across containers): process, sequence, time and a digest of them.
-fn unique_name(prefix: &str) -> String {
-    let seq = UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut h = Sha256::new();
-    h.update(std::process::id().to_le_bytes());
-    h.update(seq.to_le_bytes());
-    h.update(nanos.to_le_bytes());
-    h.update(format!("{:?}", std::thread::current().id()).as_bytes());
-    format!("{prefix}-{}", hex::encode(&h.finalize()[..12]))
-}
-
-/// Opens a new file, failing rather than sharing one that exists.
-async fn create_new(path: &Path) -> Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .await
-        .map_err(write_failed)
-}
-
-/// A staged block's file name: a digest of its id (ids are client strings, never paths).
-/// A staged block's file name: the id in hex, so the staged blocks can be listed (Azure block
-/// ids are at most 64 bytes before base64, 176 hex digits); longer ids by digest.
-fn block_file(block_id: &str) -> String {
-    if block_id.len() <= 120 {
-        hex::encode(block_id.as_bytes())
-    } else {
-        format!(
-            "x{}",
-            hex::encode(&Sha256::digest(block_id.as_bytes())[..16])
-        )
-    }
-}
-
-/// Whether `name` can be a relative path here: not empty, not absolute, no NUL and no empty,
-/// `.` or `..` segment (so never a trailing `/`).
-fn representable(name: &str) -> bool {
-    !(name.is_empty()
-        || name.starts_with('/')
-        || name.contains('\0')
-        || name
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == ".."))
-}
-
-/// Checks a key can be written here and returns its bucket's real path.
-async fn writable(origin: &FsOrigin, bucket: &str, key: &str) -> Result<PathBuf> {
-    if !representable(key) {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "This key cannot be stored in a directory (empty, `.` or `..` segments, or a trailing `/`)",
-        ));
-    }
-    let bucket_dir = origin.bucket_path(bucket)?;
-    let bucket_real = tokio::fs::canonicalize(&bucket_dir).await.map_err(|_| {
-        Error::new(
-            ErrorKind::NoSuchBucket,
-            "The specified bucket does not exist",
-        )
-    })?;
-    if !bucket_real.starts_with(&origin.root) {
-        return Err(Error::new(
-            ErrorKind::AccessDenied,
-            "The bucket lies outside the root",
-        ));
-    }
-    Ok(bucket_real)
-}
-
-fn not_found_or_io(e: &std::io::Error) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => {
-            Error::new(ErrorKind::NotFound, "The specified key does not exist")
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            Error::new(ErrorKind::AccessDenied, "The origin refused access")
-        }
-        _ => Error::new(
-            ErrorKind::OriginUnavailable,
-            "The origin failed to read the object",
-        )
-        .with_source(std::io::Error::new(e.kind(), e.to_string())),
-    }
-}
-
-fn etag_of(md: &Metadata) -> String {
-    let mut h = Sha256::new();
-    h.update(md.ino().to_le_bytes());
-    h.update(md.size().to_le_bytes());
-    h.update(md.mtime().to_le_bytes());
-    h.update(md.mtime_nsec().to_le_bytes());
-    h.update(md.ctime().to_le_bytes());
-    h.update(md.ctime_nsec().to_le_bytes());
-    format!("{}-1", hex::encode(&h.finalize()[..16]))
-}
-
-fn meta_of(md: &Metadata) -> ObjectMeta {
-    ObjectMeta {
-        size: md.len(),
-        etag: etag_of(md),
-        last_modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        content_type: None,
-        content_encoding: None,
-        cache_control: None,
-        content_disposition: None,
-        content_language: None,
-        user_metadata: Vec::new(),
-        ..Default::default()
-    }
-}
-
-/// Reads `len` bytes at `offset` into a buffer whose data starts 4096-byte aligned: the
-/// kernel copies into an aligned destination several times faster on this class of CPU.
-pub(crate) fn read_aligned(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut buf = vec![0u8; len + 4096];
-    let pad = buf.as_ptr().align_offset(4096).min(4096);
-    file.read_exact_at(&mut buf[pad..pad + len], offset)?;
-    Ok(Bytes::from(buf).slice(pad..pad + len))
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Internal, "origin task failed").with_source(e))?
 }
 
 #[async_trait]
@@ -579,37 +343,8 @@ impl Origin for FsOrigin {
         })
     }
 
-    /// Parts are staged as files under `.cistern-uploads/mp-<id>/` beside a record of the
-    /// bucket and key they belong to; completion concatenates them and renames the result into
-    /// place.
     async fn start_parts(&self, bucket: &str, key: &str, _opts: &PutOptions) -> Result<String> {
-        writable(self, bucket, key).await?;
-        self.maybe_sweep();
-        let mut h = Sha256::new();
-        h.update(std::process::id().to_le_bytes());
-        h.update(
-            UPLOAD_SEQ
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                .to_le_bytes(),
-        );
-        h.update(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-                .to_le_bytes(),
-        );
-        h.update(bucket.as_bytes());
-        h.update([0]);
-        h.update(key.as_bytes());
-        let id = hex::encode(&h.finalize()[..16]);
-        let dir = self.staging(&id)?;
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(write_failed)?;
-        tokio::fs::write(dir.join("target"), format!("{bucket}\n{key}"))
-            .await
-            .map_err(write_failed)?;
-        Ok(id)
+        self.in_start_parts(bucket, key, _opts).await
     }
 
     async fn put_part(
@@ -621,37 +356,8 @@ impl Origin for FsOrigin {
         upload: Upload,
         content_md5: Option<&str>,
     ) -> Result<String> {
-        use md5::Digest as _;
-        use tokio::io::AsyncWriteExt;
-        let dir = self.owned_staging(bucket, key, upload_id).await?;
-        let mut check = BodyCheck::new(upload.len, content_md5)?;
-        let mut md5 = md5::Md5::new();
-        let tmp = dir.join(unique_name(&format!("{part:05}.tmp")));
-        let _cleanup = TempGuard(tmp.clone());
-        let result: Result<()> = async {
-            let mut file = create_new(&tmp).await?;
-            let mut body = upload.body;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk?;
-                check.update(&chunk)?;
-                md5.update(&chunk);
-                file.write_all(&chunk).await.map_err(write_failed)?;
-            }
-            check.finish()?;
-            file.sync_data().await.map_err(write_failed)?;
-            tokio::fs::rename(&tmp, dir.join(format!("{part:05}")))
-                .await
-                .map_err(write_failed)?;
-            // The ETag beside the part, for ListParts (recomputed when missing; completion
-            // checks the data itself).
-            let etag = hex::encode(md5.clone().finalize());
-            tokio::fs::write(dir.join(format!("{part:05}.etag")), &etag)
-                .await
-                .map_err(write_failed)
-        }
-        .await;
-        result?;
-        Ok(hex::encode(md5.finalize()))
+        self.in_put_part(bucket, key, upload_id, part, upload, content_md5)
+            .await
     }
 
     async fn complete_parts(
@@ -661,52 +367,7 @@ impl Origin for FsOrigin {
         upload_id: &str,
         parts: &[(u32, String)],
     ) -> Result<PutResult> {
-        use md5::Digest as _;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let dir = self.owned_staging(bucket, key, upload_id).await?;
-        let bucket_real = writable(self, bucket, key).await?;
-        let tmp = self.temp_file().await?;
-        let _cleanup = TempGuard(tmp.clone());
-        let result: Result<PathBuf> = async {
-            let mut out = create_new(&tmp).await?;
-            let mut buf = vec![0u8; 1 << 20];
-            for (n, etag) in parts {
-                let invalid = || {
-                    Error::new(
-                        ErrorKind::InvalidPart,
-                        "One or more of the specified parts could not be found or its ETag did not match",
-                    )
-                };
-                let mut f = tokio::fs::File::open(dir.join(format!("{n:05}")))
-                    .await
-                    .map_err(|_| invalid())?;
-                let mut md5 = md5::Md5::new();
-                loop {
-                    let got = f.read(&mut buf).await.map_err(write_failed)?;
-                    if got == 0 {
-                        break;
-                    }
-                    md5.update(&buf[..got]);
-                    out.write_all(&buf[..got]).await.map_err(write_failed)?;
-                }
-                if hex::encode(md5.finalize()) != etag.trim_matches('"') {
-                    return Err(invalid());
-                }
-            }
-            out.sync_data().await.map_err(write_failed)?;
-            drop(out);
-            place(&tmp, &bucket_real, key, false).await
-        }
-        .await;
-        let target = result?;
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
-        Ok(PutResult {
-            etag: etag_of(&md),
-            last_modified: md.modified().ok(),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        self.in_complete_parts(bucket, key, upload_id, parts).await
     }
 
     /// A directory keeps no versions: each object is its one version, `null`, as S3 lists an
@@ -853,92 +514,15 @@ impl Origin for FsOrigin {
         key: &str,
         upload_id: &str,
     ) -> Result<super::PartListing> {
-        use md5::Digest as _;
-        let dir = self.owned_staging(bucket, key, upload_id).await?;
-        let mut entries = tokio::fs::read_dir(&dir).await.map_err(read_failed)?;
-        let mut out = Vec::new();
-        while let Some(e) = entries.next_entry().await.map_err(read_failed)? {
-            let name = e.file_name();
-            let Some(number) = name
-                .to_str()
-                .filter(|n| n.len() == 5 && n.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let md = e.metadata().await.map_err(read_failed)?;
-            let etag = match tokio::fs::read_to_string(dir.join(format!("{number:05}.etag"))).await
-            {
-                Ok(t) if t.len() == 32 => t,
-                _ => {
-                    use tokio::io::AsyncReadExt as _;
-                    let mut f = tokio::fs::File::open(e.path()).await.map_err(read_failed)?;
-                    let mut h = md5::Md5::new();
-                    let mut buf = vec![0u8; 1 << 20];
-                    loop {
-                        let n = f.read(&mut buf).await.map_err(read_failed)?;
-                        if n == 0 {
-                            break;
-                        }
-                        h.update(&buf[..n]);
-                    }
-                    hex::encode(h.finalize())
-                }
-            };
-            out.push(super::PartEntry {
-                number,
-                etag,
-                size: md.len(),
-                last_modified: md.modified().ok(),
-            });
-        }
-        out.sort_by_key(|p| p.number);
-        Ok(super::PartListing {
-            parts: out,
-            ..Default::default()
-        })
+        self.in_list_parts(bucket, key, upload_id).await
     }
 
     async fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<super::UploadEntry>> {
-        let dir = self.root.join(UPLOADS_DIR);
-        let mut entries = match tokio::fs::read_dir(&dir).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(read_failed(e)),
-        };
-        let mut out = Vec::new();
-        while let Some(e) = entries.next_entry().await.map_err(read_failed)? {
-            let name = e.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_prefix("mp-")) else {
-                continue;
-            };
-            let target = e.path().join("target");
-            let Ok(recorded) = tokio::fs::read_to_string(&target).await else {
-                continue;
-            };
-            let Some((b, k)) = recorded.split_once('\n') else {
-                continue;
-            };
-            if b != bucket || !k.starts_with(prefix) {
-                continue;
-            }
-            let initiated = tokio::fs::metadata(&target)
-                .await
-                .ok()
-                .and_then(|m| m.modified().ok());
-            out.push(super::UploadEntry {
-                key: k.to_string(),
-                upload_id: id.to_string(),
-                initiated,
-            });
-        }
-        out.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
-        Ok(out)
+        self.in_list_uploads(bucket, prefix).await
     }
 
     async fn abort_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
-        let dir = self.owned_staging(bucket, key, upload_id).await?;
-        tokio::fs::remove_dir_all(&dir).await.map_err(write_failed)
+        self.in_abort_parts(bucket, key, upload_id).await
     }
 
     async fn create_bucket(&self, bucket: &str) -> Result<()> {
@@ -974,8 +558,6 @@ impl Origin for FsOrigin {
         }
     }
 
-    /// Blocks are staged under `.cistern-uploads/blocks-<digest of bucket and key>/`, one
-    /// file per block id (by its digest); a block list concatenates them in order.
     async fn put_block(
         &self,
         bucket: &str,
@@ -984,51 +566,12 @@ impl Origin for FsOrigin {
         upload: Upload,
         content_md5: Option<&str>,
     ) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
-        writable(self, bucket, key).await?;
-        let dir = self.block_staging(bucket, key);
-        tokio::fs::create_dir_all(&dir)
+        self.in_put_block(bucket, key, block_id, upload, content_md5)
             .await
-            .map_err(write_failed)?;
-        let mut check = BodyCheck::new(upload.len, content_md5)?;
-        let final_path = dir.join(block_file(block_id));
-        let tmp = dir.join(unique_name("tmp"));
-        let _cleanup = TempGuard(tmp.clone());
-        let result: Result<()> = async {
-            let mut file = create_new(&tmp).await?;
-            let mut body = upload.body;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk?;
-                check.update(&chunk)?;
-                file.write_all(&chunk).await.map_err(write_failed)?;
-            }
-            check.finish()?;
-            file.sync_data().await.map_err(write_failed)?;
-            tokio::fs::rename(&tmp, &final_path)
-                .await
-                .map_err(write_failed)
-        }
-        .await;
-        result
     }
 
     async fn staged_blocks(&self, bucket: &str, key: &str) -> Result<Vec<(String, u64)>> {
-        writable(self, bucket, key).await?;
-        let dir = self.block_staging(bucket, key);
-        blocking(move || {
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                return Ok(Vec::new());
-            };
-            Ok(rd
-                .flatten()
-                .filter_map(|e| {
-                    let id = hex::decode(e.file_name().to_str()?).ok()?;
-                    let size = e.metadata().ok().filter(|m| m.is_file())?.len();
-                    Some((String::from_utf8(id).ok()?, size))
-                })
-                .collect())
-        })
-        .await
+        self.in_staged_blocks(bucket, key).await
     }
 
     async fn commit_blocks(
@@ -1038,45 +581,7 @@ impl Origin for FsOrigin {
         blocks: &[BlockRef],
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        let bucket_real = writable(self, bucket, key).await?;
-        let dir = self.block_staging(bucket, key);
-        let tmp = self.temp_file().await?;
-        let _cleanup = TempGuard(tmp.clone());
-        let invalid = || {
-            Error::new(
-                ErrorKind::InvalidPart,
-                "The specified block list is invalid (a directory keeps no committed blocks)",
-            )
-        };
-        let result: Result<PathBuf> = async {
-            let mut out = create_new(&tmp).await?;
-            for b in blocks {
-                let id = match b {
-                    BlockRef::Latest(id) | BlockRef::Uncommitted(id) => id,
-                    BlockRef::Committed(_) => return Err(invalid()),
-                };
-                let mut f = tokio::fs::File::open(dir.join(block_file(id)))
-                    .await
-                    .map_err(|_| invalid())?;
-                tokio::io::copy(&mut f, &mut out)
-                    .await
-                    .map_err(write_failed)?;
-            }
-            out.sync_data().await.map_err(write_failed)?;
-            drop(out);
-            place(&tmp, &bucket_real, key, opts.create_only).await
-        }
-        .await;
-        let target = result?;
-        // Azure discards uncommitted blocks on commit.
-        let _ = tokio::fs::remove_dir_all(&dir).await;
-        let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
-        Ok(PutResult {
-            etag: etag_of(&md),
-            last_modified: md.modified().ok(),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        self.in_commit_blocks(bucket, key, blocks, opts).await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
