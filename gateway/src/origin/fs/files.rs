@@ -259,3 +259,33 @@ pub(super) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Error::new(ErrorKind::Internal, "origin task failed").with_source(e))?
 }
+
+/// Writes `body` to a new file at `tmp`, checked against `check` (its length and any
+/// Content-MD5) and shown to `seen` piece by piece, and syncs it to disk.
+pub(super) async fn write_new(
+    tmp: &Path,
+    mut body: futures::stream::BoxStream<'static, Result<Bytes>>,
+    mut check: crate::origin::upload::BodyCheck,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = create_new(tmp).await?;
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        let chunk = chunk?;
+        check.update(&chunk)?;
+        seen(&chunk);
+        file.write_all(&chunk).await.map_err(write_failed)?;
+    }
+    check.finish()?;
+    file.sync_data().await.map_err(write_failed)
+}
+
+/// What a write answers, from the metadata of the file it left.
+pub(super) fn put_result(md: &Metadata) -> crate::origin::PutResult {
+    crate::origin::PutResult {
+        etag: etag_of(md),
+        last_modified: md.modified().ok(),
+        version_id: None,
+        origin_headers: Vec::new(),
+    }
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use cistern_cache::ObjectMeta;
 
-use super::{blocking, etag_of, not_found_or_io, write_failed, FsOrigin};
+use super::{blocking, etag_of, not_found_or_io, put_result, write_failed, FsOrigin};
 use crate::error::{Error, ErrorKind, Result};
 use crate::origin::PutResult;
 
@@ -98,12 +98,7 @@ impl FsOrigin {
             .await
             .map_err(write_failed)?;
         let md = self.marker_meta(bucket, key).await?;
-        Ok(PutResult {
-            etag: etag_of(&md),
-            last_modified: md.modified().ok(),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(put_result(&md))
     }
 
     /// Deletes a marker: its file, then each directory it leaves empty up to the bucket; a

@@ -305,7 +305,6 @@ impl Origin for FsOrigin {
         upload: Upload,
         opts: &PutOptions,
     ) -> Result<PutResult> {
-        use tokio::io::AsyncWriteExt;
         if folders::is_marker(key) {
             if opts.create_only && self.head_folder(bucket, key).await.is_ok() {
                 return Err(Error::new(
@@ -316,31 +315,13 @@ impl Origin for FsOrigin {
             return self.put_folder(bucket, key, upload.len).await;
         }
         let bucket_real = writable(self, bucket, key).await?;
-        let mut check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
+        let check = BodyCheck::new(upload.len, opts.content_md5.as_deref())?;
         let tmp = self.temp_file().await?;
         let _cleanup = TempGuard(tmp.clone());
-        let result: Result<PathBuf> = async {
-            let mut file = create_new(&tmp).await?;
-            let mut body = upload.body;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk?;
-                check.update(&chunk)?;
-                file.write_all(&chunk).await.map_err(write_failed)?;
-            }
-            check.finish()?;
-            file.sync_data().await.map_err(write_failed)?;
-            drop(file);
-            place(&tmp, &bucket_real, key, opts.create_only).await
-        }
-        .await;
-        let target = result?;
+        write_new(&tmp, upload.body, check, |_| {}).await?;
+        let target = place(&tmp, &bucket_real, key, opts.create_only).await?;
         let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
-        Ok(PutResult {
-            etag: etag_of(&md),
-            last_modified: md.modified().ok(),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(put_result(&md))
     }
 
     async fn start_parts(&self, bucket: &str, key: &str, _opts: &PutOptions) -> Result<String> {

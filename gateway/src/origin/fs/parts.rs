@@ -53,23 +53,13 @@ impl FsOrigin {
         content_md5: Option<&str>,
     ) -> Result<String> {
         use md5::Digest as _;
-        use tokio::io::AsyncWriteExt;
         let dir = self.owned_staging(bucket, key, upload_id).await?;
-        let mut check = BodyCheck::new(upload.len, content_md5)?;
+        let check = BodyCheck::new(upload.len, content_md5)?;
         let mut md5 = md5::Md5::new();
         let tmp = dir.join(unique_name(&format!("{part:05}.tmp")));
         let _cleanup = TempGuard(tmp.clone());
         let result: Result<()> = async {
-            let mut file = create_new(&tmp).await?;
-            let mut body = upload.body;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk?;
-                check.update(&chunk)?;
-                md5.update(&chunk);
-                file.write_all(&chunk).await.map_err(write_failed)?;
-            }
-            check.finish()?;
-            file.sync_data().await.map_err(write_failed)?;
+            write_new(&tmp, upload.body, check, |c| md5.update(c)).await?;
             tokio::fs::rename(&tmp, dir.join(format!("{part:05}")))
                 .await
                 .map_err(write_failed)?;
@@ -132,12 +122,7 @@ impl FsOrigin {
         let target = result?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
-        Ok(PutResult {
-            etag: etag_of(&md),
-            last_modified: md.modified().ok(),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(put_result(&md))
     }
 
     pub(super) async fn in_list_parts(
@@ -253,32 +238,19 @@ impl FsOrigin {
         upload: Upload,
         content_md5: Option<&str>,
     ) -> Result<()> {
-        use tokio::io::AsyncWriteExt;
         writable(self, bucket, key).await?;
         let dir = self.block_staging(bucket, key);
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(write_failed)?;
-        let mut check = BodyCheck::new(upload.len, content_md5)?;
+        let check = BodyCheck::new(upload.len, content_md5)?;
         let final_path = dir.join(block_file(block_id));
         let tmp = dir.join(unique_name("tmp"));
         let _cleanup = TempGuard(tmp.clone());
-        let result: Result<()> = async {
-            let mut file = create_new(&tmp).await?;
-            let mut body = upload.body;
-            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
-                let chunk = chunk?;
-                check.update(&chunk)?;
-                file.write_all(&chunk).await.map_err(write_failed)?;
-            }
-            check.finish()?;
-            file.sync_data().await.map_err(write_failed)?;
-            tokio::fs::rename(&tmp, &final_path)
-                .await
-                .map_err(write_failed)
-        }
-        .await;
-        result
+        write_new(&tmp, upload.body, check, |_| {}).await?;
+        tokio::fs::rename(&tmp, &final_path)
+            .await
+            .map_err(write_failed)
     }
 
     pub(super) async fn in_staged_blocks(
@@ -344,11 +316,6 @@ impl FsOrigin {
         // Azure discards uncommitted blocks on commit.
         let _ = tokio::fs::remove_dir_all(&dir).await;
         let md = tokio::fs::metadata(&target).await.map_err(write_failed)?;
-        Ok(PutResult {
-            etag: etag_of(&md),
-            last_modified: md.modified().ok(),
-            version_id: None,
-            origin_headers: Vec::new(),
-        })
+        Ok(put_result(&md))
     }
 }
